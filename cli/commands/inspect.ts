@@ -1,0 +1,41 @@
+import type { Argv } from 'yargs';
+import { DEFAULT_SOCKET_DIR, UapiClient, socketPathFor } from '../../native/index.ts';
+import { formatText, toJson } from '../format.ts';
+
+interface InspectArgs {
+  interface?: string;
+  socket?: string;
+  'socket-dir': string;
+  json: boolean;
+  'show-keys': boolean;
+  timeout: number;
+}
+
+export function inspectCommand(y: Argv): Argv {
+  return y.command<InspectArgs>(
+    'inspect',
+    'Show a wireguard-go device read through its UAPI socket, the way "wg show" does (or as JSON)',
+    (c) =>
+      c
+        .option('interface', { alias: 'i', type: 'string', describe: 'Interface name; reads <socket-dir>/<interface>.sock' })
+        .option('socket', { alias: 's', type: 'string', describe: 'Path of a UAPI socket (instead of --interface)' })
+        .option('socket-dir', { type: 'string', default: DEFAULT_SOCKET_DIR, describe: 'Where wireguard-go puts its sockets' })
+        .option('json', { type: 'boolean', default: false, describe: 'Print JSON (counters as decimal strings, handshakes as Unix seconds)' })
+        .option('show-keys', { type: 'boolean', default: false, describe: 'Print private and preshared keys instead of "(hidden)"' })
+        .option('timeout', { type: 'number', default: 5000, describe: 'UAPI timeout in milliseconds' })
+        .conflicts('interface', 'socket')
+        .check((a) => {
+          if (!a.interface && !a.socket) throw new Error('say which device: --interface <name> or --socket <path>');
+          return true;
+        })
+        .example('$0 inspect -i wg-mesh', 'the node agent’s device')
+        .example('$0 inspect --socket /var/run/wireguard/wg-gw.sock --json', 'a gateway’s device as JSON') as unknown as Argv<InspectArgs>,
+    async (a) => {
+      const socketPath = a.socket ?? socketPathFor(a.interface as string, a['socket-dir']);
+      const interfaceName = a.interface ?? socketPath.replace(/^.*\//, '').replace(/\.sock$/, '');
+      const device = await new UapiClient(socketPath, { timeoutMs: a.timeout }).get();
+      const options = { interfaceName, showKeys: a['show-keys'] };
+      process.stdout.write(a.json ? `${JSON.stringify(toJson(device, options), null, 2)}\n` : formatText(device, options));
+    },
+  );
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+/**
+ * aks-mesh: one command for the node agent, the gateway, and the operator's tools.
+ * Bad input prints one line naming what is wrong and exits 1; never a stack trace.
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { NativeError } from '../native/index.ts';
+import { inspectCommand } from './commands/inspect.ts';
+import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
+
+function reportAndExit(message: string, code = 1): never {
+  process.stderr.write(`aks-mesh: ${message.split('\n')[0]}\n`);
+  process.exit(code);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  let parser = yargs(argv)
+    .scriptName('aks-mesh')
+    .usage('$0 <command> [options]\n\nWireGuard mesh for Kubernetes nodes without the WireGuard kernel module.')
+    .strict()
+    .demandCommand(1, 'say which command: aks-mesh --help lists them')
+    .help()
+    .alias('h', 'help')
+    .version()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`aks-mesh: ${msg}\nRun "aks-mesh --help" for usage.\n`);
+      process.exit(2);
+    });
+  for (const add of [keygenCommand, pubkeyCommand, inspectCommand]) parser = add(parser);
+  await parser.parseAsync();
+}
+
+main(hideBin(process.argv)).catch((err: unknown) => {
+  if (err instanceof NativeError) reportAndExit(err.message);
+  if (err instanceof Error && process.env.AKS_MESH_DEBUG !== '1') reportAndExit(err.message);
+  throw err;
+});

@@ -1,0 +1,158 @@
+/**
+ * Network namespaces, veth pairs and processes that one test creates, with names no parallel run
+ * can collide with, all torn down by name and pid (never by a broad pattern), even when the test
+ * fails or the runner is interrupted.
+ */
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess, SpawnOptions } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+
+const live = new Set<Sandbox>();
+let hooked = false;
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  process.once('exit', () => {
+    for (const box of live) box.cleanupSync();
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      for (const box of live) box.cleanupSync();
+      process.exit(130);
+    });
+  }
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/** Why network tests cannot run here, or null when they can. */
+export function networkTestsUnavailable(): string | null {
+  if (!isRoot()) return 'needs root (network namespaces, TUN devices)';
+  try {
+    execFileSync('ip', ['-V'], { stdio: 'ignore' });
+  } catch {
+    return 'needs iproute2 (ip)';
+  }
+  return null;
+}
+
+export class Sandbox {
+  /** 6 hex characters shared by every name this sandbox makes. */
+  readonly tag: string;
+  private readonly namespaces: string[] = [];
+  private readonly processes = new Set<ChildProcess>();
+
+  constructor() {
+    this.tag = randomBytes(3).toString('hex');
+    live.add(this);
+    hookExit();
+  }
+
+  /** A namespace name unique to this run: am-<tag>-<suffix>. */
+  nsName(suffix: string): string {
+    return `am-${this.tag}-${suffix}`;
+  }
+
+  /** An interface name unique to this run, at most 15 characters: <prefix><tag><suffix>. */
+  ifName(prefix: string, suffix: string): string {
+    const name = `${prefix}${this.tag}${suffix}`;
+    if (name.length > 15) throw new Error(`interface name ${name} is longer than 15 characters`);
+    return name;
+  }
+
+  async addNamespace(suffix: string): Promise<string> {
+    const name = this.nsName(suffix);
+    await execFileAsync('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+    await this.ip(name, 'link', 'set', 'lo', 'up');
+    return name;
+  }
+
+  /** `ip -n <ns> ...` */
+  async ip(ns: string, ...args: string[]): Promise<string> {
+    const { stdout } = await execFileAsync('ip', ['-n', ns, ...args]);
+    return stdout;
+  }
+
+  /** Run a command to completion inside a namespace. */
+  async exec(ns: string, command: string, args: string[], options: { timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string }> {
+    return execFileAsync('ip', ['netns', 'exec', ns, command, ...args], {
+      encoding: 'utf8',
+      timeout: options.timeoutMs ?? 30_000,
+      maxBuffer: 64 * 1024 * 1024,
+    });
+  }
+
+  /** Start a long-running command inside a namespace; it is killed by pid at cleanup. */
+  spawn(ns: string, command: string, args: string[], options: SpawnOptions = {}): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', ns, command, ...args], { stdio: 'ignore', ...options });
+    this.track(child);
+    return child;
+  }
+
+  /** Have cleanup kill this process (by its pid) if it still runs. */
+  track(child: ChildProcess): void {
+    this.processes.add(child);
+    child.once('exit', () => this.processes.delete(child));
+  }
+
+  /**
+   * A veth pair between two namespaces with an address on each end:
+   * veth(a, '10.1.0.1/24', b, '10.1.0.2/24').
+   */
+  async veth(nsA: string, addrA: string, nsB: string, addrB: string, suffix = 'v'): Promise<{ ifA: string; ifB: string }> {
+    const ifA = this.ifName('am', `${suffix}a`);
+    const ifB = this.ifName('am', `${suffix}b`);
+    await execFileAsync('ip', ['link', 'add', ifA, 'netns', nsA, 'type', 'veth', 'peer', 'name', ifB, 'netns', nsB]);
+    await this.ip(nsA, 'addr', 'add', addrA, 'dev', ifA);
+    await this.ip(nsB, 'addr', 'add', addrB, 'dev', ifB);
+    await this.ip(nsA, 'link', 'set', ifA, 'up');
+    await this.ip(nsB, 'link', 'set', ifB, 'up');
+    return { ifA, ifB };
+  }
+
+  /** Kill our processes (SIGTERM, then SIGKILL), then delete our namespaces (their veths go with them). */
+  async cleanup(): Promise<void> {
+    const waits = [...this.processes].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          if (child.exitCode !== null || child.signalCode !== null) return resolve();
+          const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill('SIGTERM');
+        }),
+    );
+    await Promise.all(waits);
+    this.cleanupSync();
+  }
+
+  cleanupSync(): void {
+    for (const child of this.processes) {
+      if (child.pid && child.exitCode === null && child.signalCode === null) {
+        try {
+          process.kill(child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      }
+    }
+    this.processes.clear();
+    while (this.namespaces.length) {
+      const ns = this.namespaces.pop() as string;
+      try {
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+    }
+    live.delete(this);
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Address, CIDR and endpoint syntax, checked the way wireguard-go's parser (Go's net/netip) checks
+ * it, and printed the way wireguard-go prints it back (canonical, masked, IPv6 compressed).
+ */
+import ipaddr from 'ipaddr.js';
+import { NativeError } from './errors.ts';
+
+function fail(what: string, text: string, expected: string): never {
+  throw new NativeError('invalid-config', `${what}: ${JSON.stringify(text)} is not ${expected}`);
+}
+
+/** Parse a plain IP address strictly (dotted quad without leading zeros, or IPv6 without a zone). */
+export function parseIp(text: string, what = 'address'): ipaddr.IPv4 | ipaddr.IPv6 {
+  if (typeof text === 'string') {
+    if (ipaddr.IPv4.isValidFourPartDecimal(text) && !/(^|\.)0\d/.test(text)) return ipaddr.IPv4.parse(text);
+    if (text.includes(':') && !text.includes('%') && ipaddr.IPv6.isValid(text)) return ipaddr.IPv6.parse(text);
+  }
+  return fail(what, String(text), 'an IPv4 or IPv6 address');
+}
+
+/** Canonical form of an IP address: IPv6 compressed, lower case. */
+export function canonicalIp(text: string, what = 'address'): string {
+  return parseIp(text, what).toString();
+}
+
+/**
+ * Canonical form of a CIDR as wireguard-go stores it: host bits cleared, IPv6 compressed.
+ * "10.0.0.5/24" becomes "10.0.0.0/24". A bare address is refused: allowed IPs need a prefix length.
+ */
+export function canonicalCidr(text: string, what = 'CIDR'): string {
+  const expected = 'a CIDR such as 10.244.1.0/24 or fd00::/64';
+  if (typeof text !== 'string') fail(what, String(text), expected);
+  const slash = text.indexOf('/');
+  if (slash < 0) fail(what, text, `${expected} (the prefix length is missing)`);
+  const addr = parseIp(text.slice(0, slash), what);
+  const lenText = text.slice(slash + 1);
+  const max = addr.kind() === 'ipv4' ? 32 : 128;
+  if (!/^(0|[1-9]\d{0,2})$/.test(lenText) || Number(lenText) > max) {
+    fail(what, text, `${expected} (prefix length must be 0 to ${max})`);
+  }
+  const len = Number(lenText);
+  const network =
+    addr.kind() === 'ipv4'
+      ? ipaddr.IPv4.networkAddressFromCIDR(`${addr.toString()}/${len}`)
+      : ipaddr.IPv6.networkAddressFromCIDR(`${addr.toString()}/${len}`);
+  return `${network.toString()}/${len}`;
+}
+
+export function cidrFamily(cidr: string): 4 | 6 {
+  return cidr.includes(':') ? 6 : 4;
+}
+
+/** Whether CIDR `inner` lies entirely inside CIDR `outer` (both canonical or not). */
+export function cidrContains(outer: string, inner: string): boolean {
+  const [oAddr, oLen] = ipaddr.parseCIDR(outer);
+  const [iAddr, iLen] = ipaddr.parseCIDR(inner);
+  if (oAddr.kind() !== iAddr.kind() || iLen < oLen) return false;
+  return iAddr.match(oAddr, oLen);
+}
+
+/** Whether two CIDRs share any address. */
+export function cidrOverlaps(a: string, b: string): boolean {
+  return cidrContains(a, b) || cidrContains(b, a);
+}
+
+/**
+ * Canonical endpoint `IP:port` or `[IPv6]:port`, as wireguard-go prints it. Host names are refused:
+ * wireguard-go does not resolve them, and an endpoint that changes under DNS is not a mesh we can reason about.
+ */
+export function canonicalEndpoint(text: string, what = 'endpoint'): string {
+  const expected = 'an endpoint such as 10.0.0.4:51820 or [fd00::4]:51820';
+  if (typeof text !== 'string') fail(what, String(text), expected);
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:[\]]+):(\d+)$/.exec(text);
+  if (!m) fail(what, text, expected);
+  const [, host, portText] = m;
+  const bracketed = text.startsWith('[');
+  const addr = parseIp(host, what);
+  if (bracketed !== (addr.kind() === 'ipv6')) fail(what, text, `${expected} (IPv6 addresses go in brackets)`);
+  const port = Number(portText);
+  if (!/^(0|[1-9]\d*)$/.test(portText) || port > 65535) fail(what, text, `${expected} (port 0 to 65535)`);
+  // IPv4-mapped IPv6 stays IPv6, as in netip.
+  return addr.kind() === 'ipv6' ? `[${addr.toString()}]:${port}` : `${addr.toString()}:${port}`;
+}

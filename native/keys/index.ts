@@ -1,0 +1,16 @@
+export {
+  KEY_BYTES,
+  KEY_PATTERN,
+  clamp,
+  decodeKey,
+  generatePresharedKey,
+  generatePrivateKey,
+  hexToKey,
+  isZeroHex,
+  keyProblem,
+  keyToHex,
+  loadOrCreatePrivateKey,
+  publicKeyOf,
+  readPrivateKeyFile,
+  writePrivateKeyFile,
+} from './keys.ts';

@@ -1,0 +1,21 @@
+export {
+  WIREGUARD_OVERHEAD,
+  autoMtu,
+  deleteAddress,
+  deleteLink,
+  deleteRoutes,
+  ensureRule,
+  flushTable,
+  getLink,
+  listAddresses,
+  listRoutes,
+  listRules,
+  removeRule,
+  replaceAddress,
+  replaceRoutes,
+  setLinkDown,
+  setLinkMtu,
+  setLinkUp,
+  underlayMtu,
+} from './ip.ts';
+export type { IpOptions, LinkInfo, PolicyRule, Route } from './ip.ts';

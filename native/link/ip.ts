@@ -1,0 +1,236 @@
+/**
+ * Links, addresses, routes and rules through iproute2's `ip`, always with argument arrays
+ * (never a shell string): `-json` to read, `-batch -` for many routes at once. Everything added
+ * here has a matching removal.
+ */
+import { execFile } from 'node:child_process';
+import { NativeError } from '../errors.ts';
+import { canonicalCidr, cidrFamily } from '../addr.ts';
+
+export interface IpOptions {
+  /** Act inside this named network namespace (`ip -n`); absent is the caller's own namespace. */
+  netns?: string;
+}
+
+/** WireGuard's overhead on IPv6 underlays: 40 (IPv6) + 8 (UDP) + 32 (WireGuard). */
+export const WIREGUARD_OVERHEAD = 80;
+
+function run(args: string[], o: IpOptions, input?: string): Promise<string> {
+  const argv = o.netns ? ['-n', o.netns, ...args] : args;
+  return new Promise((resolve, reject) => {
+    const child = execFile('ip', argv, { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) {
+        const why = (stderr || err.message).trim().split('\n').slice(0, 3).join('; ');
+        reject(new NativeError('ip-command', `ip ${argv.join(' ')}${input ? ' (batch)' : ''} failed: ${why}`, { cause: err }));
+      } else {
+        resolve(stdout);
+      }
+    });
+    if (input !== undefined) child.stdin?.end(input);
+  });
+}
+
+async function runJson<T>(args: string[], o: IpOptions): Promise<T> {
+  const out = await run(['-json', ...args], o);
+  return (out.trim() ? JSON.parse(out) : []) as T;
+}
+
+export interface LinkInfo {
+  name: string;
+  mtu: number;
+  up: boolean;
+  index: number;
+}
+
+interface RawLink {
+  ifname: string;
+  mtu: number;
+  flags: string[];
+  ifindex: number;
+}
+
+/** The interface, or null if there is none by that name. */
+export async function getLink(name: string, o: IpOptions = {}): Promise<LinkInfo | null> {
+  try {
+    const [link] = await runJson<RawLink[]>(['link', 'show', 'dev', name], o);
+    return link ? { name: link.ifname, mtu: link.mtu, up: link.flags.includes('UP'), index: link.ifindex } : null;
+  } catch (err) {
+    if (err instanceof NativeError && /does not exist|Cannot find device/.test(err.message)) return null;
+    throw err;
+  }
+}
+
+export async function setLinkUp(name: string, o: IpOptions = {}): Promise<void> {
+  await run(['link', 'set', 'dev', name, 'up'], o);
+}
+
+export async function setLinkDown(name: string, o: IpOptions = {}): Promise<void> {
+  await run(['link', 'set', 'dev', name, 'down'], o);
+}
+
+export async function setLinkMtu(name: string, mtu: number, o: IpOptions = {}): Promise<void> {
+  if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65535) {
+    throw new NativeError('invalid-config', `MTU ${mtu} for ${name} is out of range (1280 to 65535)`);
+  }
+  await run(['link', 'set', 'dev', name, 'mtu', String(mtu)], o);
+}
+
+export async function deleteLink(name: string, o: IpOptions = {}): Promise<boolean> {
+  if (!(await getLink(name, o))) return false;
+  await run(['link', 'del', 'dev', name], o);
+  return true;
+}
+
+/** Addresses on an interface, as CIDRs with the host part kept ("100.96.0.7/16"). */
+export async function listAddresses(name: string, o: IpOptions = {}): Promise<string[]> {
+  const links = await runJson<Array<{ addr_info?: Array<{ local: string; prefixlen: number; scope: string }> }>>(
+    ['addr', 'show', 'dev', name],
+    o,
+  );
+  return links.flatMap((l) => (l.addr_info ?? []).filter((a) => a.scope !== 'link').map((a) => `${a.local}/${a.prefixlen}`));
+}
+
+/** Add (or keep) an address such as "100.96.0.7/16" on an interface. */
+export async function replaceAddress(name: string, address: string, o: IpOptions = {}): Promise<void> {
+  canonicalCidr(address, `address for ${name}`);
+  await run(['addr', 'replace', address, 'dev', name], o);
+}
+
+export async function deleteAddress(name: string, address: string, o: IpOptions = {}): Promise<void> {
+  await run(['addr', 'del', address, 'dev', name], o);
+}
+
+/**
+ * The underlay MTU: the MTU of the interface that carries the default route (IPv4, then IPv6);
+ * without a default route, the largest MTU of any other interface that is up; else 1500.
+ */
+export async function underlayMtu(o: IpOptions = {}, exclude: string[] = []): Promise<number> {
+  for (const family of ['-4', '-6']) {
+    const routes = await runJson<Array<{ dev?: string }>>([family, 'route', 'show', 'default'], o).catch(() => []);
+    for (const r of routes) {
+      if (!r.dev || exclude.includes(r.dev)) continue;
+      const link = await getLink(r.dev, o);
+      if (link) return link.mtu;
+    }
+  }
+  const links = await runJson<RawLink[]>(['link', 'show'], o);
+  const mtus = links
+    .filter((l) => l.ifname !== 'lo' && !exclude.includes(l.ifname) && l.flags.includes('UP'))
+    .map((l) => l.mtu);
+  return mtus.length ? Math.max(...mtus) : 1500;
+}
+
+/** The WireGuard interface MTU: underlay minus 80, unless set explicitly. */
+export async function autoMtu(o: IpOptions = {}, exclude: string[] = []): Promise<number> {
+  return Math.max(1280, (await underlayMtu(o, exclude)) - WIREGUARD_OVERHEAD);
+}
+
+export interface Route {
+  /** Canonical CIDR. */
+  dst: string;
+  dev: string;
+}
+
+/** Routes in a routing table, both families, canonical CIDRs. */
+export async function listRoutes(table: number, o: IpOptions = {}): Promise<Route[]> {
+  const out: Route[] = [];
+  for (const family of ['-4', '-6']) {
+    const routes = await runJson<Array<{ dst: string; dev?: string }>>([family, 'route', 'show', 'table', String(table)], o).catch(
+      (err: Error) => {
+        if (/table id value is invalid|FIB table does not exist/.test(err.message)) return [];
+        throw err;
+      },
+    );
+    for (const r of routes) {
+      if (!r.dev || r.dst === 'default') continue;
+      const dst = r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
+      out.push({ dst: canonicalCidr(dst), dev: r.dev });
+    }
+  }
+  return out;
+}
+
+function batchLines(verb: 'replace' | 'del', routes: readonly Route[], table: number): string {
+  return routes
+    .map((r) => {
+      const dst = canonicalCidr(r.dst, 'route destination');
+      if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(r.dev)) throw new NativeError('invalid-config', `route device ${JSON.stringify(r.dev)} is not an interface name`);
+      return `${cidrFamily(dst) === 6 ? '-6 ' : ''}route ${verb} ${dst} dev ${r.dev} table ${table}`;
+    })
+    .join('\n');
+}
+
+/** Add or replace routes in a table, all in one `ip -batch`. */
+export async function replaceRoutes(table: number, routes: readonly Route[], o: IpOptions = {}): Promise<void> {
+  if (routes.length === 0) return;
+  await run(['-batch', '-'], o, `${batchLines('replace', routes, table)}\n`);
+}
+
+/** Delete routes from a table, all in one `ip -batch`. */
+export async function deleteRoutes(table: number, routes: readonly Route[], o: IpOptions = {}): Promise<void> {
+  if (routes.length === 0) return;
+  await run(['-batch', '-'], o, `${batchLines('del', routes, table)}\n`);
+}
+
+/** Remove every route from a table (both families). */
+export async function flushTable(table: number, o: IpOptions = {}): Promise<void> {
+  const routes = await listRoutes(table, o);
+  await deleteRoutes(table, routes, o);
+}
+
+export interface PolicyRule {
+  /** The table with the mesh routes. */
+  table: number;
+  /** wireguard-go's own UDP packets carry this mark and skip the table. */
+  fwmark: number;
+  /** Rule priority (lower is earlier); must come before the main table's rule (32766). */
+  priority: number;
+}
+
+interface RawRule {
+  priority: number;
+  table?: string;
+  fwmark?: string;
+  not?: null | boolean;
+}
+
+function ruleMatches(r: RawRule, rule: PolicyRule): boolean {
+  return r.priority === rule.priority && r.table === String(rule.table);
+}
+
+/**
+ * Ensure `not fwmark <mark> lookup <table>` at `priority`, for IPv4 and IPv6: everything except
+ * wireguard-go's own packets consults the mesh table first, so an endpoint inside a routed CIDR
+ * cannot loop back into the tunnel.
+ */
+export async function ensureRule(rule: PolicyRule, o: IpOptions = {}): Promise<void> {
+  for (const family of ['-4', '-6']) {
+    const rules = await runJson<RawRule[]>([family, 'rule', 'show'], o);
+    if (rules.some((r) => ruleMatches(r, rule))) continue;
+    await run(
+      [family, 'rule', 'add', 'not', 'fwmark', String(rule.fwmark), 'table', String(rule.table), 'priority', String(rule.priority)],
+      o,
+    );
+  }
+}
+
+/** Remove the rule (both families). Returns how many were removed. */
+export async function removeRule(rule: PolicyRule, o: IpOptions = {}): Promise<number> {
+  let removed = 0;
+  for (const family of ['-4', '-6']) {
+    const rules = await runJson<RawRule[]>([family, 'rule', 'show'], o);
+    for (const r of rules.filter((x) => ruleMatches(x, rule))) {
+      await run([family, 'rule', 'del', 'priority', String(r.priority), 'table', String(rule.table)], o);
+      removed++;
+    }
+  }
+  return removed;
+}
+
+export async function listRules(o: IpOptions = {}): Promise<Array<RawRule & { family: 4 | 6 }>> {
+  const out: Array<RawRule & { family: 4 | 6 }> = [];
+  for (const [flag, family] of [['-4', 4], ['-6', 6]] as const) {
+    for (const r of await runJson<RawRule[]>([flag, 'rule', 'show'], o)) out.push({ ...r, family });
+  }
+  return out;
+}

@@ -1,0 +1,14 @@
+export type { DeviceConfig, DeviceState, PeerChange, PeerConfig, PeerState, SetRequest } from './types.ts';
+export {
+  encodeSet,
+  fullPeerChange,
+  locateRefusedLine,
+  parseGet,
+  renderGet,
+  renderSet,
+  replaceDeviceRequest,
+} from './codec.ts';
+export type { RefusedLine } from './codec.ts';
+export { UAPI_ERRNO, errnoName } from './errno.ts';
+export { DEFAULT_SOCKET_DIR, DEFAULT_TIMEOUT_MS, UapiClient, UapiSetError, socketPathFor } from './client.ts';
+export type { UapiClientOptions } from './client.ts';
