@@ -32,6 +32,8 @@ export class UapiSetError extends NativeError {
   readonly refused: RefusedLine | null;
   /** The device as re-read right after the failure, or null if it could not be read. */
   readonly deviceAfter: DeviceState | null;
+  /** wireguard-go's own log line about the failure, when we own its process. */
+  readonly wireguardSaid: string | null;
 
   constructor(opts: {
     socketPath: string;
@@ -40,6 +42,7 @@ export class UapiSetError extends NativeError {
     refused: RefusedLine | null;
     deviceAfter: DeviceState | null;
     rereadError?: Error;
+    wireguardSaid?: string;
   }) {
     const name = errnoName(opts.errno);
     const where = opts.refused
@@ -49,7 +52,9 @@ export class UapiSetError extends NativeError {
     const after = opts.deviceAfter
       ? `; device now has ${opts.deviceAfter.peers.length} peer(s), listen port ${opts.deviceAfter.listenPort}`
       : `; the device could not be re-read${opts.rereadError ? `: ${opts.rereadError.message}` : ''}`;
-    super('uapi-errno', `UAPI set on ${opts.socketPath} failed with ${name}: ${where}${after}`);
+    const said = opts.wireguardSaid ? `; wireguard-go said: ${opts.wireguardSaid}` : '';
+    super('uapi-errno', `UAPI set on ${opts.socketPath} failed with ${name}: ${where}${said}${after}`);
+    this.wireguardSaid = opts.wireguardSaid ?? null;
     this.errno = Math.abs(opts.errno);
     this.errnoName = name;
     this.lines = opts.lines;
@@ -62,17 +67,33 @@ export interface UapiClientOptions {
   timeoutMs?: number;
   /** Called before every request goes out: lets callers (and tests) count and log `set`s. */
   onRequest?: (op: 'get' | 'set', lines: readonly string[]) => void;
+  /**
+   * wireguard-go's recent log, when we own its process: `seq` counts every line ever logged, `lines`
+   * holds the last few. Lets a refused `set` quote wireguard-go's own reason.
+   */
+  wireguardLog?: () => { seq: number; lines: readonly string[] };
+}
+
+/** The IPC error wireguard-go logged after `seqBefore`, without its "ERROR: (wg0) date time" prefix. */
+function loggedIpcError(log: UapiClientOptions['wireguardLog'], seqBefore: number): string | undefined {
+  if (!log) return undefined;
+  const { seq, lines } = log();
+  const fresh = lines.slice(Math.max(0, lines.length - (seq - seqBefore)));
+  const hit = fresh.find((l) => /IPC error -?\d+:/.test(l));
+  return hit?.replace(/^.*?IPC error -?\d+: /, '');
 }
 
 export class UapiClient {
   readonly socketPath: string;
   readonly timeoutMs: number;
   private readonly onRequest?: UapiClientOptions['onRequest'];
+  private readonly wireguardLog?: UapiClientOptions['wireguardLog'];
 
   constructor(socketPath: string, options: UapiClientOptions = {}) {
     this.socketPath = socketPath;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.onRequest = options.onRequest;
+    this.wireguardLog = options.wireguardLog;
   }
 
   static forInterface(interfaceName: string, options: UapiClientOptions & { socketDir?: string } = {}): UapiClient {
@@ -104,6 +125,7 @@ export class UapiClient {
    */
   async setLines(lines: readonly string[]): Promise<void> {
     this.onRequest?.('set', lines);
+    const seqBefore = this.wireguardLog?.().seq ?? 0;
     const answer = await this.exchange(renderSet(lines), 'set');
     const errno = errnoOf(answer, this.socketPath);
     if (errno === 0) return;
@@ -114,13 +136,16 @@ export class UapiClient {
     } catch (err) {
       rereadError = err as Error;
     }
+    // wireguard-go logs its reason before it answers; the re-read above gave the log time to arrive.
+    const wireguardSaid = loggedIpcError(this.wireguardLog, seqBefore);
     throw new UapiSetError({
       socketPath: this.socketPath,
       errno,
       lines,
-      refused: locateRefusedLine(lines, errno),
+      refused: locateRefusedLine(lines, errno, wireguardSaid),
       deviceAfter,
       rereadError,
+      wireguardSaid,
     });
   }
 

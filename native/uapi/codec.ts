@@ -295,10 +295,18 @@ function attempt(fn: () => unknown): string | null {
  * Which line of a refused `set` wireguard-go stopped at. wireguard-go answers only an errno, but its
  * parser is deterministic and stops at the first line it refuses, so we replay its rules:
  * EINVAL/EPROTO is the first line whose syntax it refuses; EADDRINUSE is the first line that binds
- * (listen_port, else fwmark). Null when no line can be named (the errno came from elsewhere).
+ * (listen_port, else fwmark), or the one whose port wireguard-go's log names. Null when no line can be
+ * named (the errno came from elsewhere).
  */
-export function locateRefusedLine(lines: readonly string[], errno: number): RefusedLine | null {
+export function locateRefusedLine(lines: readonly string[], errno: number, wireguardSaid?: string): RefusedLine | null {
   const code = Math.abs(errno);
+  // wireguard-go's own log names the port it could not bind ("listen udp4 :51999: bind: ..."),
+  // which tells apart several listen_port lines.
+  const port = code === 98 && wireguardSaid ? /listen_port: listen udp\d? :(\d+):/.exec(wireguardSaid)?.[1] : undefined;
+  if (port !== undefined) {
+    const i = lines.findIndex((l) => l === `listen_port=${port}`);
+    if (i >= 0) return { index: i, line: lines[i], reason: wireguardSaid as string };
+  }
   let inPeer = false;
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
@@ -312,13 +320,18 @@ export function locateRefusedLine(lines: readonly string[], errno: number): Refu
     const problem = lineProblem(key, value, inPeer);
     if (key === 'public_key') inPeer = true;
     if (problem && (code === 22 || code === 71)) return { index: i, line, reason: problem };
-    if (code === 98 && !inPeer && key === 'listen_port') {
-      return { index: i, line, reason: `port ${value} could not be bound (already in use?)` };
-    }
   }
   if (code === 98) {
-    const i = lines.findIndex((l) => l.startsWith('fwmark='));
-    if (i >= 0) return { index: i, line: lines[i], reason: 'the fwmark could not be set on the socket' };
+    // Binding fails only on listen_port (or, rarely, fwmark) lines; name one only when it is the only candidate.
+    const ports = lines.flatMap((l, i) => (l.startsWith('listen_port=') ? [i] : []));
+    if (ports.length === 1) {
+      const i = ports[0];
+      return { index: i, line: lines[i], reason: `port ${lines[i].slice(12)} could not be bound (already in use?)` };
+    }
+    const marks = lines.flatMap((l, i) => (l.startsWith('fwmark=') ? [i] : []));
+    if (ports.length === 0 && marks.length === 1) {
+      return { index: marks[0], line: lines[marks[0]], reason: 'the fwmark could not be set on the socket' };
+    }
   }
   return null;
 }

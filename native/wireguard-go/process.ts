@@ -105,12 +105,16 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly recentLog: string[] = [];
+  private logSeq = 0;
 
   constructor(options: SpawnOptions) {
     super();
     this.opts = options;
     this.interfaceName = options.interfaceName;
-    this.client = new UapiClient(socketPathFor(options.interfaceName, options.socketDir), { timeoutMs: options.timeoutMs });
+    this.client = new UapiClient(socketPathFor(options.interfaceName, options.socketDir), {
+      timeoutMs: options.timeoutMs,
+      wireguardLog: () => ({ seq: this.logSeq, lines: this.recentLog }),
+    });
     this.binary = options.binary ?? findWireguardGo();
     this.log = options.logger ?? silentLogger;
     this.backoffMs = options.backoffInitialMs ?? 200;
@@ -170,6 +174,7 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
 
   private onLogLine(line: string): void {
     this.recentLog.push(line);
+    this.logSeq++;
     if (this.recentLog.length > 20) this.recentLog.shift();
     const level = /^ERROR/.test(line) ? 'warn' : 'debug';
     this.log[level]('wireguard-go', { interface: this.interfaceName, line });
