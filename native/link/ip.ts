@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { NativeError } from '../errors.ts';
-import { canonicalCidr, cidrFamily } from '../addr.ts';
+import { canonicalCidr } from '../addr.ts';
 
 export interface IpOptions {
   /** Act inside this named network namespace (`ip -n`); absent is the caller's own namespace. */
@@ -155,7 +155,8 @@ function batchLines(verb: 'replace' | 'del', routes: readonly Route[], table: nu
     .map((r) => {
       const dst = canonicalCidr(r.dst, 'route destination');
       if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(r.dev)) throw new NativeError('invalid-config', `route device ${JSON.stringify(r.dev)} is not an interface name`);
-      return `${cidrFamily(dst) === 6 ? '-6 ' : ''}route ${verb} ${dst} dev ${r.dev} table ${table}`;
+      // ip infers the family from the address (a batch line cannot carry -6).
+      return `route ${verb} ${dst} dev ${r.dev} table ${table}`;
     })
     .join('\n');
 }

@@ -1,0 +1,150 @@
+/**
+ * The ip wrapper on real iproute2, inside network namespaces this test creates; and the policy
+ * routing of DESIGN §3.5 on a real tunnel: an endpoint inside a routed CIDR does not loop, because
+ * wireguard-go's own packets carry the fwmark that skips the mesh table.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
+import { startTunnel, stopTunnel, waitForPing } from '../../e2e/tunnel.ts';
+import type { TunnelNode } from '../../e2e/tunnel.ts';
+import {
+  autoMtu,
+  deleteLink,
+  deleteRoutes,
+  ensureRule,
+  flushTable,
+  getLink,
+  listAddresses,
+  listRoutes,
+  listRules,
+  removeRule,
+  replaceAddress,
+  replaceRoutes,
+  setLinkMtu,
+  setLinkUp,
+  underlayMtu,
+} from './ip.ts';
+
+const skip = networkTestsUnavailable() ?? false;
+const TABLE = 51820;
+const RULE = { table: TABLE, fwmark: 51820, priority: 5180 };
+
+describe('ip wrapper', { skip }, () => {
+  const box = new Sandbox();
+  let ns: string;
+  let dummy: string;
+  before(async () => {
+    ns = await box.addNamespace('ip');
+    dummy = box.ifName('am', 'd');
+    // This kernel may lack the dummy driver; a veth pair inside the namespace serves as well.
+    await box.ip(ns, 'link', 'add', dummy, 'type', 'veth', 'peer', 'name', box.ifName('am', 'e'));
+    await box.ip(ns, 'link', 'set', box.ifName('am', 'e'), 'up');
+  });
+  after(() => box.cleanup());
+
+  test('links: up, MTU, addresses; a missing link is null', async () => {
+    const o = { netns: ns };
+    assert.equal(await getLink('nonexistent0', o), null);
+    await setLinkMtu(dummy, 1380, o);
+    await setLinkUp(dummy, o);
+    await replaceAddress(dummy, '100.96.0.7/16', o);
+    await replaceAddress(dummy, '100.96.0.7/16', o); // idempotent
+    await replaceAddress(dummy, 'fd00:96::7/64', o);
+    const link = await getLink(dummy, o);
+    assert.equal(link?.mtu, 1380);
+    assert.equal(link?.up, true);
+    assert.deepEqual((await listAddresses(dummy, o)).sort(), ['100.96.0.7/16', 'fd00:96::7/64']);
+    await assert.rejects(setLinkMtu(dummy, 500, o), /MTU 500 .* out of range/);
+  });
+
+  test('MTU auto-detection: the default route’s interface minus 80', async () => {
+    const o = { netns: ns };
+    const far = await box.addNamespace('ipfar');
+    const { ifA } = await box.veth(ns, '198.18.9.1/24', far, '198.18.9.2/24', 'm');
+    await box.ip(ns, 'link', 'set', ifA, 'mtu', '1400');
+    await box.ip(ns, 'route', 'add', 'default', 'via', '198.18.9.2');
+    assert.equal(await underlayMtu(o), 1400);
+    assert.equal(await autoMtu(o), 1320);
+  });
+
+  test('routes: 300 in one batch, both families, listed canonically, deleted exactly', async () => {
+    const o = { netns: ns };
+    const routes = [
+      ...Array.from({ length: 250 }, (_, i) => ({ dst: `10.${i >> 4}.${(i & 15) * 16}.0/20`, dev: dummy })),
+      ...Array.from({ length: 49 }, (_, i) => ({ dst: `fd00:${(i + 1).toString(16)}::/64`, dev: dummy })),
+      { dst: '100.96.0.9/32', dev: dummy },
+    ];
+    await replaceRoutes(TABLE, routes, o);
+    await replaceRoutes(TABLE, routes, o); // replace is idempotent
+    const listed = await listRoutes(TABLE, o);
+    const key = (r: { dst: string; dev: string }): string => `${r.dst} ${r.dev}`;
+    assert.deepEqual(listed.map(key).sort(), routes.map(key).sort());
+    // The main table is untouched.
+    assert.ok(!(await box.ip(ns, 'route', 'show', 'table', 'main')).includes('10.0.0.0/20'));
+    await deleteRoutes(TABLE, routes.slice(0, 100), o);
+    assert.equal((await listRoutes(TABLE, o)).length, 200);
+    await flushTable(TABLE, o);
+    assert.deepEqual(await listRoutes(TABLE, o), []);
+    await assert.rejects(replaceRoutes(TABLE, [{ dst: '10.0.0.0/40', dev: dummy }], o), /prefix length/);
+  });
+
+  test('the policy rule is added once per family and removed completely', async () => {
+    const o = { netns: ns };
+    await ensureRule(RULE, o);
+    await ensureRule(RULE, o);
+    const ours = (await listRules(o)).filter((r) => r.priority === RULE.priority);
+    assert.deepEqual(ours.map((r) => `${r.family} ${r.table} ${r.fwmark}`).sort(), [
+      '4 51820 0xca6c',
+      '6 51820 0xca6c',
+    ]);
+    assert.equal(await removeRule(RULE, o), 2);
+    assert.equal((await listRules(o)).filter((r) => r.priority === RULE.priority).length, 0);
+  });
+
+  test('deleteLink removes a link and reports whether there was one', async () => {
+    const o = { netns: ns };
+    assert.equal(await deleteLink(dummy, o), true);
+    assert.equal(await deleteLink(dummy, o), false);
+  });
+});
+
+describe('policy routing on a real tunnel', { skip }, () => {
+  const box = new Sandbox();
+  let a: TunnelNode;
+  let b: TunnelNode;
+  before(async () => {
+    ({ a, b } = await startTunnel(box));
+  });
+  after(async () => {
+    if (a && b) await stopTunnel({ a, b });
+    await box.cleanup();
+  });
+
+  test('an endpoint inside a routed CIDR loops without the fwmark and works with it', async () => {
+    const o = { netns: a.ns };
+    const underlay = '198.18.0.0/24'; // holds b's endpoint, like a gateway endpoint inside a pod CIDR
+    // b's allowed IPs cover the underlay too, and a routes it into the tunnel via the mesh table.
+    await a.wg.client.putPeer({
+      publicKey: b.publicKey,
+      endpoint: `${b.underlayIp}:51820`,
+      allowedIPs: [`${b.meshIp}/32`, underlay],
+    });
+    await replaceRoutes(TABLE, [{ dst: `${b.meshIp}/32`, dev: a.interfaceName }, { dst: underlay, dev: a.interfaceName }], o);
+    await ensureRule(RULE, o);
+
+    // Without the mark, wireguard-go's own UDP to b's endpoint is routed back into the tunnel.
+    await a.wg.client.set({ fwmark: 0 });
+    assert.equal(await waitForPing(box, a.ns, b.meshIp, 3000), false, 'expected the unmarked tunnel to loop');
+
+    // With the mark on wireguard-go's socket, its packets skip the mesh table and reach the underlay.
+    await a.wg.client.set({ fwmark: RULE.fwmark });
+    assert.equal((await a.wg.client.get()).fwmark, RULE.fwmark);
+    assert.ok(await waitForPing(box, a.ns, b.meshIp), 'no reply through the tunnel with the fwmark set');
+
+    // Cleanup leaves nothing of ours behind.
+    assert.equal(await removeRule(RULE, o), 2);
+    await flushTable(TABLE, o);
+    assert.deepEqual(await listRoutes(TABLE, o), []);
+  });
+});
