@@ -19,8 +19,11 @@ function hookExit(): void {
     for (const box of live) box.cleanupSync();
   });
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      for (const box of live) box.cleanupSync();
+    process.on(signal, () => {
+      // Sandboxes whose owner handles signals itself (the demo) are left to that owner.
+      const ours = [...live].filter((box) => box.exitOnSignal);
+      if (ours.length === 0) return;
+      for (const box of ours) box.cleanupSync();
       process.exit(130);
     });
   }
@@ -46,8 +49,13 @@ export class Sandbox {
   readonly tag: string;
   private readonly namespaces: string[] = [];
   private readonly processes = new Set<ChildProcess>();
+  private readonly pidSources: Array<() => number | undefined> = [];
 
-  constructor() {
+  /** Whether Ctrl-C / SIGTERM should clean this sandbox up and exit (false: the owner does it). */
+  readonly exitOnSignal: boolean;
+
+  constructor(options: { exitOnSignal?: boolean } = {}) {
+    this.exitOnSignal = options.exitOnSignal ?? true;
     this.tag = randomBytes(3).toString('hex');
     live.add(this);
     hookExit();
@@ -116,6 +124,14 @@ export class Sandbox {
     return { ifA, ifB };
   }
 
+  /**
+   * Have cleanup stop a process that something else spawned (e.g. a SpawnedWireguardGo, whose pid
+   * changes on restart): SIGTERM, then SIGKILL after 2 s.
+   */
+  trackPid(pid: () => number | undefined): void {
+    this.pidSources.push(pid);
+  }
+
   /** Kill our processes (SIGTERM, then SIGKILL), then delete our namespaces (their veths go with them). */
   async cleanup(): Promise<void> {
     const waits = [...this.processes].map(
@@ -135,6 +151,12 @@ export class Sandbox {
   }
 
   cleanupSync(): void {
+    const pids = this.pidSources.map((get) => get()).filter((pid): pid is number => pid !== undefined);
+    this.pidSources.length = 0;
+    for (const pid of pids) signal(pid, 'SIGTERM');
+    const deadline = Date.now() + 2000;
+    while (pids.some(alive) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    for (const pid of pids.filter(alive)) signal(pid, 'SIGKILL');
     for (const child of this.processes) {
       if (child.pid && child.exitCode === null && child.signalCode === null) {
         try {
@@ -154,5 +176,22 @@ export class Sandbox {
       }
     }
     live.delete(this);
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    /* already gone */
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
   }
 }

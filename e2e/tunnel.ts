@@ -78,6 +78,7 @@ export async function startTunnel(box: Sandbox, options: TunnelOptions = {}): Pr
         await setLinkUp(interfaceName, { netns: ns });
       },
     });
+    box.trackPid(() => node.wg.pid);
     return node;
   };
   const a = make('a', nsA, 1);
