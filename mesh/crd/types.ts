@@ -1,0 +1,98 @@
+/**
+ * The Peer and Gateway custom resources (group aksmesh.io, version v1alpha1, cluster-scoped), as
+ * TypeScript types. Their OpenAPI schemas live beside them in schema.ts; both are the one source of
+ * the CRD manifests (`aks-mesh crds`).
+ */
+export const GROUP = 'aksmesh.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export interface ObjectMeta {
+  name: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string | Date;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export interface SecretKeyRef {
+  namespace: string;
+  name: string;
+  key: string;
+}
+
+export interface PeerSpec {
+  /** Base64 WireGuard public key (32 bytes). */
+  publicKey: string;
+  /** `IP:port` or `[IPv6]:port`; absent for a roaming peer. */
+  endpoint?: string;
+  /** Canonical CIDRs this peer may send from and receive for. */
+  allowedIPs: string[];
+  /** The peer's tunnel address, inside the mesh CIDR. */
+  meshIP?: string;
+  /** Set for a node's own Peer (named after the node). */
+  nodeName?: string;
+  /** Seconds, 0 (off) to 65535. */
+  persistentKeepalive?: number;
+  presharedKeySecretRef?: SecretKeyRef;
+}
+
+export interface GatewaySpec {
+  publicKey: string;
+  endpoint?: string;
+  meshIP: string;
+  nodeName?: string;
+  /** The CIDRs the gateway routes into the mesh from its side. */
+  podCIDRs: string[];
+  persistentKeepalive?: number;
+}
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+export interface MeshStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+  listenPort?: number;
+  peers?: { desired: number; configured: number; handshakeWithin3m: number };
+  lastSyncTime?: string;
+}
+
+export interface Peer {
+  apiVersion?: string;
+  kind?: 'Peer';
+  metadata: ObjectMeta;
+  spec: PeerSpec;
+  status?: MeshStatus;
+}
+
+export interface Gateway {
+  apiVersion?: string;
+  kind?: 'Gateway';
+  metadata: ObjectMeta;
+  spec: GatewaySpec;
+  status?: MeshStatus;
+}
+
+/** What the mesh needs of a Kubernetes Node. */
+export interface NodeInfo {
+  name: string;
+  podCIDRs: string[];
+  /** The node's InternalIP addresses, in the order the Node lists them. */
+  internalIPs: string[];
+  creationTimestamp?: string;
+}
+
+/** The resource names, as the API server knows them. */
+export const RESOURCES = {
+  Peer: { plural: 'peers', singular: 'peer', kind: 'Peer', listKind: 'PeerList', shortNames: ['meshpeer', 'mp'] },
+  Gateway: { plural: 'gateways', singular: 'gateway', kind: 'Gateway', listKind: 'GatewayList', shortNames: ['meshgateway', 'mgw'] },
+} as const;

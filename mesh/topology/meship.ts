@@ -1,0 +1,82 @@
+/**
+ * Deterministic mesh IP allocation for a node's own Peer, with a conflict rule every agent agrees on.
+ *
+ * A node's first choice is a hash of its name into the mesh CIDR; if that address is held by a Peer
+ * or Gateway that wins over it (older, then Gateway before Peer, then smaller name: the same order
+ * as the trust rules' overlap winner), it probes the next address, and so on. Two agents that picked
+ * the same address at the same moment both see both Peers; the younger one moves on its next pass.
+ * An address the node already holds is kept as long as it wins, so mesh IPs are stable.
+ */
+import ipaddr from 'ipaddr.js';
+import { canonicalCidr } from '../../native/index.ts';
+
+export interface MeshIPHolder {
+  kind: 'Peer' | 'Gateway';
+  name: string;
+  meshIP: string;
+  /** Creation time in ms, or undefined for an object not created yet / without one. */
+  created?: number;
+}
+
+/** FNV-1a, 32 bits: stable across versions and platforms (unlike anything random). */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(text, 'utf8')) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+function toBigInt(addr: ipaddr.IPv4 | ipaddr.IPv6): bigint {
+  return addr.toByteArray().reduce((n, b) => (n << 8n) | BigInt(b), 0n);
+}
+
+function fromBigInt(n: bigint, v6: boolean): string {
+  const bytes: number[] = [];
+  for (let i = 0; i < (v6 ? 16 : 4); i++) {
+    bytes.unshift(Number(n & 0xffn));
+    n >>= 8n;
+  }
+  return ipaddr.fromByteArray(bytes).toString();
+}
+
+const order = (a: MeshIPHolder, b: MeshIPHolder): number =>
+  (a.created ?? Number.MAX_SAFE_INTEGER) - (b.created ?? Number.MAX_SAFE_INTEGER) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name);
+
+/**
+ * The mesh IP node `self` should use, given everything that holds one now (self's own Peer may be
+ * among them: its current address is kept while it wins).
+ */
+export function allocateMeshIP(self: { name: string; created?: number }, meshCIDR: string, holders: readonly MeshIPHolder[]): string {
+  const cidr = canonicalCidr(meshCIDR, 'mesh CIDR');
+  const [net, len] = ipaddr.parseCIDR(cidr);
+  const v6 = net.kind() === 'ipv6';
+  const bits = v6 ? 128 : 32;
+  const size = 1n << BigInt(bits - len);
+  // IPv4: skip the network and broadcast addresses; IPv6: skip the subnet-router anycast (offset 0).
+  const first = 1n;
+  const usable = v6 ? size - 1n : size - 2n;
+  if (usable < 1n) throw new Error(`mesh CIDR ${cidr} has no usable addresses`);
+  const base = toBigInt(net);
+  const me: MeshIPHolder = { kind: 'Peer', name: self.name, meshIP: '', created: self.created };
+  // Addresses held by someone who wins over us.
+  const blocked = new Set(
+    holders.filter((h) => !(h.kind === 'Peer' && h.name === self.name) && order(h, me) < 0).map((h) => ipaddr.parse(h.meshIP).toString()),
+  );
+  const current = holders.find((h) => h.kind === 'Peer' && h.name === self.name)?.meshIP;
+  if (current) {
+    const addr = ipaddr.parse(current);
+    const offset = toBigInt(addr) - base;
+    if (addr.kind() === net.kind() && addr.match(net, len) && offset >= first && offset < first + usable && !blocked.has(addr.toString())) {
+      return addr.toString();
+    }
+  }
+  const start = BigInt(fnv1a(self.name)) % usable;
+  const limit = usable < 1_000_000n ? usable : 1_000_000n;
+  for (let i = 0n; i < limit; i++) {
+    const candidate = fromBigInt(base + first + ((start + i) % usable), v6);
+    if (!blocked.has(candidate)) return candidate;
+  }
+  throw new Error(`mesh CIDR ${cidr} is full: no free mesh IP for node ${self.name}`);
+}
