@@ -1,0 +1,186 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import fc from 'fast-check';
+import { encodeSet, generatePrivateKey, publicKeyOf } from '../../native/index.ts';
+import type { DeviceState, PeerState, SetRequest } from '../../native/index.ts';
+import { diffDevice, diffRoutes, opRequest } from './diff.ts';
+import type { DesiredDevice } from './diff.ts';
+
+/**
+ * A model of how wireguard-go applies a `set` (device/uapi.go): used only by the property tests
+ * below, to apply thousands of random differences that a real daemon would take minutes for. The
+ * real daemon is exercised by the reconciler's integration tests. Modelled: update_only skips a
+ * missing peer, replace_allowed_ips clears, an allowed IP moves from any other peer that held it.
+ */
+function applySet(state: DeviceState, req: SetRequest): DeviceState {
+  encodeSet(req); // what the real client would refuse, the model refuses too
+  const next: DeviceState = structuredClone(state);
+  if (req.privateKey !== undefined) {
+    next.privateKey = req.privateKey;
+    next.publicKey = req.privateKey === null ? null : publicKeyOf(req.privateKey);
+  }
+  if (req.listenPort !== undefined) next.listenPort = req.listenPort;
+  if (req.fwmark !== undefined) next.fwmark = req.fwmark;
+  if (req.replacePeers) next.peers = [];
+  for (const change of req.peers ?? []) {
+    let peer = next.peers.find((p) => p.publicKey === change.publicKey);
+    if (change.remove) {
+      next.peers = next.peers.filter((p) => p.publicKey !== change.publicKey);
+      continue;
+    }
+    if (!peer) {
+      if (change.updateOnly) continue;
+      peer = emptyPeer(change.publicKey);
+      next.peers.push(peer);
+    }
+    if (change.presharedKey !== undefined) peer.presharedKey = change.presharedKey;
+    if (change.endpoint !== undefined) peer.endpoint = change.endpoint;
+    if (change.persistentKeepalive !== undefined) peer.persistentKeepalive = change.persistentKeepalive;
+    if (change.replaceAllowedIPs) peer.allowedIPs = [];
+    for (const cidr of change.allowedIPs ?? []) {
+      for (const other of next.peers) other.allowedIPs = other.allowedIPs.filter((c) => c !== cidr);
+      peer.allowedIPs.push(cidr);
+    }
+  }
+  return next;
+}
+
+function emptyPeer(publicKey: string): PeerState {
+  return { publicKey, presharedKey: null, endpoint: null, allowedIPs: [], persistentKeepalive: 0, lastHandshake: null, rxBytes: 0n, txBytes: 0n, protocolVersion: 1 };
+}
+
+// A small pool of keys, so random desired and live states share peers often.
+const KEYS = Array.from({ length: 8 }, () => publicKeyOf(generatePrivateKey()));
+const PRIVATE = [generatePrivateKey(), generatePrivateKey()];
+const CIDRS = Array.from({ length: 24 }, (_, i) => (i % 3 === 2 ? `fd00:${i}::/64` : `10.${i}.0.0/24`));
+
+/** Peers with distinct keys and allowed IPs that no two peers share (as on a real device). */
+const peersArb = fc
+  .uniqueArray(
+    fc.record({
+      key: fc.constantFrom(...KEYS),
+      cidrs: fc.uniqueArray(fc.constantFrom(...CIDRS), { maxLength: 3 }),
+      endpoint: fc.option(fc.constantFrom('198.18.0.1:51820', '198.18.0.2:51821', '[fd00::1]:51820'), { nil: null }),
+      keepalive: fc.constantFrom(0, 25),
+      psk: fc.option(fc.constant('f4Fqs1hPZ8mcbkzAFJDQi5yOAZgW7p6Y+B6g0gi10ws='), { nil: null }),
+    }),
+    { selector: (p) => p.key, maxLength: 6 },
+  )
+  .map((peers) => {
+    const taken = new Set<string>();
+    return peers.map((p) => ({ ...p, cidrs: p.cidrs.filter((c) => !taken.has(c) && taken.add(c)) }));
+  });
+
+const liveArb = fc.record({ priv: fc.option(fc.constantFrom(...PRIVATE), { nil: null }), port: fc.constantFrom(0, 51820, 51821), fwmark: fc.constantFrom(0, 0x4d5), peers: peersArb }).map(
+  ({ priv, port, fwmark, peers }): DeviceState => ({
+    privateKey: priv,
+    publicKey: priv && publicKeyOf(priv),
+    listenPort: port,
+    fwmark,
+    peers: peers.map((p) => ({ ...emptyPeer(p.key), allowedIPs: p.cidrs, endpoint: p.endpoint, persistentKeepalive: p.keepalive, presharedKey: p.psk })),
+  }),
+);
+
+const desiredArb = fc.record({ priv: fc.constantFrom(...PRIVATE), port: fc.constantFrom(51820, 51821), peers: peersArb }).map(
+  ({ priv, port, peers }): DesiredDevice => ({
+    privateKey: priv,
+    listenPort: port,
+    fwmark: 0x4d5,
+    peers: peers.map((p) => ({ publicKey: p.key, allowedIPs: p.cidrs, endpoint: p.endpoint, persistentKeepalive: p.keepalive, presharedKey: p.psk })),
+  }),
+);
+
+describe('diffDevice', () => {
+  test('property: applying the difference to any live device yields the desired device', () => {
+    fc.assert(
+      fc.property(desiredArb, liveArb, (want, live) => {
+        let state = live;
+        for (const op of diffDevice(want, live)) state = applySet(state, opRequest(op));
+        assert.deepEqual(diffDevice(want, state), [], 'a second pass finds nothing left to do');
+        assert.equal(state.privateKey, want.privateKey);
+        assert.equal(state.listenPort, want.listenPort);
+        const got = new Map(state.peers.map((p) => [p.publicKey, p]));
+        assert.deepEqual([...got.keys()].sort(), want.peers.map((p) => p.publicKey).sort());
+        for (const p of want.peers) {
+          const live = got.get(p.publicKey) as PeerState;
+          assert.deepEqual([...live.allowedIPs].sort(), [...p.allowedIPs].sort());
+          if (p.endpoint) assert.equal(live.endpoint, p.endpoint);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('property: the difference of a device with itself is empty', () => {
+    fc.assert(
+      fc.property(liveArb, (live) => {
+        fc.pre(live.privateKey !== null);
+        const want: DesiredDevice = {
+          privateKey: live.privateKey as string,
+          listenPort: live.listenPort,
+          fwmark: live.fwmark,
+          peers: live.peers.map((p) => ({ ...p, allowedIPs: [...p.allowedIPs].reverse() })),
+        };
+        assert.deepEqual(diffDevice(want, live), []);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  test('changing one peer of many is one update_only set for that peer alone', () => {
+    const live: DeviceState = {
+      privateKey: PRIVATE[0],
+      publicKey: publicKeyOf(PRIVATE[0]),
+      listenPort: 51820,
+      fwmark: 0x4d5,
+      peers: KEYS.map((k, i) => ({ ...emptyPeer(k), allowedIPs: [`10.${i}.0.0/24`], endpoint: `198.18.0.${i + 1}:51820` })),
+    };
+    const want: DesiredDevice = {
+      privateKey: PRIVATE[0],
+      listenPort: 51820,
+      fwmark: 0x4d5,
+      peers: live.peers.map((p, i) => ({ publicKey: p.publicKey, allowedIPs: i === 3 ? ['10.3.0.0/24', '10.99.0.0/24'] : p.allowedIPs, endpoint: p.endpoint })),
+    };
+    const ops = diffDevice(want, live);
+    assert.equal(ops.length, 1);
+    const lines = encodeSet(opRequest(ops[0]));
+    assert.equal(lines.filter((l) => l.startsWith('public_key=')).length, 1, 'touches one peer');
+    assert.ok(lines.includes('update_only=true'));
+    assert.ok(lines.includes('replace_allowed_ips=true'));
+  });
+
+  test('a peer without an endpoint keeps the one it roamed to', () => {
+    const live: DeviceState = {
+      privateKey: PRIVATE[0],
+      publicKey: publicKeyOf(PRIVATE[0]),
+      listenPort: 51820,
+      fwmark: 0,
+      peers: [{ ...emptyPeer(KEYS[0]), allowedIPs: ['10.0.0.0/24'], endpoint: '198.18.7.7:40000' }],
+    };
+    assert.deepEqual(diffDevice({ privateKey: PRIVATE[0], listenPort: 51820, fwmark: 0, peers: [{ publicKey: KEYS[0], allowedIPs: ['10.0.0.0/24'] }] }, live), []);
+  });
+
+  test('a reset device (no key, no port) gets one device set before its peers', () => {
+    const live: DeviceState = { privateKey: null, publicKey: null, listenPort: 0, fwmark: 0, peers: [] };
+    const ops = diffDevice({ privateKey: PRIVATE[1], listenPort: 51820, fwmark: 0x4d5, peers: [{ publicKey: KEYS[1], allowedIPs: ['10.1.0.0/24'] }] }, live);
+    assert.deepEqual(
+      ops.map((o) => o.op),
+      ['device', 'put'],
+    );
+  });
+});
+
+describe('diffRoutes', () => {
+  test('adds what is missing, removes what is not wanted, replaces a route through another device', () => {
+    const changes = diffRoutes(
+      ['10.1.0.0/24', '10.2.0.0/24', 'fd00:1::/64'],
+      [
+        { dst: '10.1.0.0/24', dev: 'wg0' },
+        { dst: '10.2.0.0/24', dev: 'eth0' },
+        { dst: '10.9.0.0/24', dev: 'wg0' },
+      ],
+      'wg0',
+    );
+    assert.deepEqual(changes, { add: ['10.2.0.0/24', 'fd00:1::/64'], remove: ['10.9.0.0/24'] });
+  });
+});
