@@ -6,6 +6,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { NativeError } from '../native/index.ts';
+import { crdsCommand } from './commands/crds.ts';
 import { demoCommand } from './commands/demo.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
@@ -30,7 +31,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`aks-mesh: ${msg}\nRun "aks-mesh --help" for usage.\n`);
       process.exit(2);
     });
-  for (const add of [keygenCommand, pubkeyCommand, inspectCommand, demoCommand]) parser = add(parser);
+  for (const add of [keygenCommand, pubkeyCommand, inspectCommand, crdsCommand, demoCommand]) parser = add(parser);
   await parser.parseAsync();
 }
 

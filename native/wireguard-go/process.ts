@@ -14,7 +14,7 @@ import { NativeError, isNativeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import { UapiClient, socketPathFor } from '../uapi/index.ts';
-import type { DeviceState } from '../uapi/index.ts';
+import type { DeviceState, UapiClientOptions } from '../uapi/index.ts';
 import { findWireguardGo } from './binary.ts';
 
 export type WireguardMode = 'spawn' | 'attach';
@@ -36,6 +36,8 @@ export interface WireguardGoOptions {
   onReady?: (ctx: ReadyContext) => Promise<void>;
   /** UAPI request timeout. */
   timeoutMs?: number;
+  /** Passed to the UAPI client: called before every request (count `set`s for metrics and tests). */
+  onRequest?: UapiClientOptions['onRequest'];
 }
 
 export interface SpawnOptions extends WireguardGoOptions {
@@ -113,6 +115,7 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
     this.interfaceName = options.interfaceName;
     this.client = new UapiClient(socketPathFor(options.interfaceName, options.socketDir), {
       timeoutMs: options.timeoutMs,
+      onRequest: options.onRequest,
       wireguardLog: () => ({ seq: this.logSeq, lines: this.recentLog }),
     });
     this.binary = options.binary ?? findWireguardGo();
@@ -239,7 +242,7 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
     super();
     this.opts = options;
     this.interfaceName = options.interfaceName;
-    this.client = new UapiClient(socketPathFor(options.interfaceName, options.socketDir), { timeoutMs: options.timeoutMs });
+    this.client = new UapiClient(socketPathFor(options.interfaceName, options.socketDir), { timeoutMs: options.timeoutMs, onRequest: options.onRequest });
     this.log = options.logger ?? silentLogger;
   }
 

@@ -1,0 +1,213 @@
+/**
+ * Writing to the Kubernetes API: a node's own Peer (self-registration), status conditions, and
+ * Warning events on refused objects. Reading is the informers' job (source/kube.ts).
+ */
+import * as k8s from '@kubernetes/client-node';
+import { silentLogger } from '../native/index.ts';
+import type { Logger } from '../native/index.ts';
+import { API_VERSION, GROUP, RESOURCES, VERSION } from './crd/types.ts';
+import type { Condition, MeshStatus, PeerSpec } from './crd/types.ts';
+import type { ObjectKind, Refusal } from './topology/index.ts';
+
+/** HTTP status of a client-node error, or 0 for a network error. */
+export function httpStatus(err: unknown): number {
+  return err instanceof k8s.ApiException ? err.code : 0;
+}
+
+/** The API server's own message for an error (e.g. which field a schema refused), one line. */
+export function apiMessage(err: unknown): string {
+  if (err instanceof k8s.ApiException) {
+    try {
+      const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
+      if (body?.message) return String(body.message);
+    } catch {
+      /* not JSON */
+    }
+    return `HTTP ${err.code}`;
+  }
+  return err instanceof Error ? err.message.split('\n')[0] : String(err);
+}
+
+const MERGE = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+
+type Obj = { metadata: { name: string; uid?: string; generation?: number; resourceVersion?: string }; spec?: unknown; status?: MeshStatus };
+
+function setCondition(conditions: readonly Condition[], next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition[] {
+  const current = conditions.find((c) => c.type === next.type);
+  const same = current && current.status === next.status && current.reason === next.reason && current.message === next.message;
+  if (same && current.observedGeneration === next.observedGeneration) return [...conditions];
+  const lastTransitionTime = current && current.status === next.status ? current.lastTransitionTime : now.toISOString().replace(/\.\d+Z$/, 'Z');
+  return [...conditions.filter((c) => c.type !== next.type), { ...next, lastTransitionTime }];
+}
+
+export interface MeshApiOptions {
+  /** Who writes (events' reportingInstance, field manager): e.g. the node name. */
+  instance: string;
+  component: 'aks-mesh-agent' | 'aks-mesh-gateway';
+  log?: Logger;
+  /** Namespace for events about cluster-scoped objects (default "default", as kubectl looks there). */
+  eventNamespace?: string;
+}
+
+export class MeshApi {
+  private readonly custom: k8s.CustomObjectsApi;
+  private readonly core: k8s.CoreV1Api;
+  private readonly o: MeshApiOptions;
+  private readonly log: Logger;
+  /** Events already sent by this process, so a refusal is announced once, not on every pass. */
+  private readonly announced = new Set<string>();
+
+  constructor(kc: k8s.KubeConfig, options: MeshApiOptions) {
+    this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    this.core = kc.makeApiClient(k8s.CoreV1Api);
+    this.o = options;
+    this.log = options.log ?? silentLogger;
+  }
+
+  private plural(kind: ObjectKind): string {
+    return RESOURCES[kind].plural;
+  }
+
+  async getObject(kind: ObjectKind, name: string): Promise<Obj | null> {
+    try {
+      return (await this.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: this.plural(kind), name })) as Obj;
+    } catch (err) {
+      if (httpStatus(err) === 404) return null;
+      throw err;
+    }
+  }
+
+  /**
+   * Create or update a node's own Peer so its spec is exactly `spec`. Returns what changed
+   * ('created' | 'updated' | 'unchanged').
+   */
+  async ensurePeer(name: string, spec: PeerSpec): Promise<'created' | 'updated' | 'unchanged'> {
+    const current = await this.getObject('Peer', name);
+    const fieldManager = this.o.component;
+    if (!current) {
+      await this.custom.createClusterCustomObject({
+        group: GROUP,
+        version: VERSION,
+        plural: this.plural('Peer'),
+        body: { apiVersion: API_VERSION, kind: 'Peer', metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'aks-mesh-agent' } }, spec },
+        fieldManager,
+      });
+      return 'created';
+    }
+    if (JSON.stringify(normalize(current.spec)) === JSON.stringify(normalize(spec))) return 'unchanged';
+    // Replace the spec whole (with the resourceVersion we read): fields we no longer set go away.
+    await this.custom.replaceClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: this.plural('Peer'),
+      name,
+      body: { ...current, spec },
+      fieldManager,
+    });
+    return 'updated';
+  }
+
+  async deleteObject(kind: ObjectKind, name: string): Promise<boolean> {
+    try {
+      await this.custom.deleteClusterCustomObject({ group: GROUP, version: VERSION, plural: this.plural(kind), name });
+      return true;
+    } catch (err) {
+      if (httpStatus(err) === 404) return false;
+      throw err;
+    }
+  }
+
+  /**
+   * Merge `status` and one condition into an object's status, keeping conditions others wrote.
+   * Writes nothing when nothing would change. Optimistic: retried on a conflict.
+   */
+  async updateStatus(kind: ObjectKind, name: string, patch: Omit<MeshStatus, 'conditions'>, condition?: Omit<Condition, 'lastTransitionTime'>): Promise<boolean> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const obj = await this.getObject(kind, name);
+      if (!obj) return false;
+      const old = obj.status ?? {};
+      const conditions = condition ? setCondition(old.conditions ?? [], { ...condition, observedGeneration: obj.metadata.generation }, new Date()) : old.conditions;
+      const next: MeshStatus = { ...old, ...patch, ...(conditions ? { conditions } : {}) };
+      if (JSON.stringify(withoutTimes(next)) === JSON.stringify(withoutTimes(old))) return false;
+      try {
+        await this.custom.replaceClusterCustomObjectStatus({
+          group: GROUP,
+          version: VERSION,
+          plural: this.plural(kind),
+          name,
+          body: { ...obj, status: next },
+          fieldManager: this.o.component,
+        });
+        return true;
+      } catch (err) {
+        if (httpStatus(err) !== 409) throw err;
+      }
+    }
+    return false;
+  }
+
+  /** Mark a refused object (condition Accepted=False on its status) and announce it with a Warning event, once. */
+  async reportRefusal(r: Refusal): Promise<void> {
+    const obj = await this.getObject(r.kind, r.name);
+    if (!obj) return; // refused objects from elsewhere (a directory) have no status to write
+    await this.updateStatus(r.kind, r.name, {}, { type: 'Accepted', status: 'False', reason: r.reason, message: r.message });
+    const key = `${obj.metadata.uid}/${obj.metadata.generation}/${r.reason}`;
+    if (this.announced.has(key)) return;
+    this.announced.add(key);
+    await this.warn(r.kind, obj, r.reason, r.message);
+  }
+
+  /** Clear an earlier refusal once the object is accepted (only if a refusal is recorded). */
+  async reportAccepted(kind: ObjectKind, name: string, status: MeshStatus | undefined): Promise<void> {
+    const accepted = status?.conditions?.find((c) => c.type === 'Accepted');
+    if (!accepted || accepted.status === 'True') return;
+    await this.updateStatus(kind, name, {}, { type: 'Accepted', status: 'True', reason: 'Accepted', message: `${kind} ${name} passes the trust rules` });
+  }
+
+  async warn(kind: ObjectKind, obj: Obj, reason: string, message: string): Promise<void> {
+    const namespace = this.o.eventNamespace ?? 'default';
+    const now = new Date();
+    try {
+      await this.core.createNamespacedEvent({
+        namespace,
+        body: {
+          metadata: { generateName: `${obj.metadata.name}.`, namespace },
+          involvedObject: { apiVersion: API_VERSION, kind, name: obj.metadata.name, uid: obj.metadata.uid, resourceVersion: obj.metadata.resourceVersion },
+          type: 'Warning',
+          reason,
+          message,
+          source: { component: this.o.component, host: this.o.instance },
+          reportingComponent: this.o.component,
+          reportingInstance: this.o.instance,
+          firstTimestamp: now,
+          lastTimestamp: now,
+          count: 1,
+        },
+      });
+    } catch (err) {
+      this.log.warn('could not write a Warning event', { kind, name: obj.metadata.name, reason, error: apiMessage(err) });
+    }
+  }
+
+  /** Merge-patch a spec (for tests and tools). */
+  async patchSpec(kind: ObjectKind, name: string, spec: Record<string, unknown>): Promise<void> {
+    await this.custom.patchClusterCustomObject({ group: GROUP, version: VERSION, plural: this.plural(kind), name, body: { spec } }, MERGE);
+  }
+}
+
+function normalize(spec: unknown): unknown {
+  if (Array.isArray(spec)) return spec.map(normalize);
+  if (spec && typeof spec === 'object') {
+    return Object.fromEntries(
+      Object.entries(spec as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined && v !== null)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => [k, normalize(v)]),
+    );
+  }
+  return spec;
+}
+
+function withoutTimes(s: MeshStatus): unknown {
+  return { ...s, lastSyncTime: undefined, conditions: s.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) };
+}
