@@ -18,11 +18,9 @@ const IPV6 =
   `(${H}:){1,3}(:${H}){1,4}|(${H}:){1,2}(:${H}){1,5}|${H}:(:${H}){1,6}|:((:${H}){1,7}|:))`;
 const PORT = '([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])';
 
-/** Patterns, exported for the tests that check them against our own parsers. */
+/** Patterns (formats do the rest), exported for the tests that check them against our own parsers. */
 export const PATTERNS = {
   key: '^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$',
-  ip: `^(${IPV4}|${IPV6})$`,
-  cidr: `^(${IPV4}/(3[0-2]|[12]?[0-9])|${IPV6}/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$`,
   endpoint: `^(${IPV4}|\\[${IPV6}\\]):${PORT}$`,
   dnsSubdomain: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
   dnsLabel: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$',
@@ -46,7 +44,8 @@ const meshIP: Schema = {
   type: 'string',
   description: 'The tunnel address, inside the mesh CIDR (default 100.96.0.0/16).',
   maxLength: 45,
-  pattern: PATTERNS.ip,
+  // Go's own parser via the API server's formats: the message names the field and the value.
+  anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }],
 };
 const cidrList = (description: string, maxItems: number): Schema => ({
   type: 'array',
@@ -54,7 +53,10 @@ const cidrList = (description: string, maxItems: number): Schema => ({
   minItems: 1,
   maxItems,
   'x-kubernetes-list-type': 'set',
-  items: { type: 'string', maxLength: 49, pattern: PATTERNS.cidr },
+  // format cidr is Go's net.ParseCIDR: "spec.allowedIPs in body must be of type cidr: "10.0.0.0/33"".
+  // Host bits set (10.0.0.5/24) pass here; the agent canonicalizes. Duplicates pass too: 1.20 does
+  // not enforce list-type set for custom resources and forbids uniqueItems; the agent drops them.
+  items: { type: 'string', maxLength: 49, format: 'cidr' },
 });
 const nodeName: Schema = {
   type: 'string',
