@@ -160,7 +160,9 @@ describe('aks-mesh inspect', { skip: skip ?? false }, () => {
       const r = await cli(['inspect', '--interface', a.interfaceName, '--json', '--show-keys']);
       const afterDump = wg(['show', a.interfaceName, 'dump']);
       assert.equal(r.code, 0, r.stderr);
-      if (before !== afterDump) {
+      // wireguard-go lists peers in random order: compare the dumps line by line, order aside.
+      const sorted = (dump: string): string => dump.trim().split('\n').sort().join('\n');
+      if (sorted(before) !== sorted(afterDump)) {
         last = 'device changed during the reading';
         continue;
       }

@@ -35,7 +35,13 @@ export function humanBytes(bytes: bigint): string {
     scale *= 1024n;
     unit++;
   }
-  return `${(Number(bytes) / Number(scale)).toFixed(2)} ${units[unit]}`;
+  // wg prints (double)bytes / scale with printf("%.2f"), which rounds the exact binary value and
+  // breaks ties to even (toFixed breaks them up). Dividing by a power of two is exact, so use bigints.
+  const exact = BigInt(Number(bytes)) * 100n;
+  let hundredths = exact / scale;
+  const twiceRest = (exact % scale) * 2n;
+  if (twiceRest > scale || (twiceRest === scale && hundredths % 2n === 1n)) hundredths++;
+  return `${hundredths / 100n}.${String(hundredths % 100n).padStart(2, '0')} ${units[unit]}`;
 }
 
 function handshakeUnix(peer: PeerState): number | null {

@@ -35,6 +35,13 @@ export function isRoot(): boolean {
 
 /** Why network tests cannot run here, or null when they can. */
 export function networkTestsUnavailable(): string | null {
+  const why = networkMissing();
+  // scripts/test (and CI) sets AKS_MESH_REQUIRE_NETWORK=1: a missing part is then a failure, never a silent skip.
+  if (why && process.env.AKS_MESH_REQUIRE_NETWORK === '1') throw new Error(`network tests required but unavailable: ${why}`);
+  return why;
+}
+
+function networkMissing(): string | null {
   if (!isRoot()) return 'needs root (network namespaces, TUN devices)';
   try {
     execFileSync('ip', ['-V'], { stdio: 'ignore' });

@@ -9,18 +9,39 @@ function fail(what: string, text: string, expected: string): never {
   throw new NativeError('invalid-config', `${what}: ${JSON.stringify(text)} is not ${expected}`);
 }
 
-/** Parse a plain IP address strictly (dotted quad without leading zeros, or IPv6 without a zone). */
+function isDottedQuad(text: string): boolean {
+  return ipaddr.IPv4.isValidFourPartDecimal(text) && !/(^|\.)0\d/.test(text);
+}
+
+/**
+ * Parse a plain IP address strictly (dotted quad without leading zeros, or IPv6 without a zone
+ * whose embedded IPv4 part, if any, is such a dotted quad: ipaddr.js would also take hex and octal there).
+ */
 export function parseIp(text: string, what = 'address'): ipaddr.IPv4 | ipaddr.IPv6 {
   if (typeof text === 'string') {
-    if (ipaddr.IPv4.isValidFourPartDecimal(text) && !/(^|\.)0\d/.test(text)) return ipaddr.IPv4.parse(text);
-    if (text.includes(':') && !text.includes('%') && ipaddr.IPv6.isValid(text)) return ipaddr.IPv6.parse(text);
+    if (isDottedQuad(text)) return ipaddr.IPv4.parse(text);
+    const embeddedV4 = text.slice(text.lastIndexOf(':') + 1);
+    if (
+      text.includes(':') &&
+      !text.includes('%') &&
+      ipaddr.IPv6.isValid(text) &&
+      (!embeddedV4.includes('.') || isDottedQuad(embeddedV4))
+    ) {
+      return ipaddr.IPv6.parse(text);
+    }
   }
   return fail(what, String(text), 'an IPv4 or IPv6 address');
 }
 
-/** Canonical form of an IP address: IPv6 compressed, lower case. */
+/** An address as netip prints it: IPv6 compressed, lower case, IPv4-mapped as ::ffff:1.2.3.4. */
+function format(addr: ipaddr.IPv4 | ipaddr.IPv6): string {
+  if (addr instanceof ipaddr.IPv6 && addr.isIPv4MappedAddress()) return `::ffff:${addr.toIPv4Address().toString()}`;
+  return addr.toString();
+}
+
+/** Canonical form of an IP address: IPv6 compressed, lower case, IPv4-mapped as ::ffff:1.2.3.4. */
 export function canonicalIp(text: string, what = 'address'): string {
-  return parseIp(text, what).toString();
+  return format(parseIp(text, what));
 }
 
 /**
@@ -43,7 +64,7 @@ export function canonicalCidr(text: string, what = 'CIDR'): string {
     addr.kind() === 'ipv4'
       ? ipaddr.IPv4.networkAddressFromCIDR(`${addr.toString()}/${len}`)
       : ipaddr.IPv6.networkAddressFromCIDR(`${addr.toString()}/${len}`);
-  return `${network.toString()}/${len}`;
+  return `${format(network)}/${len}`;
 }
 
 export function cidrFamily(cidr: string): 4 | 6 {
@@ -79,5 +100,5 @@ export function canonicalEndpoint(text: string, what = 'endpoint'): string {
   const port = Number(portText);
   if (!/^(0|[1-9]\d*)$/.test(portText) || port > 65535) fail(what, text, `${expected} (port 0 to 65535)`);
   // IPv4-mapped IPv6 stays IPv6, as in netip.
-  return addr.kind() === 'ipv6' ? `[${addr.toString()}]:${port}` : `${addr.toString()}:${port}`;
+  return addr.kind() === 'ipv6' ? `[${format(addr)}]:${port}` : `${format(addr)}:${port}`;
 }

@@ -1,0 +1,210 @@
+/**
+ * The agent against a real kube-apiserver + etcd and a real wireguard-go in a network namespace of
+ * its own. Nodes node-b and node-c are only objects here (their Peers written as their agents
+ * would); `wg show <if> dump` is the independent reader of what the device holds.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as k8s from '@kubernetes/client-node';
+import { TestCluster, kubeTestsUnavailable } from '../e2e/kube/apiserver.ts';
+import { createNode, createPeer, deletePeer, getPeer, grantShippedRole, installCrds, parseDump, updatePeerSpec, waitFor } from '../e2e/kube/mesh.ts';
+import type { DumpPeer } from '../e2e/kube/mesh.ts';
+import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { generatePrivateKey, listRoutes, publicKeyOf } from '../native/index.ts';
+import { KubeSource, MeshApi } from '../mesh/index.ts';
+import type { Condition } from '../mesh/index.ts';
+import { Agent } from './agent.ts';
+
+const skip = networkTestsUnavailable() ?? kubeTestsUnavailable() ?? false;
+const TABLE = 51820;
+
+describe('agent against a real API server and a real wireguard-go', { skip }, () => {
+  let cluster: TestCluster;
+  let admin: k8s.KubeConfig;
+  let box: Sandbox;
+  let ns: string;
+  let ifName: string;
+  let agent: Agent;
+  let keyDir: string;
+  const sets: string[][] = [];
+  const keys = { b: publicKeyOf(generatePrivateKey()), c: publicKeyOf(generatePrivateKey()) };
+
+  const dump = async (): Promise<ReturnType<typeof parseDump>> => parseDump((await box.exec(ns, 'wg', ['show', ifName, 'dump'])).stdout);
+  const peersOf = async (): Promise<Record<string, string[]>> => {
+    const out: Record<string, string[]> = {};
+    for (const p of (await dump()).peers.values()) out[p.publicKey] = p.allowedIPs;
+    return out;
+  };
+  const routes = async (): Promise<string[]> => (await listRoutes(TABLE, { netns: ns })).map((r) => `${r.dst} ${r.dev}`).sort();
+  const condition = async (name: string, type: string): Promise<Condition | undefined> =>
+    ((await getPeer(admin, name))?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === type);
+
+  before(async () => {
+    cluster = await TestCluster.start({ users: [{ name: 'agent-node-a' }] });
+    admin = cluster.kubeConfig();
+    await installCrds(cluster);
+    await grantShippedRole(cluster, 'agent', 'agent-node-a');
+    await createNode(admin, 'node-a', ['10.244.0.0/24'], '198.18.0.1');
+    // One family per Node: 1.20 drops a second podCIDR unless the IPv6DualStack gate is on.
+    await createNode(admin, 'node-b', ['10.244.1.0/24'], '198.18.0.2');
+    await createNode(admin, 'node-c', ['10.244.2.0/24'], '198.18.0.3');
+    await createPeer(admin, 'node-b', { publicKey: keys.b, endpoint: '198.18.0.2:51820', allowedIPs: ['10.244.1.0/24'], meshIP: '100.96.0.2', nodeName: 'node-b' });
+    await createPeer(admin, 'node-c', { publicKey: keys.c, endpoint: '198.18.0.3:51820', allowedIPs: ['10.244.2.0/24'], meshIP: '100.96.0.3', nodeName: 'node-c' });
+
+    box = new Sandbox();
+    ns = await box.addNamespace('a');
+    ifName = box.ifName('wg', 'a');
+    keyDir = await mkdtemp(join(tmpdir(), 'aks-mesh-agent-test-'));
+    // The agent acts with the shipped agent ClusterRole only.
+    const kc = cluster.kubeConfig('agent-node-a');
+    agent = new Agent({
+      nodeName: 'node-a',
+      interfaceName: ifName,
+      listenPort: 51820,
+      meshCIDR: '100.96.0.0/16',
+      fwmark: 51820,
+      table: TABLE,
+      rulePriority: 5280,
+      mtu: 'auto',
+      keyPath: join(keyDir, 'private.key'),
+      wireguard: 'spawn',
+      netns: ns,
+      endpoint: '198.18.0.1:51820',
+      source: new KubeSource(kc, { backoffMs: 200, maxBackoffMs: 1000 }),
+      api: new MeshApi(kc, { instance: 'node-a', component: 'aks-mesh-agent' }),
+      resyncMs: 1500,
+      debounceMs: 50,
+      onRequest: (op, lines) => {
+        if (op === 'set') sets.push([...lines]);
+      },
+    });
+    box.trackPid(() => (agent.wireguard as { pid?: number }).pid);
+    await agent.start();
+  });
+
+  after(async () => {
+    await agent?.stop().catch(() => undefined);
+    await box?.cleanup();
+    await cluster?.stop();
+    if (keyDir) await rm(keyDir, { recursive: true, force: true });
+  });
+
+  test('converges: exactly the other nodes, their pod CIDRs and mesh IPs, routed through the tunnel', async () => {
+    const expected = {
+      [keys.b]: ['10.244.1.0/24', '100.96.0.2/32'],
+      [keys.c]: ['10.244.2.0/24', '100.96.0.3/32'],
+    };
+    await waitFor('the device to hold nodes b and c', async () => JSON.stringify(await peersOf()) === JSON.stringify(sortKeys(expected)));
+    const d = await dump();
+    assert.equal(d.listenPort, 51820);
+    assert.equal(d.fwmark, 51820);
+    assert.equal(d.peers.get(keys.b)?.endpoint, '198.18.0.2:51820');
+    await waitFor('routes in the mesh table', async () => (await routes()).length === 4);
+    assert.deepEqual(await routes(), ['10.244.1.0/24', '10.244.2.0/24', '100.96.0.2/32', '100.96.0.3/32'].map((r) => `${r} ${ifName}`));
+
+    // Self-registration: its own Peer with its key, its Node's pod CIDRs and a mesh IP; Ready on its status.
+    const own = await waitFor('own Peer registered', () => getPeer(admin, 'node-a'));
+    assert.equal(own.spec.publicKey, agent.publicKey);
+    assert.deepEqual(own.spec.allowedIPs, ['10.244.0.0/24']);
+    assert.equal(own.spec.endpoint, '198.18.0.1:51820');
+    assert.match(own.spec.meshIP ?? '', /^100\.96\.\d+\.\d+$/);
+    await waitFor('Ready=True on its own Peer', async () => (await condition('node-a', 'Ready'))?.status === 'True');
+    const mp = await cluster.kubectl(['get', 'mp', 'node-a']);
+    assert.match(mp.stdout, /node-a\s+198\.18\.0\.1:51820\s+100\.96\.\d+\.\d+\s+\["10\.244\.0\.0\/24"\]\s+True\s+\d+s/);
+    await waitFor('its mesh IP on the interface', async () => (await box.ip(ns, '-4', 'addr', 'show', 'dev', ifName)).includes(`${own.spec.meshIP}/32`));
+  });
+
+  test('changing one Peer costs one UAPI set, touching only that peer', async () => {
+    await waitFor('quiet device', async () => (await agent.reconciler.idle(), true));
+    const before = sets.length;
+    await updatePeerSpec(admin, 'node-b', (s) => ({ ...s, allowedIPs: ['10.244.1.0/25', '10.244.1.128/25'] }));
+    await waitFor('node-b with its pod CIDR in two halves', async () => (await peersOf())[keys.b]?.join() === '10.244.1.0/25,10.244.1.128/25,100.96.0.2/32');
+    await new Promise((r) => setTimeout(r, 2000)); // a resync period: nothing else may be written
+    const mine = sets.slice(before);
+    assert.equal(mine.length, 1, `expected one set, got ${JSON.stringify(mine)}`);
+    const touched = mine[0].filter((l) => l.startsWith('public_key='));
+    assert.deepEqual(touched, [`public_key=${Buffer.from(keys.b, 'base64').toString('hex')}`]);
+    assert.ok(mine[0].includes('update_only=true'), mine[0].join(' '));
+    assert.ok((await routes()).includes(`10.244.1.128/25 ${ifName}`));
+    assert.ok(!(await routes()).includes(`10.244.1.0/24 ${ifName}`), 'the old route is gone');
+  });
+
+  test('manual drift (wg set by hand) is undone by the periodic resync', async () => {
+    await box.exec(ns, 'wg', ['set', ifName, 'peer', keys.c, 'allowed-ips', '10.99.0.0/24']);
+    assert.deepEqual((await peersOf())[keys.c], ['10.99.0.0/24']);
+    await waitFor('resync to restore node-c', async () => (await peersOf())[keys.c]?.join() === '10.244.2.0/24,100.96.0.3/32', 10_000);
+  });
+
+  test("a Peer claiming another node's pod CIDR is refused: victim untouched, condition and Warning event", async () => {
+    const victimBefore: DumpPeer | undefined = (await dump()).peers.get(keys.b);
+    await updatePeerSpec(admin, 'node-c', (s) => ({ ...s, allowedIPs: ['10.244.2.0/24', '10.244.1.0/24'] }));
+    const refused = await waitFor('Accepted=False on node-c', async () => {
+      const c = await condition('node-c', 'Accepted');
+      return c?.status === 'False' ? c : null;
+    });
+    assert.equal(refused.reason, 'AllowedIPsOutsidePodCIDRs');
+    assert.match(refused.message, /Peer node-c: allowedIPs 10\.244\.1\.0\/24 is not inside Node node-c's podCIDRs \[10\.244\.2\.0\/24\]/);
+    await waitFor('node-c left out of the device', async () => !(keys.c in (await peersOf())));
+    assert.deepEqual((await dump()).peers.get(keys.b), victimBefore, 'the victim is untouched');
+    assert.ok(!(await routes()).some((r) => r.startsWith('10.244.2.0/24')), 'the refused peer has no routes');
+
+    const events = await waitFor('a Warning event', async () => {
+      const list = await cluster.kubeConfig().makeApiClient(k8s.CoreV1Api).listNamespacedEvent({ namespace: 'default' });
+      return list.items.filter((e) => e.involvedObject.name === 'node-c' && e.type === 'Warning');
+    });
+    assert.equal(events[0].reason, 'AllowedIPsOutsidePodCIDRs');
+    assert.equal(events[0].involvedObject.kind, 'Peer');
+    assert.match(events[0].message ?? '', /10\.244\.1\.0\/24 is not inside Node node-c's podCIDRs/);
+    const described = await cluster.kubectl(['get', 'events', '-n', 'default', '--field-selector', 'involvedObject.name=node-c']);
+    assert.match(described.stdout, /Warning\s+AllowedIPsOutsidePodCIDRs\s+peer\/node-c/);
+
+    // Fixed: accepted again, the condition says so, and the peer comes back.
+    await updatePeerSpec(admin, 'node-c', (s) => ({ ...s, allowedIPs: ['10.244.2.0/24'] }));
+    await waitFor('node-c back', async () => (await peersOf())[keys.c]?.join() === '10.244.2.0/24,100.96.0.3/32');
+    await waitFor('Accepted=True on node-c', async () => (await condition('node-c', 'Accepted'))?.status === 'True');
+  });
+
+  test('deleting a Peer removes it from the device and its routes from the table', async () => {
+    await deletePeer(admin, 'node-c');
+    await waitFor('node-c gone', async () => !(keys.c in (await peersOf())));
+    await waitFor('its routes gone', async () => !(await routes()).some((r) => /^(10\.244\.2\.0\/24|100\.96\.0\.3\/32) /.test(r)));
+    assert.deepEqual(Object.keys(await peersOf()), [keys.b]);
+  });
+
+  test('API server away for 20 s: the device stays as it was, then converges on what changed meanwhile', async () => {
+    const before = await dump();
+    const setsBefore = sets.length;
+    await cluster.stopApiServer();
+    // Meanwhile the cluster changes through a second API server on the same etcd, which this agent does not use.
+    const other = await cluster.startSecondApiServer();
+    try {
+      const kc2 = other.kubeConfig();
+      await createPeer(kc2, 'node-c', { publicKey: keys.c, endpoint: '198.18.0.3:51820', allowedIPs: ['10.244.2.0/24'], meshIP: '100.96.0.3', nodeName: 'node-c' });
+      await updatePeerSpec(kc2, 'node-b', (s) => ({ ...s, endpoint: '198.18.0.22:51820' }));
+    } finally {
+      await other.stop();
+    }
+    const samples: string[] = [];
+    for (let t = 0; t < 20; t++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      samples.push(JSON.stringify([...(await dump()).peers.values()].map((p) => [p.publicKey, p.allowedIPs, p.endpoint])));
+    }
+    const expectedSame = JSON.stringify([...before.peers.values()].map((p) => [p.publicKey, p.allowedIPs, p.endpoint]));
+    assert.ok(samples.every((s) => s === expectedSame), 'the device did not change while the API server was away');
+    assert.equal(sets.length, setsBefore, 'no UAPI set during the outage');
+    assert.ok(agent.reconciler.passes > 0);
+
+    await cluster.startApiServer();
+    await waitFor('node-c back and node-b moved', async () => {
+      const d = await dump();
+      return d.peers.get(keys.c)?.allowedIPs.join() === '10.244.2.0/24,100.96.0.3/32' && d.peers.get(keys.b)?.endpoint === '198.18.0.22:51820';
+    }, 60_000);
+  });
+});
+
+function sortKeys(o: Record<string, string[]>): Record<string, string[]> {
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+}
