@@ -142,26 +142,27 @@ export class Reconciler {
       return null;
     }
     const result: SyncResult = { at: new Date(), applied: [], routesAdded: [], routesRemoved: [], live: null, desired };
+    let live: DeviceState | null = null;
     try {
-      let live = await this.o.device.get();
+      live = await this.o.device.get();
+      let lastRefusal: Error | null = null;
       for (let attempt = 1; ; attempt++) {
         const ops = diffDevice(desired.device, live);
         if (ops.length === 0) break;
-        if (attempt > MAX_ATTEMPTS) throw new Error(`device still differs after ${MAX_ATTEMPTS} attempts (${ops.length} operations left)`);
-        let refused: Error | null = null;
+        if (attempt > MAX_ATTEMPTS) {
+          throw new Error(`device still differs after ${MAX_ATTEMPTS} attempts (${ops.length} operations left): ${lastRefusal?.message ?? 'no refusal seen'}`);
+        }
+        // Each operation is its own set: one refused peer does not keep the others from being applied.
         for (const op of ops) {
           try {
             await this.o.device.set(opRequest(op));
             result.applied.push(op);
           } catch (err) {
-            refused = err as Error;
-            break;
+            lastRefusal = err as Error;
+            this.log.warn('UAPI set refused', { op: op.op, error: lastRefusal.message, attempt });
           }
         }
-        if (refused) {
-          // Lines before the refused one stay applied: start again from what is really there.
-          this.log.warn('UAPI set refused; re-reading the device', { error: refused.message, attempt });
-        }
+        // Lines before a refused one stay applied, and others may write too: go on from what is really there.
         live = await this.o.device.get();
       }
       result.live = live;
@@ -185,6 +186,7 @@ export class Reconciler {
         });
       }
     } catch (err) {
+      result.live = live;
       result.error = err as Error;
       this.log.warn('reconcile pass failed; will retry', { error: result.error.message });
     }
