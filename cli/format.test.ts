@@ -5,23 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { DeviceState, PeerState } from '../native/index.ts';
+import type { DeviceState } from '../native/index.ts';
 import { formatText, humanBytes, humanDuration, sortPeers, toJson } from './format.ts';
+import { blankPeerState } from '../native/index.ts';
 
-function peer(publicKey: string, fields: Partial<PeerState> = {}): PeerState {
-  return {
-    publicKey,
-    presharedKey: null,
-    endpoint: null,
-    allowedIPs: [],
-    persistentKeepalive: 0,
-    lastHandshake: null,
-    rxBytes: 0n,
-    txBytes: 0n,
-    protocolVersion: 1,
-    ...fields,
-  };
-}
+const peer = blankPeerState;
 
 const PEER_A = 'ln1Gl4iJD0uJ8qtXV5hE0X0EcmPIKwskW6bZKjHVgmg=';
 const PEER_B = 'Zh6HWMsY9yMPxnFTZX5UgaV8G86QgHcqZrHdqiCAt0A=';

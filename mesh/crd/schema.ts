@@ -111,65 +111,57 @@ const status: Schema = {
   },
 };
 
-export const PEER_SCHEMA: Schema = {
-  type: 'object',
-  description: 'A WireGuard peer of the mesh: a node (nodeName set, named after the node) or a machine outside the cluster.',
-  required: ['spec'],
-  properties: {
-    apiVersion: { type: 'string' },
-    kind: { type: 'string' },
-    metadata: { type: 'object' },
-    spec: {
-      type: 'object',
-      required: ['publicKey', 'allowedIPs'],
-      properties: {
-        publicKey,
-        endpoint,
-        allowedIPs: cidrList('The CIDRs routed to this peer (a node: its pod CIDRs and its mesh IP/32).', 256),
-        meshIP,
-        nodeName,
-        persistentKeepalive,
-        presharedKeySecretRef: {
-          type: 'object',
-          description: 'A Secret key holding the base64 preshared key for this peer.',
-          required: ['namespace', 'name', 'key'],
-          properties: {
-            namespace: { type: 'string', maxLength: 63, pattern: PATTERNS.dnsLabel },
-            name: { type: 'string', maxLength: 253, pattern: PATTERNS.dnsSubdomain },
-            key: { type: 'string', maxLength: 253, pattern: PATTERNS.secretKey },
-          },
-        },
-        ...forbidden,
-      },
+/** A cluster-scoped resource with a spec (these fields required, plus the secret-looking ones refused) and our status. */
+function resourceSchema(description: string, required: string[], fields: Record<string, Schema>): Schema {
+  return {
+    type: 'object',
+    description,
+    required: ['spec'],
+    properties: {
+      apiVersion: { type: 'string' },
+      kind: { type: 'string' },
+      metadata: { type: 'object' },
+      spec: { type: 'object', required, properties: { ...fields, ...forbidden } },
+      status,
     },
-    status,
-  },
-};
+  };
+}
 
-export const GATEWAY_SCHEMA: Schema = {
-  type: 'object',
-  description: 'A Konnectivity-side gateway: peers with every node by its mesh IP and routes podCIDRs into the mesh.',
-  required: ['spec'],
-  properties: {
-    apiVersion: { type: 'string' },
-    kind: { type: 'string' },
-    metadata: { type: 'object' },
-    spec: {
+export const PEER_SCHEMA = resourceSchema(
+  'A WireGuard peer of the mesh: a node (nodeName set, named after the node) or a machine outside the cluster.',
+  ['publicKey', 'allowedIPs'],
+  {
+    publicKey,
+    endpoint,
+    allowedIPs: cidrList('The CIDRs routed to this peer (a node: its pod CIDRs and its mesh IP/32).', 256),
+    meshIP,
+    nodeName,
+    persistentKeepalive,
+    presharedKeySecretRef: {
       type: 'object',
-      required: ['publicKey', 'meshIP', 'podCIDRs'],
+      description: 'A Secret key holding the base64 preshared key for this peer.',
+      required: ['namespace', 'name', 'key'],
       properties: {
-        publicKey,
-        endpoint,
-        meshIP,
-        nodeName,
-        podCIDRs: cidrList('The pod CIDRs the gateway routes through its tunnel.', 64),
-        persistentKeepalive,
-        ...forbidden,
+        namespace: { type: 'string', maxLength: 63, pattern: PATTERNS.dnsLabel },
+        name: { type: 'string', maxLength: 253, pattern: PATTERNS.dnsSubdomain },
+        key: { type: 'string', maxLength: 253, pattern: PATTERNS.secretKey },
       },
     },
-    status,
   },
-};
+);
+
+export const GATEWAY_SCHEMA = resourceSchema(
+  'A Konnectivity-side gateway: peers with every node by its mesh IP and routes podCIDRs into the mesh.',
+  ['publicKey', 'meshIP', 'podCIDRs'],
+  {
+    publicKey,
+    endpoint,
+    meshIP,
+    nodeName,
+    podCIDRs: cidrList('The pod CIDRs the gateway routes through its tunnel.', 64),
+    persistentKeepalive,
+  },
+);
 
 const READY = '.status.conditions[?(@.type=="Ready")].status';
 

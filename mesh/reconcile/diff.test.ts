@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { encodeSet, generatePrivateKey, publicKeyOf } from '../../native/index.ts';
+import { blankPeerState, encodeSet, generatePrivateKey, publicKeyOf } from '../../native/index.ts';
 import type { DeviceState, PeerState, SetRequest } from '../../native/index.ts';
 import { diffDevice, diffRoutes, opRequest } from './diff.ts';
 import type { DesiredDevice } from './diff.ts';
@@ -45,9 +45,7 @@ function applySet(state: DeviceState, req: SetRequest): DeviceState {
   return next;
 }
 
-function emptyPeer(publicKey: string): PeerState {
-  return { publicKey, presharedKey: null, endpoint: null, allowedIPs: [], persistentKeepalive: 0, lastHandshake: null, rxBytes: 0n, txBytes: 0n, protocolVersion: 1 };
-}
+const emptyPeer = blankPeerState;
 
 // A small pool of keys, so random desired and live states share peers often.
 const KEYS = Array.from({ length: 8 }, () => publicKeyOf(generatePrivateKey()));

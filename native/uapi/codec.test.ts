@@ -10,6 +10,7 @@ import { isNativeError } from '../errors.ts';
 import type { NativeErrorKind } from '../errors.ts';
 import { publicKeyOf } from '../keys/index.ts';
 import {
+  blankPeerState,
   encodeSet,
   fullPeerChange,
   locateRefusedLine,
@@ -79,20 +80,7 @@ const ALICE_HEX = '77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92
 const ALICE = Buffer.from(ALICE_HEX, 'hex').toString('base64');
 const ZERO_HEX = '0'.repeat(64);
 
-function peerState(publicKey: string, fields: Partial<PeerState> = {}): PeerState {
-  return {
-    publicKey,
-    presharedKey: null,
-    endpoint: null,
-    allowedIPs: [],
-    persistentKeepalive: 0,
-    lastHandshake: null,
-    rxBytes: 0n,
-    txBytes: 0n,
-    protocolVersion: 1,
-    ...fields,
-  };
-}
+const peerState = blankPeerState;
 
 /** Assert that `fn` throws a NativeError of `kind` whose message starts with `prefix`. */
 function throwsNaming(fn: () => unknown, kind: NativeErrorKind, prefix: string): void {

@@ -106,6 +106,22 @@ function parseCounter(value: string, lineNo: number, line: string): bigint {
   return BigInt(value);
 }
 
+/** A peer as wireguard-go reports one it has just created: nothing set, nothing counted. Fields override. */
+export function blankPeerState(publicKey: string, fields: Partial<PeerState> = {}): PeerState {
+  return {
+    publicKey,
+    presharedKey: null,
+    endpoint: null,
+    allowedIPs: [],
+    persistentKeepalive: 0,
+    lastHandshake: null,
+    rxBytes: 0n,
+    txBytes: 0n,
+    protocolVersion: 1,
+    ...fields,
+  };
+}
+
 /**
  * Parse the body of a `get` answer (the key=value lines; a trailing `errno=` line and blank lines
  * are allowed). Unknown keys are skipped, so newer wireguard-go versions still parse.
@@ -131,17 +147,7 @@ export function parseGet(text: string): DeviceState {
     if (key === 'errno') continue;
     if (key === 'public_key') {
       finishPeer();
-      peer = {
-        publicKey: hexOrThrow(value, i + 1, line),
-        presharedKey: null,
-        endpoint: null,
-        allowedIPs: [],
-        persistentKeepalive: 0,
-        lastHandshake: null,
-        rxBytes: 0n,
-        txBytes: 0n,
-        protocolVersion: 1,
-      };
+      peer = blankPeerState(hexOrThrow(value, i + 1, line));
       device.peers.push(peer);
       handshakeSec = 0n;
       continue;

@@ -1,5 +1,6 @@
 export type { DeviceConfig, DeviceState, PeerChange, PeerConfig, PeerState, SetRequest } from './types.ts';
 export {
+  blankPeerState,
   encodeSet,
   fullPeerChange,
   locateRefusedLine,
