@@ -16,7 +16,8 @@ import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
 import { generatePrivateKey, listRoutes, publicKeyOf } from '../native/index.ts';
 import { KubeSource, MeshApi } from '../mesh/index.ts';
 import type { Condition } from '../mesh/index.ts';
-import { Agent } from './agent.ts';
+import { createAgent } from './agent.ts';
+import type { MeshMember } from '../mesh/index.ts';
 
 const skip = networkTestsUnavailable() ?? kubeTestsUnavailable() ?? false;
 const TABLE = 51820;
@@ -27,7 +28,7 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
   let box: Sandbox;
   let ns: string;
   let ifName: string;
-  let agent: Agent;
+  let agent: MeshMember;
   let keyDir: string;
   const sets: string[][] = [];
   const keys = { b: publicKeyOf(generatePrivateKey()), c: publicKeyOf(generatePrivateKey()) };
@@ -60,7 +61,7 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     keyDir = await mkdtemp(join(tmpdir(), 'aks-mesh-agent-test-'));
     // The agent acts with the shipped agent ClusterRole only.
     const kc = cluster.kubeConfig('agent-node-a');
-    agent = new Agent({
+    agent = createAgent({
       nodeName: 'node-a',
       interfaceName: ifName,
       listenPort: 51820,

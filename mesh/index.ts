@@ -4,6 +4,7 @@ export * from './crd/types.ts';
 export * from './crd/validate.ts';
 export * from './kube.ts';
 export * from './manifests.ts';
+export * from './member.ts';
 export * from './reconcile/index.ts';
 export * from './source/index.ts';
 export * from './topology/index.ts';

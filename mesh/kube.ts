@@ -6,7 +6,7 @@ import * as k8s from '@kubernetes/client-node';
 import { silentLogger } from '../native/index.ts';
 import type { Logger } from '../native/index.ts';
 import { API_VERSION, GROUP, RESOURCES, VERSION } from './crd/types.ts';
-import type { Condition, MeshStatus, PeerSpec } from './crd/types.ts';
+import type { Condition, GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
 import type { ObjectKind, Refusal } from './topology/index.ts';
 
 /** HTTP status of a client-node error, or 0 for a network error. */
@@ -78,18 +78,18 @@ export class MeshApi {
   }
 
   /**
-   * Create or update a node's own Peer so its spec is exactly `spec`. Returns what changed
-   * ('created' | 'updated' | 'unchanged').
+   * Create or update a member's own object (a node's Peer, a gateway's Gateway) so its spec is
+   * exactly `spec`. Returns what changed.
    */
-  async ensurePeer(name: string, spec: PeerSpec): Promise<'created' | 'updated' | 'unchanged'> {
-    const current = await this.getObject('Peer', name);
+  async ensureObject(kind: ObjectKind, name: string, spec: PeerSpec | GatewaySpec): Promise<'created' | 'updated' | 'unchanged'> {
+    const current = await this.getObject(kind, name);
     const fieldManager = this.o.component;
     if (!current) {
       await this.custom.createClusterCustomObject({
         group: GROUP,
         version: VERSION,
-        plural: this.plural('Peer'),
-        body: { apiVersion: API_VERSION, kind: 'Peer', metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'aks-mesh-agent' } }, spec },
+        plural: this.plural(kind),
+        body: { apiVersion: API_VERSION, kind, metadata: { name, labels: { 'app.kubernetes.io/managed-by': this.o.component } }, spec },
         fieldManager,
       });
       return 'created';
@@ -99,7 +99,7 @@ export class MeshApi {
     await this.custom.replaceClusterCustomObject({
       group: GROUP,
       version: VERSION,
-      plural: this.plural('Peer'),
+      plural: this.plural(kind),
       name,
       body: { ...current, spec },
       fieldManager,

@@ -48,7 +48,7 @@ const order = (a: MeshIPHolder, b: MeshIPHolder): number =>
  * The mesh IP node `self` should use, given everything that holds one now (self's own Peer may be
  * among them: its current address is kept while it wins).
  */
-export function allocateMeshIP(self: { name: string; created?: number }, meshCIDR: string, holders: readonly MeshIPHolder[]): string {
+export function allocateMeshIP(self: { kind?: 'Peer' | 'Gateway'; name: string; created?: number }, meshCIDR: string, holders: readonly MeshIPHolder[]): string {
   const cidr = canonicalCidr(meshCIDR, 'mesh CIDR');
   const [net, len] = ipaddr.parseCIDR(cidr);
   const v6 = net.kind() === 'ipv6';
@@ -59,12 +59,11 @@ export function allocateMeshIP(self: { name: string; created?: number }, meshCID
   const usable = v6 ? size - 1n : size - 2n;
   if (usable < 1n) throw new Error(`mesh CIDR ${cidr} has no usable addresses`);
   const base = toBigInt(net);
-  const me: MeshIPHolder = { kind: 'Peer', name: self.name, meshIP: '', created: self.created };
+  const me: MeshIPHolder = { kind: self.kind ?? 'Peer', name: self.name, meshIP: '', created: self.created };
+  const isMe = (h: MeshIPHolder): boolean => h.kind === me.kind && h.name === me.name;
   // Addresses held by someone who wins over us.
-  const blocked = new Set(
-    holders.filter((h) => !(h.kind === 'Peer' && h.name === self.name) && order(h, me) < 0).map((h) => ipaddr.parse(h.meshIP).toString()),
-  );
-  const current = holders.find((h) => h.kind === 'Peer' && h.name === self.name)?.meshIP;
+  const blocked = new Set(holders.filter((h) => !isMe(h) && order(h, me) < 0).map((h) => ipaddr.parse(h.meshIP).toString()));
+  const current = holders.find(isMe)?.meshIP;
   if (current) {
     const addr = ipaddr.parse(current);
     const offset = toBigInt(addr) - base;
@@ -72,7 +71,7 @@ export function allocateMeshIP(self: { name: string; created?: number }, meshCID
       return addr.toString();
     }
   }
-  const start = BigInt(fnv1a(self.name)) % usable;
+  const start = BigInt(fnv1a(me.kind === 'Peer' ? self.name : `${me.kind}/${self.name}`)) % usable;
   const limit = usable < 1_000_000n ? usable : 1_000_000n;
   for (let i = 0n; i < limit; i++) {
     const candidate = fromBigInt(base + first + ((start + i) % usable), v6);
