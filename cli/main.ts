@@ -7,6 +7,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { NativeError } from '../native/index.ts';
 import { crdsCommand } from './commands/crds.ts';
+import { agentCommand, gatewayCommand } from './commands/member.ts';
 import { demoCommand } from './commands/demo.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
@@ -22,6 +23,7 @@ export async function main(argv: string[]): Promise<void> {
     .usage('$0 <command> [options]\n\nWireGuard mesh for Kubernetes nodes without the WireGuard kernel module.')
     .strict()
     .demandCommand(1, 'say which command: aks-mesh --help lists them')
+    .epilogue('Every flag can also come from the environment: --node-name as AKS_MESH_NODE_NAME, --peers-dir as AKS_MESH_PEERS_DIR, and so on.')
     .help()
     .alias('h', 'help')
     .version()
@@ -31,7 +33,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`aks-mesh: ${msg}\nRun "aks-mesh --help" for usage.\n`);
       process.exit(2);
     });
-  for (const add of [keygenCommand, pubkeyCommand, inspectCommand, crdsCommand, demoCommand]) parser = add(parser);
+  for (const add of [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, crdsCommand, demoCommand]) parser = add(parser);
   await parser.parseAsync();
 }
 

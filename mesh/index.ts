@@ -5,6 +5,7 @@ export * from './crd/validate.ts';
 export * from './kube.ts';
 export * from './manifests.ts';
 export * from './member.ts';
+export * from './metrics.ts';
 export * from './reconcile/index.ts';
 export * from './source/index.ts';
 export * from './topology/index.ts';

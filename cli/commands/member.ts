@@ -1,0 +1,195 @@
+/**
+ * `aks-mesh agent` and `aks-mesh gateway`: flags (each with an AKS_MESH_* environment variable),
+ * then the long-running member until SIGTERM/SIGINT. The mesh modules load only when one of these
+ * runs, so the small commands stay fast.
+ */
+import type { Argv } from 'yargs';
+import type { MeshMember } from '../../mesh/index.ts';
+
+interface CommonArgs {
+  'node-name': string;
+  interface: string;
+  'listen-port': number;
+  'mesh-cidr': string;
+  kubeconfig?: string;
+  'peers-dir'?: string;
+  'key-file': string;
+  wireguard: 'spawn' | 'attach';
+  'wireguard-go'?: string;
+  'socket-dir': string;
+  mtu: string;
+  table: number;
+  fwmark: number;
+  'rule-priority': number;
+  keepalive: number;
+  resync: number;
+  'metrics-address': string;
+  'log-level': string;
+  'log-format': 'text' | 'json';
+  cleanup: boolean;
+}
+
+interface AgentArgs extends CommonArgs {
+  endpoint?: string;
+}
+
+interface GatewayArgs extends CommonArgs {
+  name?: string;
+  'gateway-endpoint': string;
+  'pod-cidr': string[];
+}
+
+/** Flags given as AKS_MESH_<FLAG> environment variables (only for flags that exist: strict parsing stays on). */
+function fromEnvironment<T>(y: Argv<T>, names: readonly string[]): Argv<T> {
+  const config: Record<string, string | string[]> = {};
+  for (const name of names) {
+    const value = process.env[`AKS_MESH_${name.toUpperCase().replace(/-/g, '_')}`];
+    if (value !== undefined && value !== '') config[name] = name === 'pod-cidr' ? [value] : value;
+  }
+  return Object.keys(config).length ? y.config(config) : y;
+}
+
+const COMMON_FLAGS = ['node-name', 'interface', 'listen-port', 'mesh-cidr', 'kubeconfig', 'peers-dir', 'key-file', 'wireguard', 'wireguard-go', 'socket-dir', 'mtu', 'table', 'fwmark', 'rule-priority', 'keepalive', 'resync', 'metrics-address', 'log-level', 'log-format'] as const;
+
+function common(y: Argv, defaults: { interface: string; keyFile: string; keepalive: number; metrics: string }): Argv<CommonArgs> {
+  return y
+    .option('node-name', { type: 'string', demandOption: true, describe: 'The Kubernetes node this runs on (env AKS_MESH_NODE_NAME; in a pod, from the downward API spec.nodeName)' })
+    .option('interface', { type: 'string', default: defaults.interface, describe: 'WireGuard interface name; its UAPI socket is <socket-dir>/<interface>.sock' })
+    .option('listen-port', { type: 'number', default: 51820, describe: 'UDP port wireguard-go listens on' })
+    .option('mesh-cidr', { type: 'string', default: '100.96.0.0/16', describe: 'Where mesh IPs (tunnel addresses) are allocated from; the same on every member' })
+    .option('kubeconfig', { type: 'string', describe: 'kubeconfig file (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)' })
+    .option('peers-dir', { type: 'string', describe: 'Standalone mode: read Peer, Gateway and Node YAML from this directory instead of the Kubernetes API (nothing is written back)' })
+    .option('key-file', { type: 'string', default: defaults.keyFile, describe: 'Private key file; created (mode 0600) if missing, refused if others can read it' })
+    .option('wireguard', { choices: ['spawn', 'attach'] as const, default: 'spawn' as const, describe: 'spawn: start and supervise wireguard-go; attach: use a sidecar\'s wireguard-go through the shared socket dir (an agent restart keeps the tunnel up)' })
+    .option('wireguard-go', { type: 'string', describe: 'wireguard-go binary for spawn mode (default: $AKS_MESH_WIREGUARD_GO, the bundled build, then PATH)' })
+    .option('socket-dir', { type: 'string', default: '/var/run/wireguard', describe: 'wireguard-go UAPI socket folder' })
+    .option('mtu', { type: 'string', default: 'auto', describe: 'Interface MTU, or auto (underlay MTU - 80)' })
+    .option('table', { type: 'number', default: 51820, describe: 'Routing table for the mesh routes (selected by an ip rule)' })
+    .option('fwmark', { type: 'number', default: 51820, describe: "Mark on wireguard-go's own UDP packets; they skip the mesh table so endpoints inside routed CIDRs do not loop" })
+    .option('rule-priority', { type: 'number', default: 5280, describe: 'Priority of the ip rule "not fwmark <fwmark> table <table>" (before the main table, 32766)' })
+    .option('keepalive', { type: 'number', default: defaults.keepalive, describe: 'Persistent keepalive in seconds for peers that set none, and on this member\'s own object (0: off)' })
+    .option('resync', { type: 'number', default: 60, describe: 'Seconds between full reconcile passes that undo drift (someone ran wg set by hand)' })
+    .option('metrics-address', { type: 'string', default: defaults.metrics, describe: 'host:port for /metrics, /healthz and /readyz ("off" to disable)' })
+    .option('log-level', { choices: ['error', 'warn', 'info', 'debug'], default: 'info', describe: 'Log level' })
+    .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log format on stderr' })
+    .option('cleanup', { type: 'boolean', default: false, describe: 'Remove everything this member added (routes, ip rule, interface address, its own object in the API) and exit' })
+    .check((a) => {
+      const port = a['listen-port'];
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--listen-port ${port}: expected 1 to 65535`);
+      if (a.mtu !== 'auto' && !/^\d+$/.test(a.mtu)) throw new Error(`--mtu ${JSON.stringify(a.mtu)}: expected a number or auto`);
+      if (a.kubeconfig && a['peers-dir']) throw new Error('--kubeconfig and --peers-dir exclude each other: choose the API or a directory');
+      for (const k of ['table', 'fwmark', 'rule-priority', 'resync', 'keepalive'] as const) {
+        if (!Number.isInteger(a[k]) || a[k] < 0) throw new Error(`--${k} ${a[k]}: expected a whole number`);
+      }
+      return true;
+    }) as unknown as Argv<CommonArgs>;
+}
+
+async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: string; endpoint?: string; podCIDRs?: string[] }): Promise<void> {
+  const k8s = await import('@kubernetes/client-node');
+  const { createLogger } = await import('../../native/index.ts');
+  const mesh = await import('../../mesh/index.ts');
+  const log = createLogger({ level: a['log-level'], format: a['log-format'], component: role === 'node' ? 'agent' : 'gateway' });
+
+  let source: import('../../mesh/index.ts').PeerSource;
+  let api: import('../../mesh/index.ts').MeshApi | undefined;
+  if (a['peers-dir']) {
+    source = new mesh.DirectorySource(a['peers-dir'], { log });
+  } else {
+    const kc = new k8s.KubeConfig();
+    try {
+      if (a.kubeconfig) kc.loadFromFile(a.kubeconfig);
+      else kc.loadFromDefault();
+    } catch (err) {
+      throw new Error(`--kubeconfig ${a.kubeconfig ?? '(default)'}: cannot load: ${(err as Error).message.split('\n')[0]}`);
+    }
+    if (!kc.getCurrentCluster()) throw new Error('no Kubernetes API configured: pass --kubeconfig, run in a pod, or use --peers-dir');
+    source = new mesh.KubeSource(kc, { log });
+    api = new mesh.MeshApi(kc, { instance: extra.name, component: role === 'node' ? 'aks-mesh-agent' : 'aks-mesh-gateway', log });
+  }
+  const metrics = new mesh.MemberMetrics({ role, name: extra.name, interface: a.interface });
+  const member: MeshMember = new mesh.MeshMember({
+    role,
+    name: extra.name,
+    nodeName: a['node-name'],
+    podCIDRs: extra.podCIDRs,
+    endpoint: extra.endpoint,
+    interfaceName: a.interface,
+    listenPort: a['listen-port'],
+    meshCIDR: a['mesh-cidr'],
+    fwmark: a.fwmark,
+    table: a.table,
+    rulePriority: a['rule-priority'],
+    mtu: a.mtu === 'auto' ? 'auto' : Number(a.mtu),
+    keyPath: a['key-file'],
+    wireguard: a.wireguard,
+    wireguardBinary: a['wireguard-go'],
+    socketDir: a['socket-dir'],
+    persistentKeepalive: a.keepalive || undefined,
+    source,
+    api,
+    resyncMs: a.resync * 1000,
+    log,
+    onRequest: (op) => metrics.onRequest(op),
+    onSync: (result, topology) => metrics.record(result, topology),
+  });
+
+  if (a.cleanup) {
+    await member.cleanup();
+    log.info('cleaned up: routes, rule, interface address and own object removed', { table: a.table, interface: a.interface });
+    return;
+  }
+
+  const server = a['metrics-address'] === 'off' ? null : await metrics.serve(a['metrics-address'], { synced: () => source.synced(), maxSilenceMs: Math.max(3 * a.resync * 1000, 30_000) });
+  const stopped = new Promise<string>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve(sig));
+  });
+  log.info('starting', { role, name: extra.name, interface: a.interface, wireguard: a.wireguard, source: a['peers-dir'] ? `directory ${a['peers-dir']}` : 'kubernetes', publicKey: member.publicKey });
+  await member.start();
+  const sig = await stopped;
+  log.info('stopping', { signal: sig, keeps: a.wireguard === 'attach' ? 'the sidecar device, routes and rule (tunnel stays up)' : 'routes and rule (use --cleanup to remove)' });
+  await member.stop();
+  server?.close();
+}
+
+export function agentCommand(y: Argv): Argv {
+  return y.command<AgentArgs>(
+    'agent',
+    'Run the node agent: register this node\'s Peer, keep wireguard-go and the routes in step with the mesh',
+    (c) =>
+      fromEnvironment(
+        common(c, { interface: 'wg-mesh', keyFile: '/var/lib/aks-mesh/private.key', keepalive: 0, metrics: '0.0.0.0:9586' }).option('endpoint', {
+          type: 'string',
+          describe: "This node's endpoint IP:port (default: its Node's first InternalIP and --listen-port)",
+        }),
+        [...COMMON_FLAGS, 'endpoint'],
+      ) as unknown as Argv<AgentArgs>,
+    async (a) => run('node', a, { name: a['node-name'], endpoint: a.endpoint }),
+  );
+}
+
+export function gatewayCommand(y: Argv): Argv {
+  return y.command<GatewayArgs>(
+    'gateway',
+    'Run the Konnectivity-side gateway: register a Gateway, peer with every node, route --pod-cidr into the tunnel',
+    (c) =>
+      fromEnvironment(common(c, { interface: 'wg-gw', keyFile: '/var/lib/aks-mesh/gateway.key', keepalive: 25, metrics: '0.0.0.0:9587' })
+        .option('name', { type: 'string', describe: 'Name of the Gateway object (default: the node name)' })
+        .option('gateway-endpoint', { type: 'string', demandOption: true, describe: 'Where nodes reach this gateway, IP:port (its port is the listen port unless --listen-port is given)' })
+        .option('pod-cidr', {
+          type: 'string',
+          array: true,
+          demandOption: true,
+          describe: 'Pod CIDRs to route through the tunnel; comma-separated and/or repeated',
+          coerce: (v: string[]) => v.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean),
+        }), [...COMMON_FLAGS, 'name', 'gateway-endpoint', 'pod-cidr']) as unknown as Argv<GatewayArgs>,
+    async (a) => {
+      const { canonicalCidr, canonicalEndpoint } = await import('../../native/index.ts');
+      const endpoint = canonicalEndpoint(a['gateway-endpoint'], '--gateway-endpoint');
+      const podCIDRs = a['pod-cidr'].map((c, i) => canonicalCidr(c, `--pod-cidr[${i}]`));
+      const explicitPort = process.argv.some((x) => x.startsWith('--listen-port')) || Boolean(process.env.AKS_MESH_LISTEN_PORT);
+      const listenPort = explicitPort ? a['listen-port'] : Number(/:(\d+)$/.exec(endpoint)?.[1]);
+      await run('gateway', { ...a, 'listen-port': listenPort }, { name: a.name ?? a['node-name'], endpoint, podCIDRs });
+    },
+  );
+}
