@@ -66,5 +66,7 @@ export function generatedManifests(): Map<string, string> {
   const rbac = rbacObjects();
   files.set('config/rbac/agent.yaml', yaml(rbac.slice(0, 3)));
   files.set('config/rbac/gateway.yaml', yaml(rbac.slice(3)));
+  // The chart's copy, in the release namespace (a Helm template, from the same objects).
+  files.set('charts/aks-mesh/templates/rbac.yaml', yaml(rbacObjects('{{ .Release.Namespace }}')));
   return files;
 }

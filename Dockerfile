@@ -1,0 +1,24 @@
+# AKS Mesh image: the agent, the gateway and the CLI, with the wireguard-go we ship (Debian trixie's,
+# DESIGN §3.4) on Node 24. Not built on the development machine (no Docker engine there).
+FROM node:24-trixie-slim
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends wireguard-go wireguard-tools iproute2 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/aks-mesh
+COPY package.json package-lock.json ./
+# Production dependencies only: the node@24 devDependency is not needed, the image has Node 24.
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY native ./native
+COPY mesh ./mesh
+COPY agent ./agent
+COPY gateway ./gateway
+COPY cli ./cli
+COPY e2e ./e2e
+COPY config ./config
+
+# Node 24 runs the TypeScript directly (type stripping): no build step.
+ENV NODE_ENV=production
+ENTRYPOINT ["node", "/opt/aks-mesh/cli/main.ts"]
+CMD ["--help"]
