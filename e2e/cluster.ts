@@ -396,7 +396,7 @@ export class MeshCluster {
       const t1 = performance.now();
       const apiServer =
         source === 'kube'
-          ? TestCluster.start({ bindAddress: underlay.hostIp, extraIps: [underlay.hostIp], users }).then((kube) => {
+          ? TestCluster.start({ bindAddress: underlay.hostIp, extraIps: [underlay.hostIp], users, exitOnSignal: options.exitOnSignal ?? true }).then((kube) => {
               (c as { kube: TestCluster | null }).kube = kube;
               c.timings.apiServerMs = performance.now() - t1;
               return kube;

@@ -191,8 +191,9 @@ export function wireguardMessage(payload: Buffer): WireguardMessage | undefined 
     case 3:
       return payload.length === 64 ? 'cookie-reply' : undefined;
     case 4:
-      // counter (8) + at least the 16-byte tag; padded to 16 bytes
-      return payload.length >= 32 && (payload.length - 16) % 16 === 0 ? 'transport-data' : undefined;
+      // header 16 (type, receiver, counter) + at least the 16-byte tag. Not checked for padding: with
+      // UDP GSO (vectorised wireguard-go) the bridge sees one super-datagram holding several messages.
+      return payload.length >= 32 ? 'transport-data' : undefined;
     default:
       return undefined;
   }

@@ -1,73 +1,114 @@
+/**
+ * `aks-mesh demo`: the README's first command. Builds a whole mesh on this machine — nodes with a pod
+ * each and a Konnectivity-side gateway, each a network namespace on one underlay bridge with its own
+ * `aks-mesh agent|gateway` process and wireguard-go — against a real kube-apiserver + etcd when one is
+ * built (e2e/kube/build-apiserver.sh), else from a peers directory. Prints the connectivity matrix
+ * and every device, and tears it all down on Ctrl-C (or at once with --once).
+ */
 import type { Argv } from 'yargs';
-import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
-import { tcpTransfer } from '../../e2e/tcp.ts';
-import { startTunnel, stopTunnel, waitForPing } from '../../e2e/tunnel.ts';
-import type { TunnelNode } from '../../e2e/tunnel.ts';
-import { wireguardGoVersion } from '../../native/index.ts';
-import { formatText } from '../format.ts';
 
 interface DemoArgs {
   once: boolean;
+  nodes: number;
+  'transfer-mib': number;
 }
 
 export function demoCommand(y: Argv): Argv {
   return y.command<DemoArgs>(
     'demo',
-    'Build a local mesh in network namespaces on this machine (needs root), show connectivity and every device, tear down on Ctrl-C',
+    'Build a local mesh (nodes, pods and a gateway in network namespaces; needs root), show connectivity and every device, tear down on Ctrl-C',
     (c) =>
-      c.option('once', {
-        type: 'boolean',
-        default: false,
-        describe: 'Tear down right after printing instead of waiting for Ctrl-C',
-      }) as unknown as Argv<DemoArgs>,
-    async (a) => {
-      const unavailable = networkTestsUnavailable();
-      if (unavailable) throw new Error(`demo ${unavailable}: run it as root (sudo scripts/demo)`);
-      const box = new Sandbox({ exitOnSignal: false });
-      const out = (line = ''): boolean => process.stdout.write(`${line}\n`);
-      let nodes: { a: TunnelNode; b: TunnelNode } | undefined;
-      try {
-        out('AKS Mesh demo: two nodes, each a network namespace with its own wireguard-go, on a veth underlay');
-        nodes = await startTunnel(box);
-        const all = [nodes.a, nodes.b];
-        out(`wireguard-go ${wireguardGoVersion(nodes.a.wg.binary)} (${nodes.a.wg.binary}), configured only through its UAPI socket`);
-        for (const n of all) out(`  node-${n.name}: namespace ${n.ns}, underlay ${n.underlayIp}, mesh ${n.meshIp}, interface ${n.interfaceName}`);
-        out();
-        out('connectivity over the tunnel (ping mesh IP):');
-        out(`  ${'from \\ to'.padEnd(10)}${all.map((n) => `node-${n.name}`.padEnd(10)).join('')}`);
-        for (const from of all) {
-          const cells: string[] = [];
-          for (const to of all) {
-            if (from === to) cells.push('-'.padEnd(10));
-            else cells.push((await waitForPing(box, from.ns, to.meshIp, 10_000) ? 'ok' : 'FAIL').padEnd(10));
-          }
-          out(`  ${`node-${from.name}`.padEnd(10)}${cells.join('')}`);
-        }
-        const bytes = 32 * 1024 * 1024;
-        const t = await tcpTransfer(box, nodes.a, { ns: nodes.b.ns, ip: nodes.b.meshIp }, bytes);
-        out(
-          `TCP node-a -> node-b: ${t.received} of ${t.sent} bytes, ${t.intact ? 'intact (sha256 matches)' : 'CORRUPTED'}, ` +
-            `${((t.received * 8) / t.seconds / 1e6).toFixed(0)} Mbit/s`,
-        );
-        for (const n of all) {
-          out();
-          out(`$ aks-mesh inspect -i ${n.interfaceName}    # node-${n.name}`);
-          process.stdout.write(formatText(await n.wg.client.get(), { interfaceName: n.interfaceName }));
-        }
-        out();
-        if (!a.once) {
-          out('The mesh is up. Try: ip netns exec ' + nodes.a.ns + ' ping ' + nodes.b.meshIp);
-          out('Press Ctrl-C to tear it down.');
-          await new Promise<void>((resolve) => {
-            process.once('SIGINT', resolve);
-            process.once('SIGTERM', resolve);
-          });
-        }
-      } finally {
-        if (nodes) await stopTunnel(nodes);
-        await box.cleanup();
-        out('torn down: namespaces and wireguard-go processes removed');
-      }
-    },
+      c
+        .option('once', { type: 'boolean', default: false, describe: 'Tear down right after printing instead of waiting for Ctrl-C' })
+        .option('nodes', { type: 'number', default: 3, describe: 'How many nodes (2 to 9)' })
+        .option('transfer-mib', { type: 'number', default: 32, describe: 'Size of the hashed TCP transfer between two pods' })
+        .check((a) => {
+          if (!Number.isInteger(a.nodes) || a.nodes < 2 || a.nodes > 9) throw new Error(`--nodes ${a.nodes}: expected 2 to 9`);
+          return true;
+        }) as unknown as Argv<DemoArgs>,
+    async (a) => runDemo(a),
   );
+}
+
+async function runDemo(a: DemoArgs): Promise<void> {
+  const { networkTestsUnavailable } = await import('../../e2e/sandbox.ts');
+  const unavailable = networkTestsUnavailable();
+  if (unavailable) throw new Error(`demo ${unavailable}: run it as root (sudo scripts/demo)`);
+  const { MeshCluster } = await import('../../e2e/cluster.ts');
+  const { findApiServer } = await import('../../e2e/kube/apiserver.ts');
+  const { UapiClient, wireguardGoVersion, findWireguardGo } = await import('../../native/index.ts');
+  const { formatText } = await import('../format.ts');
+  const out = (line = ''): boolean => process.stdout.write(`${line}\n`);
+
+  const source = findApiServer() ? 'kube' : 'dir';
+  out(`AKS Mesh demo: ${a.nodes} nodes with a pod each and a gateway, each a network namespace with its own agent and wireguard-go`);
+  if (source === 'dir') {
+    out('kube-apiserver is not built yet (e2e/kube/build-apiserver.sh builds it in a few minutes; scripts/test does):');
+    out('using a peers directory (--peers-dir) instead of the Kubernetes API.');
+  }
+  const c = await MeshCluster.start({ nodes: a.nodes, gateway: true, source, exitOnSignal: false, resyncSeconds: 30 });
+  let interrupted = false;
+  const onSignal = (): void => {
+    interrupted = true;
+  };
+  try {
+    const wg = findWireguardGo();
+    out(`wireguard-go ${wireguardGoVersion(wg)} (${wg}); API: ${c.kube ? `kube-apiserver 1.20.2 at ${c.kube.server.replace('127.0.0.1', c.underlay.hostIp)}` : `directory ${c.peersDir}`}`);
+    if (source === 'dir') writeDirectoryPeers(c);
+    for (const m of [...c.nodes, ...(c.gateway ? [c.gateway] : [])]) await c.startAgent(m.name);
+    for (const m of [...c.nodes, ...(c.gateway ? [c.gateway] : [])]) {
+      out(`  ${m.name.padEnd(8)} namespace ${m.ns}, underlay ${m.underlayIp}, interface ${m.interfaceName}${'podIp' in m ? `, pod ${m.podIp} in ${m.podCIDR}` : `, routes ${m.podCIDRs.join(',')}`}`);
+    }
+    const matrix = await c.waitForMatrix({ timeoutMs: 90_000 }).catch(async () => c.matrix());
+    out();
+    out('connectivity, pod to pod and gateway to pod (ping):');
+    for (const line of matrix.table.split('\n')) out(`  ${line}`);
+    const bytes = a['transfer-mib'] * 1024 * 1024;
+    const [n0, n1] = c.nodes;
+    const t = await c.tcp(n0.name, n1.name, bytes);
+    out(`TCP ${n0.name} pod -> ${n1.name} pod: ${t.received} of ${t.sent} bytes, ${t.intact ? 'intact (sha256 matches)' : 'CORRUPTED'}, ${((t.received * 8) / t.seconds / 1e6).toFixed(0)} Mbit/s`);
+    if (c.kube) {
+      out();
+      out('$ kubectl get mp,mgw');
+      out((await c.kube.kubectl(['get', 'mp,mgw'])).stdout.trimEnd());
+    }
+    for (const m of [...c.nodes, ...(c.gateway ? [c.gateway] : [])]) {
+      out();
+      out(`$ aks-mesh inspect -i ${m.interfaceName}    # ${m.name}`);
+      process.stdout.write(formatText(await new UapiClient(m.socketPath).get(), { interfaceName: m.interfaceName }));
+    }
+    out();
+    if (!matrix.ok) throw new Error(`the mesh did not converge: ${matrix.failed.map((f) => `${f.from}->${f.to}`).join(', ')}; agent logs under ${c.dir}`);
+    if (!a.once) {
+      out(`The mesh is up. Try: ip netns exec ${n0.podNs} ping ${n1.podIp}`);
+      out('Press Ctrl-C to tear it down.');
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      while (!interrupted) await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+    await c.stop();
+    out('torn down: agents, wireguard-go, namespaces and the API server are gone');
+  }
+}
+
+/** Without an API server nobody registers Peers: write what each agent would have registered. */
+function writeDirectoryPeers(c: import('../../e2e/cluster.ts').MeshCluster): void {
+  const objects: object[] = c.nodes.map((n, i) => ({
+    apiVersion: 'aksmesh.io/v1alpha1',
+    kind: 'Peer',
+    metadata: { name: n.name },
+    spec: { publicKey: n.publicKey, endpoint: n.endpoint, allowedIPs: [n.podCIDR], meshIP: `100.96.0.${i + 1}`, nodeName: n.name },
+  }));
+  if (c.gateway) {
+    objects.push({
+      apiVersion: 'aksmesh.io/v1alpha1',
+      kind: 'Gateway',
+      metadata: { name: c.gateway.name },
+      spec: { publicKey: c.gateway.publicKey, endpoint: c.gateway.endpoint, meshIP: '100.96.255.1', podCIDRs: c.gateway.podCIDRs },
+    });
+  }
+  c.writePeersFile('members.yaml', objects);
 }

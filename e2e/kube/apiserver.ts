@@ -109,6 +109,8 @@ export interface TestClusterOptions {
   extraArgs?: string[];
   /** How long to wait for /readyz, per start (default 60 s). */
   readyTimeoutMs?: number;
+  /** Whether Ctrl-C / SIGTERM stops this cluster and exits (default true); false: the owner stops it. */
+  exitOnSignal?: boolean;
 }
 
 export interface KubectlResult {
@@ -145,10 +147,11 @@ function hookExit(): void {
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(sig, () => {
-      const had = live.size > 0;
-      for (const cluster of live) cluster.cleanupSync();
-      // Exit as the signal would have, unless nothing of ours ran and someone else handles it (the demo).
-      if (had || process.listenerCount(sig) === 1) process.exit(128 + (osConstants.signals[sig] ?? 0));
+      // Clusters started with exitOnSignal: false belong to an owner that tears them down itself (the demo).
+      const ours = [...live].filter((c) => c.exitOnSignal);
+      for (const cluster of ours) cluster.cleanupSync();
+      // Exit as the signal would have, unless nothing of ours ran and someone else handles it.
+      if (ours.length > 0 || process.listenerCount(sig) === 1) process.exit(128 + (osConstants.signals[sig] ?? 0));
     });
   }
 }
@@ -179,6 +182,8 @@ export class TestCluster {
   /** Ports reserved for this cluster in PORT_DIR, released at stop. */
   private readonly reservedPorts: number[] = [];
   private stopped = false;
+  /** See TestClusterOptions.exitOnSignal. */
+  exitOnSignal = true;
   /** Second API servers (startSecondApiServer) still running. */
   private readonly extra = new Set<Proc>();
 
@@ -231,6 +236,7 @@ export class TestCluster {
         timings,
       });
       cluster.reservedPorts.push(port);
+      cluster.exitOnSignal = opts.exitOnSignal ?? true;
       live.add(cluster);
       hookExit();
 
