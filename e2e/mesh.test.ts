@@ -133,6 +133,29 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
       }, { timeoutMs: 30_000 });
     }
   });
+
+  test('aks-mesh agent --cleanup removes its routes, rule, address, peers and Peer; the others drop it', async () => {
+    // Attach mode: the sidecar's device outlives the agent, so only --cleanup can undo what it set up.
+    const added = await c.addNode({ attach: true });
+    await c.startAgent(added.name);
+    await c.waitFor(`${added.name} in node-0's device`, async () => (await dumpOf('node-0')).peers.has(added.publicKey), { timeoutMs: 30_000 });
+    await c.stopAgent(added.name);
+    assert.ok((await routesOf(added.name)).length > 0, 'a plain stop leaves the routes (a restart loses nothing)');
+    assert.ok((await dumpOf(added.name)).peers.size > 0);
+    const argv = c.agentCommand(added.name, { extraArgs: ['--cleanup'] });
+    const { stdout, stderr } = await c.box.exec(added.ns, argv[0], argv.slice(1), { timeoutMs: 60_000 });
+    assert.match(stdout + stderr, /cleaned up/);
+    assert.deepEqual(await routesOf(added.name), [], 'its mesh table is empty');
+    const rules = await c.box.ip(added.ns, 'rule', 'show');
+    assert.doesNotMatch(rules, /lookup 51820/, 'its ip rule is gone');
+    assert.equal((await dumpOf(added.name)).peers.size, 0, "the sidecar's device holds no peer");
+    assert.doesNotMatch(await c.box.ip(added.ns, '-4', 'addr', 'show', 'dev', added.interfaceName), /inet /, 'its mesh IP is gone');
+    const mp = await c.kube?.kubectl(['get', 'mp', added.name]);
+    assert.match(mp?.stderr ?? '', /NotFound/, 'its Peer is gone');
+    for (const name of ['node-0', 'gateway']) {
+      await c.waitFor(`${added.name} gone from ${name}`, async () => !(await dumpOf(name)).peers.has(added.publicKey) && !(await routesOf(name)).includes(added.podCIDR), { timeoutMs: 30_000 });
+    }
+  });
 });
 
 /**

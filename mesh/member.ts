@@ -155,7 +155,8 @@ export class MeshMember {
   }
 
   /**
-   * Remove everything this agent added: its routes, its rule, the interface address, and its Peer.
+   * Remove everything this member added: its routes, its rule, the interface address, the peers on a
+   * device that stays (attach mode), and its own object.
    * (`aks-mesh agent --cleanup`.) The key file stays: it is the node's identity.
    */
   async cleanup(): Promise<void> {
@@ -163,6 +164,8 @@ export class MeshMember {
     await removeRule({ table: this.o.table, fwmark: this.o.fwmark, priority: this.o.rulePriority }, this.ipOpts);
     if (await getLink(this.o.interfaceName, this.ipOpts)) {
       for (const a of await listAddresses(this.o.interfaceName, this.ipOpts)) await deleteAddress(this.o.interfaceName, a, this.ipOpts);
+      // A device that outlives us (attach mode: the sidecar's) keeps no peer we configured.
+      await this.wireguard.client.set({ replacePeers: true }).catch((err: Error) => this.log.warn('could not clear the device\'s peers', { error: err.message }));
     }
     if (this.o.api) await this.o.api.deleteObject(this.kind, this.o.name);
   }
