@@ -56,7 +56,8 @@ import { promisify } from 'node:util';
 import type * as k8s from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { cidrOverlaps, findWireguardGo, generatePrivateKey, publicKeyOf, writePrivateKeyFile } from '../native/index.ts';
-import { TestCluster, isRunning } from './kube/apiserver.ts';
+import { TestCluster } from './kube/apiserver.ts';
+import { claimPidFile, isRunning } from './pidfile.ts';
 import { createNode, grantShippedRole, installCrds } from './kube/mesh.ts';
 import { parsePcap, tcpdumpSummaries } from './pcap.ts';
 import type { CapturedPacket } from './pcap.ts';
@@ -1222,38 +1223,13 @@ async function reserveUnderlay(): Promise<{ octet: number; file: string }> {
   const candidates = Array.from({ length: 254 }, (_, i) => i + 1).sort(() => Math.random() - 0.5);
   for (const octet of candidates) {
     const file = join(UNDERLAY_RESERVATIONS, String(octet));
-    if (!reserveFile(file)) continue;
+    if (!claimPidFile(file)) continue;
     if ((await hostRoutesOverlapping(`198.18.${octet}.0/24`)).length === 0) return { octet, file };
     releaseUnderlay(file);
   }
   throw new Error('no free 198.18.X.0/24 underlay subnet: every one overlaps a route or address on this host, or is reserved by another run');
 }
 
-function reserveFile(path: string): boolean {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx', 0o644);
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    let owner = 0;
-    try {
-      owner = Number(readFileSync(path, 'utf8'));
-    } catch {
-      continue; // released meanwhile
-    }
-    if (!owner || isRunning(owner)) return false;
-    try {
-      unlinkSync(path); // its owner died without releasing it
-    } catch {
-      /* taken over by someone else */
-    }
-  }
-  return false;
-}
 
 function releaseUnderlay(path: string): void {
   try {

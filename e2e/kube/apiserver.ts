@@ -30,6 +30,7 @@ import { constants as osConstants, homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
+import { claimPidFile, isRunning } from '../pidfile.ts';
 
 const execFileAsync = promisify(execFile);
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -684,29 +685,11 @@ function reservePort(port: number): boolean {
   } catch {
     return true; // cannot coordinate; the bind test still applies
   }
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, 'wx', 0o644);
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      return true;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') return true;
-    }
-    let owner = 0;
-    try {
-      owner = Number(readFileSync(path, 'utf8'));
-    } catch {
-      continue; // released meanwhile
-    }
-    if (!owner || isRunning(owner)) return false; // held (or being written) by a live process
-    try {
-      unlinkSync(path); // stale: its owner died without releasing it
-    } catch {
-      /* someone else took it over */
-    }
+  try {
+    return claimPidFile(path);
+  } catch {
+    return true; // cannot coordinate; the bind test still applies
   }
-  return false;
 }
 
 let swept = false;
@@ -837,19 +820,7 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 }
 
 /** Whether a pid is a live process (a zombie, killed but not yet reaped, counts as gone). */
-export function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
+export { isRunning };
 
 /** gRPC's chatter in kube-apiserver's log (one pair of lines per etcd client), left out of tails. */
 const NOISE = /ccResolverWrapper|parsed scheme|switching balancer|pickfirstBalancer|balancerWrapper/;
