@@ -198,11 +198,14 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     assert.equal(sets.length, setsBefore, 'no UAPI set during the outage');
     assert.ok(agent.reconciler.passes > 0);
 
+    const listsBefore = (agent.o.source as KubeSource).lists;
     await cluster.startApiServer();
     await waitFor('node-c back and node-b moved', async () => {
       const d = await dump();
       return d.peers.get(keys.c)?.allowedIPs.join() === '10.244.2.0/24,100.96.0.3/32' && d.peers.get(keys.b)?.endpoint === '198.18.0.22:51820';
     }, 60_000);
+    // The restarted API server's watch cache starts after the agent's resourceVersion: 410 Gone, then a relist.
+    assert.ok((agent.o.source as KubeSource).lists > listsBefore, 'the informers relisted after the outage');
   });
 });
 

@@ -39,6 +39,8 @@ export class KubeSource implements PeerSource {
   private stopped = false;
   /** Errors seen so far (for health and metrics). */
   errors = 0;
+  /** Full lists done so far: one per kind at start, and again after a 410 Gone (watch too old). */
+  lists = 0;
   lastError: string | null = null;
 
   constructor(kc: k8s.KubeConfig, options: KubeSourceOptions = {}) {
@@ -47,8 +49,10 @@ export class KubeSource implements PeerSource {
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const crdPath = (plural: string): string => `/apis/${GROUP}/${VERSION}/${plural}`;
-    const listCustom = (plural: string) => async (): Promise<k8s.KubernetesListObject<Obj>> =>
-      (await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as k8s.KubernetesListObject<Obj>;
+    const listCustom = (plural: string) => async (): Promise<k8s.KubernetesListObject<Obj>> => {
+      this.lists++;
+      return (await custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as k8s.KubernetesListObject<Obj>;
+    };
     const make = (what: string, path: string, list: () => Promise<k8s.KubernetesListObject<Obj>>): Watched => ({
       what,
       informer: k8s.makeInformer(kc, path, list),
@@ -59,7 +63,10 @@ export class KubeSource implements PeerSource {
     this.watched = [
       make('peers', crdPath(RESOURCES.Peer.plural), listCustom(RESOURCES.Peer.plural)),
       make('gateways', crdPath(RESOURCES.Gateway.plural), listCustom(RESOURCES.Gateway.plural)),
-      make('nodes', '/api/v1/nodes', async () => (await core.listNode()) as k8s.KubernetesListObject<Obj>),
+      make('nodes', '/api/v1/nodes', async () => {
+        this.lists++;
+        return (await core.listNode()) as k8s.KubernetesListObject<Obj>;
+      }),
     ];
   }
 
