@@ -4,10 +4,12 @@
  * would); `wg show <if> dump` is the independent reader of what the device holds.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { TestCluster, kubeTestsUnavailable } from '../e2e/kube/apiserver.ts';
 import { createNode, createPeer, deletePeer, getPeer, grantShippedRole, installCrds, parseDump, updatePeerSpec, waitFor } from '../e2e/kube/mesh.ts';
@@ -15,6 +17,8 @@ import type { DumpPeer } from '../e2e/kube/mesh.ts';
 import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
 import { generatePrivateKey, listRoutes, publicKeyOf } from '../native/index.ts';
 import { KubeSource, MeshApi } from '../mesh/index.ts';
+
+const execFileP = promisify(execFile);
 import type { Condition } from '../mesh/index.ts';
 import { createAgent } from './agent.ts';
 import type { MeshMember } from '../mesh/index.ts';
@@ -173,6 +177,19 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     await waitFor('node-c gone', async () => !(keys.c in (await peersOf())));
     await waitFor('its routes gone', async () => !(await routes()).some((r) => /^(10\.244\.2\.0\/24|100\.96\.0\.3\/32) /.test(r)));
     assert.deepEqual(Object.keys(await peersOf()), [keys.b]);
+  });
+
+  test('aks-mesh status shows each Peer at a glance: Ready with its peers, a refused Peer with the reason', async () => {
+    await createPeer(admin, 'greedy', { publicKey: publicKeyOf(generatePrivateKey()), allowedIPs: ['10.244.0.0/16'] });
+    await waitFor('Accepted=False on greedy', async () => (await condition('greedy', 'Accepted'))?.status === 'False');
+    await waitFor('Ready=True on node-a', async () => (await condition('node-a', 'Ready'))?.status === 'True');
+    const kubeconfig = await cluster.writeKubeconfig(join(keyDir, 'admin.kubeconfig'));
+    const { stdout } = await execFileP(process.execPath, [join(import.meta.dirname, '../cli/main.ts'), 'status', '--kubeconfig', kubeconfig], { encoding: 'utf8' });
+    const lines = stdout.trim().split('\n');
+    assert.match(lines[0], /^KIND\s+NAME\s+NODE\s+MESH IP\s+READY\s+ACCEPTED\s+PEERS\s+HANDSHAKES<3M\s+LAST SYNC\s+PROBLEM$/);
+    assert.match(stdout, /^Peer\s+node-a\s+node-a\s+100\.96\.\d+\.\d+\s+True\s+-\s+1\/1\s+0\/1\s+\d+s ago\s*$/m);
+    assert.match(stdout, /^Peer\s+greedy\s+-\s+-\s+-\s+False\s+-\s+-\s+-\s+Peer greedy: allowedIPs 10\.244\.0\.0\/16 overlaps Node node-a's podCIDR 10\.244\.0\.0\/24$/m);
+    await deletePeer(admin, 'greedy');
   });
 
   test('API server away for 20 s: the device stays as it was, then converges on what changed meanwhile', async () => {

@@ -10,6 +10,7 @@ import { crdsCommand } from './commands/crds.ts';
 import { agentCommand, gatewayCommand } from './commands/member.ts';
 import { demoCommand } from './commands/demo.ts';
 import { inspectCommand } from './commands/inspect.ts';
+import { statusCommand } from './commands/status.ts';
 import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
 
 function reportAndExit(message: string, code = 1): never {
@@ -33,7 +34,7 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`aks-mesh: ${msg}\nRun "aks-mesh --help" for usage.\n`);
       process.exit(2);
     });
-  for (const add of [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, crdsCommand, demoCommand]) parser = add(parser);
+  for (const add of [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, statusCommand, crdsCommand, demoCommand]) parser = add(parser);
   await parser.parseAsync();
 }
 
