@@ -78,6 +78,10 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--listen-port ${port}: expected 1 to 65535`);
       if (a.mtu !== 'auto' && !/^\d+$/.test(a.mtu)) throw new Error(`--mtu ${JSON.stringify(a.mtu)}: expected a number or auto`);
       if (a.kubeconfig && a['peers-dir']) throw new Error('--kubeconfig and --peers-dir exclude each other: choose the API or a directory');
+      if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(a['node-name']) || a['node-name'].length > 253) {
+        throw new Error(`--node-name ${JSON.stringify(a['node-name'])}: not a Kubernetes node name (lower case letters, digits, '-' and '.')`);
+      }
+      if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(a.interface)) throw new Error(`--interface ${JSON.stringify(a.interface)}: an interface name has 1 to 15 letters, digits or _=+.-`);
       for (const k of ['table', 'fwmark', 'rule-priority', 'resync', 'keepalive'] as const) {
         if (!Number.isInteger(a[k]) || a[k] < 0) throw new Error(`--${k} ${a[k]}: expected a whole number`);
       }
@@ -90,6 +94,8 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: strin
   const { createLogger } = await import('../../native/index.ts');
   const mesh = await import('../../mesh/index.ts');
   const log = createLogger({ level: a['log-level'], format: a['log-format'], component: role === 'node' ? 'agent' : 'gateway' });
+  const { canonicalCidr } = await import('../../native/index.ts');
+  canonicalCidr(a['mesh-cidr'], '--mesh-cidr');
 
   let source: import('../../mesh/index.ts').PeerSource;
   let api: import('../../mesh/index.ts').MeshApi | undefined;

@@ -136,7 +136,15 @@ export class Reconciler {
   }
 
   private async pass(): Promise<SyncResult | null> {
-    const desired = this.o.desired();
+    let desired: DesiredState | null;
+    try {
+      desired = this.o.desired();
+    } catch (err) {
+      // Never crash on what the cluster says: keep the device as it is and say why.
+      this.log.error('cannot compute the desired state; leaving the device as it is', { error: (err as Error).message });
+      if (!this.stopped) setTimeout(() => this.trigger('retry', 0), this.o.retryMs ?? 2000).unref();
+      return null;
+    }
     if (!desired) {
       this.log.debug('no desired state yet (source not synced): leaving the device as it is');
       return null;

@@ -119,6 +119,13 @@ describe('computeTopology', () => {
     assert.match(t.refused[0].message, /spec\.allowedIPs\[0\]/);
   });
 
+  test('a Node with a malformed pod CIDR (from a directory) does not crash; its Peer is refused, the rest stands', () => {
+    const broken: NodeInfo[] = [...nodes.filter((n) => n.name !== 'node-c'), { name: 'node-c', podCIDRs: ['10.244.2.0/33'], internalIPs: [] }];
+    const t = computeTopology({ ...input(mesh3()), nodes: broken });
+    assert.deepEqual(t.peers.map((p) => p.name), ['node-b']);
+    assert.deepEqual(t.refused.map((r) => [r.name, r.reason]), [['node-c', 'AllowedIPsOutsidePodCIDRs']]);
+  });
+
   test('property: every agent reaches the same verdicts, and accepted allowed IPs never overlap', () => {
     const cidrs = ['10.244.0.0/24', '10.244.1.0/24', '10.244.0.0/16', '192.168.0.0/24', '192.168.0.0/16', '100.96.0.5/32'];
     const arb = fc.array(

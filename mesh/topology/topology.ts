@@ -98,7 +98,9 @@ export function computeTopology(input: TopologyInput): Topology {
   const refuse = (kind: ObjectKind, name: string, reason: string, field: string, why: string): void => {
     refused.push({ kind, name, reason, field, message: `${kind} ${name}: ${why}` });
   };
-  const nodes = new Map(input.nodes.map((n) => [n.name, n]));
+  // Node objects from a directory are not validated by an API server: keep only pod CIDRs that parse.
+  const validNodes = input.nodes.map((n) => ({ ...n, podCIDRs: n.podCIDRs.flatMap(parsedCidr) }));
+  const nodes = new Map(validNodes.map((n) => [n.name, n]));
   const candidates: Candidate[] = [];
 
   const objects: Array<[ObjectKind, Peer | Gateway]> = [
@@ -150,7 +152,7 @@ export function computeTopology(input: TopologyInput): Topology {
       const own = spec.meshIP === null ? null : hostCidr(spec.meshIP);
       let clash: { index: number; node: NodeInfo; pod: string } | null = null;
       spec.cidrs.forEach((c, index) => {
-        for (const node of input.nodes) {
+        for (const node of validNodes) {
           const pod = node.podCIDRs.find((p) => cidrOverlaps(p, c));
           if (pod && !clash) clash = { index, node, pod };
         }
@@ -221,6 +223,14 @@ export function computeTopology(input: TopologyInput): Topology {
   const routes = [...new Set(peers.flatMap((p) => p.allowedIPs))].sort();
   refused.sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   return { peers, routes, refused };
+}
+
+function parsedCidr(text: string): string[] {
+  try {
+    return [canonicalCidr(text)];
+  } catch {
+    return [];
+  }
 }
 
 function fieldOf(c: Candidate, cidr: string): string {
