@@ -132,3 +132,6 @@ export function toJson(device: DeviceState, o: FormatOptions): DeviceJson {
     })),
   };
 }
+
+/** Bad flags or arguments: the CLI prints the message and exits 2, like yargs' own usage errors. */
+export class UsageError extends Error {}

@@ -6,6 +6,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { NativeError } from '../native/index.ts';
+import { UsageError } from './format.ts';
 import { crdsCommand } from './commands/crds.ts';
 import { agentCommand, gatewayCommand } from './commands/member.ts';
 import { demoCommand } from './commands/demo.ts';
@@ -30,7 +31,8 @@ export async function main(argv: string[]): Promise<void> {
     .version()
     .wrap(Math.min(110, process.stdout.columns || 110))
     .fail((msg, err) => {
-      if (err) throw err;
+      if (err instanceof UsageError) msg = err.message;
+      else if (err) throw err;
       process.stderr.write(`aks-mesh: ${msg}\nRun "aks-mesh --help" for usage.\n`);
       process.exit(2);
     });

@@ -6,6 +6,7 @@
  * and every device, and tears it all down on Ctrl-C (or at once with --once).
  */
 import type { Argv } from 'yargs';
+import { UsageError } from '../format.ts';
 
 interface DemoArgs {
   once: boolean;
@@ -23,7 +24,7 @@ export function demoCommand(y: Argv): Argv {
         .option('nodes', { type: 'number', default: 3, describe: 'How many nodes (2 to 9)' })
         .option('transfer-mib', { type: 'number', default: 32, describe: 'Size of the hashed TCP transfer between two pods' })
         .check((a) => {
-          if (!Number.isInteger(a.nodes) || a.nodes < 2 || a.nodes > 9) throw new Error(`--nodes ${a.nodes}: expected 2 to 9`);
+          if (!Number.isInteger(a.nodes) || a.nodes < 2 || a.nodes > 9) throw new UsageError(`--nodes ${a.nodes}: expected 2 to 9`);
           return true;
         }) as unknown as Argv<DemoArgs>,
     async (a) => runDemo(a),

@@ -4,6 +4,7 @@
  * runs, so the small commands stay fast.
  */
 import type { Argv } from 'yargs';
+import { UsageError } from '../format.ts';
 import type { MeshMember } from '../../mesh/index.ts';
 
 interface CommonArgs {
@@ -75,15 +76,15 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
     .option('cleanup', { type: 'boolean', default: false, describe: 'Remove everything this member added (routes, ip rule, interface address, its own object in the API) and exit' })
     .check((a) => {
       const port = a['listen-port'];
-      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--listen-port ${port}: expected 1 to 65535`);
-      if (a.mtu !== 'auto' && !/^\d+$/.test(a.mtu)) throw new Error(`--mtu ${JSON.stringify(a.mtu)}: expected a number or auto`);
-      if (a.kubeconfig && a['peers-dir']) throw new Error('--kubeconfig and --peers-dir exclude each other: choose the API or a directory');
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--listen-port ${port}: expected 1 to 65535`);
+      if (a.mtu !== 'auto' && !/^\d+$/.test(a.mtu)) throw new UsageError(`--mtu ${JSON.stringify(a.mtu)}: expected a number or auto`);
+      if (a.kubeconfig && a['peers-dir']) throw new UsageError('--kubeconfig and --peers-dir exclude each other: choose the API or a directory');
       if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(a['node-name']) || a['node-name'].length > 253) {
-        throw new Error(`--node-name ${JSON.stringify(a['node-name'])}: not a Kubernetes node name (lower case letters, digits, '-' and '.')`);
+        throw new UsageError(`--node-name ${JSON.stringify(a['node-name'])}: not a Kubernetes node name (lower case letters, digits, '-' and '.')`);
       }
-      if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(a.interface)) throw new Error(`--interface ${JSON.stringify(a.interface)}: an interface name has 1 to 15 letters, digits or _=+.-`);
+      if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(a.interface)) throw new UsageError(`--interface ${JSON.stringify(a.interface)}: an interface name has 1 to 15 letters, digits or _=+.-`);
       for (const k of ['table', 'fwmark', 'rule-priority', 'resync', 'keepalive'] as const) {
-        if (!Number.isInteger(a[k]) || a[k] < 0) throw new Error(`--${k} ${a[k]}: expected a whole number`);
+        if (!Number.isInteger(a[k]) || a[k] < 0) throw new UsageError(`--${k} ${a[k]}: expected a whole number`);
       }
       return true;
     }) as unknown as Argv<CommonArgs>;
