@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { MeshCluster } from './cluster.ts';
 import type { CapturedPacket } from './cluster.ts';
-import { deletePeer, createPeer, parseDump } from './kube/mesh.ts';
+import { createPeer, deletePeer, getPeer, parseDump } from './kube/mesh.ts';
 import { kubeTestsUnavailable } from './kube/apiserver.ts';
 import { networkTestsUnavailable } from './sandbox.ts';
 import { generatePrivateKey, listRoutes, publicKeyOf } from '../native/index.ts';
@@ -36,6 +36,11 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
 
   test('every pod reaches every other pod (ping and TCP, N×N), the gateway reaches every pod, nothing in clear on the underlay', async () => {
     await c.waitForMatrix({ timeoutMs: 60_000 });
+    // Like a CNI with host-gw routes (kubenet): every pod CIDR is also routable in clear through the
+    // underlay, in each namespace's main table. The mesh's ip rule must still win.
+    const plain = await addPlainPodRoutes(c);
+    const probe = c.nodes[1];
+    assert.match(await c.box.ip(c.nodes[0].ns, 'route', 'get', probe.podIp, 'mark', '51820'), new RegExp(`via ${probe.underlayIp.replace(/\./g, '\\.')}`), 'a clear path exists');
     const capture = await c.startCapture();
     const transfers: string[] = [];
     try {
@@ -53,6 +58,7 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
       assert.ok(g.intact, 'gateway -> pod TCP intact');
     } finally {
       const packets = await capture.stop();
+      await plain.remove();
       assertOnlyWireguardAndControlPlane(packets, c);
     }
   });
@@ -79,9 +85,12 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     const from = c.nodes[0];
     const to = c.nodes[2]; // attach mode: wireguard-go is a sidecar
     const before = await dumpOf(to.name);
+    const countersBefore = await transfer(c, to.name);
     const pinging = c.box.exec(from.podNs, 'ping', ['-n', '-i', '0.2', '-c', '50', '-W', '1', to.podIp], { timeoutMs: 30_000 });
     await new Promise((r) => setTimeout(r, 1500));
     await c.restartAgent(to.name);
+    // The new agent must have attached and reconciled while the pings still run.
+    await c.waitFor('the restarted agent ready', () => ready(c, to.name), { timeoutMs: 6000 });
     const { stdout } = await pinging;
     const m = /(\d+) packets transmitted, (\d+) received/.exec(stdout);
     assert.ok(m, stdout);
@@ -89,26 +98,39 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     const afterDump = await dumpOf(to.name);
     assert.equal(afterDump.publicKey, before.publicKey, 'same device, never reset');
     assert.equal(afterDump.peers.size, before.peers.size);
+    const countersAfter = await transfer(c, to.name);
+    for (const [key, was] of countersBefore) {
+      const now = countersAfter.get(key);
+      assert.ok(now && now.rx >= was.rx && now.tx >= was.tx && now.handshake >= was.handshake, `peer ${key}: counters or handshake went back (a device reset)`);
+    }
   });
 
-  test('an endpoint inside a routed CIDR does not loop', async () => {
-    // An outside machine's Peer claims node-2's underlay address: every member now routes it into the
-    // tunnel, yet wireguard-go's own packets to node-2's endpoint carry the fwmark and skip that table.
-    const victim = c.nodes[2];
-    const bait = `${victim.underlayIp}/32`;
+  test("an endpoint inside a routed CIDR (the gateway's) does not loop", async () => {
+    // An outside machine's Peer claims the gateway's underlay address: every node now routes it into
+    // the tunnel, yet wireguard-go's own packets to the gateway's endpoint carry the fwmark and skip that table.
+    const gw = c.gateway;
+    assert.ok(gw);
+    const bait = `${gw.underlayIp}/32`;
     await createPeer(c.kubeConfig(), 'outside-site', { publicKey: publicKeyOf(generatePrivateKey()), allowedIPs: [bait] });
     try {
-      for (const n of [c.nodes[0], c.nodes[1]]) {
+      for (const n of c.nodes) {
         await c.waitFor(`${n.name} routes ${bait} into the tunnel`, async () => (await routesOf(n.name)).includes(bait));
-        const plain = (await c.box.ip(n.ns, 'route', 'get', victim.underlayIp)).trim();
-        const marked = (await c.box.ip(n.ns, 'route', 'get', victim.underlayIp, 'mark', '51820')).trim();
-        assert.match(plain, new RegExp(`dev ${n.interfaceName}`), `unmarked packets to ${victim.underlayIp} go into the tunnel`);
+        const plain = (await c.box.ip(n.ns, 'route', 'get', gw.underlayIp)).trim();
+        const marked = (await c.box.ip(n.ns, 'route', 'get', gw.underlayIp, 'mark', '51820')).trim();
+        assert.match(plain, new RegExp(`dev ${n.interfaceName}`), `unmarked packets to ${gw.underlayIp} go into the tunnel`);
         assert.match(marked, new RegExp(`dev ${n.underlayInterface}`), "wireguard-go's marked packets go out the underlay");
       }
-      // Force fresh handshakes towards node-2's endpoint, then prove the pods still talk.
-      const pid = c.wireguardGoPid(c.nodes[0].name);
-      if (pid) process.kill(pid, 'SIGKILL');
+      // Force fresh handshakes with the gateway (its wireguard-go restarts), then prove it still reaches every pod.
+      const pid = c.wireguardGoPid(gw.name);
+      assert.ok(pid);
+      process.kill(pid, 'SIGKILL');
+      await c.waitFor('a new wireguard-go on the gateway', () => {
+        const now = c.wireguardGoPid(gw.name);
+        return now !== undefined && now !== pid;
+      }, { timeoutMs: 30_000 });
       await c.waitForMatrix({ timeoutMs: 60_000 });
+      const d = await dumpOf(c.nodes[0].name);
+      assert.equal(d.peers.get(gw.publicKey)?.endpoint, gw.endpoint, 'node-0 still reaches the gateway at its endpoint');
     } finally {
       await deletePeer(c.kubeConfig(), 'outside-site');
     }
@@ -123,13 +145,15 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     assert.ok(m.cells.some((cell) => cell.from === added.name && cell.ok), m.table);
 
     // It leaves: its agent stops, then its Peer is deleted.
+    const meshIP = (await getPeer(c.kubeConfig(), added.name))?.spec.meshIP;
+    assert.ok(meshIP);
     await c.stopAgent(added.name);
     await deletePeer(c.kubeConfig(), added.name);
     for (const name of [...c.nodes.filter((n) => n.name !== added.name).map((n) => n.name), 'gateway']) {
       await c.waitFor(`${added.name} gone from ${name}'s device and routes`, async () => {
         const d = await dumpOf(name);
         const routes = await routesOf(name);
-        return !d.peers.has(added.publicKey) && !routes.includes(added.podCIDR);
+        return !d.peers.has(added.publicKey) && !routes.includes(added.podCIDR) && !routes.includes(`${meshIP}/32`);
       }, { timeoutMs: 30_000 });
     }
   });
@@ -157,6 +181,53 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     }
   });
 });
+
+/** Routes every pod CIDR through its node's underlay address in every other member's main table. */
+async function addPlainPodRoutes(c: MeshCluster): Promise<{ remove(): Promise<void> }> {
+  const added: Array<[string, string, string]> = [];
+  for (const m of [...c.nodes, ...(c.gateway ? [c.gateway] : [])]) {
+    for (const n of c.nodes) {
+      if (n === m) continue;
+      await c.box.ip(m.ns, 'route', 'add', n.podCIDR, 'via', n.underlayIp);
+      added.push([m.ns, n.podCIDR, n.underlayIp]);
+    }
+  }
+  return {
+    async remove() {
+      for (const [ns, cidr, via] of added) await c.box.ip(ns, 'route', 'del', cidr, 'via', via);
+    },
+  };
+}
+
+/** Per peer: bytes received and sent, and the last handshake (unix seconds), from `wg show`. */
+async function transfer(c: MeshCluster, name: string): Promise<Map<string, { rx: number; tx: number; handshake: number }>> {
+  const m = c.member(name);
+  const out = new Map<string, { rx: number; tx: number; handshake: number }>();
+  const t = (await c.box.exec(m.ns, 'wg', ['show', m.interfaceName, 'transfer'])).stdout.trim().split('\n');
+  const h = (await c.box.exec(m.ns, 'wg', ['show', m.interfaceName, 'latest-handshakes'])).stdout.trim().split('\n');
+  for (const line of t) {
+    const [key, rx, tx] = line.split('\t');
+    out.set(key, { rx: Number(rx), tx: Number(tx), handshake: 0 });
+  }
+  for (const line of h) {
+    const [key, sec] = line.split('\t');
+    const entry = out.get(key);
+    if (entry) entry.handshake = Number(sec);
+  }
+  return out;
+}
+
+/** The member's /readyz (source synced, last pass converged), asked from inside its namespace. */
+async function ready(c: MeshCluster, name: string): Promise<boolean> {
+  const m = c.member(name);
+  const script = `fetch('http://${m.metricsAddress}/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))`;
+  try {
+    await c.box.exec(m.ns, process.execPath, ['-e', script], { timeoutMs: 5000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Every packet on the underlay must be WireGuard (UDP to or from a member's listen port), the

@@ -54,6 +54,8 @@ export class MeshApi {
   private readonly core: k8s.CoreV1Api;
   private readonly o: MeshApiOptions;
   private readonly log: Logger;
+  /** Status writes sent (for tests and metrics: a quiet mesh writes none). */
+  statusWrites = 0;
   /** Events already sent by this process, so a refusal is announced once, not on every pass. */
   private readonly announced = new Set<string>();
 
@@ -119,16 +121,33 @@ export class MeshApi {
 
   /**
    * Merge `status` and one condition into an object's status, keeping conditions others wrote.
-   * Writes nothing when nothing would change. Optimistic: retried on a conflict.
+   * Writes nothing when nothing would change (lastSyncTime alone is refreshed at most once per
+   * `heartbeatMs`), so status writes do not feed back into watch events and passes. `cached` is the
+   * status the informer holds: when it already matches, not even a read is sent. Retried on a conflict.
    */
-  async updateStatus(kind: ObjectKind, name: string, patch: Omit<MeshStatus, 'conditions'>, condition?: Omit<Condition, 'lastTransitionTime'>): Promise<boolean> {
+  async updateStatus(
+    kind: ObjectKind,
+    name: string,
+    patch: Omit<MeshStatus, 'conditions'>,
+    condition?: Omit<Condition, 'lastTransitionTime'>,
+    options: { cached?: MeshStatus; generation?: number; heartbeatMs?: number } = {},
+  ): Promise<boolean> {
+    const heartbeatMs = options.heartbeatMs ?? 60_000;
+    const nextOf = (old: MeshStatus, generation: number | undefined): MeshStatus => {
+      const conditions = condition ? setCondition(old.conditions ?? [], { ...condition, observedGeneration: generation }, new Date()) : old.conditions;
+      const next: MeshStatus = { ...old, ...patch, ...(conditions ? { conditions } : {}) };
+      const fresh = old.lastSyncTime && Date.now() - new Date(old.lastSyncTime).getTime() < heartbeatMs;
+      if (fresh) next.lastSyncTime = old.lastSyncTime;
+      return next;
+    };
+    const same = (a: MeshStatus, b: MeshStatus): boolean => JSON.stringify(normalize(withoutTransitions(a))) === JSON.stringify(normalize(withoutTransitions(b)));
+    if (options.cached && same(nextOf(options.cached, options.generation), options.cached)) return false;
     for (let attempt = 0; attempt < 3; attempt++) {
       const obj = await this.getObject(kind, name);
       if (!obj) return false;
       const old = obj.status ?? {};
-      const conditions = condition ? setCondition(old.conditions ?? [], { ...condition, observedGeneration: obj.metadata.generation }, new Date()) : old.conditions;
-      const next: MeshStatus = { ...old, ...patch, ...(conditions ? { conditions } : {}) };
-      if (JSON.stringify(withoutTimes(next)) === JSON.stringify(withoutTimes(old))) return false;
+      const next = nextOf(old, obj.metadata.generation);
+      if (same(next, old)) return false;
       try {
         await this.custom.replaceClusterCustomObjectStatus({
           group: GROUP,
@@ -138,6 +157,7 @@ export class MeshApi {
           body: { ...obj, status: next },
           fieldManager: this.o.component,
         });
+        this.statusWrites++;
         return true;
       } catch (err) {
         if (httpStatus(err) !== 409) throw err;
@@ -195,6 +215,11 @@ export class MeshApi {
   }
 }
 
+/** Whether two specs say the same (key order, null and undefined fields aside). */
+export function sameSpec(a: unknown, b: unknown): boolean {
+  return JSON.stringify(normalize(a)) === JSON.stringify(normalize(b));
+}
+
 function normalize(spec: unknown): unknown {
   if (Array.isArray(spec)) return spec.map(normalize);
   if (spec && typeof spec === 'object') {
@@ -208,6 +233,7 @@ function normalize(spec: unknown): unknown {
   return spec;
 }
 
-function withoutTimes(s: MeshStatus): unknown {
-  return { ...s, lastSyncTime: undefined, conditions: s.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })) };
+/** A status without the transition times setCondition keeps anyway (conditions sorted by type). */
+function withoutTransitions(s: MeshStatus): unknown {
+  return { ...s, conditions: s.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })).sort((a, b) => a.type.localeCompare(b.type)) };
 }

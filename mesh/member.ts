@@ -24,8 +24,8 @@ import {
   silentLogger,
 } from '../native/index.ts';
 import type { DeviceState, Logger, UapiClientOptions, WireguardGo, WireguardMode } from '../native/index.ts';
-import type { GatewaySpec, PeerSpec } from './crd/types.ts';
-import { apiMessage } from './kube.ts';
+import type { GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
+import { apiMessage, sameSpec } from './kube.ts';
 import type { MeshApi } from './kube.ts';
 import { Reconciler } from './reconcile/index.ts';
 import type { DesiredState, SyncResult } from './reconcile/index.ts';
@@ -89,6 +89,7 @@ export class MeshMember {
   meshIP: string | null = null;
   topology: Topology | null = null;
   private registering: Promise<void> | null = null;
+  private registerAgain = false;
   private reported = new Map<string, string>();
   private stopped = false;
 
@@ -138,11 +139,17 @@ export class MeshMember {
       this.register();
       this.reconciler.trigger('source changed');
     });
-    await ensureRule({ table: this.o.table, fwmark: this.o.fwmark, priority: this.o.rulePriority }, this.ipOpts);
-    await this.o.source.start();
-    this.register();
-    await this.wireguard.start();
-    this.reconciler.start();
+    try {
+      await ensureRule({ table: this.o.table, fwmark: this.o.fwmark, priority: this.o.rulePriority }, this.ipOpts);
+      await this.o.source.start();
+      this.register();
+      await this.wireguard.start();
+      this.reconciler.start();
+    } catch (err) {
+      // Leave nothing running behind a failed start (a spawned wireguard-go, informers).
+      await this.stop().catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Stop acting. In spawn mode wireguard-go stops too (its TUN goes); in attach mode it stays up. */
@@ -235,21 +242,36 @@ export class MeshMember {
     return spec;
   }
 
-  /** Create or update this member's own object (one at a time; a change meanwhile triggers another pass). */
+  /**
+   * Create or update this member's own object when the cached one differs from what it should be.
+   * One write at a time; a change meanwhile runs again after it; a failure is retried after 2 s.
+   */
   private register(): void {
     if (!this.o.api || this.stopped) return;
-    if (this.registering) return;
+    if (this.registering) {
+      this.registerAgain = true;
+      return;
+    }
+    const spec = this.ownSpec();
+    if (!spec) return;
+    const own = this.ownObject();
+    if (own && sameSpec(own.spec, spec)) return;
     const api = this.o.api;
     this.registering = (async () => {
-      const spec = this.ownSpec();
-      if (!spec) return;
       const outcome = await api.ensureObject(this.kind, this.o.name, spec);
       if (outcome !== 'unchanged') this.log.info(`own ${this.kind} ${outcome}`, { name: this.o.name, meshIP: spec.meshIP });
     })()
       .catch((err: unknown): void => {
-        this.log.warn(`could not register this ${this.kind}; will retry on the next change`, { error: apiMessage(err) });
+        this.log.warn(`could not register this ${this.kind}; retrying in 2 s`, { error: apiMessage(err) });
+        setTimeout(() => this.register(), 2000).unref();
       })
-      .finally(() => (this.registering = null));
+      .finally(() => {
+        this.registering = null;
+        if (this.registerAgain) {
+          this.registerAgain = false;
+          this.register();
+        }
+      });
   }
 
   private async setUpLink(): Promise<void> {
@@ -281,6 +303,7 @@ export class MeshMember {
     const topology = this.topology;
     if (!topology) return;
     this.o.onSync?.(result, topology);
+    this.register();
     void this.syncAddress().catch((err: Error) => this.log.warn('could not set the interface address', { error: err.message }));
     if (!this.o.api) return;
     void this.writeStatus(result, topology).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) }));
@@ -296,17 +319,22 @@ export class MeshMember {
       const hs = byKey.get(p.publicKey)?.lastHandshake;
       return hs !== null && hs !== undefined && now - Number(hs.sec) < 180;
     }).length;
-    const ok = !result.error && configured === topology.peers.length;
-    const ownRefusal = topology.refused.find((r) => r.kind === this.kind && r.name === this.o.name);
+    const ownRefused = topology.refused.find((r) => r.kind === this.kind && r.name === this.o.name);
+    // Refused by the trust rules, this member is not part of the mesh, however well its device is set up.
+    const ok = !result.error && configured === topology.peers.length && !ownRefused;
+    const own = this.ownObject() as { metadata: { generation?: number }; status?: MeshStatus } | undefined;
     await api.updateStatus(
       this.kind,
       this.o.name,
       { listenPort: this.o.listenPort, peers: { desired: topology.peers.length, configured, handshakeWithin3m }, lastSyncTime: result.at.toISOString().replace(/\.\d+Z$/, 'Z') },
       ok
         ? { type: 'Ready', status: 'True', reason: 'Configured', message: `${configured} of ${topology.peers.length} peers configured on ${this.o.interfaceName}` }
-        : { type: 'Ready', status: 'False', reason: result.error ? 'ReconcileFailed' : 'Converging', message: result.error?.message ?? `${configured} of ${topology.peers.length} peers configured` },
+        : ownRefused
+          ? { type: 'Ready', status: 'False', reason: 'Refused', message: ownRefused.message }
+          : { type: 'Ready', status: 'False', reason: result.error ? 'ReconcileFailed' : 'Converging', message: result.error?.message ?? `${configured} of ${topology.peers.length} peers configured` },
+      { cached: own?.status, generation: own?.metadata.generation },
     );
-    if (ownRefusal) this.log.warn(`this member's own ${this.kind} is refused by the trust rules`, { reason: ownRefusal.message });
+    if (ownRefused) this.log.warn(`this member's own ${this.kind} is refused by the trust rules`, { reason: ownRefused.message });
     await this.reportRefusals(api, topology.refused);
   }
 

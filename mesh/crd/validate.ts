@@ -18,7 +18,7 @@ export interface CheckedSpec {
   endpoint: string | null;
   meshIP: string | null;
   nodeName: string | null;
-  /** Peer: spec.allowedIPs; Gateway: spec.podCIDRs. Canonical. */
+  /** Peer: spec.allowedIPs; Gateway: spec.podCIDRs. Canonical, in the object's order (indexes name fields). */
   cidrs: string[];
   persistentKeepalive: number | null;
   presharedKeySecretRef: { namespace: string; name: string; key: string } | null;
@@ -81,7 +81,7 @@ export function checkSpec(kind: 'Peer' | 'Gateway', obj: Peer | Gateway): { spec
       const field = `spec.${listField}[${i}]`;
       const p = problemOf(() => {
         const canonical = canonicalCidr(c as string, field);
-        if (!cidrs.includes(canonical)) cidrs.push(canonical);
+        cidrs.push(canonical);
       });
       add(field, p);
     });
@@ -105,6 +105,6 @@ export function checkSpec(kind: 'Peer' | 'Gateway', obj: Peer | Gateway): { spec
 
   if (problems.length > 0) return { problems };
   return {
-    spec: { publicKey: publicKey as string, endpoint, meshIP, nodeName, cidrs: cidrs.sort(), persistentKeepalive, presharedKeySecretRef },
+    spec: { publicKey: publicKey as string, endpoint, meshIP, nodeName, cidrs, persistentKeepalive, presharedKeySecretRef },
   };
 }

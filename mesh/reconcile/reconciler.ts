@@ -67,6 +67,7 @@ export class Reconciler {
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
   /** Passes completed (for tests and metrics). */
   passes = 0;
@@ -102,10 +103,16 @@ export class Reconciler {
     }, delayMs);
   }
 
-  /** Run one pass now and wait for it (tests, `--once`). */
-  async syncNow(): Promise<SyncResult | null> {
-    while (this.running) await this.running;
-    return this.pass();
+  /** Run one pass now and wait for it (wireguard-go (re)started, tests). Never concurrent with another pass. */
+  syncNow(): Promise<SyncResult | null> {
+    return this.exclusive(() => this.pass());
+  }
+
+  /** Passes run one at a time, whoever asks: two at once would both apply the same difference. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
   }
 
   /** Wait until no pass is running or scheduled. */
@@ -127,7 +134,7 @@ export class Reconciler {
   private async loop(): Promise<void> {
     while (this.dirty && !this.stopped) {
       this.dirty = false;
-      const result = await this.pass();
+      const result = await this.exclusive(() => this.pass());
       if (result?.error && !this.stopped) {
         // Try again later rather than spin: wireguard-go may be restarting.
         setTimeout(() => this.trigger('retry', 0), this.o.retryMs ?? 2000).unref();

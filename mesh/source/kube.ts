@@ -77,13 +77,27 @@ export class KubeSource implements PeerSource {
   async start(): Promise<void> {
     this.stopped = false;
     for (const w of this.watched) {
-      const changed = (): void => {
+      // Only what the desired state reads counts as a change: status writes (every member writes its
+      // own) and Node heartbeats would otherwise wake every agent for nothing.
+      const seen = new Map<string, string>();
+      const relevant = (obj: Obj): string =>
+        w.what === 'nodes'
+          ? JSON.stringify(nodeInfo(obj as k8s.V1Node))
+          : JSON.stringify([(obj as { spec?: unknown }).spec, obj.metadata?.creationTimestamp, obj.metadata?.deletionTimestamp]);
+      const changed = (obj: Obj): void => {
         w.backoffMs = this.backoff0;
+        const key = obj.metadata?.uid ?? obj.metadata?.name ?? '';
+        const fingerprint = relevant(obj);
+        if (seen.get(key) === fingerprint) return;
+        seen.set(key, fingerprint);
         this.emit();
       };
       w.informer.on('add', changed);
       w.informer.on('update', changed);
-      w.informer.on('delete', changed);
+      w.informer.on('delete', (obj: Obj) => {
+        seen.delete(obj.metadata?.uid ?? obj.metadata?.name ?? '');
+        this.emit();
+      });
       // CONNECT fires before each list/watch; the first successful list is the first add or an empty cache.
       w.informer.on('connect', () => this.log.debug('watching', { what: w.what }));
       w.informer.on('error', (err: unknown) => this.failed(w, err));

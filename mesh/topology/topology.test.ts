@@ -57,7 +57,7 @@ describe('computeTopology', () => {
     assert.equal(t.refused.length, 1);
     assert.equal(t.refused[0].name, 'node-c');
     assert.equal(t.refused[0].reason, 'AllowedIPsOutsidePodCIDRs');
-    assert.equal(t.refused[0].field, 'spec.allowedIPs[0]');
+    assert.equal(t.refused[0].field, 'spec.allowedIPs[1]', 'the index in the object as written');
     assert.match(t.refused[0].message, /Peer node-c: allowedIPs 10\.244\.1\.0\/24 is not inside Node node-c's podCIDRs \[10\.244\.2\.0\/24\]/);
   });
 
@@ -80,6 +80,20 @@ describe('computeTopology', () => {
     const t = computeTopology(input([...mesh3(), ok, bad]));
     assert.ok(t.peers.some((p) => p.name === 'laptop' && p.allowedIPs.join() === '100.96.1.1/32,192.168.50.0/24'));
     assert.deepEqual(t.refused.map((r) => [r.name, r.reason, r.field]), [['greedy', 'OverlapsPodCIDR', 'spec.allowedIPs[0]']]);
+  });
+
+  test("an external peer may not claim the mesh CIDR (beyond its own mesh IP) nor a node's address", () => {
+    const ownMesh: Peer = { kind: 'Peer', metadata: { name: 'ok-own' }, spec: { publicKey: key(), allowedIPs: ['100.96.9.9/32', '192.168.60.0/24'], meshIP: '100.96.9.9' } };
+    const meshGrab: Peer = { kind: 'Peer', metadata: { name: 'mesh-grab', creationTimestamp: '2020-01-01T00:00:00Z' }, spec: { publicKey: key(), allowedIPs: ['192.168.70.0/24', '100.96.0.0/16'] } };
+    const hostGrab: Peer = { kind: 'Peer', metadata: { name: 'host-grab' }, spec: { publicKey: key(), allowedIPs: ['198.18.0.0/30'] } };
+    const t = computeTopology(input([...mesh3(), ownMesh, meshGrab, hostGrab]));
+    assert.deepEqual(t.refused.map((r) => [r.name, r.reason, r.field]), [
+      ['host-grab', 'OverlapsNodeAddress', 'spec.allowedIPs[0]'],
+      ['mesh-grab', 'OverlapsMeshCIDR', 'spec.allowedIPs[1]'],
+    ]);
+    assert.match(t.refused[0].message, /contains Node node-[ab]'s address 198\.18\.0\.[12]/);
+    // The older mesh-grab would otherwise have won every overlap: the nodes stay in the mesh.
+    assert.deepEqual(t.peers.map((p) => p.name).sort(), ['node-b', 'node-c', 'ok-own']);
   });
 
   test('overlaps between acceptable objects: the oldest wins, then the name', () => {

@@ -162,6 +162,20 @@ export function computeTopology(input: TopologyInput): Topology {
         refuse(kind, name, 'OverlapsPodCIDR', `spec.allowedIPs[${index}]`, `allowedIPs ${spec.cidrs[index]} overlaps Node ${node.name}'s podCIDR ${pod}`);
         continue;
       }
+      // Nor the mesh's own addresses (beyond its own mesh IP), nor a node's address: either would
+      // pull other members' tunnel or host traffic towards it.
+      const meshIndex = spec.cidrs.findIndex((c) => c !== own && cidrOverlaps(c, meshCIDR));
+      if (meshIndex >= 0) {
+        refuse(kind, name, 'OverlapsMeshCIDR', `spec.allowedIPs[${meshIndex}]`, `allowedIPs ${spec.cidrs[meshIndex]} overlaps the mesh CIDR ${meshCIDR} (only its own meshIP/32 may)`);
+        continue;
+      }
+      const hostClash = spec.cidrs
+        .map((c, index) => ({ index, node: validNodes.find((n) => n.internalIPs.some((ip) => parsedCidr(hostCidrOf(ip)).some((h) => cidrOverlaps(c, h)))) }))
+        .find((x) => x.node);
+      if (hostClash?.node) {
+        refuse(kind, name, 'OverlapsNodeAddress', `spec.allowedIPs[${hostClash.index}]`, `allowedIPs ${spec.cidrs[hostClash.index]} contains Node ${hostClash.node.name}'s address ${hostClash.node.internalIPs.join(', ')}`);
+        continue;
+      }
       allowedIPs = own && !spec.cidrs.includes(own) ? [...spec.cidrs, own] : [...spec.cidrs];
     }
     let presharedKey: string | null = null;
@@ -174,7 +188,7 @@ export function computeTopology(input: TopologyInput): Topology {
       }
       presharedKey = found;
     }
-    candidates.push({ kind, name, created: createdAt(obj), spec, allowedIPs: allowedIPs.sort(), presharedKey });
+    candidates.push({ kind, name, created: createdAt(obj), spec, allowedIPs: [...new Set(allowedIPs)].sort(), presharedKey });
   }
 
   // Overlaps between otherwise acceptable objects: one deterministic winner, the rest refused.
@@ -223,6 +237,10 @@ export function computeTopology(input: TopologyInput): Topology {
   const routes = [...new Set(peers.flatMap((p) => p.allowedIPs))].sort();
   refused.sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   return { peers, routes, refused };
+}
+
+function hostCidrOf(ip: string): string {
+  return `${ip}/${ip.includes(':') ? 128 : 32}`;
 }
 
 function parsedCidr(text: string): string[] {

@@ -98,6 +98,10 @@ describe('ip wrapper', { skip }, () => {
       '4 51820 0xca6c',
       '6 51820 0xca6c',
     ]);
+    // The fwmark flag changed: the old rule is replaced, not kept beside the new one.
+    await ensureRule({ ...RULE, fwmark: 0x1234 }, o);
+    const replaced = (await listRules(o)).filter((r) => r.priority === RULE.priority);
+    assert.deepEqual(replaced.map((r) => `${r.family} ${r.table} ${r.fwmark}`).sort(), ['4 51820 0x1234', '6 51820 0x1234']);
     assert.equal(await removeRule(RULE, o), 2);
     assert.equal((await listRules(o)).filter((r) => r.priority === RULE.priority).length, 0);
   });

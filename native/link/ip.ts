@@ -142,8 +142,8 @@ export async function listRoutes(table: number, o: IpOptions = {}): Promise<Rout
       },
     );
     for (const r of routes) {
-      if (!r.dev || r.dst === 'default') continue;
-      const dst = r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
+      if (!r.dev) continue;
+      const dst = r.dst === 'default' ? (family === '-4' ? '0.0.0.0/0' : '::/0') : r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
       out.push({ dst: canonicalCidr(dst), dev: r.dev });
     }
   }
@@ -195,8 +195,14 @@ interface RawRule {
   not?: null | boolean;
 }
 
+/** Ours: same priority and table (what removeRule looks for). */
 function ruleMatches(r: RawRule, rule: PolicyRule): boolean {
   return r.priority === rule.priority && r.table === String(rule.table);
+}
+
+/** Ours and exactly right: also `not fwmark <mark>`. */
+function ruleExact(r: RawRule, rule: PolicyRule): boolean {
+  return ruleMatches(r, rule) && 'not' in r && r.fwmark !== undefined && Number(r.fwmark) === rule.fwmark;
 }
 
 /**
@@ -207,7 +213,11 @@ function ruleMatches(r: RawRule, rule: PolicyRule): boolean {
 export async function ensureRule(rule: PolicyRule, o: IpOptions = {}): Promise<void> {
   for (const family of ['-4', '-6']) {
     const rules = await runJson<RawRule[]>([family, 'rule', 'show'], o);
-    if (rules.some((r) => ruleMatches(r, rule))) continue;
+    if (rules.some((r) => ruleExact(r, rule))) continue;
+    // A rule of ours with another mark (the flag changed) would let wireguard-go's packets loop: replace it.
+    for (const stale of rules.filter((r) => ruleMatches(r, rule))) {
+      await run([family, 'rule', 'del', 'priority', String(stale.priority), 'table', String(rule.table)], o);
+    }
     await run(
       [family, 'rule', 'add', 'not', 'fwmark', String(rule.fwmark), 'table', String(rule.table), 'priority', String(rule.priority)],
       o,
