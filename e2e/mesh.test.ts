@@ -11,7 +11,7 @@ import type { CapturedPacket } from './cluster.ts';
 import { createPeer, deletePeer, getPeer, parseDump } from './kube/mesh.ts';
 import { kubeTestsUnavailable } from './kube/apiserver.ts';
 import { networkTestsUnavailable } from './sandbox.ts';
-import { generatePrivateKey, listRoutes, publicKeyOf } from '../native/index.ts';
+import { generatePrivateKey, listFallbacks, listRoutes, publicKeyOf } from '../native/index.ts';
 
 const skip = networkTestsUnavailable() ?? kubeTestsUnavailable() ?? false;
 const RESYNC = 5;
@@ -78,6 +78,30 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
       const now = c.wireguardGoPid(node.name);
       return now !== null && now !== undefined && now !== pid;
     }, { timeoutMs: 30_000 });
+    await c.waitForMatrix({ timeoutMs: 60_000 });
+  });
+
+  test('an agent whose tunnel is gone fails closed: pod traffic is refused, never sent in clear', async () => {
+    const plain = await addPlainPodRoutes(c);
+    const [a, b] = c.nodes;
+    try {
+      await c.stopAgent(b.name); // spawn mode: its wireguard-go and interface go with it
+      const capture = await c.startCapture();
+      const fromB = await c.ping(b.podNs, a.podIp, { count: 3, timeoutMs: 1000 });
+      const toB = await c.ping(a.podNs, b.podIp, { count: 3, timeoutMs: 1000 });
+      const packets = await capture.stop();
+      assert.equal(fromB.received, 0, 'node-1 pod -> node-0 pod: refused, not sent in clear');
+      assert.match(await c.box.ip(b.ns, 'rule', 'show'), /lookup 51820/, 'the rule stays after a plain stop');
+      assert.deepEqual((await listFallbacks(TABLE, { netns: b.ns })).includes(a.podCIDR), true);
+      // (node-0's WireGuard packets to node-1's closed port may draw ICMP port-unreachable between node addresses: not pod traffic.)
+      const podIps = new Set(c.nodes.map((n) => n.podIp));
+      const clear = packets.filter((p) => podIps.has(p.src) || podIps.has(p.dst));
+      assert.deepEqual(clear.map((p) => `${p.protocol} ${p.src} -> ${p.dst}`), [], 'no pod packet in clear on the underlay');
+      assert.equal(toB.received, 0);
+    } finally {
+      await plain.remove();
+      await c.startAgent(b.name);
+    }
     await c.waitForMatrix({ timeoutMs: 60_000 });
   });
 
@@ -170,6 +194,7 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     const { stdout, stderr } = await c.box.exec(added.ns, argv[0], argv.slice(1), { timeoutMs: 60_000 });
     assert.match(stdout + stderr, /cleaned up/);
     assert.deepEqual(await routesOf(added.name), [], 'its mesh table is empty');
+    assert.deepEqual(await listFallbacks(TABLE, { netns: added.ns }), [], 'its fallbacks are gone too');
     const rules = await c.box.ip(added.ns, 'rule', 'show');
     assert.doesNotMatch(rules, /lookup 51820/, 'its ip rule is gone');
     assert.equal((await dumpOf(added.name)).peers.size, 0, "the sidecar's device holds no peer");

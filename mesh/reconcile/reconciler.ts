@@ -7,7 +7,7 @@
  * It never acts without a desired state: while the source is not synced (API server away at
  * start), `desired()` returns null and the device is left exactly as it is.
  */
-import { deleteRoutes, listRoutes, replaceRoutes, silentLogger } from '../../native/index.ts';
+import { deleteFallbacks, deleteRoutes, listFallbacks, listRoutes, replaceFallbacks, replaceRoutes, silentLogger } from '../../native/index.ts';
 import type { DeviceState, Logger, SetRequest } from '../../native/index.ts';
 import { diffDevice, diffRoutes, opRequest } from './diff.ts';
 import type { DesiredDevice, DeviceOp } from './diff.ts';
@@ -29,6 +29,11 @@ export interface RouteTable {
   /** The tunnel interface the routes go through. */
   dev: string;
   netns?: string;
+  /**
+   * Keep an `unreachable` fallback behind every route (default true): when the tunnel's routes go
+   * with its interface (wireguard-go died), mesh traffic is refused rather than sent in clear.
+   */
+  failClosed?: boolean;
 }
 
 export interface SyncResult {
@@ -190,6 +195,12 @@ export class Reconciler {
         await replaceRoutes(table, changes.add.map((dst) => ({ dst, dev })), { netns });
         result.routesAdded = changes.add;
         result.routesRemoved = changes.remove;
+        if (this.o.routes.failClosed ?? true) {
+          const fallbacks = new Set(await listFallbacks(table, { netns }));
+          const wanted = new Set(desired.routes);
+          await deleteFallbacks(table, [...fallbacks].filter((c) => !wanted.has(c)), { netns });
+          await replaceFallbacks(table, [...wanted].filter((c) => !fallbacks.has(c)), { netns });
+        }
       }
       if (result.applied.length || result.routesAdded.length || result.routesRemoved.length) {
         this.log.info('reconciled', {

@@ -16,10 +16,12 @@ import {
   flushTable,
   getLink,
   listAddresses,
+  listFallbacks,
   listRoutes,
   listRules,
   removeRule,
   replaceAddress,
+  replaceFallbacks,
   replaceRoutes,
   setLinkMtu,
   setLinkUp,
@@ -104,6 +106,31 @@ describe('ip wrapper', { skip }, () => {
     assert.deepEqual(replaced.map((r) => `${r.family} ${r.table} ${r.fwmark}`).sort(), ['4 51820 0x1234', '6 51820 0x1234']);
     assert.equal(await removeRule(RULE, o), 2);
     assert.equal((await listRules(o)).filter((r) => r.priority === RULE.priority).length, 0);
+  });
+
+  test('fallbacks fail closed: when the tunnel device goes, its destinations are unreachable, not routed elsewhere', async () => {
+    const o = { netns: ns };
+    const tun = box.ifName('am', 't');
+    await box.ip(ns, 'link', 'add', tun, 'type', 'veth', 'peer', 'name', box.ifName('am', 'u'));
+    await setLinkUp(tun, o);
+    // A clear path in the main table, as a CNI's routes would be.
+    await box.ip(ns, 'route', 'add', '10.77.0.0/16', 'dev', dummy);
+    await box.ip(ns, 'rule', 'add', 'table', String(TABLE), 'priority', '5181');
+    try {
+      await replaceRoutes(TABLE, [{ dst: '10.77.1.0/24', dev: tun }], o);
+      await replaceFallbacks(TABLE, ['10.77.1.0/24', 'fd00:77::/64'], o);
+      assert.deepEqual((await listFallbacks(TABLE, o)).sort(), ['10.77.1.0/24', 'fd00:77::/64']);
+      assert.deepEqual(await listRoutes(TABLE, o), [{ dst: '10.77.1.0/24', dev: tun }], 'fallbacks are not listed as routes');
+      assert.match(await box.ip(ns, 'route', 'get', '10.77.1.5'), new RegExp(`dev ${tun}`), 'the tunnel route wins while it exists');
+      await deleteLink(tun, o);
+      await assert.rejects(box.ip(ns, 'route', 'get', '10.77.1.5'), /unreachable|No route/i, 'with the device gone the destination is refused, not sent through the main table');
+      await flushTable(TABLE, o);
+      assert.deepEqual(await listFallbacks(TABLE, o), []);
+      assert.match(await box.ip(ns, 'route', 'get', '10.77.1.5'), new RegExp(`dev ${dummy}`), 'after a cleanup the main table applies again');
+    } finally {
+      await box.ip(ns, 'rule', 'del', 'priority', '5181');
+      await box.ip(ns, 'route', 'del', '10.77.0.0/16', 'dev', dummy);
+    }
   });
 
   test('deleteLink removes a link and reports whether there was one', async () => {

@@ -131,23 +131,59 @@ export interface Route {
   dev: string;
 }
 
-/** Routes in a routing table, both families, canonical CIDRs. */
-export async function listRoutes(table: number, o: IpOptions = {}): Promise<Route[]> {
-  const out: Route[] = [];
+interface RawRoute {
+  dst: string;
+  dev?: string;
+  type?: string;
+  metric?: number;
+}
+
+async function tableEntries(table: number, o: IpOptions): Promise<Array<RawRoute & { cidr: string }>> {
+  const out: Array<RawRoute & { cidr: string }> = [];
   for (const family of ['-4', '-6']) {
-    const routes = await runJson<Array<{ dst: string; dev?: string }>>([family, 'route', 'show', 'table', String(table)], o).catch(
-      (err: Error) => {
-        if (/table id value is invalid|FIB table does not exist/.test(err.message)) return [];
-        throw err;
-      },
-    );
+    const routes = await runJson<RawRoute[]>([family, 'route', 'show', 'table', String(table)], o).catch((err: Error) => {
+      if (/table id value is invalid|FIB table does not exist/.test(err.message)) return [];
+      throw err;
+    });
     for (const r of routes) {
-      if (!r.dev) continue;
       const dst = r.dst === 'default' ? (family === '-4' ? '0.0.0.0/0' : '::/0') : r.dst.includes('/') ? r.dst : `${r.dst}/${family === '-4' ? 32 : 128}`;
-      out.push({ dst: canonicalCidr(dst), dev: r.dev });
+      out.push({ ...r, cidr: canonicalCidr(dst) });
     }
   }
   return out;
+}
+
+/** Routes through a device in a routing table, both families, canonical CIDRs. */
+export async function listRoutes(table: number, o: IpOptions = {}): Promise<Route[]> {
+  return (await tableEntries(table, o)).filter((r) => r.dev && (r.type === undefined || r.type === 'unicast')).map((r) => ({ dst: r.cidr, dev: r.dev as string }));
+}
+
+/**
+ * Metric of the `unreachable` fallbacks: behind every real route to the same destination, so they
+ * only answer when the tunnel's route is gone (wireguard-go died, the agent stopped in spawn mode).
+ * Traffic meant for the mesh is then refused instead of leaving in clear through the main table.
+ */
+export const FALLBACK_METRIC = 4_000_000_000;
+
+/** Destinations with an `unreachable` fallback in a table. */
+export async function listFallbacks(table: number, o: IpOptions = {}): Promise<string[]> {
+  return (await tableEntries(table, o)).filter((r) => r.type === 'unreachable' && r.metric === FALLBACK_METRIC).map((r) => r.cidr);
+}
+
+function fallbackLines(verb: 'replace' | 'del', cidrs: readonly string[], table: number): string {
+  return cidrs.map((c) => `route ${verb} unreachable ${canonicalCidr(c, 'route destination')} table ${table} metric ${FALLBACK_METRIC}`).join('\n');
+}
+
+/** Add `unreachable` fallbacks for destinations, in one `ip -batch`. */
+export async function replaceFallbacks(table: number, cidrs: readonly string[], o: IpOptions = {}): Promise<void> {
+  if (cidrs.length === 0) return;
+  await run(['-batch', '-'], o, `${fallbackLines('replace', cidrs, table)}\n`);
+}
+
+/** Remove `unreachable` fallbacks, in one `ip -batch`. */
+export async function deleteFallbacks(table: number, cidrs: readonly string[], o: IpOptions = {}): Promise<void> {
+  if (cidrs.length === 0) return;
+  await run(['-batch', '-'], o, `${fallbackLines('del', cidrs, table)}\n`);
 }
 
 function batchLines(verb: 'replace' | 'del', routes: readonly Route[], table: number): string {
@@ -173,10 +209,10 @@ export async function deleteRoutes(table: number, routes: readonly Route[], o: I
   await run(['-batch', '-'], o, `${batchLines('del', routes, table)}\n`);
 }
 
-/** Remove every route from a table (both families). */
+/** Remove every route and fallback from a table (both families). */
 export async function flushTable(table: number, o: IpOptions = {}): Promise<void> {
-  const routes = await listRoutes(table, o);
-  await deleteRoutes(table, routes, o);
+  await deleteRoutes(table, await listRoutes(table, o), o);
+  await deleteFallbacks(table, await listFallbacks(table, o), o);
 }
 
 export interface PolicyRule {
