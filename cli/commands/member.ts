@@ -5,6 +5,7 @@
  */
 import type { Argv } from 'yargs';
 import { UsageError } from '../format.ts';
+import { loadKubeConfig } from '../kubeconfig.ts';
 import type { MeshMember } from '../../mesh/index.ts';
 
 interface CommonArgs {
@@ -91,7 +92,6 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
 }
 
 async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: string; endpoint?: string; podCIDRs?: string[] }): Promise<void> {
-  const k8s = await import('@kubernetes/client-node');
   const { createLogger } = await import('../../native/index.ts');
   const mesh = await import('../../mesh/index.ts');
   const log = createLogger({ level: a['log-level'], format: a['log-format'], component: role === 'node' ? 'agent' : 'gateway' });
@@ -103,14 +103,7 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: strin
   if (a['peers-dir']) {
     source = new mesh.DirectorySource(a['peers-dir'], { log });
   } else {
-    const kc = new k8s.KubeConfig();
-    try {
-      if (a.kubeconfig) kc.loadFromFile(a.kubeconfig);
-      else kc.loadFromDefault();
-    } catch (err) {
-      throw new Error(`--kubeconfig ${a.kubeconfig ?? '(default)'}: cannot load: ${(err as Error).message.split('\n')[0]}`);
-    }
-    if (!kc.getCurrentCluster()) throw new Error('no Kubernetes API configured: pass --kubeconfig, run in a pod, or use --peers-dir');
+    const kc = await loadKubeConfig(a.kubeconfig);
     source = new mesh.KubeSource(kc, { log });
     api = new mesh.MeshApi(kc, { instance: extra.name, component: role === 'node' ? 'aks-mesh-agent' : 'aks-mesh-gateway', log });
   }

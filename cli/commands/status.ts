@@ -4,6 +4,7 @@
  * agents write on objects the trust rules refused.
  */
 import type { Argv } from 'yargs';
+import { loadKubeConfig } from '../kubeconfig.ts';
 
 interface StatusArgs {
   kubeconfig?: string;
@@ -34,13 +35,7 @@ export function statusCommand(y: Argv): Argv {
     async (a) => {
       const k8s = await import('@kubernetes/client-node');
       const { GROUP, VERSION, apiMessage } = await import('../../mesh/index.ts');
-      const kc = new k8s.KubeConfig();
-      try {
-        if (a.kubeconfig) kc.loadFromFile(a.kubeconfig);
-        else kc.loadFromDefault();
-      } catch (err) {
-        throw new Error(`--kubeconfig ${a.kubeconfig ?? '(default)'}: cannot load: ${(err as Error).message.split('\n')[0]}`);
-      }
+      const kc = await loadKubeConfig(a.kubeconfig);
       const api = kc.makeApiClient(k8s.CustomObjectsApi);
       type Obj = { metadata: { name: string }; spec?: { nodeName?: string; meshIP?: string }; status?: import('../../mesh/index.ts').MeshStatus };
       const list = async (plural: string): Promise<Obj[]> => {
