@@ -34,11 +34,9 @@ import type { ChildProcess } from 'node:child_process';
 import {
   closeSync,
   existsSync,
-  fstatSync,
   mkdirSync,
   openSync,
   readFileSync,
-  readSync,
   readdirSync,
   readlinkSync,
   renameSync,
@@ -57,7 +55,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { cidrOverlaps, findWireguardGo, generatePrivateKey, publicKeyOf, writePrivateKeyFile } from '../native/index.ts';
 import { TestCluster } from './kube/apiserver.ts';
-import { claimPidFile, isRunning } from './pidfile.ts';
+import { claimPidFile, isRunning, signalPid, tailOf } from './proc.ts';
 import { createNode, grantShippedRole, installCrds } from './kube/mesh.ts';
 import { parsePcap, tcpdumpSummaries } from './pcap.ts';
 import type { CapturedPacket } from './pcap.ts';
@@ -1095,14 +1093,6 @@ function signalAll(procs: Proc[], signal: NodeJS.Signals): void {
   }
 }
 
-function signalPid(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    /* already gone */
-  }
-}
-
 function waitGone(pids: number[], ms: number): void {
   const deadline = Date.now() + ms;
   while (pids.some(isRunning) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
@@ -1173,25 +1163,6 @@ export function wireguardGoPids(names: string[]): Array<{ pid: number; interface
   return found;
 }
 
-/** The last `lines` lines of a file (at most its last 128 KiB). */
-export function tailOf(path: string, lines: number): string {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return '(no log)';
-  }
-  try {
-    const size = fstatSync(fd).size;
-    const len = Math.min(size, 128 * 1024);
-    const buf = Buffer.alloc(len);
-    readSync(fd, buf, 0, len, size - len);
-    return buf.toString('utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } finally {
-    closeSync(fd);
-  }
-}
-
 // ---------------------------------------------------------------- underlay subnet
 
 /**
@@ -1244,4 +1215,5 @@ function sleep(ms: number): Promise<void> {
 }
 
 export { formatPacket } from './pcap.ts';
+export { tailOf } from './proc.ts';
 export type { CapturedPacket, PacketProtocol, WireguardMessage } from './pcap.ts';

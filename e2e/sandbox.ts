@@ -7,6 +7,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { isRunning, signalPid } from './proc.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -160,10 +161,10 @@ export class Sandbox {
   cleanupSync(): void {
     const pids = this.pidSources.map((get) => get()).filter((pid): pid is number => pid !== undefined);
     this.pidSources.length = 0;
-    for (const pid of pids) signal(pid, 'SIGTERM');
+    for (const pid of pids) signalPid(pid, 'SIGTERM');
     const deadline = Date.now() + 2000;
-    while (pids.some(alive) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
-    for (const pid of pids.filter(alive)) signal(pid, 'SIGKILL');
+    while (pids.some(isRunning) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    for (const pid of pids.filter(isRunning)) signalPid(pid, 'SIGKILL');
     for (const child of this.processes) {
       if (child.pid && child.exitCode === null && child.signalCode === null) {
         try {
@@ -186,19 +187,3 @@ export class Sandbox {
   }
 }
 
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* already gone */
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

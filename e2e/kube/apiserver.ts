@@ -21,7 +21,7 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { generateKeyPair, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { request as httpRequest } from 'node:http';
@@ -30,7 +30,7 @@ import { constants as osConstants, homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
-import { claimPidFile, isRunning } from '../pidfile.ts';
+import { claimPidFile, isRunning, signalPid as signal, tailOf as tailOfFile } from '../proc.ts';
 
 const execFileAsync = promisify(execFile);
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -811,44 +811,15 @@ async function terminate(proc: Proc, graceMs: number): Promise<void> {
   }
 }
 
-function signal(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    /* already gone */
-  }
-}
-
 /** Whether a pid is a live process (a zombie, killed but not yet reaped, counts as gone). */
 export { isRunning };
 
 /** gRPC's chatter in kube-apiserver's log (one pair of lines per etcd client), left out of tails. */
 const NOISE = /ccResolverWrapper|parsed scheme|switching balancer|pickfirstBalancer|balancerWrapper/;
 
-/** The last `lines` meaningful lines of a file (at most its last 256 KiB; long lines cut at 600 characters). */
+/** The last `lines` meaningful lines of a log. */
 function tailOf(path: string, lines: number): string {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return '(no log)';
-  }
-  try {
-    const size = fstatSync(fd).size;
-    const len = Math.min(size, 256 * 1024);
-    const buf = Buffer.alloc(len);
-    readSync(fd, buf, 0, len, size - len);
-    return buf
-      .toString('utf8')
-      .trimEnd()
-      .split('\n')
-      .filter((line) => !NOISE.test(line))
-      .slice(-lines)
-      .map((line) => (line.length > 600 ? `${line.slice(0, 600)}…` : line))
-      .join('\n');
-  } finally {
-    closeSync(fd);
-  }
+  return tailOfFile(path, lines, NOISE);
 }
 
 function randomToken(): string {
