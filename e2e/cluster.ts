@@ -51,8 +51,9 @@ import { constants as osConstants, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type * as k8s from '@kubernetes/client-node';
+import * as k8s from '@kubernetes/client-node';
 import { stringify } from 'yaml';
+import { NOT_READY_TAINT } from '../mesh/kube.ts';
 import { cidrOverlaps, findWireguardGo, generatePrivateKey, publicKeyOf, writePrivateKeyFile } from '../native/index.ts';
 import { TestCluster } from './kube/apiserver.ts';
 import { claimPidFile, isRunning, signalPid, tailOf } from './proc.ts';
@@ -101,6 +102,12 @@ export interface MeshClusterOptions {
   source?: PeerSourceMode;
   /** Members (node names, or 'gateway') whose wireguard-go runs as a sidecar (`--wireguard attach`). */
   attach?: string[];
+  /**
+   * Create the Node objects with the taint aksmesh.io/agent-not-ready:NoSchedule (kube mode), as an
+   * operator's node pool would (kubelet --register-with-taints): each agent removes it from its own
+   * Node once it has converged (default false).
+   */
+  notReadyTaint?: boolean;
   /** Token users declared up front for addNode() (kube mode), so adding a node needs no API server restart (default 2). */
   spareNodes?: number;
   /** --resync seconds (default 10). */
@@ -321,6 +328,7 @@ export class MeshCluster {
   private readonly log: (line: string) => void;
   private readonly reservation: string;
   private readonly spareUsers: string[] = [];
+  private readonly notReadyTaint: boolean;
   private readonly captures = new Set<Proc>();
   private captureCount = 0;
   private stopped = false;
@@ -346,6 +354,7 @@ export class MeshCluster {
     this.listenPort = o.listenPort ?? DEFAULT_LISTEN_PORT;
     this.gatewayPodCIDRs = o.gatewayPodCIDRs ?? ['10.244.0.0/16'];
     this.exitOnSignal = o.exitOnSignal ?? true;
+    this.notReadyTaint = o.notReadyTaint ?? false;
     this.keepLogs = o.keepLogs ?? process.env.AKS_MESH_KEEP_LOGS === '1';
     this.log = o.log ?? (() => undefined);
     this.timings = { underlayMs: 0, namespacesMs: 0, apiServerMs: 0, objectsMs: 0, totalMs: 0 };
@@ -414,7 +423,7 @@ export class MeshCluster {
       const t2 = performance.now();
       if (c.kube) {
         await installCrds(c.kube);
-        await Promise.all([...c.members.values()].map((s) => c.registerKube(s.member)));
+        await Promise.all([...c.members.values()].map((s) => c.registerKube(s.member, c.notReadyTaint)));
       } else {
         mkdirSync(c.peersDir as string, { recursive: true, mode: 0o755 });
         for (const node of c.nodes) c.writeNodeFile(node);
@@ -630,8 +639,9 @@ export class MeshCluster {
   /**
    * A new node: namespaces, underlay and pod veths, key file, and its Node object (kube: in the API
    * server, with an RBAC-bound user and a kubeconfig; dir: a YAML file). Its agent is not started.
+   * notReadyTaint (default: the cluster's option): its Node carries aksmesh.io/agent-not-ready:NoSchedule.
    */
-  async addNode(options: { attach?: boolean } = {}): Promise<ClusterNode> {
+  async addNode(options: { attach?: boolean; notReadyTaint?: boolean } = {}): Promise<ClusterNode> {
     this.assertRunning();
     const used = new Set(this.nodes.map((n) => n.index));
     let i = 0;
@@ -646,9 +656,15 @@ export class MeshCluster {
         this.log(`declaring user ${user}: kube-apiserver restarts`);
         await this.kube.addUser(user);
       }
-      await this.registerKube(node);
+      await this.registerKube(node, options.notReadyTaint ?? this.notReadyTaint);
     } else this.writeNodeFile(node);
     return node;
+  }
+
+  /** A Node's taints as `key:effect` (kube mode), sorted; [] when it has none. */
+  async nodeTaints(name: string): Promise<string[]> {
+    const node = await this.kubeConfig().makeApiClient(k8s.CoreV1Api).readNode({ name });
+    return (node.spec?.taints ?? []).map((t) => `${t.key}:${t.effect}`).sort();
   }
 
   /**
@@ -672,6 +688,33 @@ export class MeshCluster {
   }
 
   // ---------------------------------------------------------------- traffic
+
+  /**
+   * Like a CNI with host-gw routes (kubenet): every node's pod CIDR routed in clear through that
+   * node's underlay address, in every other member's main table. What the mesh must never let pod
+   * traffic take; remove() takes them out again (only the routes this call added).
+   */
+  async addClearPodRoutes(): Promise<{ remove(): Promise<void> }> {
+    const added: Array<[string, string, string]> = [];
+    const members = [...this.nodes, ...(this.gateway ? [this.gateway] : [])];
+    try {
+      for (const m of members) {
+        for (const n of this.nodes) {
+          if (n === m) continue;
+          await this.box.ip(m.ns, 'route', 'add', n.podCIDR, 'via', n.underlayIp);
+          added.push([m.ns, n.podCIDR, n.underlayIp]);
+        }
+      }
+    } catch (err) {
+      for (const [ns, cidr, via] of added) await this.box.ip(ns, 'route', 'del', cidr, 'via', via).catch(() => undefined);
+      throw err;
+    }
+    return {
+      remove: async () => {
+        for (const [ns, cidr, via] of added.splice(0)) await this.box.ip(ns, 'route', 'del', cidr, 'via', via).catch(() => undefined);
+      },
+    };
+  }
 
   /** Ping `ip` from a namespace (or a member name: its namespace) until `count` replies or timeoutMs (default 2 s). Never throws. */
   async ping(from: string, ip: string, options: { count?: number; timeoutMs?: number } = {}): Promise<PingResult> {
@@ -992,14 +1035,21 @@ export class MeshCluster {
     return gw;
   }
 
-  /** RBAC for the member's user (the shipped ClusterRole), its kubeconfig, and for a node its Node object. */
-  private async registerKube(m: ClusterMember): Promise<void> {
+  /** RBAC for the member's user (the shipped ClusterRole), its kubeconfig, and for a node its Node object (tainted: not ready). */
+  private async registerKube(m: ClusterMember, notReadyTaint = false): Promise<void> {
     const kube = this.kube as TestCluster;
     await grantShippedRole(kube, m.role === 'node' ? 'agent' : 'gateway', m.user as string);
     await kube.writeKubeconfig(m.kubeconfig as string, m.user, { server: kube.server });
     if (m.role === 'node') {
       const node = m as ClusterNode;
-      await createNode(kube.kubeConfig('admin', { server: kube.server }), node.name, [node.podCIDR], node.underlayIp);
+      const admin = kube.kubeConfig('admin', { server: kube.server });
+      await createNode(admin, node.name, [node.podCIDR], node.underlayIp);
+      if (notReadyTaint) {
+        await admin.makeApiClient(k8s.CoreV1Api).patchNode(
+          { name: node.name, body: { spec: { taints: [{ key: NOT_READY_TAINT.key, effect: NOT_READY_TAINT.effect }] } } },
+          k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+        );
+      }
     }
   }
 

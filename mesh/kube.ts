@@ -9,6 +9,13 @@ import { API_VERSION, GROUP, RESOURCES, VERSION } from './crd/types.ts';
 import type { Condition, GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
 import type { ObjectKind, Refusal } from './topology/index.ts';
 
+/**
+ * The taint that keeps ordinary pods off a node until its agent has converged (like Cilium's
+ * node.cilium.io/agent-not-ready): operators put it on node pools at creation (kubelet
+ * --register-with-taints); the agent removes it from its own Node, and only that taint.
+ */
+export const NOT_READY_TAINT = { key: 'aksmesh.io/agent-not-ready', effect: 'NoSchedule' } as const;
+
 /** HTTP status of a client-node error, or 0 for a network error. */
 export function httpStatus(err: unknown): number {
   return err instanceof k8s.ApiException ? err.code : 0;
