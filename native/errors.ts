@@ -1,7 +1,11 @@
 /**
  * Errors that cross the native bridge: a kind a program can switch on and a message a person can
- * act on. Bad input never becomes a stack trace: the CLI prints `message` alone.
+ * act on. Bad input never becomes a stack trace: the CLI prints `message` alone. Every message goes
+ * through redactSecrets on the way in, so a key that slips into one is replaced before the message
+ * (or the stack, which repeats it) can be logged, printed or serialized.
  */
+import { redactSecrets } from './keys/redact.ts';
+
 export type NativeErrorKind =
   | 'invalid-key'
   | 'key-file'
@@ -12,6 +16,7 @@ export type NativeErrorKind =
   | 'timeout'
   | 'protocol'
   | 'uapi-errno'
+  | 'reply-too-large'
   | 'process'
   | 'ip-command';
 
@@ -19,7 +24,7 @@ export class NativeError extends Error {
   readonly kind: NativeErrorKind;
 
   constructor(kind: NativeErrorKind, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super(redactSecrets(message), options);
     this.name = 'NativeError';
     this.kind = kind;
   }

@@ -1,5 +1,6 @@
 export {
   KEY_BYTES,
+  KEY_FILE_MAX_BYTES,
   KEY_PATTERN,
   clamp,
   decodeKey,
@@ -14,3 +15,5 @@ export {
   readPrivateKeyFile,
   writePrivateKeyFile,
 } from './keys.ts';
+export type { KeyOptions } from './keys.ts';
+export { REDACTED, redactSecrets, redactUapiLine, registerSecret } from './redact.ts';

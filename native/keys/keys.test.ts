@@ -3,13 +3,18 @@
  * never become readable by others.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { linkSync, lstatSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { inspect } from 'node:util';
 import fc from 'fast-check';
+import { KeyIndex } from '../../scripts/scan-secrets.ts';
 import { isNativeError } from '../errors.ts';
 import {
+  KEY_FILE_MAX_BYTES,
   KEY_PATTERN,
   clamp,
   decodeKey,
@@ -32,6 +37,11 @@ const BOB_PRIVATE_HEX = '5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b2
 const BOB_PUBLIC_HEX = 'de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f';
 const ALICE_PRIVATE_B64 = 'dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo=';
 const ALICE_PUBLIC_B64 = 'hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=';
+
+/** Fails if any piece of `key` (base64 or hex, raw or clamped: see scripts/scan-secrets.ts) is in `text`. */
+function assertNoKeyMaterial(text: string, key: string): void {
+  assert.deepEqual(new KeyIndex([{ key, source: 'the key' }]).find(text), [], `key material in: ${text}`);
+}
 
 function isClamped(bytes: Uint8Array): boolean {
   return (bytes[0] & 7) === 0 && (bytes[31] & 0x80) === 0 && (bytes[31] & 0x40) !== 0;
@@ -239,5 +249,211 @@ describe('private key files', () => {
     chmodSync(path, 0o640);
     assert.throws(() => loadOrCreatePrivateKey(path), /chmod 600/);
     assert.equal(readFileSync(path, 'utf8'), `${key}\n`);
+  });
+});
+
+describe('no key material in any message', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-keyleak-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Write `content` as a 0600 file and return the error reading it gives. */
+  function refusal(name: string, content: string | Buffer, mode = 0o600): Error {
+    const path = join(dir, name);
+    writeFileSync(path, content, { mode });
+    chmodSync(path, mode);
+    try {
+      readPrivateKeyFile(path);
+    } catch (err) {
+      assert.ok(isNativeError(err), String(err));
+      assert.ok(err.message.startsWith(`private key file ${path}`), err.message);
+      return err;
+    }
+    return assert.fail(`${name} was accepted`);
+  }
+
+  const key = generatePrivateKey();
+  const hex = keyToHex(key);
+  const cases: Array<[string, string, RegExp]> = [
+    ['a key with a trailing comment', `${key} # node-a, made 2026-11-30\n`, /contains a comment/],
+    ['a comment line above the key', `# node-a\n${key}\n`, /spans 2 lines/],
+    ['57 hex digits', `${hex.slice(0, 57)}\n`, /has 57 characters/],
+    ['64 hex digits (the UAPI form)', `${hex}\n`, /64 hex digits \(the UAPI wire form\), not base64/],
+    ['a key missing its last character', `${key.slice(0, 43)}\n`, /has 43 characters/],
+    ['a key with a stray character inside', `${key.slice(0, 20)}!${key.slice(21)}\n`, /character 21 is not base64/],
+    ['two keys', `${key}\n${generatePrivateKey()}\n`, /spans 2 lines/],
+    ['a key and white space inside', `${key.slice(0, 22)} ${key.slice(22)}\n`, /white space/],
+  ];
+  for (const [name, content, rule] of cases) {
+    test(`${name}: refused with its length and the rule it breaks, never its content`, () => {
+      const err = refusal(name.replace(/\W+/g, '-'), content);
+      assert.ok(isNativeError(err, 'invalid-key'));
+      assert.match(err.message, rule);
+      assert.match(err.message, /not shown/);
+      assertNoKeyMaterial(err.message, key);
+      assertNoKeyMaterial(String(err.stack), key);
+      assertNoKeyMaterial(inspect(err), key);
+    });
+  }
+
+  test('a 0600 file reached through a symbolic link is refused without being read', () => {
+    const target = join(dir, 'real.key');
+    writeFileSync(target, `${key} trailing words\n`, { mode: 0o600 });
+    const link = join(dir, 'link.key');
+    symlinkSync(target, link);
+    assert.throws(
+      () => readPrivateKeyFile(link),
+      (err: unknown) => {
+        assert.ok(isNativeError(err, 'key-file'));
+        assert.match(err.message, /is a symbolic link; key files are opened without following links/);
+        assertNoKeyMaterial(err.message, key);
+        return true;
+      },
+    );
+    // A link to a good key file is refused as well: the path is the contract, not where it points.
+    const good = join(dir, 'good.key');
+    writePrivateKeyFile(good, key);
+    const goodLink = join(dir, 'good-link.key');
+    symlinkSync(good, goodLink);
+    assert.throws(() => readPrivateKeyFile(goodLink), /symbolic link/);
+    assert.throws(() => loadOrCreatePrivateKey(goodLink), /symbolic link/, 'a link is not "missing": nothing is created');
+  });
+
+  test('a FIFO at the key path is refused at once instead of hanging the agent', () => {
+    const path = join(dir, 'fifo.key');
+    execFileSync('mkfifo', ['-m', '600', path]);
+    // In a child with a deadline: without O_NONBLOCK the open itself blocks forever (no writer),
+    // and a blocked synchronous open here would hang the whole test run instead of failing it.
+    const script = `import { loadOrCreatePrivateKey, readPrivateKeyFile } from ${JSON.stringify(join(import.meta.dirname, 'keys.ts'))};
+      for (const f of [readPrivateKeyFile, loadOrCreatePrivateKey]) { try { f(${JSON.stringify(path)}); } catch (e) { console.log(e.kind + ': ' + e.message); } }`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.deepEqual(out.trim().split('\n'), [
+      `key-file: private key file ${path} is a FIFO, not a regular file`,
+      `key-file: private key file ${path} is a FIFO, not a regular file`,
+    ]);
+  });
+
+  test('a directory, a device and a socket are not key files', () => {
+    const folder = join(dir, 'folder.key');
+    mkdirSync(folder, { mode: 0o700 });
+    assert.throws(() => readPrivateKeyFile(folder), /is a directory, not a regular file/);
+    const zero = join(dir, 'zero.key');
+    symlinkSync('/dev/zero', zero);
+    assert.throws(() => readPrivateKeyFile(zero), /symbolic link/);
+    assert.throws(() => readPrivateKeyFile('/dev/zero'), /is a character device, not a regular file/);
+    const sock = join(dir, 'sock.key');
+    execFileSync('python3', ['-c', `import socket; s=socket.socket(socket.AF_UNIX); s.bind(${JSON.stringify(sock)})`]);
+    chmodSync(sock, 0o600);
+    assert.throws(() => readPrivateKeyFile(sock), /is a socket, not a regular file/);
+  });
+
+  test('a 0604 file (others can read, group cannot) is refused', () => {
+    const err = refusal('other-readable.key', `${key}\n`, 0o604);
+    assert.ok(isNativeError(err, 'key-file'));
+    assert.match(err.message, /has mode 0604, so others can read it; run "chmod 600 /);
+    assertNoKeyMaterial(err.message, key);
+  });
+
+  test('a 0620 file (group can write) is refused too', () => {
+    assert.match(refusal('group-writable.key', `${key}\n`, 0o620).message, /has mode 0620, so others can change it/);
+  });
+
+  test('a file owned by another uid is refused, naming both uids', { skip: process.geteuid?.() !== 0 ? 'needs root to chown' : false }, () => {
+    const path = join(dir, 'foreign.key');
+    writeFileSync(path, `${key}\n`, { mode: 0o600 });
+    chownSync(path, 65534, 65534);
+    assert.throws(
+      () => readPrivateKeyFile(path),
+      (err: unknown) => {
+        assert.ok(isNativeError(err, 'key-file'));
+        assert.match(err.message, /is owned by uid 65534, not by this process's uid 0/);
+        assertNoKeyMaterial(err.message, key);
+        return true;
+      },
+    );
+  });
+
+  test('a big file is refused by its size, without being read', () => {
+    const err = refusal('big.key', Buffer.alloc(KEY_FILE_MAX_BYTES + 1, 'A'));
+    assert.match(err.message, new RegExp(`is ${KEY_FILE_MAX_BYTES + 1} bytes; a key file holds one 44-character key \\(at most ${KEY_FILE_MAX_BYTES} bytes\\)`));
+  });
+
+  test('a key with surrounding white space and a CRLF is still read (as before)', () => {
+    const path = join(dir, 'crlf.key');
+    writeFileSync(path, ` ${key}\r\n`, { mode: 0o600 });
+    assert.equal(readPrivateKeyFile(path), key);
+  });
+
+  test('decodeKey and hexToKey never quote a private or preshared key, but still quote a public key', () => {
+    for (const what of ['privateKey', 'peers[0].presharedKey', 'stdin (private key)']) {
+      const message = keyProblem(`${key} x`, what) ?? '';
+      assert.match(message, /a value of 46 characters \(not shown/);
+      assertNoKeyMaterial(message, key);
+      assert.throws(() => hexToKey(hex.slice(0, 63), what), (err: Error) => !err.message.includes(hex.slice(0, 20)));
+    }
+    assert.throws(() => publicKeyOf(`${key}\n`, 'stdin'), (err: Error) => /spans 2 lines/.test(err.message) && !err.message.includes(key.slice(0, 20)));
+    assert.throws(() => keyToHex(`${key}=`, 'peers[1].presharedKey'), (err: Error) => !err.message.includes(key.slice(0, 20)));
+    // A public key is not a secret, and the quoted typo is what lets an operator find it (a fresh
+    // key: `key` was registered as a secret by the file tests above, and would be redacted anyway).
+    const publicKey = publicKeyOf(generatePrivateKey());
+    assert.match(keyProblem(`${publicKey}x`, 'spec.publicKey') ?? '', new RegExp(`"${publicKey.slice(0, 10).replace(/[+/]/g, '\\$&')}`));
+    assert.match(keyProblem(`${key}x`, 'spec.publicKey') ?? '', /"\(redacted\)x"/, 'a registered secret is redacted wherever it appears');
+  });
+});
+
+describe('writing a private key file atomically', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-keywrite-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('leaves exactly the key file: no temporary file behind, whether it succeeds or is refused', () => {
+    const path = join(dir, 'one.key');
+    writePrivateKeyFile(path, generatePrivateKey());
+    assert.throws(() => writePrivateKeyFile(path, generatePrivateKey()), /already exists; refusing to overwrite/);
+    assert.deepEqual(readdirSync(dir), ['one.key']);
+    assert.equal(lstatSync(path).nlink, 1, 'the temporary name is unlinked');
+  });
+
+  test('a symbolic link at the path (even a dangling one) is not replaced nor written through', () => {
+    const target = join(dir, 'target-that-does-not-exist');
+    const path = join(dir, 'dangling.key');
+    symlinkSync(target, path);
+    assert.throws(() => writePrivateKeyFile(path, generatePrivateKey()), /already exists/);
+    assert.throws(() => loadOrCreatePrivateKey(path), /symbolic link/);
+    assert.throws(() => statSync(target), { code: 'ENOENT' });
+    assert.ok(lstatSync(path).isSymbolicLink());
+  });
+
+  test('a hard link at the path is left alone too', () => {
+    const other = join(dir, 'other.txt');
+    writeFileSync(other, 'not a key\n', { mode: 0o600 });
+    const path = join(dir, 'hard.key');
+    linkSync(other, path);
+    assert.throws(() => writePrivateKeyFile(path, generatePrivateKey()), /already exists/);
+    assert.equal(readFileSync(other, 'utf8'), 'not a key\n');
+  });
+
+  test('the file is 0600 even under a permissive umask', () => {
+    const old = process.umask(0);
+    try {
+      const path = join(dir, 'umask.key');
+      writePrivateKeyFile(path, generatePrivateKey());
+      assert.equal(statSync(path).mode & 0o777, 0o600);
+    } finally {
+      process.umask(old);
+    }
+  });
+
+  test('two writers racing for one path: exactly one wins, and loadOrCreate returns the winner\'s key', () => {
+    const path = join(dir, 'race', 'wg.key');
+    const results = Array.from({ length: 5 }, () => {
+      try {
+        writePrivateKeyFile(path, generatePrivateKey());
+        return 'written';
+      } catch {
+        return 'refused';
+      }
+    });
+    assert.deepEqual(results.filter((r) => r === 'written').length, 1);
+    assert.deepEqual(loadOrCreatePrivateKey(path), { privateKey: readPrivateKeyFile(path), created: false });
+    assert.deepEqual(readdirSync(join(dir, 'race')), ['wg.key']);
   });
 });
