@@ -23,3 +23,20 @@ export {
   underlayMtu,
 } from './ip.ts';
 export type { IpOptions, LinkInfo, PolicyRule, Route } from './ip.ts';
+export {
+  DEFAULT_FWMARK,
+  DEFAULT_FWMARK_MASK,
+  DEFAULT_RULE_PRIORITY,
+  DEFAULT_TABLE,
+  KNOWN_MARKS,
+  LOCAL_RULE_PRIORITY,
+  MAIN_RULE_PRIORITY,
+  RESERVED_TABLES,
+  formatMark,
+  fwmarkCollisions,
+  fwmarkMask,
+  validateFwmark,
+  validateRulePriority,
+  validateTable,
+} from './marks.ts';
+export type { KnownMark } from './marks.ts';

@@ -27,10 +27,11 @@ import {
   setLinkUp,
   underlayMtu,
 } from './ip.ts';
+import { DEFAULT_FWMARK } from './marks.ts';
 
 const skip = networkTestsUnavailable() ?? false;
 const TABLE = 51820;
-const RULE = { table: TABLE, fwmark: 51820, priority: 5180 };
+const RULE = { table: TABLE, fwmark: DEFAULT_FWMARK, priority: 5180 };
 
 describe('ip wrapper', { skip }, () => {
   const box = new Sandbox();
@@ -84,28 +85,103 @@ describe('ip wrapper', { skip }, () => {
     assert.deepEqual(listed.map(key).sort(), routes.map(key).sort());
     // The main table is untouched.
     assert.ok(!(await box.ip(ns, 'route', 'show', 'table', 'main')).includes('10.0.0.0/20'));
-    await deleteRoutes(TABLE, routes.slice(0, 100), o);
+    assert.equal((await deleteRoutes(TABLE, dummy, routes.slice(0, 100).map((r) => r.dst), o)).length, 100);
     assert.equal((await listRoutes(TABLE, o)).length, 200);
-    await flushTable(TABLE, o);
+    assert.deepEqual(await deleteRoutes(TABLE, dummy, [routes[0].dst], o), [], 'a destination already gone is skipped, not an error');
+    assert.equal((await flushTable(TABLE, dummy, o)).routes.length, 200);
     assert.deepEqual(await listRoutes(TABLE, o), []);
     await assert.rejects(replaceRoutes(TABLE, [{ dst: '10.0.0.0/40', dev: dummy }], o), /prefix length/);
   });
 
-  test('the policy rule is added once per family and removed completely', async () => {
+  test('the policy rule tests one bit of the mark, is added once per family, replaces an older rule and is removed completely', async () => {
     const o = { netns: ns };
+    const ours = async (): Promise<string[]> =>
+      (await listRules(o)).filter((r) => r.priority === RULE.priority).map((r) => `${r.family} ${r.table} ${'not' in r ? 'not ' : ''}${r.fwmark}/${r.fwmask ?? 'full'}`).sort();
+    // What an older agent left: the old default mark, matched on the whole value.
+    for (const family of ['-4', '-6']) await box.ip(ns, family, 'rule', 'add', 'not', 'fwmark', '51820', 'table', String(TABLE), 'priority', String(RULE.priority));
+    assert.deepEqual(await ours(), ['4 51820 not 0xca6c/full', '6 51820 not 0xca6c/full']);
     await ensureRule(RULE, o);
     await ensureRule(RULE, o);
-    const ours = (await listRules(o)).filter((r) => r.priority === RULE.priority);
-    assert.deepEqual(ours.map((r) => `${r.family} ${r.table} ${r.fwmark}`).sort(), [
-      '4 51820 0xca6c',
-      '6 51820 0xca6c',
-    ]);
-    // The fwmark flag changed: the old rule is replaced, not kept beside the new one.
-    await ensureRule({ ...RULE, fwmark: 0x1234 }, o);
-    const replaced = (await listRules(o)).filter((r) => r.priority === RULE.priority);
-    assert.deepEqual(replaced.map((r) => `${r.family} ${r.table} ${r.fwmark}`).sort(), ['4 51820 0x1234', '6 51820 0x1234']);
+    assert.deepEqual(await ours(), ['4 51820 not 0x2000/0x2000', '6 51820 not 0x2000/0x2000'], 'the old rule is replaced, not kept beside the new one');
+    // The flag changed: the rule follows, with the new mark's bits as its mask.
+    await ensureRule({ ...RULE, fwmark: 0x20000 }, o);
+    assert.deepEqual(await ours(), ['4 51820 not 0x20000/0x20000', '6 51820 not 0x20000/0x20000']);
     assert.equal(await removeRule(RULE, o), 2);
-    assert.equal((await listRules(o)).filter((r) => r.priority === RULE.priority).length, 0);
+    assert.deepEqual(await ours(), []);
+  });
+
+  test('a packet of ours that other components mark too still skips the mesh table; any other packet takes it', async () => {
+    const o = { netns: ns };
+    const tun = box.ifName('am', 'r');
+    await box.ip(ns, 'link', 'add', tun, 'type', 'veth', 'peer', 'name', box.ifName('am', 's'));
+    await setLinkUp(tun, o);
+    await setLinkUp(dummy, o);
+    await box.ip(ns, 'route', 'add', '10.78.0.0/16', 'dev', dummy);
+    try {
+      await replaceRoutes(TABLE, [{ dst: '10.78.1.0/24', dev: tun }], o);
+      await ensureRule(RULE, o);
+      const via = async (mark: number): Promise<string> => (await box.ip(ns, 'route', 'get', '10.78.1.5', 'mark', String(mark))).trim();
+      assert.match(await via(0), new RegExp(`dev ${tun}`), 'unmarked traffic goes into the tunnel');
+      assert.match(await via(0x4000), new RegExp(`dev ${tun}`), "kube-proxy's masquerade mark alone does not skip the tunnel");
+      assert.match(await via(DEFAULT_FWMARK), new RegExp(`dev ${dummy}`), "wireguard-go's packets skip the mesh table");
+      assert.match(await via(DEFAULT_FWMARK | 0x4000 | 0x0e00), new RegExp(`dev ${dummy}`), 'also when kube-proxy or Cilium add their bits');
+    } finally {
+      await removeRule(RULE, o);
+      await flushTable(TABLE, tun, o);
+      await box.ip(ns, 'route', 'del', '10.78.0.0/16', 'dev', dummy);
+      await deleteLink(tun, o);
+    }
+  });
+
+  test("only our device's routes are removed: another device's route in the same table survives deletion, reconcile-style removals and cleanup, and is not taken over", async () => {
+    const o = { netns: ns };
+    const tun = box.ifName('am', 'w');
+    await box.ip(ns, 'link', 'add', tun, 'type', 'veth', 'peer', 'name', box.ifName('am', 'x'));
+    await setLinkUp(tun, o);
+    await setLinkUp(dummy, o);
+    // The table shared by mistake (wg-quick's default table is 51820 too): someone else's routes, and an unreachable route of theirs.
+    await box.ip(ns, 'route', 'add', '10.79.0.0/24', 'dev', dummy, 'table', String(TABLE));
+    await box.ip(ns, '-6', 'route', 'add', 'fd00:79::/64', 'dev', dummy, 'table', String(TABLE));
+    await box.ip(ns, 'route', 'add', 'unreachable', '10.79.9.0/24', 'table', String(TABLE));
+    const theirs = ['10.79.0.0/24 ' + dummy, 'fd00:79::/64 ' + dummy];
+    const listed = async (): Promise<string[]> => (await listRoutes(TABLE, o)).map((r) => `${r.dst} ${r.dev}`).sort();
+    try {
+      // Ours to the same destinations would replace theirs: refused and reported instead.
+      const { conflicts } = await replaceRoutes(TABLE, [{ dst: '10.79.0.0/24', dev: tun }, { dst: 'fd00:79::/64', dev: tun }, { dst: '10.79.1.0/24', dev: tun }], o);
+      assert.deepEqual(conflicts.map((r) => `${r.dst} ${r.dev}`).sort(), theirs);
+      await replaceFallbacks(TABLE, ['10.79.1.0/24'], o);
+      assert.deepEqual(await listed(), [`10.79.1.0/24 ${tun}`, ...theirs].sort());
+      // What the reconciler removes (every destination it no longer wants), through our device only.
+      assert.deepEqual(await deleteRoutes(TABLE, tun, ['10.79.0.0/24', 'fd00:79::/64', '10.79.1.0/24'], o), ['10.79.1.0/24']);
+      assert.deepEqual(await listed(), theirs);
+      await replaceRoutes(TABLE, [{ dst: '10.79.2.0/24', dev: tun }], o);
+      assert.deepEqual(await flushTable(TABLE, tun, o), { routes: ['10.79.2.0/24'], fallbacks: ['10.79.1.0/24'] });
+      assert.deepEqual(await listed(), theirs, 'cleanup leaves their routes');
+      assert.match(await box.ip(ns, 'route', 'show', 'table', String(TABLE)), /unreachable 10\.79\.9\.0\/24/, 'and their unreachable route');
+    } finally {
+      await box.ip(ns, 'route', 'flush', 'table', String(TABLE));
+      await box.ip(ns, '-6', 'route', 'flush', 'table', String(TABLE));
+      await deleteLink(tun, o);
+    }
+  });
+
+  test("the kernel's tables and a mark of 0 are refused before anything changes; main keeps its default route", async () => {
+    const o = { netns: ns };
+    const far = await box.addNamespace('ipgw');
+    await box.veth(ns, '198.18.10.1/24', far, '198.18.10.2/24', 'g');
+    await box.ip(ns, 'route', 'replace', 'default', 'via', '198.18.10.2');
+    const before = await box.ip(ns, 'route', 'show', 'table', 'main');
+    for (const table of [0, 253, 254, 255]) {
+      await assert.rejects(flushTable(table, dummy, o), (err: Error) => err.message.startsWith(`table ${table}: `) && /kernel's|routing table number/.test(err.message));
+      await assert.rejects(ensureRule({ ...RULE, table }, o), /kernel's|routing table number/);
+    }
+    await assert.rejects(deleteRoutes(254, dummy, ['0.0.0.0/0'], o), /table 254: table 254 is the kernel's "main" table/);
+    await assert.rejects(ensureRule({ ...RULE, fwmark: 0 }, o), /fwmark 0: the mark must have at least one bit set/);
+    await assert.rejects(ensureRule({ ...RULE, priority: 32766 }, o), /rule priority 32766: expected a whole number from 1 to 32765/);
+    await assert.rejects(ensureRule({ ...RULE, fwmark: 0x4000, mask: 0x2000 }, o), /no bit inside its mask 0x2000/);
+    assert.equal(await box.ip(ns, 'route', 'show', 'table', 'main'), before);
+    assert.match(before, /default via 198\.18\.10\.2/);
+    assert.deepEqual((await listRules(o)).filter((r) => r.priority === RULE.priority), []);
   });
 
   test('fallbacks fail closed: when the tunnel device goes, its destinations are unreachable, not routed elsewhere', async () => {
@@ -124,7 +200,7 @@ describe('ip wrapper', { skip }, () => {
       assert.match(await box.ip(ns, 'route', 'get', '10.77.1.5'), new RegExp(`dev ${tun}`), 'the tunnel route wins while it exists');
       await deleteLink(tun, o);
       await assert.rejects(box.ip(ns, 'route', 'get', '10.77.1.5'), /unreachable|No route/i, 'with the device gone the destination is refused, not sent through the main table');
-      await flushTable(TABLE, o);
+      await flushTable(TABLE, tun, o);
       assert.deepEqual(await listFallbacks(TABLE, o), []);
       assert.match(await box.ip(ns, 'route', 'get', '10.77.1.5'), new RegExp(`dev ${dummy}`), 'after a cleanup the main table applies again');
     } finally {
@@ -175,7 +251,7 @@ describe('policy routing on a real tunnel', { skip }, () => {
 
     // Cleanup leaves nothing of ours behind.
     assert.equal(await removeRule(RULE, o), 2);
-    await flushTable(TABLE, o);
+    await flushTable(TABLE, a.interfaceName, o);
     assert.deepEqual(await listRoutes(TABLE, o), []);
   });
 });

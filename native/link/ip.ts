@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { NativeError } from '../errors.ts';
 import { canonicalCidr } from '../addr.ts';
+import { fwmarkMask, formatMark, validateFwmark, validateRulePriority, validateTable } from './marks.ts';
 
 export interface IpOptions {
   /** Act inside this named network namespace (`ip -n`); absent is the caller's own namespace. */
@@ -177,42 +178,88 @@ function fallbackLines(verb: 'replace' | 'del', cidrs: readonly string[], table:
 /** Add `unreachable` fallbacks for destinations, in one `ip -batch`. */
 export async function replaceFallbacks(table: number, cidrs: readonly string[], o: IpOptions = {}): Promise<void> {
   if (cidrs.length === 0) return;
+  checkTable(table);
   await run(['-batch', '-'], o, `${fallbackLines('replace', cidrs, table)}\n`);
 }
 
 /** Remove `unreachable` fallbacks, in one `ip -batch`. */
 export async function deleteFallbacks(table: number, cidrs: readonly string[], o: IpOptions = {}): Promise<void> {
   if (cidrs.length === 0) return;
+  checkTable(table);
   await run(['-batch', '-'], o, `${fallbackLines('del', cidrs, table)}\n`);
+}
+
+function checkTable(table: number): void {
+  const problem = validateTable(table, { flag: 'table' });
+  if (problem) throw new NativeError('invalid-config', problem);
+}
+
+function checkDevice(dev: string): string {
+  if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(dev)) throw new NativeError('invalid-config', `route device ${JSON.stringify(dev)} is not an interface name`);
+  return dev;
 }
 
 function batchLines(verb: 'replace' | 'del', routes: readonly Route[], table: number): string {
   return routes
     .map((r) => {
       const dst = canonicalCidr(r.dst, 'route destination');
-      if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(r.dev)) throw new NativeError('invalid-config', `route device ${JSON.stringify(r.dev)} is not an interface name`);
       // ip infers the family from the address (a batch line cannot carry -6).
-      return `route ${verb} ${dst} dev ${r.dev} table ${table}`;
+      return `route ${verb} ${dst} dev ${checkDevice(r.dev)} table ${table}`;
     })
     .join('\n');
 }
 
-/** Add or replace routes in a table, all in one `ip -batch`. */
-export async function replaceRoutes(table: number, routes: readonly Route[], o: IpOptions = {}): Promise<void> {
-  if (routes.length === 0) return;
-  await run(['-batch', '-'], o, `${batchLines('replace', routes, table)}\n`);
+/**
+ * Add or replace routes in a table, all in one `ip -batch`. `ip route replace` would silently take
+ * over another device's route to the same destination (the table shared by mistake, e.g. with
+ * wg-quick, whose default table is also 51820): those destinations are left alone and returned as
+ * conflicts, for the caller to report.
+ */
+export async function replaceRoutes(table: number, routes: readonly Route[], o: IpOptions = {}): Promise<{ conflicts: Route[] }> {
+  if (routes.length === 0) return { conflicts: [] };
+  checkTable(table);
+  const held = new Map<string, string>();
+  for (const r of await listRoutes(table, o)) if (!held.has(r.dst)) held.set(r.dst, r.dev);
+  const conflicts: Route[] = [];
+  const mine: Route[] = [];
+  for (const r of routes) {
+    const dst = canonicalCidr(r.dst, 'route destination');
+    const other = held.get(dst);
+    if (other !== undefined && other !== r.dev) conflicts.push({ dst, dev: other });
+    else mine.push({ dst, dev: r.dev });
+  }
+  if (mine.length) await run(['-batch', '-'], o, `${batchLines('replace', mine, table)}\n`);
+  return { conflicts };
 }
 
-/** Delete routes from a table, all in one `ip -batch`. */
-export async function deleteRoutes(table: number, routes: readonly Route[], o: IpOptions = {}): Promise<void> {
-  if (routes.length === 0) return;
-  await run(['-batch', '-'], o, `${batchLines('del', routes, table)}\n`);
+/**
+ * Delete the routes to `dsts` through `dev` from a table, in one `ip -batch`; returns the
+ * destinations deleted. Only `dev`'s routes: a route through another device (the table shared by
+ * mistake) stays, and so does a destination that is already gone.
+ */
+export async function deleteRoutes(table: number, dev: string, dsts: readonly string[], o: IpOptions = {}): Promise<string[]> {
+  if (dsts.length === 0) return [];
+  checkTable(table);
+  checkDevice(dev);
+  const ours = new Set((await listRoutes(table, o)).filter((r) => r.dev === dev).map((r) => r.dst));
+  const gone = [...new Set(dsts.map((d) => canonicalCidr(d, 'route destination')))].filter((d) => ours.has(d));
+  // Each line names the device: the kernel deletes only the route through it.
+  if (gone.length) await run(['-batch', '-'], o, `${batchLines('del', gone.map((dst) => ({ dst, dev })), table)}\n`);
+  return gone;
 }
 
-/** Remove every route and fallback from a table (both families). */
-export async function flushTable(table: number, o: IpOptions = {}): Promise<void> {
-  await deleteRoutes(table, await listRoutes(table, o), o);
-  await deleteFallbacks(table, await listFallbacks(table, o), o);
+/**
+ * Remove what the mesh owns in a table (both families): every route through `dev` and our
+ * `unreachable` fallbacks (metric FALLBACK_METRIC). Routes through other devices, and other
+ * unreachable routes, stay: never a route that is not ours, even in a table shared by mistake.
+ */
+export async function flushTable(table: number, dev: string, o: IpOptions = {}): Promise<{ routes: string[]; fallbacks: string[] }> {
+  checkTable(table);
+  checkDevice(dev);
+  const routes = await deleteRoutes(table, dev, (await listRoutes(table, o)).filter((r) => r.dev === dev).map((r) => r.dst), o);
+  const fallbacks = await listFallbacks(table, o);
+  await deleteFallbacks(table, fallbacks, o);
+  return { routes, fallbacks };
 }
 
 export interface PolicyRule {
@@ -220,7 +267,9 @@ export interface PolicyRule {
   table: number;
   /** wireguard-go's own UDP packets carry this mark and skip the table. */
   fwmark: number;
-  /** Rule priority (lower is earlier); must come before the main table's rule (32766). */
+  /** The bits of the mark the rule tests (default: the mark's own bits, see fwmarkMask). */
+  mask?: number;
+  /** Rule priority (lower is earlier); must come after the local table's rule (0) and before main's (32766). */
   priority: number;
 }
 
@@ -228,7 +277,21 @@ interface RawRule {
   priority: number;
   table?: string;
   fwmark?: string;
+  fwmask?: string;
   not?: null | boolean;
+}
+
+function checkRule(rule: PolicyRule): void {
+  // Kubernetes' bits are the flag parser's business (it may allow them); what breaks the rule itself is refused here.
+  const problem =
+    validateTable(rule.table, { flag: 'table' }) ??
+    validateFwmark(rule.fwmark, { flag: 'fwmark', allowKubernetesBits: true }) ??
+    (rule.mask === undefined ? undefined : validateFwmark(rule.mask, { flag: 'fwmark mask', allowKubernetesBits: true })) ??
+    validateRulePriority(rule.priority, { flag: 'rule priority' });
+  if (problem) throw new NativeError('invalid-config', problem);
+  if (rule.mask !== undefined && ((rule.fwmark & rule.mask) >>> 0) === 0) {
+    throw new NativeError('invalid-config', `fwmark ${formatMark(rule.fwmark)} has no bit inside its mask ${formatMark(rule.mask)}: the rule would never recognise wireguard-go's packets`);
+  }
 }
 
 /** Ours: same priority and table (what removeRule looks for). */
@@ -236,26 +299,37 @@ function ruleMatches(r: RawRule, rule: PolicyRule): boolean {
   return r.priority === rule.priority && r.table === String(rule.table);
 }
 
-/** Ours and exactly right: also `not fwmark <mark>`. */
+/** Ours and exactly right: also `not fwmark <mark>/<mask>` (ip omits a full mask). */
 function ruleExact(r: RawRule, rule: PolicyRule): boolean {
-  return ruleMatches(r, rule) && 'not' in r && r.fwmark !== undefined && Number(r.fwmark) === rule.fwmark;
+  const mask = rule.mask ?? fwmarkMask(rule.fwmark);
+  return (
+    ruleMatches(r, rule) &&
+    'not' in r &&
+    r.fwmark !== undefined &&
+    Number(r.fwmark) === ((rule.fwmark & mask) >>> 0) &&
+    Number(r.fwmask ?? 0xffffffff) === mask
+  );
 }
 
 /**
- * Ensure `not fwmark <mark> lookup <table>` at `priority`, for IPv4 and IPv6: everything except
+ * Ensure `not fwmark <mark>/<mask> lookup <table>` at `priority`, for IPv4 and IPv6: everything except
  * wireguard-go's own packets consults the mesh table first, so an endpoint inside a routed CIDR
- * cannot loop back into the tunnel.
+ * cannot loop back into the tunnel. The mask makes the test one of our bits only: other components'
+ * marks on the same packet do not matter.
  */
 export async function ensureRule(rule: PolicyRule, o: IpOptions = {}): Promise<void> {
+  checkRule(rule);
+  const mask = rule.mask ?? fwmarkMask(rule.fwmark);
   for (const family of ['-4', '-6']) {
     const rules = await runJson<RawRule[]>([family, 'rule', 'show'], o);
     if (rules.some((r) => ruleExact(r, rule))) continue;
-    // A rule of ours with another mark (the flag changed) would let wireguard-go's packets loop: replace it.
+    // A rule of ours with another mark or mask (the flag changed, or an older default without a mask)
+    // would let wireguard-go's packets loop: replace it.
     for (const stale of rules.filter((r) => ruleMatches(r, rule))) {
       await run([family, 'rule', 'del', 'priority', String(stale.priority), 'table', String(rule.table)], o);
     }
     await run(
-      [family, 'rule', 'add', 'not', 'fwmark', String(rule.fwmark), 'table', String(rule.table), 'priority', String(rule.priority)],
+      [family, 'rule', 'add', 'not', 'fwmark', `${formatMark((rule.fwmark & mask) >>> 0)}/${formatMark(mask)}`, 'table', String(rule.table), 'priority', String(rule.priority)],
       o,
     );
   }
@@ -263,6 +337,7 @@ export async function ensureRule(rule: PolicyRule, o: IpOptions = {}): Promise<v
 
 /** Remove the rule (both families). Returns how many were removed. */
 export async function removeRule(rule: PolicyRule, o: IpOptions = {}): Promise<number> {
+  checkTable(rule.table);
   let removed = 0;
   for (const family of ['-4', '-6']) {
     const rules = await runJson<RawRule[]>([family, 'rule', 'show'], o);
