@@ -1,24 +1,40 @@
 /**
  * The wireguard-go process modes on the real daemon: attach mode survives an agent restart without
- * touching the device and re-applies after the sidecar's device is reset; spawn mode stops cleanly
- * and reports a binary that will not start.
+ * touching the device and re-applies after the sidecar's device is reset; spawn mode stops cleanly,
+ * reports a binary that will not start, and once running is supervised for good (kill -9, a binary
+ * that is missing or not executable for a while); after a restart the restarted side starts the
+ * handshakes itself (on every wireguard-go build on the machine).
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
+import { availableWireguardGoBinaries, startTunnel, stopTunnel } from '../../e2e/tunnel.ts';
+import type { TunnelNode } from '../../e2e/tunnel.ts';
 import { generatePrivateKey, publicKeyOf } from '../keys/index.ts';
 import { getLink } from '../link/index.ts';
 import type { DeviceConfig } from '../uapi/index.ts';
 import { socketPathFor } from '../uapi/index.ts';
-import { findWireguardGo } from './binary.ts';
+import { findWireguardGo, wireguardGoVersion } from './binary.ts';
 import { AttachedWireguardGo, SpawnedWireguardGo } from './process.ts';
 import type { ReadyContext } from './process.ts';
+import { PROMPT_KEEPALIVE, promptHandshakes } from './prompt.ts';
 
 const skip = networkTestsUnavailable() ?? false;
+
+/** Poll `check` every 50 ms until it holds; the error names `what` (the timeout is a liveness bound, not a measurement). */
+async function waitUntil(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 function dumpKeys(interfaceName: string): string[] {
   const [iface, ...peers] = execFileSync('wg', ['show', interfaceName, 'dump'], { encoding: 'utf8' }).trim().split('\n');
@@ -137,3 +153,153 @@ describe('spawn mode', { skip }, () => {
     await wg.stop();
   });
 });
+
+describe('spawn mode supervision', { skip }, () => {
+  const box = new Sandbox();
+  let ns: string;
+  let dir: string;
+  const running: SpawnedWireguardGo[] = [];
+  const config: DeviceConfig = { privateKey: generatePrivateKey(), listenPort: 51831, peers: [{ publicKey: publicKeyOf(generatePrivateKey()), allowedIPs: ['10.45.0.0/24'] }] };
+
+  function supervised(interfaceName: string, binary?: string): SpawnedWireguardGo {
+    const wg = new SpawnedWireguardGo({
+      interfaceName,
+      // With a wrapper binary the namespace is the wrapper's business (so that spawn itself meets ENOENT and EACCES).
+      netns: binary ? undefined : ns,
+      binary,
+      backoffInitialMs: 100,
+      backoffMaxMs: 400,
+      onReady: async ({ client }) => client.replaceDevice(config),
+    });
+    box.trackPid(() => wg.pid);
+    running.push(wg);
+    return wg;
+  }
+
+  before(async () => {
+    ns = await box.addNamespace('sup');
+    dir = mkdtempSync(join(tmpdir(), 'aks-mesh-wg-bin-'));
+  });
+  after(async () => {
+    for (const wg of running) await wg.stop();
+    await box.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('kill -9: a new process, the config re-applied, the restart counted; status says running again', async () => {
+    const wg = supervised(box.ifName('wg', 'k'));
+    await wg.start();
+    assert.deepEqual({ state: wg.status().state, restarts: wg.status().restarts, healthy: wg.status().healthy }, { state: 'running', restarts: 0, healthy: true });
+    const oldPid = wg.pid as number;
+    const ready = once(wg, 'ready');
+    process.kill(oldPid, 'SIGKILL');
+    const [ctx] = (await ready) as [ReadyContext];
+    assert.equal(ctx.restart, true);
+    assert.match(ctx.reason, /signal SIGKILL/);
+    assert.notEqual(wg.pid, oldPid);
+    const st = wg.status();
+    assert.deepEqual({ state: st.state, restarts: st.restarts, failures: st.failures, lastError: st.lastError, healthy: st.healthy }, { state: 'running', restarts: 1, failures: 0, lastError: null, healthy: true });
+    assert.equal((await wg.client.get()).peers[0].publicKey, config.peers[0].publicKey);
+    await wg.stop();
+    assert.equal(wg.status().state, 'stopped');
+  });
+
+  test('a binary that is missing, then not executable, is retried with backoff (healthz would fail) until it works again', async () => {
+    // The binary as a wrapper that runs the real wireguard-go in our namespace: it can be taken away and put back.
+    const binary = join(dir, 'wireguard-go');
+    const wrapper = `#!/bin/sh\nexec ip netns exec ${ns} ${findWireguardGo()} "$@"\n`;
+    writeFileSync(binary, wrapper, { mode: 0o755 });
+    const wg = supervised(box.ifName('wg', 'b'), binary);
+    await wg.start();
+    const failed: Error[] = [];
+    wg.on('restart-failed', (err: Error) => failed.push(err));
+
+    renameSync(binary, `${binary}.away`); // an upgrade that replaces the file, say
+    process.kill(wg.pid as number, 'SIGKILL');
+    await waitUntil('two failed restarts for the missing binary', () => wg.status().failures >= 2);
+    let st = wg.status();
+    assert.equal(st.state, 'restarting');
+    assert.equal(st.healthy, false, 'down and not coming back: /healthz must fail');
+    assert.match(st.lastError ?? '', /ENOENT/);
+    assert.ok(st.lastError?.includes(binary), `the error names the binary: ${st.lastError}`);
+
+    // Back, but not executable: still failing, still retried.
+    writeFileSync(binary, wrapper, { mode: 0o644 });
+    chmodSync(binary, 0o644);
+    const before = wg.status().failures;
+    await waitUntil('a failed restart of the non-executable binary', () => wg.status().failures > before + 1);
+    st = wg.status();
+    assert.equal(st.healthy, false);
+    assert.ok(st.lastError?.includes(binary), `the error names the binary: ${st.lastError}`);
+
+    const ready = once(wg, 'ready');
+    chmodSync(binary, 0o755);
+    const [ctx] = (await ready) as [ReadyContext];
+    assert.equal(ctx.restart, true);
+    st = wg.status();
+    assert.deepEqual({ state: st.state, failures: st.failures, lastError: st.lastError, healthy: st.healthy }, { state: 'running', failures: 0, lastError: null, healthy: true });
+    assert.ok(st.restarts >= failed.length + 1 && failed.length >= 3, `restarts ${st.restarts}, failed attempts ${failed.length}`);
+    assert.equal((await wg.client.get()).publicKey, publicKeyOf(config.privateKey), 'the config is back');
+    await wg.stop();
+  });
+
+  test('a first start that fails is reported and not retried behind the owner\'s back', async () => {
+    const wg = supervised(box.ifName('wg', 'n'), join(dir, 'does-not-exist'));
+    await assert.rejects(wg.start(), /could not start .*does-not-exist.*ENOENT/);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(wg.status().state, 'stopped');
+    assert.equal(wg.status().restarts, 0);
+  });
+});
+
+if (skip) test('handshake prompt after a restart', { skip }, () => {});
+
+for (const binary of skip ? [] : availableWireguardGoBinaries()) {
+  describe(`after a restart the restarted side starts the handshakes: wireguard-go ${wireguardGoVersion(binary)} (${binary})`, () => {
+    const box = new Sandbox();
+    let a: TunnelNode;
+    let b: TunnelNode;
+    const peerOf = async (n: TunnelNode) => (await n.wg.client.get()).peers[0];
+
+    before(async () => {
+      ({ a, b } = await startTunnel(box, { binary }));
+    });
+    after(async () => {
+      if (a && b) await stopTunnel({ a, b });
+      await box.cleanup();
+    });
+
+    test('kill -9 of a: with no traffic at all, a handshakes with b at once; b reaches a on the new session', async () => {
+      await box.exec(b.ns, 'ping', ['-c', '1', '-W', '5', a.meshIp]); // a session both ways
+      const ready = once(a.wg, 'ready');
+      process.kill(a.wg.pid as number, 'SIGKILL');
+      await ready;
+      // Nobody sends anything: b holds the old session, a has nothing to say. Only a prompt starts a handshake.
+      await waitUntil('a handshake on the restarted side', async () => (await peerOf(a)).lastHandshake !== null);
+      assert.equal((await peerOf(a)).persistentKeepalive, 0, 'the placeholder keepalive is taken away again');
+      const ping = await box.exec(b.ns, 'ping', ['-c', '1', '-W', '2', a.meshIp]);
+      assert.match(ping.stdout, / 0% packet loss/, 'b -> a works on the first try');
+    });
+
+    test('peers with a session are left alone (all: false); a peer\'s own keepalive is kept', async () => {
+      const before = await peerOf(a);
+      assert.ok(before.lastHandshake, 'a session with b');
+      const r = await promptHandshakes(a.wg.client, { all: false });
+      assert.deepEqual(r, { prompted: 0, sent: 0, noEndpoint: 0 });
+      assert.equal((await peerOf(a)).txBytes, before.txBytes, 'nothing sent to a healthy peer');
+
+      a.config.peers[0].persistentKeepalive = 7;
+      try {
+        const ready = once(a.wg, 'ready');
+        process.kill(a.wg.pid as number, 'SIGKILL');
+        await ready;
+        await waitUntil('a handshake on the restarted side', async () => (await peerOf(a)).lastHandshake !== null);
+        const p = await peerOf(a);
+        assert.equal(p.persistentKeepalive, 7, 'the configured keepalive, not the placeholder');
+        assert.notEqual(p.persistentKeepalive, PROMPT_KEEPALIVE);
+      } finally {
+        a.config.peers[0].persistentKeepalive = undefined;
+      }
+    });
+  });
+}

@@ -8,6 +8,9 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { watch as fsWatch } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NativeError, isNativeError } from '../errors.ts';
@@ -16,6 +19,8 @@ import { silentLogger } from '../log.ts';
 import { UapiClient, socketPathFor } from '../uapi/index.ts';
 import type { DeviceState, UapiClientOptions } from '../uapi/index.ts';
 import { findWireguardGo } from './binary.ts';
+import { promptHandshakes } from './prompt.ts';
+import type { PromptOptions } from './prompt.ts';
 
 export type WireguardMode = 'spawn' | 'attach';
 
@@ -38,6 +43,8 @@ export interface WireguardGoOptions {
   timeoutMs?: number;
   /** Passed to the UAPI client: called before every request (count `set`s for metrics and tests). */
   onRequest?: UapiClientOptions['onRequest'];
+  /** After onReady on a fresh or reset device: how long a handshake prompt may wait for its initiations to leave (prompt.ts). */
+  promptWaitMs?: number;
 }
 
 export interface SpawnOptions extends WireguardGoOptions {
@@ -54,6 +61,31 @@ export interface SpawnOptions extends WireguardGoOptions {
   logLevel?: 'error' | 'verbose' | 'silent';
 }
 
+/**
+ * starting: the first start is under way; running: the socket answers and the config is applied;
+ * restarting (spawn): the process ended and a new one is on its way, or failed to come up;
+ * waiting (attach): the sidecar's socket is gone; stopped: not started, stopped, or the first start failed.
+ */
+export type WireguardState = 'starting' | 'running' | 'restarting' | 'waiting' | 'stopped';
+
+/** What the supervision is doing, for /healthz, metrics and logs. */
+export interface WireguardStatus {
+  mode: WireguardMode;
+  state: WireguardState;
+  /** The running process (spawn mode). */
+  pid?: number;
+  /** Spawn: restart attempts after the process died; attach: device resets seen and re-applied. */
+  restarts: number;
+  /** Failed restart attempts in a row (0 once one succeeds). */
+  failures: number;
+  /** Why the last attempt failed; null after a success. */
+  lastError: string | null;
+  /** When `state` was entered. */
+  since: Date;
+  /** False while wireguard-go is down and this process cannot bring it back: /healthz fails. */
+  healthy: boolean;
+}
+
 /** What both modes offer their owner. */
 export interface WireguardGo extends EventEmitter {
   readonly mode: WireguardMode;
@@ -61,6 +93,22 @@ export interface WireguardGo extends EventEmitter {
   readonly client: UapiClient;
   start(): Promise<void>;
   stop(): Promise<void>;
+  status(): WireguardStatus;
+}
+
+/**
+ * The step after onReady: prompt the peers' handshakes (prompt.ts). A failure is logged, never
+ * fatal: the config is applied, and the peers' own timers still recover the sessions, only later.
+ */
+async function prompt(client: UapiClient, log: Logger, interfaceName: string, options: PromptOptions, reason: string): Promise<void> {
+  try {
+    const r = await promptHandshakes(client, options);
+    if (r.prompted > 0 || r.noEndpoint > 0) {
+      log.info('prompted handshakes', { interface: interfaceName, reason, peers: r.prompted, sent: r.sent, withoutEndpoint: r.noEndpoint });
+    }
+  } catch (err) {
+    log.warn('could not prompt handshakes; the peers will rekey on their own timers', { interface: interfaceName, error: (err as Error).message });
+  }
 }
 
 /** Wait until the UAPI socket answers a `get`; returns the device. */
@@ -91,23 +139,38 @@ export async function waitForSocket(
   }
 }
 
-/** Spawn mode: we own the wireguard-go process. Events: `ready` (ReadyContext), `exit` ({code, signal}). */
+/**
+ * Spawn mode: we own the wireguard-go process. Events: `ready` (ReadyContext), `exit` ({code,
+ * signal}), `restart-failed` (Error). After the first start succeeded, the process is supervised
+ * for good: whatever ends it (an exit, a signal, a failed exec that only ever shows as `error` and
+ * `close`), a new one is started after a backoff with jitter, and a failed attempt (ENOENT or
+ * EACCES of the binary, an exit before the socket answers, a failed onReady) schedules the next
+ * one. It never gives up: status() says what it is doing, and /healthz fails while it cannot.
+ */
 export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
   readonly mode = 'spawn' as const;
   readonly interfaceName: string;
   readonly client: UapiClient;
   readonly binary: string;
-  /** How many times the process was restarted after dying. */
+  /** How many times a new process was started after one died (each attempt counts). */
   restarts = 0;
   private readonly opts: SpawnOptions;
   private readonly log: Logger;
   private child: ChildProcess | null = null;
   private stopping = false;
+  /** True once the first start succeeded: from then on every end of the process is followed by a restart. */
+  private supervising = false;
+  /** A restart attempt is under way (its own failure schedules the next one). */
+  private attempting = false;
   private startedAt = 0;
   private backoffMs: number;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly recentLog: string[] = [];
   private logSeq = 0;
+  private state: WireguardState = 'stopped';
+  private since = new Date();
+  private failures = 0;
+  private lastError: string | null = null;
 
   constructor(options: SpawnOptions) {
     super();
@@ -132,9 +195,38 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
     return [...this.recentLog];
   }
 
+  status(): WireguardStatus {
+    return {
+      mode: this.mode,
+      state: this.state,
+      pid: this.state === 'running' ? this.pid : undefined,
+      restarts: this.restarts,
+      failures: this.failures,
+      lastError: this.lastError,
+      since: this.since,
+      // Restarting after a failed attempt: wireguard-go is down and we could not bring it back (yet).
+      healthy: !(this.state === 'restarting' && this.failures > 0),
+    };
+  }
+
+  private setState(state: WireguardState): void {
+    if (state !== this.state) this.since = new Date();
+    this.state = state;
+  }
+
+  /** Start wireguard-go and apply (onReady). A first start that fails rejects (the owner reports it); later ones are retried. */
   async start(): Promise<void> {
     this.stopping = false;
-    await this.launch(false, 'started');
+    this.setState('starting');
+    try {
+      await this.launch(false, 'started');
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      await this.killChild();
+      this.setState('stopped');
+      throw err;
+    }
+    this.supervising = true;
   }
 
   private async launch(restart: boolean, reason: string): Promise<void> {
@@ -151,19 +243,27 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
     this.child = child;
     this.startedAt = Date.now();
     let exited: string | null = null;
+    let ended = false;
+    // A failed exec (ENOENT) emits `error` and `close` but no `exit`: whichever comes first ends this child.
+    const end = (why: string, code: number | null, signal: NodeJS.Signals | null): void => {
+      exited ??= `wireguard-go (${this.binary}) for ${this.interfaceName} exited (${why})`;
+      if (ended) return;
+      ended = true;
+      if (this.child === child) this.child = null;
+      this.emit('exit', { code, signal });
+      this.onEnd(why);
+    };
+    const how = (code: number | null, signal: NodeJS.Signals | null): string => (signal ? `signal ${signal}` : `code ${code}`);
     child.once('error', (err) => {
       exited = `could not start ${this.binary}: ${err.message}`;
+      if (child.pid === undefined) end(exited, null, null);
     });
+    child.once('exit', (code, signal) => end(how(code, signal), code, signal));
+    child.once('close', (code, signal) => end(how(code, signal), code, signal));
     for (const stream of [child.stdout, child.stderr]) {
       if (!stream) continue;
       createInterface({ input: stream }).on('line', (line) => this.onLogLine(line));
     }
-    child.once('exit', (code, signal) => {
-      exited = `wireguard-go for ${this.interfaceName} exited (${signal ? `signal ${signal}` : `code ${code}`})`;
-      if (this.child === child) this.child = null;
-      this.emit('exit', { code, signal });
-      if (!this.stopping) this.scheduleRestart(signal ? `signal ${signal}` : `exit code ${code}`);
-    });
     this.log.info('wireguard-go starting', { interface: this.interfaceName, binary: this.binary, pid: child.pid });
     const device = await waitForSocket(this.client, {
       timeoutMs: this.opts.startTimeoutMs ?? 10_000,
@@ -172,7 +272,19 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
     this.log.debug('wireguard-go socket answers', { interface: this.interfaceName, peers: device.peers.length });
     const ctx: ReadyContext = { client: this.client, restart, reason };
     if (this.opts.onReady) await this.opts.onReady(ctx);
+    if (this.child !== child) throw new NativeError('process', `wireguard-go for ${this.interfaceName} ended while it was being configured: ${exited ?? 'gone'}`);
+    // A new process has no session with anyone: every peer with an endpoint handshakes now.
+    await prompt(this.client, this.log, this.interfaceName, { all: true, waitMs: this.opts.promptWaitMs }, reason);
+    this.setState('running');
     this.emit('ready', ctx);
+  }
+
+  /** The process ended: unless we are stopping (or still in the first start), a restart follows. */
+  private onEnd(why: string): void {
+    if (this.stopping || !this.supervising) return;
+    this.setState('restarting');
+    if (this.attempting) return; // the attempt's own failure schedules the next one
+    this.scheduleRestart(why);
   }
 
   private onLogLine(line: string): void {
@@ -184,30 +296,63 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
   }
 
   private scheduleRestart(why: string): void {
-    if (Date.now() - this.startedAt >= (this.opts.stableMs ?? 30_000)) this.backoffMs = this.opts.backoffInitialMs ?? 200;
-    const delay = this.backoffMs;
+    if (this.restartTimer || this.stopping) return;
+    if (this.failures === 0 && Date.now() - this.startedAt >= (this.opts.stableMs ?? 30_000)) this.backoffMs = this.opts.backoffInitialMs ?? 200;
+    // Equal jitter: between half and all of the backoff, so that many agents do not retry in step.
+    const delay = Math.round(this.backoffMs / 2 + (Math.random() * this.backoffMs) / 2);
     this.backoffMs = Math.min(this.backoffMs * 2, this.opts.backoffMaxMs ?? 30_000);
-    this.log.warn('wireguard-go died; restarting', { interface: this.interfaceName, why, inMs: delay });
+    this.setState('restarting');
+    this.log.warn(this.failures ? 'wireguard-go restart failed; trying again' : 'wireguard-go died; restarting', {
+      interface: this.interfaceName,
+      why,
+      inMs: delay,
+      failures: this.failures,
+    });
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
-      if (this.stopping) return;
-      this.restarts++;
-      this.launch(true, `restarted after ${why}`).catch((err: Error) => {
-        this.log.error('wireguard-go restart failed', { interface: this.interfaceName, error: err.message });
-        this.emit('restart-failed', err);
-        // the exit handler schedules the next try if the process died; if it lives but onReady failed, kill it and retry
-        if (this.child && !this.stopping) this.child.kill('SIGKILL');
-      });
+      void this.attempt(why);
     }, delay);
+  }
+
+  private async attempt(why: string): Promise<void> {
+    if (this.stopping) return;
+    this.attempting = true;
+    this.restarts++;
+    try {
+      await this.launch(true, `restarted after ${why}`);
+      this.failures = 0;
+      this.lastError = null;
+    } catch (err) {
+      this.failures++;
+      this.lastError = (err as Error).message;
+      this.log.error('wireguard-go restart failed', { interface: this.interfaceName, error: this.lastError, failures: this.failures });
+      this.emit('restart-failed', err);
+      // A process that runs but could not be configured is of no use: replace it too.
+      await this.killChild();
+    } finally {
+      this.attempting = false;
+    }
+    if (this.failures > 0 && !this.stopping) this.scheduleRestart(this.lastError ?? 'a failed restart');
+  }
+
+  /** SIGKILL the current process (if any) and wait briefly for it, so that the next one finds its interface free. */
+  private async killChild(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
+    const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGKILL');
+    await Promise.race([gone, sleep(2000)]);
   }
 
   /** SIGTERM (wireguard-go then removes its TUN and socket), SIGKILL after `graceMs`. */
   async stop(graceMs = 5000): Promise<void> {
     this.stopping = true;
+    this.supervising = false;
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = null;
+    this.setState('stopped');
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    if (!child || child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
     child.kill('SIGTERM');
     const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
@@ -218,18 +363,22 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
 }
 
 export interface AttachOptions extends WireguardGoOptions {
-  /** How often to check the device for a reset or a vanished socket. */
+  /** How often to check the device for a reset or a vanished socket (a change in the socket folder checks sooner; a lost socket every 200 ms). */
   pollMs?: number;
 }
 
 /**
  * Attach mode: wireguard-go belongs to a sidecar; an agent restart leaves the tunnel up. We wait for
  * the socket, and call `onReady` again when the device comes back reset. Events: `ready`, `lost`.
+ * A change of the socket file (the sidecar restarted) is noticed through the socket folder at once;
+ * the poll is the fallback where inotify says nothing.
  */
 export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
   readonly mode = 'attach' as const;
   readonly interfaceName: string;
   readonly client: UapiClient;
+  /** Device resets seen and re-applied. */
+  restarts = 0;
   private readonly opts: AttachOptions;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | null = null;
@@ -237,6 +386,12 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
   /** What the device looked like after our last apply: a difference means it was reset. */
   private applied: { publicKey: string | null; listenPort: number } | null = null;
   private lost = false;
+  private watcher: FSWatcher | null = null;
+  private checking = false;
+  private kicked = false;
+  private state: WireguardState = 'stopped';
+  private since = new Date();
+  private lastError: string | null = null;
 
   constructor(options: AttachOptions) {
     super();
@@ -246,9 +401,28 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
     this.log = options.logger ?? silentLogger;
   }
 
+  status(): WireguardStatus {
+    return {
+      mode: this.mode,
+      state: this.state,
+      restarts: this.restarts,
+      failures: 0,
+      lastError: this.lastError,
+      since: this.since,
+      // The sidecar is its own container with its own restarts: restarting this agent would not bring it back.
+      healthy: true,
+    };
+  }
+
+  private setState(state: WireguardState): void {
+    if (state !== this.state) this.since = new Date();
+    this.state = state;
+  }
+
   /** Wait (without limit, logging every 10 s) for the sidecar's socket, then apply. */
   async start(): Promise<void> {
     this.stopped = false;
+    this.setState('starting');
     for (let waited = 0; ; waited++) {
       if (this.stopped) return;
       try {
@@ -260,6 +434,7 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
       }
     }
     await this.ready(false, 'attached');
+    this.watch();
     this.schedule();
   }
 
@@ -268,16 +443,61 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
     if (this.opts.onReady) await this.opts.onReady(ctx);
     const device = await this.client.get();
     this.applied = { publicKey: device.publicKey, listenPort: device.listenPort };
+    // After a reset no peer has a session with us; on a first attach only the peers that never
+    // completed a handshake here (a sidecar that restarted while no agent ran), the others are left alone.
+    await prompt(this.client, this.log, this.interfaceName, { all: restart, waitMs: this.opts.promptWaitMs }, reason);
+    this.lastError = null;
+    this.setState('running');
     this.emit('ready', ctx);
   }
 
-  private schedule(): void {
+  /** Watch the socket folder: the sidecar's restart removes or replaces our socket. Best effort. */
+  private watch(): void {
+    if (this.watcher || this.stopped) return;
+    const socket = basename(this.client.socketPath);
+    try {
+      this.watcher = fsWatch(dirname(this.client.socketPath), (_event, file) => {
+        if (file === null || file === socket) this.kick();
+      });
+      this.watcher.on('error', () => {
+        this.watcher?.close();
+        this.watcher = null;
+      });
+    } catch {
+      this.watcher = null; // no folder yet, or no inotify: the poll still notices, later
+    }
+  }
+
+  /** Check soon (the socket changed), instead of at the next poll. */
+  private kick(): void {
     if (this.stopped) return;
+    if (this.checking) {
+      this.kicked = true;
+      return;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.schedule(50);
+  }
+
+  private schedule(delayMs?: number): void {
+    if (this.stopped || this.timer) return;
     this.timer = setTimeout(() => {
+      this.timer = null;
+      this.checking = true;
       this.check()
-        .catch((err: Error) => this.log.warn('wireguard-go check failed', { interface: this.interfaceName, error: err.message }))
-        .finally(() => this.schedule());
-    }, this.opts.pollMs ?? 2000);
+        .catch((err: Error) => {
+          this.lastError = err.message;
+          this.log.warn('wireguard-go check failed', { interface: this.interfaceName, error: err.message });
+        })
+        .finally(() => {
+          this.checking = false;
+          this.watch();
+          const again = this.kicked;
+          this.kicked = false;
+          this.schedule(again ? 50 : undefined);
+        });
+    }, delayMs ?? (this.lost ? Math.min(200, this.opts.pollMs ?? 2000) : (this.opts.pollMs ?? 2000)));
   }
 
   /** One look at the device: re-apply if it was reset; note when the socket goes away and comes back. */
@@ -289,6 +509,7 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
       if (isNativeError(err, 'socket-missing') || isNativeError(err, 'socket-stale')) {
         if (!this.lost) {
           this.lost = true;
+          this.setState('waiting');
           this.log.warn('wireguard-go sidecar socket is gone; waiting for it', { socket: this.client.socketPath });
           this.emit('lost', err);
         }
@@ -301,6 +522,7 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
       this.lost = false;
       const reason = why ?? 'socket came back';
       this.log.warn('wireguard-go device was reset; re-applying', { interface: this.interfaceName, reason });
+      this.restarts++;
       await this.ready(true, `device reset: ${reason}`);
     }
   }
@@ -318,6 +540,9 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+    this.watcher?.close();
+    this.watcher = null;
+    this.setState('stopped');
   }
 }
 
