@@ -1,12 +1,14 @@
 /**
  * Prometheus metrics and health endpoints of a mesh member (prom-client, node:http):
  *   GET /metrics  the metrics below
- *   GET /healthz  200 while reconcile passes keep happening (liveness)
+ *   GET /healthz  200 while reconcile passes keep happening and wireguard-go is running or can be
+ *                 brought back (liveness: a spawn-mode restart that keeps failing makes it 503)
  *   GET /readyz   200 once the source has synced and the last pass converged (readiness)
  */
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { WireguardStatus } from '../native/index.ts';
 import type { SyncResult } from './reconcile/index.ts';
 import type { Topology } from './topology/index.ts';
 
@@ -20,6 +22,8 @@ export class MemberMetrics {
   private readonly passes: Counter;
   private readonly duration: Histogram;
   private readonly routes: Gauge;
+  /** What the wireguard-go supervision says (set by serve()); read by /healthz and the restarts counter. */
+  private wireguard: (() => WireguardStatus) | null = null;
   lastPass: SyncResult | null = null;
   lastPassAt = 0;
 
@@ -35,6 +39,19 @@ export class MemberMetrics {
     this.passes = new Counter({ name: 'aksmesh_reconcile_total', help: 'Reconcile passes by result', labelNames: ['result'], registers: r });
     this.duration = new Histogram({ name: 'aksmesh_reconcile_duration_seconds', help: 'How long a reconcile pass took', buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: r });
     this.routes = new Gauge({ name: 'aksmesh_routes', help: 'Routes through the tunnel that this member wants', registers: r });
+    // A counter that follows the supervision's own count when scraped, so nothing has to call us on each restart.
+    let counted = 0;
+    const status = (): WireguardStatus | undefined => this.wireguard?.();
+    new Counter({
+      name: 'aksmesh_wireguard_restarts_total',
+      help: 'wireguard-go restarts: spawn mode, each attempt to start a new process after one died; attach mode, each sidecar device reset re-applied',
+      registers: r,
+      collect() {
+        const n = status()?.restarts ?? 0;
+        if (n > counted) this.inc(n - counted);
+        counted = Math.max(counted, n);
+      },
+    });
   }
 
   onRequest(op: 'get' | 'set'): void {
@@ -69,8 +86,13 @@ export class MemberMetrics {
     this.routes.set(result.desired.routes.length);
   }
 
-  /** Serve /metrics, /healthz and /readyz on `host:port`. `synced` says whether the source has synced. */
-  serve(address: string, health: { synced: () => boolean; maxSilenceMs: number }): Promise<Server> {
+  /**
+   * Serve /metrics, /healthz and /readyz on `host:port`. `synced` says whether the source has
+   * synced; `wireguard` (the member's wireguard.status()) lets /healthz fail while wireguard-go is
+   * down and cannot be brought back, and feeds aksmesh_wireguard_restarts_total.
+   */
+  serve(address: string, health: { synced: () => boolean; maxSilenceMs: number; wireguard?: () => WireguardStatus }): Promise<Server> {
+    this.wireguard = health.wireguard ?? null;
     const m = /^(.*):(\d+)$/.exec(address);
     if (!m) throw new Error(`--metrics-address ${JSON.stringify(address)}: expected host:port, e.g. 0.0.0.0:9586`);
     const host = m[1].replace(/^\[|\]$/g, '') || '0.0.0.0';
@@ -84,8 +106,12 @@ export class MemberMetrics {
         this.registry.metrics().then((text) => send(200, text, this.registry.contentType), (err: Error) => send(500, err.message));
       } else if (url === '/healthz') {
         const silent = this.lastPassAt ? Date.now() - this.lastPassAt : 0;
+        const wg = health.wireguard?.();
         if (silent > health.maxSilenceMs) send(503, `no reconcile pass for ${Math.round(silent / 1000)} s\n`);
-        else send(200, 'ok\n');
+        else if (wg && !wg.healthy) {
+          const down = Math.round((Date.now() - wg.since.getTime()) / 1000);
+          send(503, `wireguard-go is not running (${wg.state} for ${down} s, ${wg.failures} failed restarts): ${wg.lastError ?? 'unknown'}\n`);
+        } else send(200, 'ok\n');
       } else if (url === '/readyz') {
         if (!health.synced()) send(503, 'source not synced yet\n');
         else if (!this.lastPass) send(503, 'no reconcile pass yet\n');
