@@ -7,9 +7,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { TestCluster, kubeTestsUnavailable } from '../../e2e/kube/apiserver.ts';
-import { generatePrivateKey, publicKeyOf } from '../../native/index.ts';
+import fc from 'fast-check';
+import { canonicalCidr, canonicalIp, generatePrivateKey, publicKeyOf } from '../../native/index.ts';
 import { apiMessage } from '../kube.ts';
-import { CRDS } from './schema.ts';
+import { CRDS, PATTERNS } from './schema.ts';
 import { GROUP, VERSION } from './types.ts';
 
 const skip = kubeTestsUnavailable() ?? false;
@@ -55,6 +56,11 @@ const MALFORMED: Case[] = [
   ['endpoint octet with leading zero', 'peers', peer({ endpoint: '198.018.0.1:51820' }), 'spec.endpoint'],
   ['mesh IP octet 256', 'peers', peer({ meshIP: '100.96.0.256' }), 'spec.meshIP'],
   ['mesh IP with a prefix', 'peers', peer({ meshIP: '100.96.0.7/32' }), 'spec.meshIP'],
+  // Go before 1.17 (what a 1.20 API server is built with) reads these as decimal; the agent refuses them.
+  ['mesh IP with a leading zero', 'peers', peer({ meshIP: '100.96.0.08' }), 'spec.meshIP'],
+  ['CIDR with a leading zero', 'peers', peer({ allowedIPs: ['10.244.01.0/24'] }), 'spec.allowedIPs'],
+  ['CIDR prefix with a leading zero', 'peers', peer({ allowedIPs: ['10.244.1.0/024'] }), 'spec.allowedIPs'],
+  ['gateway mesh IP with a leading zero', 'gateways', gw({ meshIP: '100.96.255.01' }), 'spec.meshIP'],
   ['node name with capitals', 'peers', peer({ nodeName: 'Node_A' }), 'spec.nodeName'],
   ['keepalive -1', 'peers', peer({ persistentKeepalive: -1 }), 'spec.persistentKeepalive'],
   ['keepalive 65536', 'peers', peer({ persistentKeepalive: 65536 }), 'spec.persistentKeepalive'],
@@ -68,6 +74,39 @@ const MALFORMED: Case[] = [
   ['gateway with a privateKey field', 'gateways', gw({ privateKey: generatePrivateKey() }), 'spec.privateKey'],
   ['gateway endpoint with a bad port', 'gateways', gw({ endpoint: '[fd00::9]:99999' }), 'spec.endpoint'],
 ];
+
+describe('the schema patterns for addresses', () => {
+  const accepts = (parse: (t: string) => string) => (t: string): boolean => {
+    try {
+      parse(t);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const octet = fc.oneof(fc.integer({ min: 0, max: 300 }).map(String), fc.constantFrom('01', '00', '08', '010'));
+  const v4 = fc.tuple(octet, octet, octet, octet).map((o) => o.join('.'));
+  const v6 = fc.constantFrom('fd00::1', '::1', '::', 'fe80::1:2:3', '2001:db8::8a2e:370:7334', 'fd00:::1', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8:9', 'gg::1', 'fe80::1%eth0');
+  const prefix = fc.oneof(fc.integer({ min: 0, max: 130 }).map(String), fc.constantFrom('08', '00', '024', '', '-1'));
+
+  test('the mesh IP pattern accepts exactly the addresses our parser accepts (no leading zeros, no zones)', () => {
+    const re = new RegExp(PATTERNS.ip);
+    for (const t of ['100.96.0.08', '100.96.0.8', '010.0.0.1', '1.2.3.4.5', ' 1.2.3.4', '::ffff:1.2.3.4']) assert.equal(re.test(t), t === '100.96.0.8', t);
+    fc.assert(fc.property(fc.oneof(v4, v6), (t) => t.includes('.') ? assert.equal(re.test(t), accepts(canonicalIp)(t), t) : !re.test(t) || assert.ok(accepts(canonicalIp)(t), t)));
+  });
+
+  test('the CIDR pattern accepts exactly the CIDRs our parser accepts', () => {
+    const re = new RegExp(PATTERNS.cidr);
+    for (const t of ['10.244.01.0/24', '10.244.1.0/024', '10.244.1.0/33', 'fd00::/129', 'fd00::/08']) assert.equal(re.test(t), false, t);
+    for (const t of ['10.244.1.0/24', '0.0.0.0/0', 'fd00::/64', '::/0', '10.244.1.5/24']) assert.equal(re.test(t), true, t);
+    fc.assert(fc.property(fc.oneof(v4, v6), prefix, (a, p) => {
+      const t = `${a}/${p}`;
+      // (The pattern knows no IPv4-mapped IPv6; everything it accepts, the parser accepts too.)
+      if (a.includes('.')) assert.equal(re.test(t), accepts(canonicalCidr)(t), t);
+      else if (re.test(t)) assert.ok(accepts(canonicalCidr)(t), t);
+    }));
+  });
+});
 
 describe('CRDs on a real kube-apiserver', { skip }, () => {
   let cluster: TestCluster;

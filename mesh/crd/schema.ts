@@ -27,6 +27,27 @@ export const PATTERNS = {
   secretKey: '^[-._a-zA-Z0-9]+$',
   /** Matches nothing (`$` then more text): a field with this pattern can never be set. */
   never: '^$ private keys never go into the API; keep them in the node key file',
+  /**
+   * A plain IP address without leading zeros. The API servers we support check `format: ipv4` with
+   * Go's net.ParseIP, which before Go 1.17 read "100.96.0.08" as 100.96.0.8; the agent's parser
+   * refuses it, so the schema must too (one object must not pass one and fail the other).
+   */
+  ip: `^(${IPV4}|${IPV6})$`,
+  /** A CIDR without leading zeros in the address or the prefix length (same reason as `ip`). */
+  cidr: `^(${IPV4}/(3[0-2]|[12]?[0-9])|${IPV6}/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))$`,
+} as const;
+
+/** Sizes the schema allows; the agent's own check (mesh/crd/validate.ts) applies the same to objects from a directory. */
+export const LIMITS = {
+  endpoint: 64,
+  meshIP: 45,
+  cidr: 49,
+  nodeName: 253,
+  allowedIPs: 256,
+  podCIDRs: 64,
+  secretNamespace: 63,
+  secretName: 253,
+  secretKey: 253,
 } as const;
 
 const publicKey: Schema = {
@@ -37,15 +58,17 @@ const publicKey: Schema = {
 const endpoint: Schema = {
   type: 'string',
   description: 'Where to reach the peer: IP:port or [IPv6]:port (no host names; wireguard-go does not resolve them).',
-  maxLength: 64,
+  maxLength: LIMITS.endpoint,
   pattern: PATTERNS.endpoint,
 };
 const meshIP: Schema = {
   type: 'string',
   description: 'The tunnel address, inside the mesh CIDR (default 100.96.0.0/16).',
-  maxLength: 45,
-  // Go's own parser via the API server's formats: the message names the field and the value.
+  maxLength: LIMITS.meshIP,
+  // Go's own parser via the API server's formats (the message names the field and the value), and
+  // the pattern for what an old Go parser lets through (leading zeros).
   anyOf: [{ format: 'ipv4' }, { format: 'ipv6' }],
+  pattern: PATTERNS.ip,
 };
 const cidrList = (description: string, maxItems: number): Schema => ({
   type: 'array',
@@ -56,12 +79,12 @@ const cidrList = (description: string, maxItems: number): Schema => ({
   // format cidr is Go's net.ParseCIDR: "spec.allowedIPs in body must be of type cidr: "10.0.0.0/33"".
   // Host bits set (10.0.0.5/24) pass here; the agent canonicalizes. Duplicates pass too: 1.20 does
   // not enforce list-type set for custom resources and forbids uniqueItems; the agent drops them.
-  items: { type: 'string', maxLength: 49, format: 'cidr' },
+  items: { type: 'string', maxLength: LIMITS.cidr, format: 'cidr', pattern: PATTERNS.cidr },
 });
 const nodeName: Schema = {
   type: 'string',
   description: "The Kubernetes Node this peer is. A node's own Peer has it and is named after the node.",
-  maxLength: 253,
+  maxLength: LIMITS.nodeName,
   pattern: PATTERNS.dnsSubdomain,
 };
 const persistentKeepalive: Schema = {
@@ -133,7 +156,7 @@ export const PEER_SCHEMA = resourceSchema(
   {
     publicKey,
     endpoint,
-    allowedIPs: cidrList('The CIDRs routed to this peer (a node: its pod CIDRs and its mesh IP/32).', 256),
+    allowedIPs: cidrList('The CIDRs routed to this peer (a node: its pod CIDRs and its mesh IP/32).', LIMITS.allowedIPs),
     meshIP,
     nodeName,
     persistentKeepalive,
@@ -142,9 +165,9 @@ export const PEER_SCHEMA = resourceSchema(
       description: 'A Secret key holding the base64 preshared key for this peer.',
       required: ['namespace', 'name', 'key'],
       properties: {
-        namespace: { type: 'string', maxLength: 63, pattern: PATTERNS.dnsLabel },
-        name: { type: 'string', maxLength: 253, pattern: PATTERNS.dnsSubdomain },
-        key: { type: 'string', maxLength: 253, pattern: PATTERNS.secretKey },
+        namespace: { type: 'string', maxLength: LIMITS.secretNamespace, pattern: PATTERNS.dnsLabel },
+        name: { type: 'string', maxLength: LIMITS.secretName, pattern: PATTERNS.dnsSubdomain },
+        key: { type: 'string', maxLength: LIMITS.secretKey, pattern: PATTERNS.secretKey },
       },
     },
   },
@@ -158,7 +181,7 @@ export const GATEWAY_SCHEMA = resourceSchema(
     endpoint,
     meshIP,
     nodeName,
-    podCIDRs: cidrList('The pod CIDRs the gateway routes through its tunnel.', 64),
+    podCIDRs: cidrList('The pod CIDRs the gateway routes through its tunnel.', LIMITS.podCIDRs),
     persistentKeepalive,
   },
 );

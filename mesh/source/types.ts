@@ -1,4 +1,5 @@
 import type { Gateway, NodeInfo, Peer } from '../crd/types.ts';
+import { checkNode } from '../crd/validate.ts';
 
 /** Everything the desired state is computed from, as the source sees it now. */
 export interface Snapshot {
@@ -18,19 +19,11 @@ export interface PeerSource {
   onChange(cb: () => void): void;
 }
 
-/** A Kubernetes Node reduced to what the mesh needs. */
-export function nodeInfo(node: {
-  metadata?: { name?: string; creationTimestamp?: Date | string };
-  spec?: { podCIDR?: string; podCIDRs?: string[] };
-  status?: { addresses?: Array<{ type: string; address: string }> };
-}): NodeInfo {
-  const spec = node.spec ?? {};
-  const podCIDRs = spec.podCIDRs?.length ? spec.podCIDRs : spec.podCIDR ? [spec.podCIDR] : [];
-  const created = node.metadata?.creationTimestamp;
-  return {
-    name: node.metadata?.name ?? '',
-    podCIDRs,
-    internalIPs: (node.status?.addresses ?? []).filter((a) => a.type === 'InternalIP').map((a) => a.address),
-    creationTimestamp: created === undefined ? undefined : new Date(created).toISOString(),
-  };
+/**
+ * A Kubernetes Node reduced to what the mesh needs, whatever its shape: only pod CIDRs and
+ * InternalIPs that parse, canonical (a Node whose podCIDRs is a string, null or numbers yields none,
+ * and nothing throws). The informers and the directory both go through here (mesh/crd/validate.ts).
+ */
+export function nodeInfo(node: unknown): NodeInfo {
+  return checkNode(node).node ?? { name: '', podCIDRs: [], internalIPs: [] };
 }

@@ -8,7 +8,9 @@
  * An address the node already holds is kept as long as it wins, so mesh IPs are stable.
  */
 import ipaddr from 'ipaddr.js';
-import { canonicalCidr } from '../../native/index.ts';
+import { canonicalCidr, parseIp } from '../../native/index.ts';
+import { checkObject } from '../crd/validate.ts';
+import { compareText } from './order.ts';
 
 export interface MeshIPHolder {
   kind: 'Peer' | 'Gateway';
@@ -42,7 +44,33 @@ function fromBigInt(n: bigint, v6: boolean): string {
 }
 
 const order = (a: MeshIPHolder, b: MeshIPHolder): number =>
-  (a.created ?? Number.MAX_SAFE_INTEGER) - (b.created ?? Number.MAX_SAFE_INTEGER) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name);
+  (a.created ?? Number.MAX_SAFE_INTEGER) - (b.created ?? Number.MAX_SAFE_INTEGER) || compareText(a.kind, b.kind) || compareText(a.name, b.name);
+
+/** The address a holder claims, parsed strictly (no leading zeros), or null: another object's bad mesh IP is skipped, never thrown on. */
+function holderAddress(h: unknown): ipaddr.IPv4 | ipaddr.IPv6 | null {
+  try {
+    return parseIp((h as MeshIPHolder).meshIP, 'meshIP');
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Every Peer and Gateway that holds a mesh IP, through the one checked path (mesh/crd/validate.ts):
+ * objects that do not pass it hold nothing. What allocateMeshIP takes.
+ */
+export function meshIPHolders(peers: readonly unknown[], gateways: readonly unknown[]): MeshIPHolder[] {
+  const out: MeshIPHolder[] = [];
+  for (const [kind, objects] of [['Peer', peers], ['Gateway', gateways]] as const) {
+    for (const raw of Array.isArray(objects) ? objects : []) {
+      const c = checkObject(kind, raw);
+      if (!c.ok || c.object.spec.meshIP === null) continue;
+      const created = c.object.created === Number.MAX_SAFE_INTEGER ? undefined : c.object.created;
+      out.push({ kind, name: c.object.name, meshIP: c.object.spec.meshIP, ...(created === undefined ? {} : { created }) });
+    }
+  }
+  return out;
+}
 
 /**
  * The mesh IP node `self` should use, given everything that holds one now (self's own Peer may be
@@ -61,11 +89,12 @@ export function allocateMeshIP(self: { kind?: 'Peer' | 'Gateway'; name: string; 
   const base = toBigInt(net);
   const me: MeshIPHolder = { kind: self.kind ?? 'Peer', name: self.name, meshIP: '', created: self.created };
   const isMe = (h: MeshIPHolder): boolean => h.kind === me.kind && h.name === me.name;
-  // Addresses held by someone who wins over us.
-  const blocked = new Set(holders.filter((h) => !isMe(h) && order(h, me) < 0).map((h) => ipaddr.parse(h.meshIP).toString()));
-  const current = holders.find(isMe)?.meshIP;
-  if (current) {
-    const addr = ipaddr.parse(current);
+  // Addresses held by someone who wins over us (a holder whose address does not parse holds nothing).
+  const valid = (Array.isArray(holders) ? holders : []).filter((h) => h !== null && typeof h === 'object' && holderAddress(h) !== null);
+  const blocked = new Set(valid.filter((h) => !isMe(h) && order(h, me) < 0).map((h) => (holderAddress(h) as ipaddr.IPv4 | ipaddr.IPv6).toString()));
+  const current = valid.find(isMe);
+  const addr = current ? holderAddress(current) : null;
+  if (addr) {
     const offset = toBigInt(addr) - base;
     if (addr.kind() === net.kind() && addr.match(net, len) && offset >= first && offset < first + usable && !blocked.has(addr.toString())) {
       return addr.toString();

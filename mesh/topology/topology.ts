@@ -4,19 +4,42 @@
  * the routes it should have, and every object it refused and why.
  *
  * Every agent runs this over the same objects and reaches the same verdicts, so a refused object
- * is refused everywhere and the verdict can be written to its status by anyone.
+ * is refused everywhere and the verdict can be written to its status by anyone. It never throws,
+ * whatever it is given: every object goes through the one checked path (mesh/crd/validate.ts)
+ * first, and one bad object never disturbs the others.
  */
 import { canonicalCidr, cidrContains, cidrOverlaps } from '../../native/index.ts';
 import type { PeerConfig } from '../../native/index.ts';
-import { checkSpec } from '../crd/validate.ts';
-import type { CheckedSpec } from '../crd/validate.ts';
+import { checkNodeInfo, checkObject, isObject, shown } from '../crd/validate.ts';
+import type { CheckedObject } from '../crd/validate.ts';
 import type { Gateway, NodeInfo, Peer } from '../crd/types.ts';
+import { compareText } from './order.ts';
+
+/**
+ * The service CIDR(s) when none is configured: AKS's default (`--service-cidr 10.0.0.0/16`). kubeadm's
+ * default is 10.96.0.0/12; set the real one (both families on a dual-stack cluster).
+ */
+export const DEFAULT_SERVICE_CIDRS: readonly string[] = ['10.0.0.0/16'];
+/**
+ * The cluster's pod CIDR(s) when none is configured: the controller-manager's --cluster-cidr on AKS
+ * (kubenet, Azure CNI Overlay: `--pod-cidr 10.244.0.0/16`) and in flannel's and kubeadm guides. It
+ * covers the pod CIDRs of Nodes that have none yet.
+ */
+export const DEFAULT_CLUSTER_CIDRS: readonly string[] = ['10.244.0.0/16'];
+/** The node subnets when none are configured: the address space of the virtual network AKS creates (10.224.0.0/12). */
+export const DEFAULT_NODE_SUBNETS: readonly string[] = ['10.224.0.0/12'];
 
 export interface MeshSettings {
   /** The CIDR mesh IPs come from (default 100.96.0.0/16). */
   meshCIDR: string;
   /** Keepalive for peers that do not set one (0 = off). */
   defaultPersistentKeepalive?: number;
+  /** The cluster's service CIDRs, both families (default DEFAULT_SERVICE_CIDRS). Must be the same on every member. */
+  serviceCIDRs?: readonly string[];
+  /** The cluster's pod CIDRs (--cluster-cidr), both families (default DEFAULT_CLUSTER_CIDRS). Must be the same on every member. */
+  clusterCIDRs?: readonly string[];
+  /** The subnets the nodes' addresses come from (default DEFAULT_NODE_SUBNETS). Must be the same on every member. */
+  nodeSubnets?: readonly string[];
 }
 
 export interface Self {
@@ -63,67 +86,199 @@ export interface Topology {
   routes: string[];
   /** Objects left out, sorted by kind and name. Includes this device's own object if it lost. */
   refused: Refusal[];
+  /** Set when the settings themselves are unusable: then nothing is accepted (and nothing refused). */
+  settingsProblems?: string[];
 }
 
+/** The settings, checked and canonical. */
+export interface CheckedSettings {
+  meshCIDR: string;
+  defaultPersistentKeepalive: number;
+  serviceCIDRs: string[];
+  clusterCIDRs: string[];
+  nodeSubnets: string[];
+}
+
+/**
+ * Check the settings (for flags, and before every computation): canonical CIDRs with the defaults
+ * filled in, or the problems, each naming the setting.
+ */
+export function checkSettings(settings: unknown): { settings: CheckedSettings } | { problems: string[] } {
+  const s = isObject(settings) ? settings : {};
+  const problems: string[] = [];
+  const one = (text: unknown, what: string): string | null => {
+    try {
+      return canonicalCidr(text as string, what);
+    } catch (err) {
+      problems.push((err as Error).message);
+      return null;
+    }
+  };
+  const many = (value: unknown, fallback: readonly string[], what: string): string[] => {
+    if (value === undefined) return [...fallback];
+    if (!Array.isArray(value)) {
+      problems.push(`${what}: expected a list of CIDRs, got ${shown(value)}`);
+      return [];
+    }
+    return value.map((c, i) => one(c, `${what}[${i}]`)).filter((c): c is string => c !== null);
+  };
+  const meshCIDR = one(s.meshCIDR, 'meshCIDR');
+  const k = s.defaultPersistentKeepalive;
+  if (k !== undefined && (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k > 65535)) {
+    problems.push(`defaultPersistentKeepalive: ${shown(k)} is not a whole number of seconds from 0 to 65535`);
+  }
+  const checked = {
+    meshCIDR: meshCIDR ?? '',
+    defaultPersistentKeepalive: typeof k === 'number' ? k : 0,
+    serviceCIDRs: many(s.serviceCIDRs, DEFAULT_SERVICE_CIDRS, 'serviceCIDRs'),
+    clusterCIDRs: many(s.clusterCIDRs, DEFAULT_CLUSTER_CIDRS, 'clusterCIDRs'),
+    nodeSubnets: many(s.nodeSubnets, DEFAULT_NODE_SUBNETS, 'nodeSubnets'),
+  };
+  return problems.length ? { problems } : { settings: checked };
+}
+
+/**
+ * Address space no Peer may route into the mesh, whatever Node it belongs to: sending it into a
+ * tunnel would take the node's own loopback, link-local (cloud metadata at 169.254.169.254,
+ * node-local DNS at 169.254.20.10), multicast or broadcast traffic, or the cloud platform's
+ * services, to whoever holds the peer's key.
+ */
+export const RESERVED_RANGES: ReadonlyArray<readonly [cidr: string, what: string]> = [
+  ['0.0.0.0/8', 'the unspecified range 0.0.0.0/8'],
+  ['127.0.0.0/8', 'loopback 127.0.0.0/8'],
+  ['169.254.0.0/16', 'link-local 169.254.0.0/16 (cloud metadata 169.254.169.254)'],
+  ['168.63.129.16/32', "Azure's platform address 168.63.129.16 (DNS, DHCP, health probes)"],
+  ['224.0.0.0/4', 'multicast 224.0.0.0/4'],
+  ['240.0.0.0/4', 'reserved 240.0.0.0/4 (with the broadcast address 255.255.255.255)'],
+  ['::/128', 'the unspecified address ::'],
+  ['::1/128', 'loopback ::1'],
+  ['::ffff:0.0.0.0/96', 'IPv4-mapped ::ffff:0:0/96 (all of IPv4)'],
+  ['64:ff9b::/96', 'NAT64 64:ff9b::/96 (all of IPv4)'],
+  ['64:ff9b:1::/48', 'local NAT64 64:ff9b:1::/48'],
+  ['fe80::/10', 'link-local fe80::/10'],
+  ['ff00::/8', 'multicast ff00::/8'],
+  ['fd00:ec2::254/128', 'cloud metadata fd00:ec2::254 (AWS)'],
+  ['fd00:ec2::253/128', 'cloud DNS fd00:ec2::253 (AWS)'],
+  ['fd20:ce::254/128', 'cloud metadata fd20:ce::254 (Google Cloud)'],
+].map(([cidr, what]) => [canonicalCidr(cidr), what] as const);
+
+/**
+ * The shortest prefix a Peer may claim. Shorter ones are default-route space: 0.0.0.0/0, ::/0, their
+ * halves (0.0.0.0/1, 128.0.0.0/1, ::/1, 8000::/1) and everything else that large, which would pull
+ * the node's own traffic (to the API server, the registry, the internet) into the tunnel.
+ */
+export const MIN_PREFIX_LENGTH = 8;
+
+/** A Peer or Gateway that passed the per-object checks, with what the device would route to it. */
 interface Candidate {
-  kind: ObjectKind;
-  name: string;
-  created: number;
-  spec: CheckedSpec;
-  /** What the device would route to this peer: its CIDRs plus its mesh IP. */
+  object: CheckedObject;
+  /** What the device would route to this peer: its CIDRs plus its mesh IP, canonical, sorted. */
   allowedIPs: string[];
   presharedKey: string | null;
 }
 
 const hostCidr = (ip: string): string => canonicalCidr(`${ip}/${ip.includes(':') ? 128 : 32}`);
 
-function createdAt(obj: Peer | Gateway): number {
-  const t = obj.metadata?.creationTimestamp;
-  const ms = t === undefined ? NaN : new Date(t).getTime();
-  // An object with no creation time (the directory source) sorts after every dated one.
-  return Number.isFinite(ms) ? ms : Number.MAX_SAFE_INTEGER;
+/** Who wins an overlap: the oldest object, then Gateway before Peer, then the smaller name (code units, not locale). */
+function precedes(a: CheckedObject, b: CheckedObject): number {
+  return a.created - b.created || compareText(a.kind, b.kind) || compareText(a.name, b.name);
 }
 
-/** Who wins an overlap: the oldest object, then Gateway before Peer, then the smaller name. */
-function precedes(a: Candidate, b: Candidate): number {
-  return a.created - b.created || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name);
-}
+/** Why `winner` beat `loser` in precedes(), in words. */
+const whyWins = (winner: CheckedObject, loser: CheckedObject): string =>
+  winner.created < loser.created ? 'which is older' : winner.kind !== loser.kind ? 'which is as old and a Gateway' : 'which is as old and sorts first by name';
+
+/** Who a public key belongs to: a node's Peer before any Gateway, a Gateway before any external Peer. */
+const keyRank = (o: CheckedObject): number => (o.kind === 'Peer' && o.spec.nodeName !== null ? 0 : o.kind === 'Gateway' ? 1 : 2);
 
 const list = (cidrs: readonly string[]): string => `[${cidrs.join(', ')}]`;
+const describe = (o: CheckedObject): string => `${o.kind} ${o.name}`;
+const asArray = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/** A stable text of an arbitrary value, to order duplicates deterministically. */
+function fingerprint(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? '';
+  } catch {
+    return '';
+  }
+}
 
 export function computeTopology(input: TopologyInput): Topology {
-  const { self, settings } = input;
-  const meshCIDR = canonicalCidr(settings.meshCIDR, 'mesh CIDR');
+  const raw: Partial<TopologyInput> = isObject(input) ? input : {};
+  const checkedSettings = checkSettings(raw.settings);
+  if ('problems' in checkedSettings) return { peers: [], routes: [], refused: [], settingsProblems: checkedSettings.problems };
+  const settings = checkedSettings.settings;
+  const meshCIDR = settings.meshCIDR;
+  const self: Self = isObject(raw.self) && (raw.self.role === 'node' || raw.self.role === 'gateway') && typeof raw.self.name === 'string' ? raw.self : { role: 'node', name: '' };
+  const presharedKeys = raw.presharedKeys instanceof Map ? raw.presharedKeys : new Map<string, string>();
+
   const refused: Refusal[] = [];
   const refuse = (kind: ObjectKind, name: string, reason: string, field: string, why: string): void => {
     refused.push({ kind, name, reason, field, message: `${kind} ${name}: ${why}` });
   };
-  // Node objects from a directory are not validated by an API server: keep only pod CIDRs that parse.
-  const validNodes = input.nodes.map((n) => ({ ...n, podCIDRs: n.podCIDRs.flatMap(parsedCidr) }));
-  const nodes = new Map(validNodes.map((n) => [n.name, n]));
-  const candidates: Candidate[] = [];
 
-  const objects: Array<[ObjectKind, Peer | Gateway]> = [
-    ...input.peers.map((p): [ObjectKind, Peer] => ['Peer', p]),
-    ...input.gateways.map((g): [ObjectKind, Gateway] => ['Gateway', g]),
-  ];
-  for (const [kind, obj] of objects) {
-    const name = obj.metadata?.name ?? '(unnamed)';
-    const checked = checkSpec(kind, obj);
-    if ('problems' in checked) {
-      const first = checked.problems[0];
-      refuse(kind, name, 'InvalidSpec', first.field, checked.problems.map((p) => p.message).join('; '));
+  // Nodes, checked again (a directory can say anything); a name given twice keeps its first
+  // occurrence in name-then-content order, so the result does not depend on the input's order.
+  const nodes = new Map<string, NodeInfo>();
+  for (const n of asArray(raw.nodes)
+    .map((r) => ({ r, node: checkNodeInfo(r) }))
+    .sort((a, b) => compareText(fingerprint(a.r), fingerprint(b.r)))) {
+    if (n.node && !nodes.has(n.node.name)) nodes.set(n.node.name, n.node);
+  }
+  const nodeList = [...nodes.values()].sort((a, b) => compareText(a.name, b.name));
+
+  // Every object through the one checked path; a second object of the same kind and name (a
+  // directory can hold two) is refused, again independently of the input's order.
+  const entries = [
+    ...asArray(raw.peers).map((r) => ({ kind: 'Peer' as const, r, check: checkObject('Peer', r) })),
+    ...asArray(raw.gateways).map((r) => ({ kind: 'Gateway' as const, r, check: checkObject('Gateway', r) })),
+  ]
+    .map((e) => ({ ...e, name: e.check.ok ? e.check.object.name : e.check.name, text: fingerprint(e.r) }))
+    .sort((a, b) => compareText(a.kind, b.kind) || compareText(a.name, b.name) || compareText(a.text, b.text));
+
+  const seen = new Set<string>();
+  const checked: CheckedObject[] = [];
+  for (const e of entries) {
+    const id = `${e.kind}/${e.name}`;
+    // (Objects without a usable name are refused below for that; they are not duplicates of each other.)
+    const named = e.check.ok || e.check.problems[0].field !== 'metadata.name';
+    if (named && seen.has(id)) {
+      refuse(e.kind, e.name, 'DuplicateName', 'metadata.name', `another ${e.kind} has the same name`);
       continue;
     }
-    const spec = checked.spec;
+    seen.add(id);
+    if (!e.check.ok) {
+      refuse(e.kind, e.name, 'InvalidSpec', e.check.problems[0].field, e.check.problems.map((p) => p.message).join('; '));
+      continue;
+    }
+    checked.push(e.check.object);
+  }
+
+  // Public keys: a node's Peer always wins its own key, then a Gateway, then an external Peer;
+  // within each, the oldest (then name). Claimants are all well-formed objects, a node's Peer only
+  // when it is the Peer of an existing Node, so a key stays its node's even while that Peer is
+  // refused for something else (an older impostor cannot take it over, issue 9).
+  const isNodePeer = (o: CheckedObject): boolean => o.kind === 'Peer' && o.spec.nodeName !== null && o.spec.nodeName === o.name && nodes.has(o.name);
+  const keyOwner = new Map<string, CheckedObject>();
+  for (const o of checked) {
+    if (o.kind === 'Peer' && o.spec.nodeName !== null && !isNodePeer(o)) continue;
+    const held = keyOwner.get(o.spec.publicKey);
+    if (!held || keyRank(o) < keyRank(held) || (keyRank(o) === keyRank(held) && precedes(o, held) < 0)) keyOwner.set(o.spec.publicKey, o);
+  }
+
+  const candidates: Candidate[] = [];
+  for (const o of checked) {
+    const { kind, name, spec } = o;
     if (spec.meshIP !== null && !cidrContains(meshCIDR, hostCidr(spec.meshIP))) {
       refuse(kind, name, 'MeshIPOutsideMeshCIDR', 'spec.meshIP', `spec.meshIP ${spec.meshIP} is not inside the mesh CIDR ${meshCIDR}`);
       continue;
     }
+    const own = spec.meshIP === null ? null : hostCidr(spec.meshIP);
     let allowedIPs: string[];
     if (kind === 'Gateway') {
       // A gateway is reached by its mesh IP only; its podCIDRs are what it routes on its own side.
-      allowedIPs = [hostCidr(spec.meshIP as string)];
+      allowedIPs = [own as string];
     } else if (spec.nodeName !== null) {
       if (spec.nodeName !== name) {
         refuse(kind, name, 'NodeNameMismatch', 'spec.nodeName', `spec.nodeName ${spec.nodeName} differs from the Peer's name: a node's Peer is named after its node`);
@@ -134,124 +289,142 @@ export function computeTopology(input: TopologyInput): Topology {
         refuse(kind, name, 'NodeNotFound', 'spec.nodeName', `Node ${spec.nodeName} does not exist`);
         continue;
       }
-      const own = spec.meshIP === null ? null : hostCidr(spec.meshIP);
-      const bad = spec.cidrs.findIndex((c) => c !== own && !node.podCIDRs.some((pod) => cidrContains(pod, c)));
-      if (bad >= 0) {
-        refuse(
-          kind,
-          name,
-          'AllowedIPsOutsidePodCIDRs',
-          `spec.allowedIPs[${bad}]`,
-          `allowedIPs ${spec.cidrs[bad]} is not inside Node ${node.name}'s podCIDRs ${list(node.podCIDRs)}${own ? ` nor its meshIP ${own}` : ''}`,
-        );
-        continue;
-      }
-      allowedIPs = own && !spec.cidrs.includes(own) ? [...spec.cidrs, own] : [...spec.cidrs];
-    } else {
-      // A machine outside the cluster: it may not claim any node's pods.
-      const own = spec.meshIP === null ? null : hostCidr(spec.meshIP);
-      let clash: { index: number; node: NodeInfo; pod: string } | null = null;
-      spec.cidrs.forEach((c, index) => {
-        for (const node of validNodes) {
-          const pod = node.podCIDRs.find((p) => cidrOverlaps(p, c));
-          if (pod && !clash) clash = { index, node, pod };
-        }
+      const problem = firstProblem(spec.cidrs, own, (c) => {
+        const reserved = reservedProblem(c);
+        if (reserved) return reserved;
+        if (node.podCIDRs.some((pod) => cidrContains(pod, c))) return null;
+        return {
+          reason: 'AllowedIPsOutsidePodCIDRs',
+          why: `allowedIPs ${c} is not inside Node ${node.name}'s podCIDRs ${list(node.podCIDRs)}${own ? ` nor its meshIP ${own}` : ''}`,
+        };
       });
-      if (clash) {
-        const { index, node, pod } = clash as { index: number; node: NodeInfo; pod: string };
-        refuse(kind, name, 'OverlapsPodCIDR', `spec.allowedIPs[${index}]`, `allowedIPs ${spec.cidrs[index]} overlaps Node ${node.name}'s podCIDR ${pod}`);
+      if (problem) {
+        refuse(kind, name, problem.reason, problem.field, problem.why);
         continue;
       }
-      // Nor the mesh's own addresses (beyond its own mesh IP), nor a node's address: either would
-      // pull other members' tunnel or host traffic towards it.
-      const meshIndex = spec.cidrs.findIndex((c) => c !== own && cidrOverlaps(c, meshCIDR));
-      if (meshIndex >= 0) {
-        refuse(kind, name, 'OverlapsMeshCIDR', `spec.allowedIPs[${meshIndex}]`, `allowedIPs ${spec.cidrs[meshIndex]} overlaps the mesh CIDR ${meshCIDR} (only its own meshIP/32 may)`);
+      allowedIPs = own ? [...spec.cidrs, own] : [...spec.cidrs];
+    } else {
+      // A machine outside the cluster: none of the cluster's own address space, nor anything reserved.
+      const problem = firstProblem(spec.cidrs, own, (c) => reservedProblem(c) ?? externalProblem(c, nodeList, settings));
+      if (problem) {
+        refuse(kind, name, problem.reason, problem.field, problem.why);
         continue;
       }
-      const hostClash = spec.cidrs
-        .map((c, index) => ({ index, node: validNodes.find((n) => n.internalIPs.some((ip) => parsedCidr(hostCidrOf(ip)).some((h) => cidrOverlaps(c, h)))) }))
-        .find((x) => x.node);
-      if (hostClash?.node) {
-        refuse(kind, name, 'OverlapsNodeAddress', `spec.allowedIPs[${hostClash.index}]`, `allowedIPs ${spec.cidrs[hostClash.index]} contains Node ${hostClash.node.name}'s address ${hostClash.node.internalIPs.join(', ')}`);
-        continue;
-      }
-      allowedIPs = own && !spec.cidrs.includes(own) ? [...spec.cidrs, own] : [...spec.cidrs];
+      allowedIPs = own ? [...spec.cidrs, own] : [...spec.cidrs];
+    }
+    const owner = keyOwner.get(spec.publicKey) as CheckedObject;
+    if (owner !== o) {
+      const why =
+        keyRank(owner) < keyRank(o)
+          ? owner.kind === 'Peer'
+            ? `spec.publicKey is the key of Node ${owner.name}'s Peer: a node's Peer always wins its own key`
+            : `spec.publicKey is the key of Gateway ${owner.name}: only a node's Peer may share a Gateway's key`
+          : `spec.publicKey is already used by ${describe(owner)}, ${whyWins(owner, o)}`;
+      refuse(kind, name, 'DuplicatePublicKey', 'spec.publicKey', why);
+      continue;
     }
     let presharedKey: string | null = null;
     if (spec.presharedKeySecretRef) {
       const r = spec.presharedKeySecretRef;
-      const found = input.presharedKeys?.get(`${r.namespace}/${r.name}/${r.key}`);
-      if (!found) {
+      const found = presharedKeys.get(`${r.namespace}/${r.name}/${r.key}`);
+      if (typeof found !== 'string' || found === '') {
         refuse(kind, name, 'PresharedKeyMissing', 'spec.presharedKeySecretRef', `Secret ${r.namespace}/${r.name} has no usable key ${r.key}`);
         continue;
       }
       presharedKey = found;
     }
-    candidates.push({ kind, name, created: createdAt(obj), spec, allowedIPs: [...new Set(allowedIPs)].sort(), presharedKey });
+    candidates.push({ object: o, allowedIPs: [...new Set(allowedIPs)].sort(compareText), presharedKey });
   }
 
   // Overlaps between otherwise acceptable objects: one deterministic winner, the rest refused.
-  candidates.sort(precedes);
+  candidates.sort((a, b) => precedes(a.object, b.object));
   const winners: Candidate[] = [];
   for (const c of candidates) {
-    let lost = false;
-    for (const w of winners) {
-      const other = `${w.kind} ${w.name}`;
-      if (w.spec.publicKey === c.spec.publicKey) {
-        refuse(c.kind, c.name, 'DuplicatePublicKey', 'spec.publicKey', `spec.publicKey is already used by ${other}, which is older`);
-      } else if (c.spec.meshIP !== null && c.spec.meshIP === w.spec.meshIP) {
-        refuse(c.kind, c.name, 'DuplicateMeshIP', 'spec.meshIP', `spec.meshIP ${c.spec.meshIP} is already used by ${other}, which is older`);
-      } else {
-        const mine = c.allowedIPs.find((a) => w.allowedIPs.some((b) => cidrOverlaps(a, b)));
-        if (mine === undefined) continue;
-        const theirs = w.allowedIPs.find((b) => cidrOverlaps(mine, b)) as string;
-        const field = c.kind === 'Gateway' ? 'spec.meshIP' : fieldOf(c, mine);
-        refuse(c.kind, c.name, 'OverlapsPeer', field, `${mine} overlaps ${theirs} of ${other}, which is older`);
-      }
-      lost = true;
-      break;
+    const lostTo = winners.find((w) => (c.object.spec.meshIP !== null && c.object.spec.meshIP === w.object.spec.meshIP) || c.allowedIPs.some((a) => w.allowedIPs.some((b) => cidrOverlaps(a, b))));
+    if (!lostTo) {
+      winners.push(c);
+      continue;
     }
-    if (!lost) winners.push(c);
+    const { kind, name, spec } = c.object;
+    const other = `${describe(lostTo.object)}, ${whyWins(lostTo.object, c.object)}`;
+    if (spec.meshIP !== null && spec.meshIP === lostTo.object.spec.meshIP) {
+      refuse(kind, name, 'DuplicateMeshIP', 'spec.meshIP', `spec.meshIP ${spec.meshIP} is already used by ${other}`);
+    } else {
+      const mine = c.allowedIPs.find((a) => lostTo.allowedIPs.some((b) => cidrOverlaps(a, b))) as string;
+      const theirs = lostTo.allowedIPs.find((b) => cidrOverlaps(mine, b)) as string;
+      const index = spec.cidrs.indexOf(mine);
+      const field = kind === 'Gateway' || index < 0 ? 'spec.meshIP' : `spec.allowedIPs[${index}]`;
+      refuse(kind, name, 'OverlapsPeer', field, `${mine} overlaps ${theirs} of ${other}`);
+    }
   }
 
   const selfKind: ObjectKind = self.role === 'node' ? 'Peer' : 'Gateway';
-  const isSelf = (c: Candidate): boolean => c.kind === selfKind && c.name === self.name;
-  const selfKey = winners.find(isSelf)?.spec.publicKey;
+  const isSelf = (c: Candidate): boolean => c.object.kind === selfKind && c.object.name === self.name;
   const peers: DesiredPeer[] = winners
-    .filter((c) => !isSelf(c) && c.spec.publicKey !== selfKey)
+    .filter((c) => !isSelf(c))
     // A gateway peers with the nodes only.
-    .filter((c) => self.role === 'node' || (c.kind === 'Peer' && c.spec.nodeName !== null))
+    .filter((c) => self.role === 'node' || (c.object.kind === 'Peer' && c.object.spec.nodeName !== null))
     .map((c) => ({
-      kind: c.kind,
-      name: c.name,
-      nodeName: c.spec.nodeName,
-      meshIP: c.spec.meshIP,
-      publicKey: c.spec.publicKey,
-      endpoint: c.spec.endpoint,
+      kind: c.object.kind,
+      name: c.object.name,
+      nodeName: c.object.spec.nodeName,
+      meshIP: c.object.spec.meshIP,
+      publicKey: c.object.spec.publicKey,
+      endpoint: c.object.spec.endpoint,
       allowedIPs: c.allowedIPs,
-      persistentKeepalive: c.spec.persistentKeepalive ?? settings.defaultPersistentKeepalive ?? 0,
+      persistentKeepalive: c.object.spec.persistentKeepalive ?? settings.defaultPersistentKeepalive,
       presharedKey: c.presharedKey,
     }))
-    .sort((a, b) => a.publicKey.localeCompare(b.publicKey));
-  const routes = [...new Set(peers.flatMap((p) => p.allowedIPs))].sort();
-  refused.sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
+    .sort((a, b) => compareText(a.publicKey, b.publicKey));
+  const routes = [...new Set(peers.flatMap((p) => p.allowedIPs))].sort(compareText);
+  refused.sort((a, b) => compareText(a.kind, b.kind) || compareText(a.name, b.name));
   return { peers, routes, refused };
 }
 
-function hostCidrOf(ip: string): string {
-  return `${ip}/${ip.includes(':') ? 128 : 32}`;
+interface Problem {
+  reason: string;
+  why: string;
 }
 
-function parsedCidr(text: string): string[] {
-  try {
-    return [canonicalCidr(text)];
-  } catch {
-    return [];
+/** The first entry of `cidrs` (in the object's order) with a problem, naming its index; an object's own meshIP/32 is always fine. */
+function firstProblem(cidrs: readonly string[], own: string | null, check: (cidr: string) => Problem | null): (Problem & { field: string }) | null {
+  for (const [i, c] of cidrs.entries()) {
+    if (c === own) continue;
+    const p = check(c);
+    if (p) return { ...p, field: `spec.allowedIPs[${i}]` };
   }
+  return null;
 }
 
-function fieldOf(c: Candidate, cidr: string): string {
-  const i = c.spec.cidrs.indexOf(cidr);
-  return i >= 0 ? `spec.allowedIPs[${i}]` : 'spec.meshIP';
+/** Default-route space and reserved ranges: refused for every Peer, a node's included. */
+function reservedProblem(c: string): Problem | null {
+  const length = Number(c.slice(c.indexOf('/') + 1));
+  if (length < MIN_PREFIX_LENGTH) {
+    return { reason: 'AllowedIPsTooBroad', why: `allowedIPs ${c} is default-route space (a prefix shorter than /${MIN_PREFIX_LENGTH})` };
+  }
+  const hit = RESERVED_RANGES.find(([r]) => cidrOverlaps(c, r));
+  return hit ? { reason: 'AllowedIPsReserved', why: `allowedIPs ${c} overlaps ${hit[1]}` } : null;
+}
+
+/** The cluster's own address space, which no machine outside it may claim. */
+function externalProblem(c: string, nodes: readonly NodeInfo[], settings: CheckedSettings): Problem | null {
+  for (const node of nodes) {
+    const pod = node.podCIDRs.find((p) => cidrOverlaps(p, c));
+    if (pod) return { reason: 'OverlapsPodCIDR', why: `allowedIPs ${c} overlaps Node ${node.name}'s podCIDR ${pod}` };
+  }
+  const ranges: Array<[string[], string, string]> = [
+    [settings.clusterCIDRs, 'OverlapsClusterCIDR', "the cluster's pod CIDR"],
+    [settings.serviceCIDRs, 'OverlapsServiceCIDR', 'the service CIDR'],
+    [[settings.meshCIDR], 'OverlapsMeshCIDR', 'the mesh CIDR'],
+  ];
+  for (const [cidrs, reason, what] of ranges) {
+    const hit = cidrs.find((r) => cidrOverlaps(r, c));
+    if (hit) return { reason, why: `allowedIPs ${c} overlaps ${what} ${hit}${reason === 'OverlapsMeshCIDR' ? ' (only its own meshIP/32 may)' : ''}` };
+  }
+  for (const node of nodes) {
+    const ip = node.internalIPs.find((a) => cidrContains(c, hostCidr(a)));
+    if (ip) return { reason: 'OverlapsNodeAddress', why: `allowedIPs ${c} contains Node ${node.name}'s address ${ip}` };
+  }
+  const subnet = settings.nodeSubnets.find((r) => cidrOverlaps(r, c));
+  return subnet ? { reason: 'OverlapsNodeSubnet', why: `allowedIPs ${c} overlaps the node subnet ${subnet}` } : null;
 }
