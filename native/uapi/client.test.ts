@@ -10,14 +10,28 @@ import type { Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { inspect } from 'node:util';
+import { KeyIndex } from '../../scripts/scan-secrets.ts';
 import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
 import { availableWireguardGoBinaries } from '../../e2e/tunnel.ts';
 import { isNativeError } from '../errors.ts';
-import { generatePrivateKey, keyToHex, publicKeyOf } from '../keys/index.ts';
+import { REDACTED, generatePresharedKey, generatePrivateKey, keyToHex, publicKeyOf } from '../keys/index.ts';
 import { SpawnedWireguardGo, wireguardGoVersion } from '../wireguard-go/index.ts';
-import { UapiClient, UapiSetError } from './client.ts';
+import { DEFAULT_MAX_REPLY_BYTES, UapiClient, UapiSetError } from './client.ts';
+import { blankPeerState, renderGet } from './codec.ts';
 
 const skip = networkTestsUnavailable();
+
+/** Every way an error reaches a person or a log: message, stack, JSON, util.inspect (all depths). */
+function everyRendering(err: Error): string {
+  return [err.message, String(err.stack), JSON.stringify(err), inspect(err, { depth: null }), inspect(err, { depth: null, showHidden: true })].join('\n');
+}
+
+/** Fails if any piece of these keys (base64 or hex, raw or clamped) is in `text`. */
+function assertNoKeys(text: string, keys: Record<string, string>): void {
+  const index = new KeyIndex(Object.entries(keys).map(([source, key]) => ({ key, source })));
+  assert.deepEqual(index.find(text).map((h) => `${h.source} (${h.form})`), [], text);
+}
 
 function dumpPeers(interfaceName: string): string[][] {
   return execFileSync('wg', ['show', interfaceName, 'dump'], { encoding: 'utf8' })
@@ -120,6 +134,73 @@ for (const binary of skip ? [] : availableWireguardGoBinaries()) {
       const device = await wg.client.get();
       assert.equal(device.publicKey, publicKeyOf(privateKey));
     });
+
+    test('a refused set leaves no private or preshared key in its error: message, JSON, util.inspect', async () => {
+      const privateKey = generatePrivateKey();
+      const presharedKey = generatePresharedKey();
+      const peer = publicKeyOf(generatePrivateKey());
+      const lines = [
+        `private_key=${keyToHex(privateKey)}`,
+        'listen_port=51823',
+        `public_key=${keyToHex(peer)}`,
+        `preshared_key=${keyToHex(presharedKey)}`,
+        'allowed_ip=10.9.0.300/32',
+      ];
+      const err = await wg.client.setLines(lines).then(
+        () => assert.fail('wireguard-go accepted 10.9.0.300/32'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof UapiSetError, String(err));
+      // The first lines were applied: the device now holds both keys, and the error re-read it.
+      assert.equal(err.deviceAfter?.publicKey, publicKeyOf(privateKey));
+      assert.equal(err.deviceAfter?.privateKey, REDACTED);
+      assert.equal(err.deviceAfter?.peers.find((p) => p.publicKey === peer)?.presharedKey, REDACTED);
+      assert.deepEqual(err.lines, ['private_key=(redacted)', 'listen_port=51823', `public_key=${keyToHex(peer)}`, 'preshared_key=(redacted)', 'allowed_ip=10.9.0.300/32']);
+      assert.match(err.message, /line 5 of 5 "allowed_ip=10\.9\.0\.300\/32" was refused/);
+      const json = JSON.parse(JSON.stringify(err)) as { deviceAfter: { peers: Array<{ publicKey: string; rxBytes: string }> } };
+      assert.equal(json.deviceAfter.peers.find((p) => p.publicKey === peer)?.rxBytes, '0', 'JSON of the error works (64-bit counters as strings)');
+      assertNoKeys(everyRendering(err), { privateKey, presharedKey });
+      // The peer's public key is no secret and stays, so the error still says which peer.
+      assert.ok(JSON.stringify(err).includes(keyToHex(peer)));
+    });
+
+    test('a refused private_key line is named without its value, though it is most of a key', async () => {
+      const privateKey = generatePrivateKey();
+      const err = await wg.client.setLines([`private_key=${keyToHex(privateKey).slice(0, 63)}`]).then(
+        () => assert.fail('wireguard-go accepted 63 hex digits'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof UapiSetError, String(err));
+      assert.equal(err.errnoName, 'EINVAL');
+      assert.match(err.message, /line 1 of 1 "private_key=\(redacted\) \(63 characters\)" was refused: private_key must be 64 hex digits/);
+      assertNoKeys(everyRendering(err), { privateKey });
+    });
+
+    // On the binary we ship only (the first listed): the answer's format is the same on both, and this one costs seconds.
+    const bigTest = binary === availableWireguardGoBinaries()[0] ? test : (() => undefined) as unknown as typeof test;
+    bigTest("5,000 peers' answer fits the default cap; a cap one byte short of it fails, naming the cap", async () => {
+      // Random 32 bytes are valid public keys for wireguard-go, and far cheaper than 5,000 scalar multiplications.
+      const peers = Array.from({ length: 5000 }, (_, i) => ({
+        publicKey: generatePresharedKey(),
+        endpoint: `198.18.${i >> 8}.${i & 255}:51820`,
+        allowedIPs: [`10.${1 + (i >> 8)}.${i & 255}.0/24`],
+        persistentKeepalive: 25,
+      }));
+      await wg.client.replaceDevice({ privateKey: generatePrivateKey(), listenPort: 51824, peers });
+      const raw = await wg.client.getRaw();
+      assert.ok(raw.length > 1_500_000 && raw.length * 8 < DEFAULT_MAX_REPLY_BYTES, `answer of ${raw.length} bytes`);
+      assert.equal((await wg.client.get()).peers.length, 5000);
+      const exact = new UapiClient(wg.client.socketPath, { maxReplyBytes: raw.length });
+      assert.equal((await exact.get()).peers.length, 5000, 'an answer of exactly the cap is accepted');
+      await assert.rejects(new UapiClient(wg.client.socketPath, { maxReplyBytes: raw.length - 1 }).get(), (err: Error) => {
+        assert.ok(isNativeError(err, 'reply-too-large'), String(err));
+        assert.match(err.message, new RegExp(`UAPI get on .*: the answer passed the cap of ${raw.length - 1} bytes \\(maxReplyBytes\\)`));
+        return true;
+      });
+      // The device is unharmed by a client that gave up: the next request is answered in full.
+      assert.equal((await wg.client.get()).peers.length, 5000);
+      await wg.client.set({ replacePeers: true });
+    });
   });
 }
 
@@ -177,5 +258,109 @@ describe('UAPI client errors a person can act on', () => {
     servers.push(server);
     await new Promise<void>((r) => server.listen(path, r));
     await assert.rejects(new UapiClient(path).get(), (err: Error) => isNativeError(err, 'protocol'));
+  });
+
+  test('a socket that floods without ending its answer is cut off at the cap, with an error naming it', async () => {
+    // Fake: wireguard-go always ends its answer with errno=N; it cannot be made to flood. This is
+    // the socket of something else (or a compromised sidecar) that sends without end.
+    const path = join(dir, 'wg-flood.sock');
+    let written = 0;
+    const closed = new Promise<void>((resolve) => {
+      const server = createServer((s) => {
+        const chunk = Buffer.alloc(64 * 1024, 'private_key=0123456789abcdef\n');
+        const pump = (): void => {
+          while (!s.destroyed && s.write(chunk)) written += chunk.length;
+          if (!s.destroyed) written += chunk.length;
+        };
+        s.on('drain', pump);
+        s.on('error', () => undefined);
+        s.on('close', () => resolve());
+        pump();
+      });
+      servers.push(server);
+      server.listen(path);
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    const cap = 4 * 1024 * 1024;
+    await assert.rejects(new UapiClient(path, { maxReplyBytes: cap, timeoutMs: 60_000 }).get(), (err: Error) => {
+      assert.ok(isNativeError(err, 'reply-too-large'), String(err));
+      assert.equal(err.message, `UAPI get on ${path}: the answer passed the cap of ${cap} bytes (maxReplyBytes) without ending; stopped reading (is something other than wireguard-go on this socket, or is it flooding?)`);
+      return true;
+    });
+    // The client hung up: the flood stops instead of filling the agent's memory.
+    await closed;
+    assert.ok(written < 4 * cap, `the server could write ${written} bytes`);
+  });
+
+  test('the default cap is the one the error names', async () => {
+    // Fake, as above: an endless answer, read with the default cap.
+    const path = join(dir, 'wg-flood2.sock');
+    const server = createServer((s) => {
+      const chunk = Buffer.alloc(256 * 1024, 'x');
+      const pump = (): void => {
+        while (!s.destroyed && s.write(chunk));
+      };
+      s.on('drain', pump);
+      s.on('error', () => undefined);
+      pump();
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(path, r));
+    await assert.rejects(new UapiClient(path, { timeoutMs: 60_000 }).get(), new RegExp(`the answer passed the cap of ${DEFAULT_MAX_REPLY_BYTES} bytes`));
+  });
+
+  test('an answer that arrives a few bytes at a time is read whole, and one that stops short is not', async () => {
+    // Fake: wireguard-go writes its answer in large pieces; tiny ones test the completion check
+    // across chunk boundaries (the errno line split between chunks).
+    const device = {
+      privateKey: null,
+      publicKey: null,
+      listenPort: 51820,
+      fwmark: 0,
+      peers: Array.from({ length: 3 }, (_, i) => blankPeerState(publicKeyOf(generatePrivateKey()), { allowedIPs: [`10.7.${i}.0/24`] })),
+    };
+    const answer = renderGet(device);
+    const serve = (name: string, text: string): string => {
+      const path = join(dir, name);
+      const server = createServer((s) => {
+        let at = 0;
+        const next = (): void => {
+          if (s.destroyed) return;
+          if (at >= text.length) return void s.end();
+          s.write(text.slice(at, at + 5));
+          at += 5;
+          setTimeout(next, 0);
+        };
+        s.on('error', () => undefined);
+        next();
+      });
+      servers.push(server);
+      server.listen(path);
+      return path;
+    };
+    const whole = serve('wg-slow.sock', answer);
+    const short = serve('wg-short.sock', answer.slice(0, -1));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual((await new UapiClient(whole).get()).peers.map((p) => p.allowedIPs), [['10.7.0.0/24'], ['10.7.1.0/24'], ['10.7.2.0/24']]);
+    await assert.rejects(new UapiClient(short).get(), (err: Error) => isNativeError(err, 'protocol') && /without a complete answer \(got \d+ bytes\)/.test(err.message));
+  });
+
+  test('a malformed private_key line in an answer is reported without its value', async () => {
+    // Fake: wireguard-go never sends a malformed key; a foreign socket might.
+    const key = generatePrivateKey();
+    const path = join(dir, 'wg-badkey.sock');
+    const server = createServer((s) => s.end(`private_key=${keyToHex(key).slice(0, 62)}zz\nerrno=0\n\n`));
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(path, r));
+    await assert.rejects(new UapiClient(path).get(), (err: Error) => {
+      assert.ok(isNativeError(err, 'protocol'));
+      assert.match(err.message, /line 1 "private_key=\(redacted\) \(64 characters\)": expected a 64-digit hex key/);
+      assertNoKeys(everyRendering(err), { key });
+      return true;
+    });
+  });
+
+  test('maxReplyBytes must be a positive whole number', () => {
+    assert.throws(() => new UapiClient('/nowhere.sock', { maxReplyBytes: 0 }), /maxReplyBytes: 0 is not a positive whole number of bytes/);
   });
 });

@@ -1,10 +1,13 @@
 /**
  * A small client for wireguard-go's UAPI socket: one connection per request (a request pipelined
- * after a `set` is lost), a timeout on every request, errno answers turned into named errors.
+ * after a `set` is lost), a timeout and a size cap on every answer, errno answers turned into named
+ * errors, and no key in any error: a `set` carries the device's private key and the peers'
+ * preshared keys, and an error object is logged, printed and serialized far from here.
  */
 import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { NativeError } from '../errors.ts';
+import { REDACTED, redactSecrets, redactUapiLine } from '../keys/redact.ts';
 import { encodeSet, fullPeerChange, locateRefusedLine, parseGet, renderSet, replaceDeviceRequest } from './codec.ts';
 import type { RefusedLine } from './codec.ts';
 import { errnoName, UAPI_ERRNO } from './errno.ts';
@@ -12,6 +15,13 @@ import type { DeviceConfig, DeviceState, PeerConfig, SetRequest } from './types.
 
 export const DEFAULT_SOCKET_DIR = '/var/run/wireguard';
 export const DEFAULT_TIMEOUT_MS = 5000;
+/**
+ * The biggest answer a client buffers: 16 MiB. A `get` of 5,000 peers is 1.67 MB (about 330 bytes
+ * a peer, more with several allowed IPs), so this leaves room for ten times that; a socket that
+ * sends more without ending its answer is broken or hostile, and buffering it would take the
+ * agent's memory (a flooding socket gave 363 MiB in 5 s before this cap).
+ */
+export const DEFAULT_MAX_REPLY_BYTES = 16 * 1024 * 1024;
 
 /** Where wireguard-go puts the socket for an interface (shared across network namespaces). */
 export function socketPathFor(interfaceName: string, dir = DEFAULT_SOCKET_DIR): string {
@@ -24,13 +34,29 @@ export function socketPathFor(interfaceName: string, dir = DEFAULT_SOCKET_DIR): 
   return join(dir, `${interfaceName}.sock`);
 }
 
-/** A `set` that wireguard-go refused. Lines before the refused one were applied (UAPI is not transactional). */
+/** A device as an error may carry it: its private key and every preshared key replaced by REDACTED. */
+function redactDevice(device: DeviceState): DeviceState {
+  return {
+    ...device,
+    privateKey: device.privateKey === null ? null : REDACTED,
+    peers: device.peers.map((p) => ({ ...p, allowedIPs: [...p.allowedIPs], presharedKey: p.presharedKey === null ? null : REDACTED })),
+  };
+}
+
+/**
+ * A `set` that wireguard-go refused. Lines before the refused one were applied (UAPI is not
+ * transactional). Its message and every property are redacted: `private_key=` and `preshared_key=`
+ * values in `lines` and `refused`, the keys of `deviceAfter` (its publicKey says which key is set);
+ * JSON.stringify and util.inspect show only these.
+ */
 export class UapiSetError extends NativeError {
   readonly errno: number;
   readonly errnoName: string;
+  /** The request's body lines, keys redacted. */
   readonly lines: readonly string[];
+  /** The line wireguard-go stopped at, its key value redacted. */
   readonly refused: RefusedLine | null;
-  /** The device as re-read right after the failure, or null if it could not be read. */
+  /** The device as re-read right after the failure (keys redacted), or null if it could not be read. */
   readonly deviceAfter: DeviceState | null;
   /** wireguard-go's own log line about the failure, when we own its process. */
   readonly wireguardSaid: string | null;
@@ -45,26 +71,53 @@ export class UapiSetError extends NativeError {
     wireguardSaid?: string;
   }) {
     const name = errnoName(opts.errno);
-    const where = opts.refused
-      ? `line ${opts.refused.index + 1} of ${opts.lines.length} ${JSON.stringify(opts.refused.line)} was refused: ${opts.refused.reason}` +
-        (opts.refused.index > 0 ? `; lines 1-${opts.refused.index} before it were applied` : '')
+    const lines = opts.lines.map(redactUapiLine);
+    const refused = opts.refused
+      ? { index: opts.refused.index, line: redactUapiLine(opts.refused.line), reason: redactSecrets(opts.refused.reason) }
+      : null;
+    const where = refused
+      ? `line ${refused.index + 1} of ${lines.length} ${JSON.stringify(refused.line)} was refused: ${refused.reason}` +
+        (refused.index > 0 ? `; lines 1-${refused.index} before it were applied` : '')
       : `wireguard-go did not say which line (${UAPI_ERRNO[Math.abs(opts.errno)]?.meaning ?? 'unknown errno'}); any line may have been applied`;
     const after = opts.deviceAfter
       ? `; device now has ${opts.deviceAfter.peers.length} peer(s), listen port ${opts.deviceAfter.listenPort}`
       : `; the device could not be re-read${opts.rereadError ? `: ${opts.rereadError.message}` : ''}`;
-    const said = opts.wireguardSaid ? `; wireguard-go said: ${opts.wireguardSaid}` : '';
+    const wireguardSaid = opts.wireguardSaid ? redactSecrets(opts.wireguardSaid) : null;
+    const said = wireguardSaid ? `; wireguard-go said: ${wireguardSaid}` : '';
     super('uapi-errno', `UAPI set on ${opts.socketPath} failed with ${name}: ${where}${said}${after}`);
-    this.wireguardSaid = opts.wireguardSaid ?? null;
+    this.wireguardSaid = wireguardSaid;
     this.errno = Math.abs(opts.errno);
     this.errnoName = name;
-    this.lines = opts.lines;
-    this.refused = opts.refused;
-    this.deviceAfter = opts.deviceAfter;
+    this.lines = lines;
+    this.refused = refused;
+    this.deviceAfter = opts.deviceAfter ? redactDevice(opts.deviceAfter) : null;
+  }
+
+  /** What JSON.stringify shows (and what a JSON log line carries): counters as decimal strings. */
+  toJSON(): Record<string, unknown> {
+    return JSON.parse(
+      JSON.stringify(
+        {
+          name: this.name,
+          kind: this.kind,
+          message: this.message,
+          errno: this.errno,
+          errnoName: this.errnoName,
+          lines: this.lines,
+          refused: this.refused,
+          wireguardSaid: this.wireguardSaid,
+          deviceAfter: this.deviceAfter,
+        },
+        (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v),
+      ),
+    ) as Record<string, unknown>;
   }
 }
 
 export interface UapiClientOptions {
   timeoutMs?: number;
+  /** The biggest answer to buffer (default DEFAULT_MAX_REPLY_BYTES); a bigger one fails with kind 'reply-too-large'. */
+  maxReplyBytes?: number;
   /** Called before every request goes out: lets callers (and tests) count and log `set`s. */
   onRequest?: (op: 'get' | 'set', lines: readonly string[]) => void;
   /**
@@ -86,12 +139,17 @@ function loggedIpcError(log: UapiClientOptions['wireguardLog'], seqBefore: numbe
 export class UapiClient {
   readonly socketPath: string;
   readonly timeoutMs: number;
+  readonly maxReplyBytes: number;
   private readonly onRequest?: UapiClientOptions['onRequest'];
   private readonly wireguardLog?: UapiClientOptions['wireguardLog'];
 
   constructor(socketPath: string, options: UapiClientOptions = {}) {
     this.socketPath = socketPath;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.maxReplyBytes = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
+    if (!Number.isSafeInteger(this.maxReplyBytes) || this.maxReplyBytes < 1) {
+      throw new NativeError('invalid-config', `maxReplyBytes: ${String(options.maxReplyBytes)} is not a positive whole number of bytes`);
+    }
     this.onRequest = options.onRequest;
     this.wireguardLog = options.wireguardLog;
   }
@@ -170,7 +228,12 @@ export class UapiClient {
   private exchange(request: string, op: 'get' | 'set'): Promise<string> {
     return new Promise((resolve, reject) => {
       const socket = createConnection({ path: this.socketPath });
-      let answer = '';
+      // Buffers, joined once at the end: a string grown chunk by chunk copies the answer each time.
+      const chunks: Buffer[] = [];
+      let received = 0;
+      // The last bytes seen, enough to hold "\nerrno=-2147483648\n\n": whether the answer is complete
+      // is decided on them alone, not by re-reading everything at every chunk.
+      let tail: Buffer = Buffer.alloc(0);
       let settled = false;
       const finish = (err: Error | null): void => {
         if (settled) return;
@@ -178,9 +241,13 @@ export class UapiClient {
         clearTimeout(timer);
         socket.destroy();
         if (err) reject(err);
-        else resolve(answer);
+        else resolve(Buffer.concat(chunks, received).toString('utf8'));
       };
-      const complete = (): boolean => answer.endsWith('\n\n') && /(^|\n)errno=-?\d+\n\n$/.test(answer);
+      const complete = (): boolean => {
+        const end = tail.toString('latin1');
+        // "^" counts only when the tail is the whole answer; otherwise the errno line starts after a newline.
+        return received === tail.length ? /(?:^|\n)errno=-?\d+\n\n$/.test(end) : /\nerrno=-?\d+\n\n$/.test(end);
+      };
       const timer = setTimeout(() => {
         finish(
           new NativeError(
@@ -189,10 +256,22 @@ export class UapiClient {
           ),
         );
       }, this.timeoutMs);
-      socket.setEncoding('utf8');
       socket.on('connect', () => socket.write(request));
-      socket.on('data', (chunk: string) => {
-        answer += chunk;
+      socket.on('data', (chunk: Buffer) => {
+        if (settled) return;
+        received += chunk.length;
+        if (received > this.maxReplyBytes) {
+          finish(
+            new NativeError(
+              'reply-too-large',
+              `UAPI ${op} on ${this.socketPath}: the answer passed the cap of ${this.maxReplyBytes} bytes (maxReplyBytes) without ending; ` +
+                'stopped reading (is something other than wireguard-go on this socket, or is it flooding?)',
+            ),
+          );
+          return;
+        }
+        chunks.push(chunk);
+        tail = chunk.length >= 64 ? chunk.subarray(chunk.length - 64) : Buffer.concat([tail, chunk]).subarray(-64);
         if (complete()) finish(null);
       });
       socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -206,7 +285,7 @@ export class UapiClient {
           new NativeError(
             'protocol',
             `UAPI ${op} on ${this.socketPath}: wireguard-go closed the connection without a complete answer` +
-              (answer ? ` (got ${answer.length} bytes)` : ''),
+              (received ? ` (got ${received} bytes)` : ''),
           ),
         );
       });

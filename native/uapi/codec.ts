@@ -5,7 +5,7 @@
  */
 import { canonicalCidr, canonicalEndpoint } from '../addr.ts';
 import { NativeError } from '../errors.ts';
-import { hexToKey, isZeroHex, keyToHex, publicKeyOf } from '../keys/index.ts';
+import { hexToKey, isZeroHex, keyToHex, publicKeyOf, redactUapiLine } from '../keys/index.ts';
 import type { DeviceConfig, DeviceState, PeerChange, PeerConfig, PeerState, SetRequest } from './types.ts';
 
 const ZERO_HEX = '0'.repeat(64);
@@ -91,9 +91,9 @@ export function fullPeerChange(peer: PeerConfig, updateOnly: boolean): PeerChang
   };
 }
 
-/** Raised for a `get` answer we cannot read; names the line. */
+/** Raised for a `get` answer we cannot read; names the line (a key line without its value: even a malformed one is most of a key). */
 function protocolError(lineNo: number, line: string, why: string): NativeError {
-  return new NativeError('protocol', `UAPI get answer, line ${lineNo} ${JSON.stringify(line)}: ${why}`);
+  return new NativeError('protocol', `UAPI get answer, line ${lineNo} ${JSON.stringify(redactUapiLine(line))}: ${why}`);
 }
 
 function parseUint(value: string, lineNo: number, line: string): number {
