@@ -3,14 +3,65 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { readFileSync } from 'node:fs';
+import { parseAllDocuments } from 'yaml';
 import { driftedManifests } from '../cli/commands/crds.ts';
 import { canonicalEndpoint, generatePrivateKey, keyProblem, publicKeyOf } from '../native/index.ts';
 import { PATTERNS } from './crd/schema.ts';
+import { AGENT_NOT_READY_TAINT, NODE_BOUND_POLICY, VAP_API, generatedManifests } from './manifests.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 test('config/ and the chart hold exactly what `aks-mesh crds` generates (run it after changing mesh/crd)', async () => {
   assert.deepEqual(await driftedManifests(root), []);
+});
+
+interface Doc {
+  kind: string;
+  metadata: { name: string };
+  spec: {
+    policyName: string;
+    validationActions: string[];
+    failurePolicy: string;
+    matchConstraints: { resourceRules: Array<{ resources: string[] }> };
+    matchConditions: Array<{ expression: string }>;
+    validations: Array<{ message?: string; messageExpression?: string }>;
+  };
+  rules?: Array<{ apiGroups: string[]; resources: string[]; verbs: string[] }>;
+}
+const docs = (text: string) => parseAllDocuments(text).map((d) => d.toJS() as Doc);
+
+test('the node-bound-writes policy: Deny, fail closed, main resources only, for exactly the two service accounts', () => {
+  const [policy, binding, ...rest] = docs(readFileSync(resolve(root, 'config/admission/node-bound-writes.yaml'), 'utf8'));
+  assert.equal(rest.length, 0);
+  assert.deepEqual([policy.kind, policy.metadata.name], ['ValidatingAdmissionPolicy', NODE_BOUND_POLICY]);
+  assert.deepEqual([binding.kind, binding.spec.policyName, binding.spec.validationActions], ['ValidatingAdmissionPolicyBinding', NODE_BOUND_POLICY, ['Deny']]);
+  assert.equal(policy.spec.failurePolicy, 'Fail', 'an expression that cannot be evaluated refuses the write');
+  const resources = policy.spec.matchConstraints.resourceRules.flatMap((r) => r.resources);
+  assert.deepEqual(resources.sort(), ['gateways', 'nodes', 'peers'], 'no status subresource: any agent may write the Accepted condition');
+  assert.match(policy.spec.matchConditions[0].expression, /\['system:serviceaccount:aks-mesh:aks-mesh-agent', 'system:serviceaccount:aks-mesh:aks-mesh-gateway'\]/);
+  assert.ok(policy.spec.validations.every((v) => v.message || v.messageExpression), 'every refusal says why');
+});
+
+test('the chart installs the same policy, in the release namespace, only where the API server serves it', () => {
+  const files = generatedManifests();
+  const chart = files.get('charts/aks-mesh/templates/admission.yaml') as string;
+  const lines = chart.trimEnd().split('\n');
+  assert.equal(lines[0], `{{- if and .Values.nodeBoundWrites (.Capabilities.APIVersions.Has "${VAP_API}") }}`);
+  assert.equal(lines.at(-1), '{{- end }}');
+  // Rendered as Helm would in namespace aks-mesh, the body is config/admission's file.
+  assert.equal(`${lines.slice(1, -1).join('\n')}\n`.replaceAll('{{ .Release.Namespace }}', 'aks-mesh'), files.get('config/admission/node-bound-writes.yaml'));
+  assert.match(readFileSync(resolve(root, 'charts/aks-mesh/values.yaml'), 'utf8'), /^nodeBoundWrites: true$/m);
+});
+
+test('the agent may patch Nodes (its not-ready taint) and its DaemonSet tolerates that taint whatever agent.tolerations says', () => {
+  const agentRules = docs(readFileSync(resolve(root, 'config/rbac/agent.yaml'), 'utf8')).find((d) => d.kind === 'ClusterRole')?.rules ?? [];
+  assert.ok(agentRules.some((r) => r.apiGroups.includes('') && r.resources.includes('nodes') && r.verbs.includes('patch')));
+  const gatewayRules = docs(readFileSync(resolve(root, 'config/rbac/gateway.yaml'), 'utf8')).find((d) => d.kind === 'ClusterRole')?.rules ?? [];
+  assert.ok(!gatewayRules.some((r) => r.resources.includes('nodes') && r.verbs.some((v) => v !== 'get' && v !== 'list' && v !== 'watch')));
+  const daemonset = readFileSync(resolve(root, 'charts/aks-mesh/templates/daemonset.yaml'), 'utf8');
+  const tolerations = daemonset.slice(daemonset.indexOf('tolerations:'), daemonset.indexOf('{{- with .Values.agent.tolerations }}'));
+  assert.ok(tolerations.includes(`{key: ${AGENT_NOT_READY_TAINT.key}, operator: Exists, effect: ${AGENT_NOT_READY_TAINT.effect}}`), tolerations);
 });
 
 test('the schema key pattern accepts exactly what our key parser accepts', () => {

@@ -27,7 +27,7 @@ export async function driftedManifests(root: string): Promise<string[]> {
 export function crdsCommand(y: Argv): Argv {
   return y.command<CrdsArgs>(
     'crds',
-    'Write the Peer and Gateway CRDs and the RBAC manifests (config/crd/bases, config/rbac, charts/aks-mesh/crds) from their one source in mesh/crd',
+    'Write the Peer and Gateway CRDs, the RBAC manifests and the node-bound-writes admission policy (config/crd/bases, config/rbac, config/admission and the chart) from their one source in mesh/',
     (c) =>
       c
         .option('out-dir', { type: 'string', default: repoRoot, describe: 'Repository root to write into' })
