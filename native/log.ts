@@ -1,8 +1,12 @@
 /**
  * The logger every part takes. winston's Logger satisfies it; tests may pass anything with the
- * same four methods.
+ * same four methods. No line it prints carries a private or preshared key: the last step of every
+ * format replaces registered secrets (registerSecret, native/keys/redact.ts) and any value labelled
+ * as a private or preshared key, in the finished line, so the message, every metadata field, nested
+ * objects and the text and JSON layouts alike are covered.
  */
 import winston from 'winston';
+import { redactSecrets } from './keys/redact.ts';
 
 export interface Logger {
   error(message: string, meta?: Record<string, unknown>): unknown;
@@ -12,6 +16,16 @@ export interface Logger {
 }
 
 export type LogFormat = 'text' | 'json';
+
+/** Where winston keeps the finished line (triple-beam's MESSAGE); the transports print only it. */
+const MESSAGE = Symbol.for('message');
+
+/** Redacts keys from the finished line; must come after the layout (json or printf) that makes it. */
+const scrubSecrets = winston.format((info) => {
+  const line = (info as unknown as Record<symbol, unknown>)[MESSAGE];
+  if (typeof line === 'string') (info as unknown as Record<symbol, unknown>)[MESSAGE] = redactSecrets(line);
+  return info;
+});
 
 /** A winston logger on stderr: JSON for log collectors, or one readable line per event. */
 export function createLogger(options: { level?: string; format?: LogFormat; component?: string } = {}): Logger {
@@ -27,6 +41,7 @@ export function createLogger(options: { level?: string; format?: LogFormat; comp
     format: winston.format.combine(
       winston.format.timestamp(),
       options.format === 'json' ? winston.format.json({ replacer: bigintJson }) : text,
+      scrubSecrets(),
     ),
     transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug', 'verbose', 'silly'] })],
   });

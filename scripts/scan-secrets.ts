@@ -90,7 +90,7 @@ export class KeyIndex {
  * util.inspect field, `k="v"` log metadata, or text like `private key: <base64>`. All zeroes is
  * wireguard-go's "no key" and is not a leak; "(redacted)" and "(hidden)" do not match.
  */
-const LABELLED = /(?:private|preshared)[ _-]?key["']?\s*[:=]\s*["']?([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)(?![0-9A-Za-z+/=])/gi;
+const LABELLED = /(?:private|preshared)[ _-]?key(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)(?![0-9A-Za-z+/=])/gi;
 
 export function findLabelledKeys(text: string): number[] {
   const offsets: number[] = [];

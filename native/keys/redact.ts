@@ -66,10 +66,11 @@ function registeredPattern(): RegExp | null {
 /**
  * A value labelled as a private or preshared key: `private_key=`, `preshared_key=` (UAPI),
  * `privateKey`/`presharedKey` as a JSON, util.inspect, or `k="v"` field, `private key: ` (text).
- * The label, then the separator with its quotes, then the value: 64 hex digits or 44 base64.
+ * The label, then the separator with its quotes (escaped, in JSON inside JSON), then the value:
+ * 64 hex digits or 44 base64.
  */
 const LABELLED =
-  /((?:private|preshared)[ _-]?key["']?\s*[:=]\s*["']?)([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)(?![0-9A-Za-z+/=])/gi;
+  /((?:private|preshared)[ _-]?key(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)([0-9a-fA-F]{64}|[A-Za-z0-9+/]{43}=)(?![0-9A-Za-z+/=])/gi;
 
 /** Whether a key value is all zeroes: wireguard-go's "no key", worth keeping visible. */
 function isZeroValue(value: string): boolean {
