@@ -53,7 +53,7 @@ export interface SpawnOptions extends WireguardGoOptions {
   netns?: string;
   /** How long a start may take until the socket answers. */
   startTimeoutMs?: number;
-  /** Restart backoff: first delay, doubling to the maximum; reset after a run of `stableMs`. */
+  /** Restart backoff: first delay (default 200 ms), doubling to the maximum (30 s); reset after a run of `stableMs` (STABLE_MS). */
   backoffInitialMs?: number;
   backoffMaxMs?: number;
   stableMs?: number;
@@ -110,6 +110,12 @@ async function prompt(client: UapiClient, log: Logger, interfaceName: string, op
     log.warn('could not prompt handshakes; the peers will rekey on their own timers', { interface: interfaceName, error: (err as Error).message });
   }
 }
+
+/**
+ * A process that served this long before it died was not crash-looping: the next restart comes
+ * after the first backoff again. Shorter runs double the backoff (a crash loop must not spin).
+ */
+export const STABLE_MS = 10_000;
 
 /** Wait until the UAPI socket answers a `get`; returns the device. */
 export async function waitForSocket(
@@ -297,7 +303,7 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
 
   private scheduleRestart(why: string): void {
     if (this.restartTimer || this.stopping) return;
-    if (this.failures === 0 && Date.now() - this.startedAt >= (this.opts.stableMs ?? 30_000)) this.backoffMs = this.opts.backoffInitialMs ?? 200;
+    if (this.failures === 0 && Date.now() - this.startedAt >= (this.opts.stableMs ?? STABLE_MS)) this.backoffMs = this.opts.backoffInitialMs ?? 200;
     // Equal jitter: between half and all of the backoff, so that many agents do not retry in step.
     const delay = Math.round(this.backoffMs / 2 + (Math.random() * this.backoffMs) / 2);
     this.backoffMs = Math.min(this.backoffMs * 2, this.opts.backoffMaxMs ?? 30_000);
