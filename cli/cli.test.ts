@@ -4,14 +4,24 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
 import { startTunnel, stopTunnel, waitForPing } from '../e2e/tunnel.ts';
 import type { TunnelNode } from '../e2e/tunnel.ts';
+import { DEFAULT_MAX_REPLY_BYTES } from '../native/uapi/client.ts';
+import { generatePresharedKey, generatePrivateKey, keyToHex } from '../native/index.ts';
+import { KeyIndex } from '../scripts/scan-secrets.ts';
 import type { DeviceJson } from './format.ts';
+
+/** Every piece of these keys (base64 or hex, raw or clamped) found in `text`, by name. */
+function keysIn(text: string, keys: Record<string, string>): string[] {
+  return new KeyIndex(Object.entries(keys).map(([source, key]) => ({ key, source }))).find(text).map((h) => h.source);
+}
 
 const MAIN = join(import.meta.dirname, 'main.ts');
 
@@ -88,6 +98,34 @@ describe('aks-mesh keygen and pubkey', () => {
     });
   }
 
+  test('pubkey never quotes what it was given: a key with a comment, 57 hex digits', async () => {
+    const key = wg(['genkey']).trim();
+    for (const input of [`${key} # node-a\n`, `${keyToHex(key).slice(0, 57)}\n`, `${keyToHex(key)}\n`]) {
+      const r = await cli(['pubkey'], input);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^aks-mesh: stdin: a value of \d+ characters \(not shown: it may be a secret\) is not a WireGuard key/);
+      assert.deepEqual(keysIn(r.stderr, { key }), []);
+    }
+  });
+
+  test('keygen --out writes a 0600 file atomically, prints the public key, and never overwrites', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-keygen-'));
+    try {
+      const path = join(dir, 'node', 'private.key');
+      const r = await cli(['keygen', '--out', path]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(statSync(path).mode & 0o777, 0o600);
+      assert.equal(r.stdout, wg(['pubkey'], readFileSync(path, 'utf8')), 'stdout is the public key of the file\'s key');
+      assert.deepEqual(keysIn(r.stdout + r.stderr, { key: readFileSync(path, 'utf8').trim() }), []);
+      const again = await cli(['keygen', '--out', path]);
+      assert.equal(again.code, 1);
+      assert.equal(again.stderr, `aks-mesh: private key file ${path} already exists; refusing to overwrite it (a node's key is its identity in the mesh)\n`);
+      assert.deepEqual(readdirSync(join(dir, 'node')), ['private.key']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('an unknown command or flag is refused with usage help and exit 2', async () => {
     const r = await cli(['frobnicate']);
     assert.equal(r.code, 2);
@@ -102,6 +140,7 @@ describe('aks-mesh inspect', { skip: skip ?? false }, () => {
   let a: TunnelNode;
   let b: TunnelNode;
   const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-inspect-'));
+  const presharedKeys: Record<string, string> = {};
 
   before(async () => {
     ({ a, b } = await startTunnel(box));
@@ -115,7 +154,10 @@ describe('aks-mesh inspect', { skip: skip ?? false }, () => {
       if (i % 4 === 0) conf.push(`Endpoint = 198.19.${i}.1:${51820 + i}`);
       if (i % 4 === 1) conf.push(`Endpoint = [fd99::${i.toString(16)}]:51820`);
       if (i % 5 === 0) conf.push('PersistentKeepalive = 25');
-      if (i % 7 === 0) conf.push(`PresharedKey = ${wg(['genpsk']).trim()}`);
+      if (i % 7 === 0) {
+        presharedKeys[`preshared key ${i}`] = wg(['genpsk']).trim();
+        conf.push(`PresharedKey = ${presharedKeys[`preshared key ${i}`]}`);
+      }
     }
     const file = join(dir, 'peers.conf');
     writeFileSync(file, `${conf.join('\n')}\n`, { mode: 0o600 });
@@ -192,9 +234,82 @@ describe('aks-mesh inspect', { skip: skip ?? false }, () => {
     assert.equal(r.stdout.split('\npeer: ').length - 1, 121);
   });
 
+  test('neither text nor --json shows the private key or any of the 18 preshared keys without --show-keys; with it, both do', async () => {
+    const secrets = { 'private key': a.privateKey, ...presharedKeys };
+    assert.equal(Object.keys(presharedKeys).length, 18);
+    for (const args of [['-i', a.interfaceName], ['-i', a.interfaceName, '--json'], ['-i', a.interfaceName, '--no-show-keys']]) {
+      const r = await cli(['inspect', ...args]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(keysIn(r.stdout + r.stderr, secrets), [], args.join(' '));
+      assert.ok(r.stdout.includes(a.publicKey), 'the public key is shown');
+    }
+    // The same search finds every key once they are asked for: the check above can fail.
+    const shown = await cli(['inspect', '-i', a.interfaceName, '--json', '--show-keys']);
+    assert.deepEqual(new Set(keysIn(shown.stdout, secrets)), new Set(Object.keys(secrets)));
+  });
+
   test('a missing device is a one-line error naming the socket', async () => {
     const r = await cli(['inspect', '-i', box.ifName('wg', 'z')]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^aks-mesh: no wireguard-go socket at \/var\/run\/wireguard\/wg\w+z\.sock: .*\n$/);
+  });
+});
+
+describe('aks-mesh inspect errors carry no key', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-inspect-err-'));
+  const servers: Server[] = [];
+  after(() => {
+    for (const server of servers) server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  async function serve(name: string, onConnection: (socket: Socket) => void): Promise<string> {
+    const path = join(dir, name);
+    const server = createServer((socket) => {
+      socket.on('error', () => undefined);
+      onConnection(socket);
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(path, r));
+    return path;
+  }
+
+  test('an answer with a malformed private_key line: one line naming the line, without its value', async () => {
+    // Fake: wireguard-go never sends a malformed key; something else on its socket might.
+    const privateKey = generatePrivateKey();
+    const path = await serve('bad.sock', (s) => s.end(`private_key=${keyToHex(privateKey).slice(0, 63)}\nlisten_port=51820\nerrno=0\n\n`));
+    for (const json of [[], ['--json']]) {
+      const r = await cli(['inspect', '--socket', path, ...json]);
+      assert.equal(r.code, 1);
+      assert.equal(r.stdout, '');
+      assert.equal(r.stderr, `aks-mesh: UAPI get answer, line 1 "private_key=(redacted) (63 characters)": expected a 64-digit hex key\n`);
+      assert.deepEqual(keysIn(r.stderr, { privateKey }), []);
+    }
+  });
+
+  test('a malformed preshared key in an answer: the same', async () => {
+    // Fake, as above.
+    const presharedKey = generatePresharedKey();
+    const peer = keyToHex(generatePresharedKey());
+    const path = await serve('badpsk.sock', (s) => s.end(`public_key=${peer}\npreshared_key=${keyToHex(presharedKey)}z\nerrno=0\n\n`));
+    const r = await cli(['inspect', '--socket', path, '--show-keys']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^aks-mesh: UAPI get answer, line 2 "preshared_key=\(redacted\) \(65 characters\)": expected a 64-digit hex key\n$/);
+    assert.deepEqual(keysIn(r.stderr, { presharedKey }), []);
+  });
+
+  test('a socket that floods: one line naming the cap, instead of eating memory', async () => {
+    // Fake: wireguard-go always ends its answer; it cannot be made to flood.
+    const path = await serve('flood.sock', (s) => {
+      const chunk = Buffer.alloc(256 * 1024, 'x');
+      const pump = (): void => {
+        while (!s.destroyed && s.write(chunk));
+      };
+      s.on('drain', pump);
+      pump();
+    });
+    const r = await cli(['inspect', '--socket', path, '--timeout', '60000']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`^aks-mesh: UAPI get on ${path}: the answer passed the cap of ${DEFAULT_MAX_REPLY_BYTES} bytes \\(maxReplyBytes\\) without ending; .*\n$`));
   });
 });

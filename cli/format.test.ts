@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import type { DeviceState } from '../native/index.ts';
 import { formatText, humanBytes, humanDuration, sortPeers, toJson } from './format.ts';
 import { blankPeerState } from '../native/index.ts';
+import { KeyIndex } from '../scripts/scan-secrets.ts';
 
 const peer = blankPeerState;
 
@@ -260,5 +261,28 @@ describe('toJson', () => {
     });
     assert.equal(json.listenPort, 51820);
     assert.equal(json.fwmark, 0x1234);
+  });
+});
+
+describe('no key without showKeys', () => {
+  // Any piece of the private key (base64 or hex, raw or clamped) or of the preshared key.
+  const secrets = new KeyIndex([
+    { key: PRIVATE, source: 'the private key' },
+    { key: PSK_C, source: 'the preshared key' },
+  ]);
+  for (const showKeys of [undefined, false, 'yes' as unknown as boolean]) {
+    test(`showKeys ${JSON.stringify(showKeys)}: text and JSON hold neither key in any form, but every public key`, () => {
+      const text = formatText(CAPTURED, { interfaceName: 'wg0', now: 0, showKeys });
+      const json = JSON.stringify(toJson(CAPTURED, { interfaceName: 'wg0', showKeys }));
+      for (const out of [text, json]) {
+        assert.deepEqual(secrets.find(out), [], out);
+        for (const pub of [PUBLIC, PEER_A, PEER_B, PEER_C]) assert.ok(out.includes(pub), pub);
+      }
+    });
+  }
+
+  test('with showKeys, the same check finds both keys (so the check above can fail)', () => {
+    const found = secrets.find(formatText(CAPTURED, { interfaceName: 'wg0', now: 0, showKeys: true }));
+    assert.deepEqual(found.map((f) => f.source).sort(), ['the preshared key', 'the private key']);
   });
 });

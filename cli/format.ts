@@ -59,7 +59,7 @@ export function sortPeers(peers: readonly PeerState[]): PeerState[] {
 
 export interface FormatOptions {
   interfaceName: string;
-  /** Show private and preshared keys instead of "(hidden)". */
+  /** Show private and preshared keys instead of "(hidden)"; only `true` does (never a truthy leftover). */
   showKeys?: boolean;
   /** Unix seconds "now" (for handshake ages). */
   now?: number;
@@ -69,12 +69,12 @@ export function formatText(device: DeviceState, o: FormatOptions): string {
   const now = o.now ?? Math.floor(Date.now() / 1000);
   const out: string[] = [`interface: ${o.interfaceName}`];
   if (device.publicKey) out.push(`  public key: ${device.publicKey}`);
-  if (device.privateKey) out.push(`  private key: ${o.showKeys ? device.privateKey : '(hidden)'}`);
+  if (device.privateKey) out.push(`  private key: ${o.showKeys === true ? device.privateKey : '(hidden)'}`);
   if (device.listenPort) out.push(`  listening port: ${device.listenPort}`);
   if (device.fwmark) out.push(`  fwmark: 0x${device.fwmark.toString(16)}`);
   for (const peer of sortPeers(device.peers)) {
     out.push('', `peer: ${peer.publicKey}`);
-    if (peer.presharedKey) out.push(`  preshared key: ${o.showKeys ? peer.presharedKey : '(hidden)'}`);
+    if (peer.presharedKey) out.push(`  preshared key: ${o.showKeys === true ? peer.presharedKey : '(hidden)'}`);
     if (peer.endpoint) out.push(`  endpoint: ${peer.endpoint}`);
     out.push(`  allowed ips: ${peer.allowedIPs.length ? peer.allowedIPs.join(', ') : '(none)'}`);
     const hs = handshakeUnix(peer);
@@ -113,7 +113,7 @@ export interface DeviceJson {
 }
 
 export function toJson(device: DeviceState, o: FormatOptions): DeviceJson {
-  const hide = (key: string | null): string | null => (key === null ? null : o.showKeys ? key : '(hidden)');
+  const hide = (key: string | null): string | null => (key === null ? null : o.showKeys === true ? key : '(hidden)');
   return {
     interface: o.interfaceName,
     publicKey: device.publicKey,

@@ -1,5 +1,5 @@
 import type { Argv } from 'yargs';
-import { DEFAULT_SOCKET_DIR, UapiClient, socketPathFor } from '../../native/index.ts';
+import { DEFAULT_SOCKET_DIR, NativeError, UapiClient, redactSecrets, socketPathFor } from '../../native/index.ts';
 import { formatText, toJson } from '../format.ts';
 
 interface InspectArgs {
@@ -21,7 +21,11 @@ export function inspectCommand(y: Argv): Argv {
         .option('socket', { alias: 's', type: 'string', describe: 'Path of a UAPI socket (instead of --interface)' })
         .option('socket-dir', { type: 'string', default: DEFAULT_SOCKET_DIR, describe: 'Where wireguard-go puts its sockets' })
         .option('json', { type: 'boolean', default: false, describe: 'Print JSON (counters as decimal strings, handshakes as Unix seconds)' })
-        .option('show-keys', { type: 'boolean', default: false, describe: 'Print private and preshared keys instead of "(hidden)"' })
+        .option('show-keys', {
+          type: 'boolean',
+          default: false,
+          describe: 'Print private and preshared keys instead of "(hidden)" (errors never show them)',
+        })
         .option('timeout', { type: 'number', default: 5000, describe: 'UAPI timeout in milliseconds' })
         .conflicts('interface', 'socket')
         .check((a) => {
@@ -33,7 +37,11 @@ export function inspectCommand(y: Argv): Argv {
     async (a) => {
       const socketPath = a.socket ?? socketPathFor(a.interface as string, a['socket-dir']);
       const interfaceName = a.interface ?? socketPath.replace(/^.*\//, '').replace(/\.sock$/, '');
-      const device = await new UapiClient(socketPath, { timeoutMs: a.timeout }).get();
+      const device = await new UapiClient(socketPath, { timeoutMs: a.timeout }).get().catch((err: unknown) => {
+        // NativeErrors are redacted when made; anything else is, here, before the CLI prints it.
+        if (err instanceof NativeError || !(err instanceof Error)) throw err;
+        throw new Error(redactSecrets(err.message));
+      });
       const options = { interfaceName, showKeys: a['show-keys'] };
       process.stdout.write(a.json ? `${JSON.stringify(toJson(device, options), null, 2)}\n` : formatText(device, options));
     },

@@ -67,7 +67,7 @@ export function decodeKey(text: string, what = 'key', options: KeyOptions = {}):
 function shapeProblem(text: string): string {
   const lines = text.split(/\r?\n/).length;
   if (lines > 1) return `it spans ${lines} lines`;
-  if (text.includes('#')) return 'it contains a comment ("#"); a key file holds the key alone';
+  if (text.includes('#')) return 'it contains a comment ("#"): only the key may be there';
   if (/\s/.test(text)) return 'it contains white space';
   if (/^[0-9a-fA-F]{64}$/.test(text)) return 'it is 64 hex digits (the UAPI wire form), not base64';
   if (text.length !== 44) return `it has ${text.length} characters`;
