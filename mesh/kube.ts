@@ -8,6 +8,7 @@ import type { Logger } from '../native/index.ts';
 import { API_VERSION, GROUP, RESOURCES, VERSION } from './crd/types.ts';
 import type { Condition, GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
 import type { ObjectKind, Refusal } from './topology/index.ts';
+import { compareText } from './topology/order.ts';
 
 /**
  * The taint that keeps ordinary pods off a node until its agent has converged (like Cilium's
@@ -36,8 +37,86 @@ export function apiMessage(err: unknown): string {
 }
 
 const MERGE = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
+const JSON_PATCH = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
 
-type Obj = { metadata: { name: string; uid?: string; generation?: number; resourceVersion?: string }; spec?: unknown; status?: MeshStatus };
+/** How long one API call may take before it is abandoned (default): a hung API server must not hold a write or a stop forever. */
+export const API_CALL_TIMEOUT_MS = 30_000;
+
+/**
+ * An API client whose every request is bounded: it is aborted after `timeoutMs`, and at once when
+ * `signal()` (read per request, so it may be replaced) is aborted. client-node's own clients have no
+ * timeout: a call to an API server that does not answer waits for the TCP stack.
+ */
+export function boundedApiClient<T>(kc: k8s.KubeConfig, type: new (config: k8s.Configuration) => T, signal: () => AbortSignal, timeoutMs = API_CALL_TIMEOUT_MS): T {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('kubeconfig: no current cluster');
+  const config = k8s.createConfiguration({
+    baseServer: new k8s.ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [
+      {
+        pre: async (ctx: k8s.RequestContext) => {
+          ctx.setSignal(AbortSignal.any([signal(), AbortSignal.timeout(timeoutMs)]));
+          return ctx;
+        },
+        post: async (response: k8s.ResponseContext) => response,
+      },
+    ],
+  });
+  return new type(config);
+}
+
+/** Who last wrote an object's spec, from metadata.managedFields (as the writer named itself). */
+export interface SpecWriter {
+  manager: string;
+  operation: string;
+  /** RFC 3339, as the API server recorded it (second precision), or null. */
+  time: string | null;
+}
+
+interface ManagedField {
+  manager?: string;
+  operation?: string;
+  time?: string | Date;
+  fieldsV1?: Record<string, unknown>;
+}
+
+/** A Peer or Gateway as read from the API (what this module needs of it). */
+export type MeshObject = {
+  metadata: { name: string; uid?: string; generation?: number; resourceVersion?: string; managedFields?: ManagedField[] };
+  spec?: unknown;
+  status?: MeshStatus;
+};
+
+const rfc3339 = (t: string | Date | undefined): string | null => {
+  if (t === undefined) return null;
+  const d = new Date(t);
+  return Number.isFinite(d.getTime()) ? d.toISOString().replace(/\.\d+Z$/, 'Z') : null;
+};
+
+/**
+ * The writers of an object's spec, newest first: managedFields entries whose fields include the
+ * spec. A tie in time (the API server records seconds) keeps the API server's order.
+ */
+export function specWriters(managedFields: readonly ManagedField[] | undefined): SpecWriter[] {
+  return (managedFields ?? [])
+    .filter((f) => f.fieldsV1 && typeof f.fieldsV1 === 'object' && 'f:spec' in f.fieldsV1)
+    .map((f) => ({ manager: String(f.manager ?? '(unnamed)'), operation: String(f.operation ?? 'Update'), time: rfc3339(f.time) }))
+    .map((w, i) => ({ w, i }))
+    .sort((a, b) => ((b.w.time ?? '') < (a.w.time ?? '') ? -1 : (b.w.time ?? '') > (a.w.time ?? '') ? 1 : a.i - b.i))
+    .map(({ w }) => w);
+}
+
+/** What ensureOwnObject did, and who had changed the object before (when it was not us). */
+export interface OwnObjectOutcome {
+  outcome: 'created' | 'updated' | 'unchanged';
+  /** Set when the spec we found was written by someone else: the newest other spec writer (or an unnamed one). */
+  overwrittenBy: SpecWriter | null;
+  /** The spec as found (updated only). */
+  previous?: unknown;
+  /** The object as found (updated only): for an event about it. */
+  found?: MeshObject;
+}
 
 function setCondition(conditions: readonly Condition[], next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition[] {
   const current = conditions.find((c) => c.type === next.type);
@@ -54,6 +133,8 @@ export interface MeshApiOptions {
   log?: Logger;
   /** Namespace for events about cluster-scoped objects (default "default", as kubectl looks there). */
   eventNamespace?: string;
+  /** Abandon one API call after this long (default API_CALL_TIMEOUT_MS). */
+  requestTimeoutMs?: number;
 }
 
 export class MeshApi {
@@ -61,25 +142,36 @@ export class MeshApi {
   private readonly core: k8s.CoreV1Api;
   private readonly o: MeshApiOptions;
   private readonly log: Logger;
+  private inFlight = new AbortController();
+  /** The field manager of this process's writes: one per member, so managedFields tell members apart. */
+  readonly fieldManager: string;
   /** Status writes sent (for tests and metrics: a quiet mesh writes none). */
   statusWrites = 0;
   /** Events already sent by this process, so a refusal is announced once, not on every pass. */
   private readonly announced = new Set<string>();
 
   constructor(kc: k8s.KubeConfig, options: MeshApiOptions) {
-    this.custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    this.core = kc.makeApiClient(k8s.CoreV1Api);
+    const signal = (): AbortSignal => this.inFlight.signal;
+    this.custom = boundedApiClient(kc, k8s.CustomObjectsApi, signal, options.requestTimeoutMs);
+    this.core = boundedApiClient(kc, k8s.CoreV1Api, signal, options.requestTimeoutMs);
     this.o = options;
     this.log = options.log ?? silentLogger;
+    this.fieldManager = `${options.component}/${options.instance}`.slice(0, 128);
+  }
+
+  /** Abort every API call in flight (stop: nothing may wait for an API server that does not answer). Later calls work again. */
+  abortInFlight(): void {
+    this.inFlight.abort(new Error('stopping: API call abandoned'));
+    this.inFlight = new AbortController();
   }
 
   private plural(kind: ObjectKind): string {
     return RESOURCES[kind].plural;
   }
 
-  async getObject(kind: ObjectKind, name: string): Promise<Obj | null> {
+  async getObject(kind: ObjectKind, name: string): Promise<MeshObject | null> {
     try {
-      return (await this.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: this.plural(kind), name })) as Obj;
+      return (await this.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: this.plural(kind), name })) as MeshObject;
     } catch (err) {
       if (httpStatus(err) === 404) return null;
       throw err;
@@ -91,8 +183,17 @@ export class MeshApi {
    * exactly `spec`. Returns what changed.
    */
   async ensureObject(kind: ObjectKind, name: string, spec: PeerSpec | GatewaySpec): Promise<'created' | 'updated' | 'unchanged'> {
+    return (await this.ensureOwnObject(kind, name, spec, null)).outcome;
+  }
+
+  /**
+   * ensureObject, and tell whether the spec it replaced was another writer's: it differs from
+   * `lastWritten` (what this process last wrote), or, when this process has written nothing yet,
+   * the newest spec writer in managedFields is not this member's field manager.
+   */
+  async ensureOwnObject(kind: ObjectKind, name: string, spec: PeerSpec | GatewaySpec, lastWritten: unknown): Promise<OwnObjectOutcome> {
     const current = await this.getObject(kind, name);
-    const fieldManager = this.o.component;
+    const fieldManager = this.fieldManager;
     if (!current) {
       await this.custom.createClusterCustomObject({
         group: GROUP,
@@ -101,9 +202,12 @@ export class MeshApi {
         body: { apiVersion: API_VERSION, kind, metadata: { name, labels: { 'app.kubernetes.io/managed-by': this.o.component } }, spec },
         fieldManager,
       });
-      return 'created';
+      return { outcome: 'created', overwrittenBy: null };
     }
-    if (JSON.stringify(normalize(current.spec)) === JSON.stringify(normalize(spec))) return 'unchanged';
+    if (sameSpec(current.spec, spec)) return { outcome: 'unchanged', overwrittenBy: null };
+    const writers = specWriters(current.metadata.managedFields);
+    const other = writers.find((w) => w.manager !== fieldManager) ?? null;
+    const foreign = lastWritten !== null && lastWritten !== undefined ? !sameSpec(current.spec, lastWritten) : writers.length > 0 && writers[0].manager !== fieldManager;
     // Replace the spec whole (with the resourceVersion we read): fields we no longer set go away.
     await this.custom.replaceClusterCustomObject({
       group: GROUP,
@@ -113,7 +217,32 @@ export class MeshApi {
       body: { ...current, spec },
       fieldManager,
     });
-    return 'updated';
+    return { outcome: 'updated', overwrittenBy: foreign ? (other ?? { manager: '(unknown writer)', operation: 'Update', time: null }) : null, previous: current.spec, found: current };
+  }
+
+  /**
+   * Remove one taint from a Node, and nothing else: a JSON patch whose `test` op carries the taints
+   * as read, so a taint someone adds or changes meanwhile is never lost (the patch fails and is
+   * redone on the new list). 'absent' when the Node does not carry it.
+   */
+  async removeNodeTaint(nodeName: string, taint: { key: string; effect: string }): Promise<'removed' | 'absent'> {
+    for (let attempt = 1; ; attempt++) {
+      const node = await this.core.readNode({ name: nodeName });
+      const taints = (node.spec?.taints ?? []).map(plainTaint);
+      const rest = taints.filter((t) => !(t.key === taint.key && t.effect === taint.effect));
+      if (rest.length === taints.length) return 'absent';
+      const ops = [
+        { op: 'test', path: '/spec/taints', value: taints },
+        rest.length ? { op: 'replace', path: '/spec/taints', value: rest } : { op: 'remove', path: '/spec/taints' },
+      ];
+      try {
+        await this.core.patchNode({ name: nodeName, body: ops }, JSON_PATCH);
+        return 'removed';
+      } catch (err) {
+        // The taints changed between our read and our patch (the test op failed): read again.
+        if (attempt >= 5 || ![409, 422].includes(httpStatus(err))) throw err;
+      }
+    }
   }
 
   async deleteObject(kind: ObjectKind, name: string): Promise<boolean> {
@@ -162,7 +291,7 @@ export class MeshApi {
           plural: this.plural(kind),
           name,
           body: { ...obj, status: next },
-          fieldManager: this.o.component,
+          fieldManager: this.fieldManager,
         });
         this.statusWrites++;
         return true;
@@ -191,7 +320,7 @@ export class MeshApi {
     await this.updateStatus(kind, name, {}, { type: 'Accepted', status: 'True', reason: 'Accepted', message: `${kind} ${name} passes the trust rules` });
   }
 
-  async warn(kind: ObjectKind, obj: Obj, reason: string, message: string): Promise<void> {
+  async warn(kind: ObjectKind, obj: MeshObject, reason: string, message: string): Promise<void> {
     const namespace = this.o.eventNamespace ?? 'default';
     const now = new Date();
     try {
@@ -233,7 +362,7 @@ function normalize(spec: unknown): unknown {
     return Object.fromEntries(
       Object.entries(spec as Record<string, unknown>)
         .filter(([, v]) => v !== undefined && v !== null)
-        .sort(([a], [b]) => a.localeCompare(b))
+        .sort(([a], [b]) => compareText(a, b))
         .map(([k, v]) => [k, normalize(v)]),
     );
   }
@@ -242,5 +371,14 @@ function normalize(spec: unknown): unknown {
 
 /** A status without the transition times setCondition keeps anyway (conditions sorted by type). */
 function withoutTransitions(s: MeshStatus): unknown {
-  return { ...s, conditions: s.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })).sort((a, b) => a.type.localeCompare(b.type)) };
+  return { ...s, conditions: s.conditions?.map((c) => ({ ...c, lastTransitionTime: undefined })).sort((a, b) => compareText(a.type, b.type)) };
+}
+
+/** A taint as the API server stores it (JSON), for the patch's `test` op to compare exactly. */
+function plainTaint(t: k8s.V1Taint): { key: string; effect: string; value?: string; timeAdded?: string } {
+  const out: { key: string; effect: string; value?: string; timeAdded?: string } = { key: t.key, effect: t.effect };
+  if (t.value !== undefined && t.value !== null) out.value = t.value;
+  const added = rfc3339(t.timeAdded as unknown as string | Date | undefined);
+  if (added) out.timeAdded = added;
+  return out;
 }

@@ -24,14 +24,18 @@ import {
   silentLogger,
 } from '../native/index.ts';
 import type { DeviceState, Logger, UapiClientOptions, WireguardGo, WireguardMode } from '../native/index.ts';
+import { Backoff } from './backoff.ts';
+import type { BackoffOptions } from './backoff.ts';
 import type { GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
-import { apiMessage, sameSpec } from './kube.ts';
-import type { MeshApi } from './kube.ts';
+import { failClosedCidrs } from './failclosed.ts';
+import { compareText } from './topology/order.ts';
+import { NOT_READY_TAINT, apiMessage, httpStatus, sameSpec } from './kube.ts';
+import type { MeshApi, OwnObjectOutcome } from './kube.ts';
 import { Reconciler } from './reconcile/index.ts';
 import type { DesiredState, SyncResult } from './reconcile/index.ts';
 import type { PeerSource } from './source/index.ts';
 import { allocateMeshIP, computeTopology } from './topology/index.ts';
-import type { ObjectKind, Refusal, Topology } from './topology/index.ts';
+import type { MeshSettings, ObjectKind, Refusal, Topology } from './topology/index.ts';
 
 export interface MemberOptions {
   /** 'node': a node's agent; 'gateway': the Konnectivity-side gateway. */
@@ -47,6 +51,12 @@ export interface MemberOptions {
   listenPort: number;
   /** Mesh IPs come from here. */
   meshCIDR: string;
+  /** The cluster's service CIDRs (--service-cidr; default: the trust rules' DEFAULT_SERVICE_CIDRS). Same on every member. */
+  serviceCIDRs?: readonly string[];
+  /** The cluster's pod CIDRs (--cluster-cidr; default DEFAULT_CLUSTER_CIDRS). Same on every member. */
+  clusterCIDRs?: readonly string[];
+  /** The subnets node addresses come from (--node-cidr; default DEFAULT_NODE_SUBNETS). Same on every member. */
+  nodeSubnets?: readonly string[];
   /** Mark on wireguard-go's own packets; they skip the mesh table. */
   fwmark: number;
   /** Routing table for remote pod CIDRs and mesh IPs. */
@@ -76,7 +86,18 @@ export interface MemberOptions {
   onRequest?: UapiClientOptions['onRequest'];
   /** Called after every reconcile pass. */
   onSync?: (result: SyncResult, topology: Topology) => void;
+  /** Retries of a failed registration (default: 500 ms doubling to 30 s, jittered). */
+  registerBackoff?: BackoffOptions;
+  /**
+   * How long stop() waits for API calls it has aborted and for writes still settling (default
+   * 2 s); whatever is still pending then is abandoned, so a stop never waits on an API server
+   * that does not answer.
+   */
+  stopDeadlineMs?: number;
 }
+
+/** Why a Warning event says a member restored its own object. */
+export const SPEC_OVERWRITTEN_REASON = 'SpecOverwritten';
 
 export class MeshMember {
   readonly o: MemberOptions;
@@ -92,10 +113,19 @@ export class MeshMember {
   private registerAgain = false;
   private reported = new Map<string, string>();
   private stopped = false;
+  /** The spec this process last wrote to (or found on) its own object: a different one there was written by someone else. */
+  private lastWritten: PeerSpec | GatewaySpec | null = null;
+  private readonly registerBackoff: Backoff;
+  private registerRetry: NodeJS.Timeout | undefined;
+  /** The not-ready taint on this node: still to check, being removed, or done with (removed or never there). */
+  private taint: 'pending' | 'removing' | 'done' = 'pending';
+  /** API writes not awaited where they start (status, taint): stop() lets them settle, within its deadline. */
+  private readonly writes = new Set<Promise<unknown>>();
 
   constructor(options: MemberOptions) {
     this.o = options;
     this.log = options.log ?? silentLogger;
+    this.registerBackoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...options.registerBackoff });
     const key = loadOrCreatePrivateKey(options.keyPath);
     if (key.created) this.log.info('created a private key', { path: options.keyPath });
     this.privateKey = key.privateKey;
@@ -136,8 +166,13 @@ export class MeshMember {
   async start(): Promise<void> {
     this.stopped = false;
     this.o.source.onChange(() => {
-      this.register();
-      this.reconciler.trigger('source changed');
+      // A listener's error is logged, never thrown back into the source (it would end the watch or the process).
+      try {
+        this.register();
+        this.reconciler.trigger('source changed');
+      } catch (err) {
+        this.log.error('could not handle a change from the source', { error: (err as Error).message });
+      }
     });
     try {
       await ensureRule({ table: this.o.table, fwmark: this.o.fwmark, priority: this.o.rulePriority }, this.ipOpts);
@@ -152,13 +187,32 @@ export class MeshMember {
     }
   }
 
-  /** Stop acting. In spawn mode wireguard-go stops too (its TUN goes); in attach mode it stays up. */
+  /**
+   * Stop acting. In spawn mode wireguard-go stops too (its TUN goes); in attach mode it stays up.
+   * API calls in flight are aborted (the informers' lists and watches too), then given stopDeadlineMs
+   * to settle: a stop never waits for an API server that does not answer.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
+    clearTimeout(this.registerRetry);
     await this.reconciler.stop();
     await this.o.source.stop();
-    if (this.registering) await this.registering.catch(() => undefined);
+    this.o.api?.abortInFlight();
+    const pending = [...this.writes, ...(this.registering ? [this.registering] : [])].map((p) => p.catch(() => undefined));
+    let deadline: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([
+      Promise.all(pending).then(() => true),
+      new Promise<boolean>((resolve) => (deadline = setTimeout(() => resolve(false), this.o.stopDeadlineMs ?? 2000))),
+    ]);
+    clearTimeout(deadline);
+    if (!settled) this.log.warn('stopping without waiting for API calls still pending', { pending: pending.length });
     await this.wireguard.stop();
+  }
+
+  /** Run an API write that nobody awaits where it starts, so that stop() can let it settle. */
+  private track(write: Promise<unknown>): void {
+    const p = write.catch(() => undefined).finally(() => this.writes.delete(p));
+    this.writes.add(p);
   }
 
   /**
@@ -167,7 +221,7 @@ export class MeshMember {
    * (`aks-mesh agent --cleanup`.) The key file stays: it is the node's identity.
    */
   async cleanup(): Promise<void> {
-    await flushTable(this.o.table, this.ipOpts);
+    await flushTable(this.o.table, this.o.interfaceName, this.ipOpts);
     await removeRule({ table: this.o.table, fwmark: this.o.fwmark, priority: this.o.rulePriority }, this.ipOpts);
     if (await getLink(this.o.interfaceName, this.ipOpts)) {
       for (const a of await listAddresses(this.o.interfaceName, this.ipOpts)) await deleteAddress(this.o.interfaceName, a, this.ipOpts);
@@ -186,15 +240,32 @@ export class MeshMember {
       peers: snapshot.peers,
       gateways: snapshot.gateways,
       nodes: snapshot.nodes,
-      settings: { meshCIDR: this.o.meshCIDR, defaultPersistentKeepalive: this.o.persistentKeepalive },
+      settings: this.settings(),
     });
+    // Unusable settings accept nothing: acting on that would empty the device. The reconciler keeps it as it is and says why.
+    if (topology.settingsProblems?.length) throw new Error(`the mesh settings are unusable: ${topology.settingsProblems.join('; ')}`);
     this.topology = topology;
     // A gateway routes all of its pod CIDRs into the tunnel, even parts no node has yet: pod traffic
     // must never leave through the underlay in clear.
-    const routes = this.o.role === 'gateway' ? [...new Set([...topology.routes, ...(this.o.podCIDRs ?? [])])].sort() : topology.routes;
+    const routes = this.o.role === 'gateway' ? [...new Set([...topology.routes, ...(this.o.podCIDRs ?? [])])].sort(compareText) : topology.routes;
+    // Fail closed for every pod CIDR, not only the routed ones: a node whose Peer is refused or not
+    // registered yet has no route here, and its pods must be unreachable rather than reached in clear.
+    const fallbacks = failClosedCidrs({ role: this.o.role, nodeName: this.o.nodeName, nodes: snapshot.nodes, routes, podCIDRs: this.o.podCIDRs });
     return {
       device: { privateKey: this.privateKey, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: topology.peers },
       routes,
+      fallbacks,
+    };
+  }
+
+  /** The settings every member must share (the trust rules depend on them). */
+  settings(): MeshSettings {
+    return {
+      meshCIDR: this.o.meshCIDR,
+      defaultPersistentKeepalive: this.o.persistentKeepalive,
+      ...(this.o.serviceCIDRs ? { serviceCIDRs: this.o.serviceCIDRs } : {}),
+      ...(this.o.clusterCIDRs ? { clusterCIDRs: this.o.clusterCIDRs } : {}),
+      ...(this.o.nodeSubnets ? { nodeSubnets: this.o.nodeSubnets } : {}),
     };
   }
 
@@ -224,7 +295,7 @@ export class MeshMember {
         publicKey: this.publicKey,
         meshIP: this.allocate(),
         nodeName: this.o.nodeName,
-        podCIDRs: [...(this.o.podCIDRs ?? [])].sort(),
+        podCIDRs: [...(this.o.podCIDRs ?? [])].sort(compareText),
         ...keepalive,
       };
       if (this.o.endpoint) spec.endpoint = this.o.endpoint;
@@ -237,14 +308,16 @@ export class MeshMember {
     }
     const endpointIp = node.internalIPs[0];
     const endpoint = this.o.endpoint ?? (endpointIp ? (endpointIp.includes(':') ? `[${endpointIp}]:${this.o.listenPort}` : `${endpointIp}:${this.o.listenPort}`) : undefined);
-    const spec: PeerSpec = { publicKey: this.publicKey, allowedIPs: [...node.podCIDRs].sort(), meshIP: this.allocate(), nodeName: this.o.nodeName, ...keepalive };
+    const spec: PeerSpec = { publicKey: this.publicKey, allowedIPs: [...node.podCIDRs].sort(compareText), meshIP: this.allocate(), nodeName: this.o.nodeName, ...keepalive };
     if (endpoint) spec.endpoint = endpoint;
     return spec;
   }
 
   /**
    * Create or update this member's own object when the cached one differs from what it should be.
-   * One write at a time; a change meanwhile runs again after it; a failure is retried after 2 s.
+   * One write at a time; a change meanwhile runs again after it; a failure is retried with
+   * exponential backoff and jitter. When the object was changed by another writer, the restore is
+   * announced: a Warning event on the object and a log line naming that writer (managedFields).
    */
   private register(): void {
     if (!this.o.api || this.stopped) return;
@@ -255,15 +328,26 @@ export class MeshMember {
     const spec = this.ownSpec();
     if (!spec) return;
     const own = this.ownObject();
-    if (own && sameSpec(own.spec, spec)) return;
+    if (own && sameSpec(own.spec, spec)) {
+      this.lastWritten ??= spec;
+      return;
+    }
     const api = this.o.api;
+    const lastWritten = this.lastWritten;
+    clearTimeout(this.registerRetry);
     this.registering = (async () => {
-      const outcome = await api.ensureObject(this.kind, this.o.name, spec);
-      if (outcome !== 'unchanged') this.log.info(`own ${this.kind} ${outcome}`, { name: this.o.name, meshIP: spec.meshIP });
+      const r = await api.ensureOwnObject(this.kind, this.o.name, spec, lastWritten);
+      this.lastWritten = spec;
+      this.registerBackoff.reset();
+      if (r.outcome !== 'unchanged') this.log.info(`own ${this.kind} ${r.outcome}`, { name: this.o.name, meshIP: spec.meshIP });
+      if (r.overwrittenBy) await this.announceRestore(api, r, spec);
     })()
       .catch((err: unknown): void => {
-        this.log.warn(`could not register this ${this.kind}; retrying in 2 s`, { error: apiMessage(err) });
-        setTimeout(() => this.register(), 2000).unref();
+        if (this.stopped) return;
+        const delay = this.registerBackoff.next();
+        this.log.warn(`could not register this ${this.kind}; retrying`, { error: apiMessage(err), retryInMs: delay, failures: this.registerBackoff.failures });
+        this.registerRetry = setTimeout(() => this.register(), delay);
+        this.registerRetry.unref();
       })
       .finally(() => {
         this.registering = null;
@@ -272,6 +356,27 @@ export class MeshMember {
           this.register();
         }
       });
+  }
+
+  /** Say who changed this member's own object (as managedFields name them) and that it was restored. */
+  private async announceRestore(api: MeshApi, r: OwnObjectOutcome, spec: PeerSpec | GatewaySpec): Promise<void> {
+    const who = r.overwrittenBy;
+    if (!who) return;
+    const before = (r.previous ?? {}) as Record<string, unknown>;
+    const after = spec as unknown as Record<string, unknown>;
+    const fields = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => !sameSpec(before[k], after[k])).sort(compareText);
+    const owner = this.o.role === 'node' ? `the agent on ${this.o.nodeName}` : `gateway ${this.o.name}`;
+    const message =
+      `${this.kind} ${this.o.name}: spec changed by ${JSON.stringify(who.manager)} (${who.operation}${who.time ? ` at ${who.time}` : ''}), ` +
+      `not by its owner; restored by ${owner} (fields ${fields.map((f) => `spec.${f}`).join(', ') || 'none'})`;
+    this.log.warn(`own ${this.kind} was changed by another writer; restored`, {
+      name: this.o.name,
+      changedBy: who.manager,
+      operation: who.operation,
+      at: who.time ?? 'unknown',
+      fields: fields.join(','),
+    });
+    if (r.found) await api.warn(this.kind, r.found, SPEC_OVERWRITTEN_REASON, message);
   }
 
   private async setUpLink(): Promise<void> {
@@ -302,11 +407,61 @@ export class MeshMember {
   private afterSync(result: SyncResult): void {
     const topology = this.topology;
     if (!topology) return;
-    this.o.onSync?.(result, topology);
+    try {
+      this.o.onSync?.(result, topology);
+    } catch (err) {
+      this.log.error('an onSync listener failed', { error: (err as Error).message });
+    }
     this.register();
     void this.syncAddress().catch((err: Error) => this.log.warn('could not set the interface address', { error: err.message }));
-    if (!this.o.api) return;
-    void this.writeStatus(result, topology).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) }));
+    if (!this.o.api || this.stopped) return;
+    this.track(this.writeStatus(result, topology).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) })));
+    this.clearNotReadyTaint(result, topology);
+  }
+
+  /**
+   * Whether this member is fully part of the mesh now: the source synced, its own object registered
+   * as it should be and accepted by the trust rules, and the last pass left the device and routes as
+   * desired (every peer configured).
+   */
+  converged(result: SyncResult, topology: Topology): boolean {
+    if (result.error || !this.o.source.synced()) return false;
+    const own = this.ownObject();
+    const spec = this.ownSpec();
+    if (!own || !spec || !sameSpec(own.spec, spec)) return false;
+    if (topology.refused.some((r) => r.kind === this.kind && r.name === this.o.name)) return false;
+    const live = new Set((result.live?.peers ?? []).map((p) => p.publicKey));
+    return topology.peers.every((p) => live.has(p.publicKey));
+  }
+
+  /**
+   * Once converged, remove the not-ready taint from this node's own Node (only that taint, only this
+   * Node), so ordinary pods are scheduled here only when the mesh is there for them. Done once per
+   * process; a failure is retried after the next pass. Nodes only; nothing in directory mode.
+   */
+  private clearNotReadyTaint(result: SyncResult, topology: Topology): void {
+    const api = this.o.api;
+    if (this.o.role !== 'node' || !api || this.taint !== 'pending' || !this.converged(result, topology)) return;
+    this.taint = 'removing';
+    this.track(
+      api.removeNodeTaint(this.o.nodeName, NOT_READY_TAINT).then(
+        (outcome) => {
+          this.taint = 'done';
+          if (outcome === 'removed') {
+            this.log.info('converged: removed the not-ready taint from this Node', { node: this.o.nodeName, taint: `${NOT_READY_TAINT.key}:${NOT_READY_TAINT.effect}`, peers: topology.peers.length });
+          }
+        },
+        (err: unknown) => {
+          // Without the right to patch Nodes (an older RBAC) retrying cannot help: say so once.
+          const forbidden = httpStatus(err) === 403;
+          this.taint = forbidden ? 'done' : 'pending';
+          this.log.warn(`could not remove the not-ready taint from this Node${forbidden ? ' (not allowed to patch Nodes: pods stay off this node until an operator removes it)' : '; retrying after the next pass'}`, {
+            node: this.o.nodeName,
+            error: apiMessage(err),
+          });
+        },
+      ),
+    );
   }
 
   private async writeStatus(result: SyncResult, topology: Topology): Promise<void> {

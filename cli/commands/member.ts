@@ -4,6 +4,8 @@
  * runs, so the small commands stay fast.
  */
 import type { Argv } from 'yargs';
+// marks.ts is pure (no imports): checking the flags loads nothing of the bridge.
+import { DEFAULT_FWMARK, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE, formatMark, validateFwmark, validateRulePriority, validateTable } from '../../native/link/marks.ts';
 import { UsageError } from '../format.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
 import type { MeshMember } from '../../mesh/index.ts';
@@ -21,8 +23,12 @@ interface CommonArgs {
   'socket-dir': string;
   mtu: string;
   table: number;
-  fwmark: number;
+  fwmark: string;
+  'allow-kubernetes-mark-bits': boolean;
   'rule-priority': number;
+  'service-cidr'?: string[];
+  'cluster-cidr'?: string[];
+  'node-cidr'?: string[];
   keepalive: number;
   resync: number;
   'metrics-address': string;
@@ -46,12 +52,25 @@ function fromEnvironment<T>(y: Argv<T>, names: readonly string[]): Argv<T> {
   const config: Record<string, string | string[]> = {};
   for (const name of names) {
     const value = process.env[`AKS_MESH_${name.toUpperCase().replace(/-/g, '_')}`];
-    if (value !== undefined && value !== '') config[name] = name === 'pod-cidr' ? [value] : value;
+    if (value !== undefined && value !== '') config[name] = LIST_FLAGS.has(name) ? [value] : value;
   }
   return Object.keys(config).length ? y.config(config) : y;
 }
 
-const COMMON_FLAGS = ['node-name', 'interface', 'listen-port', 'mesh-cidr', 'kubeconfig', 'peers-dir', 'key-file', 'wireguard', 'wireguard-go', 'socket-dir', 'mtu', 'table', 'fwmark', 'rule-priority', 'keepalive', 'resync', 'metrics-address', 'log-level', 'log-format'] as const;
+/** Flags that take a list (repeated and/or comma-separated; their AKS_MESH_* variable is a comma list). */
+const LIST_FLAGS = new Set(['pod-cidr', 'service-cidr', 'cluster-cidr', 'node-cidr']);
+
+const COMMON_FLAGS = ['node-name', 'interface', 'listen-port', 'mesh-cidr', 'kubeconfig', 'peers-dir', 'key-file', 'wireguard', 'wireguard-go', 'socket-dir', 'mtu', 'table', 'fwmark', 'allow-kubernetes-mark-bits', 'rule-priority', 'service-cidr', 'cluster-cidr', 'node-cidr', 'keepalive', 'resync', 'metrics-address', 'log-level', 'log-format'] as const;
+
+const cidrList = (v: string[]): string[] => v.flatMap((s) => String(s).split(',')).map((s) => s.trim()).filter(Boolean);
+
+/** A mark as written on the command line: decimal or 0x hex (what `ip rule` prints); NaN when it is neither. */
+function parseMark(text: string): number {
+  const t = String(text).trim();
+  if (/^0x[0-9a-f]{1,8}$/i.test(t)) return Number.parseInt(t.slice(2), 16);
+  if (/^\d{1,10}$/.test(t)) return Number(t);
+  return Number.NaN;
+}
 
 function common(y: Argv, defaults: { interface: string; keyFile: string; keepalive: number; metrics: string }): Argv<CommonArgs> {
   return y
@@ -66,9 +85,17 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
     .option('wireguard-go', { type: 'string', describe: 'wireguard-go binary for spawn mode (default: $AKS_MESH_WIREGUARD_GO, the bundled build, then PATH)' })
     .option('socket-dir', { type: 'string', default: '/var/run/wireguard', describe: 'wireguard-go UAPI socket folder' })
     .option('mtu', { type: 'string', default: 'auto', describe: 'Interface MTU, or auto (underlay MTU - 80)' })
-    .option('table', { type: 'number', default: 51820, describe: 'Routing table for the mesh routes (selected by an ip rule)' })
-    .option('fwmark', { type: 'number', default: 51820, describe: "Mark on wireguard-go's own UDP packets; they skip the mesh table so endpoints inside routed CIDRs do not loop" })
-    .option('rule-priority', { type: 'number', default: 5280, describe: 'Priority of the ip rule "not fwmark <fwmark> table <table>" (before the main table, 32766)' })
+    .option('table', { type: 'number', default: DEFAULT_TABLE, describe: 'Routing table for the mesh routes (selected by an ip rule); not the kernel\'s 0, 253, 254 or 255' })
+    .option('fwmark', {
+      type: 'string',
+      default: formatMark(DEFAULT_FWMARK),
+      describe: "Mark on wireguard-go's own UDP packets (decimal or 0x hex); they skip the mesh table so endpoints inside routed CIDRs do not loop. Must not be 0 nor share kube-proxy's 0x4000 or kubelet's 0x8000",
+    })
+    .option('allow-kubernetes-mark-bits', { type: 'boolean', default: false, describe: "Allow a --fwmark with kube-proxy's or kubelet's bits (only where --iptables-masquerade-bit / --iptables-drop-bit moved them)" })
+    .option('rule-priority', { type: 'number', default: DEFAULT_RULE_PRIORITY, describe: 'Priority of the ip rule "not fwmark <fwmark> table <table>" (1 to 32765: after local, before main)' })
+    .option('service-cidr', { type: 'string', array: true, coerce: cidrList, describe: "The cluster's service CIDRs (both families; comma-separated and/or repeated): no external Peer may route them. Same on every member (default 10.0.0.0/16, AKS's)" })
+    .option('cluster-cidr', { type: 'string', array: true, coerce: cidrList, describe: "The cluster's pod CIDRs (kube-controller-manager --cluster-cidr): no external Peer may route them. Same on every member (default 10.244.0.0/16)" })
+    .option('node-cidr', { type: 'string', array: true, coerce: cidrList, describe: 'The subnets node addresses come from: no external Peer may route them. Same on every member (default 10.224.0.0/12)' })
     .option('keepalive', { type: 'number', default: defaults.keepalive, describe: 'Persistent keepalive in seconds for peers that set none, and on this member\'s own object (0: off)' })
     .option('resync', { type: 'number', default: 60, describe: 'Seconds between full reconcile passes that undo drift (someone ran wg set by hand)' })
     .option('metrics-address', { type: 'string', default: defaults.metrics, describe: 'host:port for /metrics, /healthz and /readyz ("off" to disable)' })
@@ -84,9 +111,15 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
         throw new UsageError(`--node-name ${JSON.stringify(a['node-name'])}: not a Kubernetes node name (lower case letters, digits, '-' and '.')`);
       }
       if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(a.interface)) throw new UsageError(`--interface ${JSON.stringify(a.interface)}: an interface name has 1 to 15 letters, digits or _=+.-`);
-      for (const k of ['table', 'fwmark', 'rule-priority', 'resync', 'keepalive'] as const) {
+      for (const k of ['resync', 'keepalive'] as const) {
         if (!Number.isInteger(a[k]) || a[k] < 0) throw new UsageError(`--${k} ${a[k]}: expected a whole number`);
       }
+      const mark = parseMark(a.fwmark);
+      const markProblem = Number.isNaN(mark)
+        ? `--fwmark ${JSON.stringify(a.fwmark)}: expected a whole number (decimal or 0x hex), such as the default ${formatMark(DEFAULT_FWMARK)}`
+        : validateFwmark(mark, { flag: '--fwmark', allowKubernetesBits: a['allow-kubernetes-mark-bits'] });
+      const problem = markProblem ?? validateTable(a.table, { flag: '--table' }) ?? validateRulePriority(a['rule-priority'], { flag: '--rule-priority' });
+      if (problem) throw new UsageError(problem);
       return true;
     }) as unknown as Argv<CommonArgs>;
 }
@@ -97,6 +130,14 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: strin
   const log = createLogger({ level: a['log-level'], format: a['log-format'], component: role === 'node' ? 'agent' : 'gateway' });
   const { canonicalCidr } = await import('../../native/index.ts');
   canonicalCidr(a['mesh-cidr'], '--mesh-cidr');
+  const lists = {
+    serviceCIDRs: a['service-cidr']?.map((c, i) => canonicalCidr(c, `--service-cidr[${i}]`)),
+    clusterCIDRs: a['cluster-cidr']?.map((c, i) => canonicalCidr(c, `--cluster-cidr[${i}]`)),
+    nodeSubnets: a['node-cidr']?.map((c, i) => canonicalCidr(c, `--node-cidr[${i}]`)),
+  };
+  // The same checks the desired state makes on every pass, once up front: bad settings never start.
+  const checked = mesh.checkSettings({ meshCIDR: a['mesh-cidr'], ...lists });
+  if ('problems' in checked) throw new Error(checked.problems[0]);
 
   let source: import('../../mesh/index.ts').PeerSource;
   let api: import('../../mesh/index.ts').MeshApi | undefined;
@@ -117,7 +158,10 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: strin
     interfaceName: a.interface,
     listenPort: a['listen-port'],
     meshCIDR: a['mesh-cidr'],
-    fwmark: a.fwmark,
+    ...(lists.serviceCIDRs ? { serviceCIDRs: lists.serviceCIDRs } : {}),
+    ...(lists.clusterCIDRs ? { clusterCIDRs: lists.clusterCIDRs } : {}),
+    ...(lists.nodeSubnets ? { nodeSubnets: lists.nodeSubnets } : {}),
+    fwmark: parseMark(a.fwmark),
     table: a.table,
     rulePriority: a['rule-priority'],
     mtu: a.mtu === 'auto' ? 'auto' : Number(a.mtu),
@@ -150,6 +194,14 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: strin
   log.info('stopping', { signal: sig, keeps: a.wireguard === 'attach' ? 'the sidecar device, routes and rule (tunnel stays up)' : 'routes and rule (use --cleanup to remove)' });
   await member.stop();
   server?.close();
+  // member.stop() has aborted every API call and waited a bounded time; a socket that still lingers
+  // (a watch connecting to an API server that does not answer) must not keep the process: exit once
+  // everything else is done, or after 1 s at the latest.
+  setTimeout(() => {
+    log.warn('exiting with connections to the API server still open');
+    process.exit(0);
+  }, 1000).unref();
+  log.info('stopped');
 }
 
 export function agentCommand(y: Argv): Argv {
@@ -181,7 +233,7 @@ export function gatewayCommand(y: Argv): Argv {
           array: true,
           demandOption: true,
           describe: 'Pod CIDRs to route through the tunnel; comma-separated and/or repeated',
-          coerce: (v: string[]) => v.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean),
+          coerce: cidrList,
         }), [...COMMON_FLAGS, 'name', 'gateway-endpoint', 'pod-cidr']) as unknown as Argv<GatewayArgs>,
     async (a) => {
       const { canonicalCidr, canonicalEndpoint } = await import('../../native/index.ts');

@@ -1,11 +1,12 @@
 /**
  * The reconciler on the real wireguard-go: bursts coalesce into one pass, and a `set` that
  * wireguard-go refuses does not keep the other peers from being configured; the error names it.
+ * Routes: fallbacks beyond the routes fail closed; a route through another device is never deleted.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
-import { SpawnedWireguardGo, generatePrivateKey, publicKeyOf } from '../../native/index.ts';
+import { SpawnedWireguardGo, generatePrivateKey, listFallbacks, listRoutes, publicKeyOf } from '../../native/index.ts';
 import { Reconciler } from './reconciler.ts';
 import type { DesiredState, SyncResult } from './reconciler.ts';
 
@@ -66,6 +67,55 @@ describe('Reconciler on a real wireguard-go', { skip }, () => {
     assert.notEqual(live.listenPort, 51899);
     assert.deepEqual(live.peers.map((p) => p.publicKey).sort(), peers.slice(0, 3).map((p) => p.publicKey).sort());
     assert.ok(sets - before <= 3 + 2 * 3, 'bounded retries, no spinning');
+    await r.stop();
+  });
+
+  test('fallbacks cover more than the routes (a pod CIDR with no peer is refused, not routed elsewhere); a foreign route stays', async () => {
+    const table = 51877;
+    const dev = box.ifName('wg', 'r');
+    // Another device's route in our table (a --table shared by mistake, here the blocker's tunnel): not ours to delete.
+    const other = box.ifName('wg', 'x');
+    for (const d of [dev, other]) await box.ip(ns, 'link', 'set', d, 'up');
+    await box.ip(ns, 'route', 'add', '10.60.0.0/24', 'dev', other, 'table', String(table));
+    let desired: DesiredState = {
+      device: { privateKey, listenPort: 51811, fwmark: 0, peers: peers.slice(0, 1) },
+      routes: ['10.50.0.0/24'],
+      fallbacks: ['10.50.0.0/24', '10.51.0.0/24'],
+    };
+    const r = new Reconciler({ device: wg.client, routes: { table, dev, netns: ns }, desired: () => desired, resyncMs: 0 });
+    const first = await r.syncNow();
+    assert.equal(first?.error, undefined);
+    assert.deepEqual((await listRoutes(table, { netns: ns })).map((x) => `${x.dst} ${x.dev}`).sort(), [`10.50.0.0/24 ${dev}`, `10.60.0.0/24 ${other}`]);
+    assert.deepEqual((await listFallbacks(table, { netns: ns })).sort(), ['10.50.0.0/24', '10.51.0.0/24']);
+    // 10.51.0.0/24 (a node with no accepted peer) has no route, only its fallback.
+    assert.match(await box.ip(ns, 'route', 'show', 'table', String(table), '10.51.0.0/24'), /^unreachable 10\.51\.0\.0\/24/m);
+
+    // The peer and its node go: its route and fallbacks go, the foreign route stays.
+    desired = { device: { ...desired.device, peers: [] }, routes: [], fallbacks: [] };
+    const second = await r.syncNow();
+    assert.deepEqual(second?.routesRemoved, ['10.50.0.0/24']);
+    assert.deepEqual((await listRoutes(table, { netns: ns })).map((x) => `${x.dst} ${x.dev}`), [`10.60.0.0/24 ${other}`]);
+    assert.deepEqual(await listFallbacks(table, { netns: ns }), []);
+    await r.stop();
+  });
+
+  test('an onSync listener that throws does not end the pass loop', async () => {
+    const desired: DesiredState = { device: { privateKey, listenPort: 51812, fwmark: 0, peers: [] }, routes: [] };
+    let calls = 0;
+    const r = new Reconciler({
+      device: wg.client,
+      desired: () => desired,
+      resyncMs: 0,
+      debounceMs: 10,
+      onSync: () => {
+        calls++;
+        throw new Error('listener bug');
+      },
+    });
+    await r.syncNow();
+    r.trigger('again');
+    await r.idle();
+    assert.equal(calls, 2, 'the next pass still ran');
     await r.stop();
   });
 });

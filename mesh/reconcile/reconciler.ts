@@ -7,7 +7,7 @@
  * It never acts without a desired state: while the source is not synced (API server away at
  * start), `desired()` returns null and the device is left exactly as it is.
  */
-import { deleteFallbacks, deleteRoutes, listFallbacks, listRoutes, replaceFallbacks, replaceRoutes, silentLogger } from '../../native/index.ts';
+import { canonicalCidr, deleteFallbacks, deleteRoutes, listFallbacks, listRoutes, replaceFallbacks, replaceRoutes, silentLogger } from '../../native/index.ts';
 import type { DeviceState, Logger, SetRequest } from '../../native/index.ts';
 import { diffDevice, diffRoutes, opRequest } from './diff.ts';
 import type { DesiredDevice, DeviceOp } from './diff.ts';
@@ -16,6 +16,12 @@ export interface DesiredState {
   device: DesiredDevice;
   /** Destinations routed through the tunnel. */
   routes: readonly string[];
+  /**
+   * Destinations that get an `unreachable` fallback in the table (behind any route to them): every
+   * route, and also pod CIDRs the mesh does not route now (a refused or unregistered node), so their
+   * traffic is refused rather than sent in clear through a CNI's main-table route. Default: routes.
+   */
+  fallbacks?: readonly string[];
 }
 
 /** What the reconciler needs of a device: UapiClient has it. */
@@ -190,16 +196,23 @@ export class Reconciler {
         const { table, dev, netns } = this.o.routes;
         const current = await listRoutes(table, { netns });
         const changes = diffRoutes(desired.routes, current, dev);
-        const removals = current.filter((r) => changes.remove.includes(r.dst));
-        await deleteRoutes(table, removals, { netns });
-        await replaceRoutes(table, changes.add.map((dst) => ({ dst, dev })), { netns });
-        result.routesAdded = changes.add;
-        result.routesRemoved = changes.remove;
+        // Only routes through our own device are deleted (deleteRoutes names the device): whatever else
+        // is in this table (a --table shared by mistake with another tool) is left alone.
+        result.routesRemoved = await deleteRoutes(table, dev, changes.remove, { netns });
+        const { conflicts } = await replaceRoutes(table, changes.add.map((dst) => ({ dst, dev })), { netns });
+        const taken = new Set(conflicts.map((r) => r.dst));
+        result.routesAdded = changes.add.filter((c) => !taken.has(c));
+        if (conflicts.length) {
+          this.log.warn('routes in the mesh table belong to another device; left alone (is --table shared with another tool?)', {
+            table,
+            routes: conflicts.map((r) => `${r.dst} dev ${r.dev}`).join(', '),
+          });
+        }
         if (this.o.routes.failClosed ?? true) {
           const fallbacks = new Set(await listFallbacks(table, { netns }));
-          const wanted = new Set(desired.routes);
+          const wanted = new Set([...desired.routes, ...(desired.fallbacks ?? [])].map((c) => canonicalCidr(c)));
           await deleteFallbacks(table, [...fallbacks].filter((c) => !wanted.has(c)), { netns });
-          await replaceFallbacks(table, [...wanted].filter((c) => !fallbacks.has(c)), { netns });
+          await replaceFallbacks(table, [...wanted].filter((c) => !fallbacks.has(c)).sort(), { netns });
         }
       }
       if (result.applied.length || result.routesAdded.length || result.routesRemoved.length) {
@@ -218,7 +231,12 @@ export class Reconciler {
     }
     this.passes++;
     this.lastResult = result;
-    this.o.onSync?.(result);
+    try {
+      this.o.onSync?.(result);
+    } catch (err) {
+      // A listener's error must not end the pass loop (an unhandled rejection ends the process).
+      this.log.error('an onSync listener failed', { error: (err as Error).message });
+    }
     return result;
   }
 }

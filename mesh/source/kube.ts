@@ -1,12 +1,18 @@
 /**
  * Peers, Gateways and Nodes from the Kubernetes API through @kubernetes/client-node informers
  * (list, then watch; a 410 Gone relists). When the API server goes away, the informer reports an
- * error and stops: we restart it with backoff, and meanwhile keep serving the last complete
- * snapshot, so the device stays as it was during the outage.
+ * error and stops: we restart it with backoff and jitter, and meanwhile keep serving the last
+ * complete snapshot, so the device stays as it was during the outage.
+ *
+ * stop() abandons whatever is in flight at once: the lists go through bounded clients whose calls
+ * it aborts, and the watches' connections (which client-node's stop cannot reach while they are
+ * still connecting) are closed by destroying their dispatchers.
  */
 import * as k8s from '@kubernetes/client-node';
 import { silentLogger } from '../../native/index.ts';
 import type { Logger } from '../../native/index.ts';
+import { Backoff } from '../backoff.ts';
+import { boundedApiClient } from '../kube.ts';
 import { GROUP, RESOURCES, VERSION } from '../crd/types.ts';
 import type { Gateway, Peer } from '../crd/types.ts';
 import { nodeInfo } from './types.ts';
@@ -20,15 +26,22 @@ interface Watched {
   synced: boolean;
   /** Errors reported so far; start() resolves even when its list failed, so this tells the two apart. */
   failures: number;
-  backoffMs: number;
+  backoff: Backoff;
   restart?: NodeJS.Timeout;
 }
 
 export interface KubeSourceOptions {
   log?: Logger;
-  /** First retry delay after an error (default 500 ms), doubled up to maxBackoffMs (default 10 s). */
+  /** First retry delay after an error (default 500 ms), doubled up to maxBackoffMs (default 10 s); each delay jittered down to half. */
   backoffMs?: number;
   maxBackoffMs?: number;
+  /** Abandon one list call after this long (default API_CALL_TIMEOUT_MS). */
+  requestTimeoutMs?: number;
+}
+
+/** Something client-node's fetch sends through (an undici Dispatcher): destroy() closes its connections. */
+interface Closable {
+  destroy(err?: Error): unknown;
 }
 
 export class KubeSource implements PeerSource {
@@ -37,6 +50,9 @@ export class KubeSource implements PeerSource {
   private readonly log: Logger;
   private readonly o: KubeSourceOptions;
   private stopped = false;
+  private inFlight = new AbortController();
+  /** The watches' dispatchers still open (destroyed at stop). */
+  private readonly dispatchers = new Set<Closable>();
   /** Errors seen so far (for health and metrics). */
   errors = 0;
   /** Full lists done so far: one per kind at start, and again after a 410 Gone (watch too old). */
@@ -46,8 +62,29 @@ export class KubeSource implements PeerSource {
   constructor(kc: k8s.KubeConfig, options: KubeSourceOptions = {}) {
     this.o = options;
     this.log = options.log ?? silentLogger;
-    const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const signal = (): AbortSignal => this.inFlight.signal;
+    const custom = boundedApiClient(kc, k8s.CustomObjectsApi, signal, options.requestTimeoutMs);
+    const core = boundedApiClient(kc, k8s.CoreV1Api, signal, options.requestTimeoutMs);
+    // The watches: client-node's Watch with a KubeConfig whose authentication step also records the
+    // request's dispatcher, so stop() can close a watch that is still connecting.
+    const watchConfig = Object.create(kc) as k8s.KubeConfig;
+    watchConfig.applySecurityAuthentication = async (ctx: k8s.RequestContext): Promise<void> => {
+      await kc.applySecurityAuthentication(ctx);
+      const dispatcher = ctx.getDispatcher() as Closable | undefined;
+      if (!dispatcher || typeof dispatcher.destroy !== 'function') return;
+      if (this.stopped) {
+        dispatcher.destroy(new Error('stopping'));
+        return;
+      }
+      this.dispatchers.add(dispatcher);
+      // One watch per kind runs at a time: dispatchers older than the newest few belong to watches
+      // that have ended (client-node makes one per request), so they are no longer ours to close.
+      for (const old of this.dispatchers) {
+        if (this.dispatchers.size <= 2 * 3) break;
+        this.dispatchers.delete(old);
+      }
+    };
+    const watch = new k8s.Watch(watchConfig);
     const crdPath = (plural: string): string => `/apis/${GROUP}/${VERSION}/${plural}`;
     const listCustom = (plural: string) => async (): Promise<k8s.KubernetesListObject<Obj>> => {
       this.lists++;
@@ -55,10 +92,10 @@ export class KubeSource implements PeerSource {
     };
     const make = (what: string, path: string, list: () => Promise<k8s.KubernetesListObject<Obj>>): Watched => ({
       what,
-      informer: k8s.makeInformer(kc, path, list),
+      informer: new k8s.ListWatch<Obj>(path, watch, list, false),
       synced: false,
       failures: 0,
-      backoffMs: this.backoff0,
+      backoff: new Backoff({ initialMs: options.backoffMs ?? 500, maxMs: options.maxBackoffMs ?? 10_000 }),
     });
     this.watched = [
       make('peers', crdPath(RESOURCES.Peer.plural), listCustom(RESOURCES.Peer.plural)),
@@ -68,10 +105,6 @@ export class KubeSource implements PeerSource {
         return (await core.listNode()) as k8s.KubernetesListObject<Obj>;
       }),
     ];
-  }
-
-  private get backoff0(): number {
-    return this.o.backoffMs ?? 500;
   }
 
   async start(): Promise<void> {
@@ -85,7 +118,7 @@ export class KubeSource implements PeerSource {
           ? JSON.stringify(nodeInfo(obj as k8s.V1Node))
           : JSON.stringify([(obj as { spec?: unknown }).spec, obj.metadata?.creationTimestamp, obj.metadata?.deletionTimestamp]);
       const changed = (obj: Obj): void => {
-        w.backoffMs = this.backoff0;
+        w.backoff.reset();
         const key = obj.metadata?.uid ?? obj.metadata?.name ?? '';
         const fingerprint = relevant(obj);
         if (seen.get(key) === fingerprint) return;
@@ -126,18 +159,19 @@ export class KubeSource implements PeerSource {
     if (this.stopped || w.restart) return;
     this.errors++;
     this.lastError = `${w.what}: ${describe(err)}`;
+    const delay = w.backoff.next();
     this.log.warn('API server unreachable or watch failed; keeping the last state and retrying', {
       what: w.what,
       error: describe(err),
-      retryInMs: w.backoffMs,
+      retryInMs: delay,
     });
     w.restart = setTimeout(() => {
       w.restart = undefined;
       if (!this.stopped) this.begin(w);
-    }, w.backoffMs);
-    w.backoffMs = Math.min(w.backoffMs * 2, this.o.maxBackoffMs ?? 10_000);
+    }, delay);
   }
 
+  /** Stop watching. Never waits for the API server: lists in flight are aborted, open watches closed. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const w of this.watched) {
@@ -145,6 +179,16 @@ export class KubeSource implements PeerSource {
       w.restart = undefined;
       await w.informer.stop();
     }
+    this.inFlight.abort(new Error('stopping: list abandoned'));
+    this.inFlight = new AbortController();
+    for (const d of this.dispatchers) {
+      try {
+        d.destroy(new Error('stopping'));
+      } catch {
+        /* already closed */
+      }
+    }
+    this.dispatchers.clear();
   }
 
   synced(): boolean {
@@ -164,8 +208,15 @@ export class KubeSource implements PeerSource {
     this.listeners.push(cb);
   }
 
+  /** A listener's error is logged, never thrown into the informer (where it would end the process or the watch). */
   private emit(): void {
-    for (const cb of this.listeners) cb();
+    for (const cb of this.listeners) {
+      try {
+        cb();
+      } catch (err) {
+        this.log.error('a change listener failed', { error: describe(err) });
+      }
+    }
   }
 }
 
