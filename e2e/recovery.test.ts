@@ -20,7 +20,7 @@ import { MeshCluster } from './cluster.ts';
 import type { CapturedPacket, ClusterNode } from './cluster.ts';
 import { networkTestsUnavailable } from './sandbox.ts';
 import { API_VERSION } from '../mesh/crd/types.ts';
-import { STABLE_MS } from '../native/index.ts';
+import { STABLE_MS, findWireguardGo, wireguardGoVersion } from '../native/index.ts';
 
 const skip = networkTestsUnavailable() ?? false;
 const RUNS = Math.max(1, Number(process.env.AKS_MESH_RECOVERY_RUNS ?? 1) || 1);
@@ -84,7 +84,7 @@ describe('recovery after wireguard-go restarts: the restarted side starts the ha
   });
   after(async () => {
     for (const [what, runs] of Object.entries(measured)) {
-      console.log(`# recovery ${what}: pings resumed after ${runs.map((s) => s.toFixed(2)).join(', ')} s (${runs.length} runs)`);
+      console.log(`# recovery ${what}, wireguard-go ${wireguardGoVersion(findWireguardGo())}: pings resumed after ${runs.map((s) => s.toFixed(2)).join(', ')} s (${runs.length} runs)`);
     }
     await c?.stop();
   });
