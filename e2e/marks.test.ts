@@ -17,7 +17,7 @@ import type { ClusterNode } from './cluster.ts';
 import { parseDump } from './kube/mesh.ts';
 import { kubeTestsUnavailable } from './kube/apiserver.ts';
 import { networkTestsUnavailable } from './sandbox.ts';
-import { DEFAULT_FWMARK, DEFAULT_TABLE, formatMark } from '../native/index.ts';
+import { DEFAULT_FWMARK, DEFAULT_TABLE, formatMark, listFallbacks, listRoutes } from '../native/index.ts';
 
 const OLD_FWMARK = 51820;
 
@@ -135,12 +135,17 @@ describe("marks that coexist with kube-proxy's and kubelet's iptables rules", { 
     }
   };
 
+  /** Another device's route in node-0's mesh table (the table shared by mistake, as with wg-quick's 51820). */
+  const FOREIGN = '10.99.0.0/24';
+  const foreign = async (): Promise<string> => c.box.ip(c.nodes[0].ns, 'route', 'show', 'table', String(DEFAULT_TABLE), FOREIGN);
+
   before(async () => {
     c = await MeshCluster.start({ nodes: 2, source: 'kube' });
     for (const n of c.nodes) {
       installed.push(n.ns);
       for (const r of KUBERNETES_RULES) await iptables(n.ns, r.table, r.args);
     }
+    await c.box.ip(c.nodes[0].ns, 'route', 'add', FOREIGN, 'dev', c.nodes[0].underlayInterface, 'table', String(DEFAULT_TABLE));
   });
   after(async () => {
     for (const ns of installed) {
@@ -198,5 +203,20 @@ describe("marks that coexist with kube-proxy's and kubelet's iptables rules", { 
     const m = await c.waitForMatrix({ timeoutMs: 60_000 });
     assert.ok(m.ok, m.table);
     assert.ok(await tcpConnects(c, c.nodes[0], c.nodes[1], 10_000, 5302), 'TCP node-0 pod -> node-1 pod');
+  });
+
+  test("another device's route in the mesh table survives every reconcile pass above and the agent's --cleanup", async () => {
+    const node = c.nodes[0];
+    assert.match(await foreign(), new RegExp(`dev ${node.underlayInterface}`), 'still there after three agent starts and their reconcile passes');
+    await c.stopAgent(node.name);
+    const argv = c.agentCommand(node.name, { extraArgs: ['--cleanup'] });
+    const { stdout, stderr } = await c.box.exec(node.ns, argv[0], argv.slice(1), { timeoutMs: 60_000 });
+    assert.match(stdout + stderr, /cleaned up/);
+    assert.deepEqual(
+      (await listRoutes(DEFAULT_TABLE, { netns: node.ns })).map((r) => `${r.dst} ${r.dev}`),
+      [`${FOREIGN} ${node.underlayInterface}`],
+      'our routes are gone, theirs stays',
+    );
+    assert.deepEqual(await listFallbacks(DEFAULT_TABLE, { netns: node.ns }), [], 'our fallbacks are gone');
   });
 });
