@@ -77,7 +77,7 @@ describe('computeTopology', () => {
         name: 'node-c',
         reason: 'AllowedIPsOutsidePodCIDRs',
         field: 'spec.allowedIPs[1]',
-        message: "Peer node-c: allowedIPs 10.244.1.0/24 is not inside Node node-c's podCIDRs [10.244.2.0/24] nor its meshIP 100.96.0.3/32",
+        message: "Peer node-c: spec.allowedIPs[1] 10.244.1.0/24 is not inside Node node-c's podCIDRs [10.244.2.0/24] nor its meshIP 100.96.0.3/32",
       },
     ]);
   });
@@ -87,7 +87,7 @@ describe('computeTopology', () => {
     peers[1].spec.allowedIPs = ['fd00:244:1::/64', '10.244.0.0/16'];
     const t = computeTopology(input(peers));
     assert.deepEqual(verdicts(t), [['node-b', 'AllowedIPsOutsidePodCIDRs', 'spec.allowedIPs[1]']]);
-    assert.equal(t.refused[0].message, "Peer node-b: allowedIPs 10.244.0.0/16 is not inside Node node-b's podCIDRs [10.244.1.0/24, fd00:244:1::/64] nor its meshIP 100.96.0.2/32");
+    assert.equal(t.refused[0].message, "Peer node-b: spec.allowedIPs[1] 10.244.0.0/16 is not inside Node node-b's podCIDRs [10.244.1.0/24, fd00:244:1::/64] nor its meshIP 100.96.0.2/32");
     assert.deepEqual(names(t), ['node-c']);
     // A subnet of its own pod CIDR, and its own mesh IP written out, are fine.
     peers[1].spec.allowedIPs = ['10.244.1.128/25', '100.96.0.2/32'];
@@ -103,7 +103,7 @@ describe('computeTopology', () => {
       ['node-z', 'NodeNotFound', 'spec.nodeName'],
     ]);
     assert.equal(t.refused[0].message, "Peer evil: spec.nodeName node-b differs from the Peer's name: a node's Peer is named after its node");
-    assert.equal(t.refused[1].message, 'Peer node-z: Node node-z does not exist');
+    assert.equal(t.refused[1].message, 'Peer node-z: spec.nodeName: Node node-z does not exist');
   });
 
   test('an external peer is accepted when it overlaps nothing, refused when it overlaps a pod CIDR', () => {
@@ -112,7 +112,7 @@ describe('computeTopology', () => {
     const t = computeTopology(input([...mesh3(), ok, bad]));
     assert.ok(t.peers.some((p) => p.name === 'laptop' && p.allowedIPs.join() === '100.96.1.1/32,192.168.50.0/24'));
     assert.deepEqual(verdicts(t), [['greedy', 'OverlapsPodCIDR', 'spec.allowedIPs[0]']]);
-    assert.equal(t.refused[0].message, "Peer greedy: allowedIPs 10.244.0.0/16 overlaps Node node-a's podCIDR 10.244.0.0/24");
+    assert.equal(t.refused[0].message, "Peer greedy: spec.allowedIPs[0] 10.244.0.0/16 overlaps Node node-a's podCIDR 10.244.0.0/24");
   });
 
   test("an external peer may not claim the mesh CIDR (beyond its own mesh IP) nor a node's address", () => {
@@ -124,8 +124,8 @@ describe('computeTopology', () => {
       ['host-grab', 'OverlapsNodeAddress', 'spec.allowedIPs[0]'],
       ['mesh-grab', 'OverlapsMeshCIDR', 'spec.allowedIPs[1]'],
     ]);
-    assert.equal(t.refused[0].message, "Peer host-grab: allowedIPs 198.18.0.0/30 contains Node node-a's address 198.18.0.1");
-    assert.equal(t.refused[1].message, 'Peer mesh-grab: allowedIPs 100.96.0.0/16 overlaps the mesh CIDR 100.96.0.0/16 (only its own meshIP/32 may)');
+    assert.equal(t.refused[0].message, "Peer host-grab: spec.allowedIPs[0] 198.18.0.0/30 contains Node node-a's address 198.18.0.1");
+    assert.equal(t.refused[1].message, 'Peer mesh-grab: spec.allowedIPs[1] 100.96.0.0/16 overlaps the mesh CIDR 100.96.0.0/16 (only its own meshIP/32 may)');
     // The older mesh-grab would otherwise have won every overlap: the nodes stay in the mesh.
     assert.deepEqual(names(t), ['node-b', 'node-c', 'ok-own']);
   });
@@ -176,7 +176,7 @@ describe('computeTopology', () => {
     for (const [cidr, reason, tail] of HOSTILE) {
       const t = computeTopology(input([...mesh3(), external('hostile', ['192.168.1.0/24', cidr])]));
       const r = t.refused[0];
-      const want = `Peer hostile: allowedIPs ${cidr} ${tail}`;
+      const want = `Peer hostile: spec.allowedIPs[1] ${cidr} ${tail}`;
       if (t.refused.length !== 1 || r.reason !== reason || r.field !== 'spec.allowedIPs[1]' || r.message !== want) wrong.push(`${cidr}: ${JSON.stringify(t.refused)}`);
       if (names(t).join() !== 'node-b,node-c') wrong.push(`${cidr}: the mesh changed: ${names(t).join()}`);
     }
@@ -207,7 +207,7 @@ describe('computeTopology', () => {
       ['grab', 'OverlapsClusterCIDR', 'spec.allowedIPs[0]'],
       ['grab6', 'OverlapsClusterCIDR', 'spec.allowedIPs[0]'],
     ]);
-    assert.equal(t.refused[1].message, "Peer grab6: allowedIPs fd00:244:0:9::/64 overlaps the cluster's pod CIDR fd00:244::/48");
+    assert.equal(t.refused[1].message, "Peer grab6: spec.allowedIPs[0] fd00:244:0:9::/64 overlaps the cluster's pod CIDR fd00:244::/48");
   });
 
   test('service CIDRs, cluster CIDRs and node subnets are settings: given ones replace the defaults', () => {
@@ -250,7 +250,7 @@ describe('computeTopology', () => {
     const t = computeTopology(input([...mesh3(), newer, older]));
     assert.ok(t.peers.some((p) => p.name === 'zz-old'));
     assert.deepEqual(verdicts(t), [['aa-new', 'OverlapsPeer', 'spec.allowedIPs[0]']]);
-    assert.equal(t.refused[0].message, 'Peer aa-new: 192.168.7.0/24 overlaps 192.168.0.0/16 of Peer zz-old, which is older');
+    assert.equal(t.refused[0].message, 'Peer aa-new: spec.allowedIPs[0] 192.168.7.0/24 overlaps 192.168.0.0/16 of Peer zz-old, which is older');
   });
 
   test('ties at equal creation time: Gateway before Peer, then the smaller name in code units (any locale)', () => {
@@ -258,7 +258,7 @@ describe('computeTopology', () => {
     const aa = external('aa-site', ['192.168.7.0/24', '192.168.8.0/24'], {}, T0);
     const t = computeTopology(input([...mesh3(), b, aa]));
     assert.deepEqual(verdicts(t), [['b-site', 'OverlapsPeer', 'spec.allowedIPs[0]']]);
-    assert.equal(t.refused[0].message, 'Peer b-site: 192.168.0.0/16 overlaps 192.168.7.0/24 of Peer aa-site, which is as old and sorts first by name');
+    assert.equal(t.refused[0].message, 'Peer b-site: spec.allowedIPs[0] 192.168.0.0/16 overlaps 192.168.7.0/24 of Peer aa-site, which is as old and sorts first by name');
     // A Gateway and a Peer with the same mesh IP, created at once: the Gateway keeps it.
     const gw = gateway('zz-gw', '100.96.5.5', {}, T0);
     const p = external('aa-peer', ['192.168.9.0/24'], { meshIP: '100.96.5.5' }, T0);
@@ -487,7 +487,7 @@ describe('computeTopology', () => {
         ['list-spec', 'InvalidSpec', 'spec', 'Peer list-spec: spec: expected an object, got a list'],
         ['no-spec', 'InvalidSpec', 'spec', 'Peer no-spec: spec: required'],
         ['null-spec', 'InvalidSpec', 'spec', 'Peer null-spec: spec: expected an object, got null'],
-        ['twice', 'DuplicateName', 'metadata.name', 'Peer twice: another Peer has the same name'],
+        ['twice', 'DuplicateName', 'metadata.name', 'Peer twice: metadata.name: another Peer has the same name'],
       ],
     );
     // Which "twice" wins does not depend on the input's order.
@@ -499,7 +499,7 @@ describe('computeTopology', () => {
     const laptop = external('laptop', ['192.168.40.0/24'], { presharedKeySecretRef: { namespace: 'kube-system', name: 'psk', key: 'laptop' } });
     const t = computeTopology(input([...mesh3(), laptop]));
     assert.deepEqual(t.refused, [
-      { kind: 'Peer', name: 'laptop', reason: 'PresharedKeyMissing', field: 'spec.presharedKeySecretRef', message: 'Peer laptop: Secret kube-system/psk has no usable key laptop' },
+      { kind: 'Peer', name: 'laptop', reason: 'PresharedKeyMissing', field: 'spec.presharedKeySecretRef', message: 'Peer laptop: spec.presharedKeySecretRef: Secret kube-system/psk has no usable key laptop' },
     ]);
     const empty = computeTopology({ ...input([...mesh3(), laptop]), presharedKeys: new Map([['kube-system/psk/laptop', '']]) });
     assert.deepEqual(verdicts(empty), [['laptop', 'PresharedKeyMissing', 'spec.presharedKeySecretRef']]);
@@ -568,7 +568,7 @@ describe('computeTopology', () => {
         for (const r of t.refused) {
           assert.match(r.reason, /^[A-Z][A-Za-z]+$/);
           assert.match(r.field, /^(spec|metadata\.name)/);
-          assert.ok(r.message.startsWith(`${r.kind} ${r.name}: `), r.message);
+          assert.ok(r.message.startsWith(`${r.kind} ${r.name}: ${r.field}`), `the message names the object, then the field: ${r.message}`);
         }
         assert.deepEqual(make(true), t, 'the same result from the input in reverse');
       }),
@@ -603,6 +603,7 @@ describe('computeTopology', () => {
           .map((s) => ({ kind: 'Gateway', metadata: meta(s), spec: { publicKey: KEYS[s.key], meshIP: `100.96.0.${s.mesh}`, podCIDRs: s.cidrs } }));
         const views = ['node-a', 'node-b', 'node-c'].map((self, i) => computeTopology(input(i % 2 ? [...peers].reverse() : peers, gateways, self)));
         for (const v of views) assert.deepEqual(v.refused, views[0].refused);
+        for (const r of views[0].refused) assert.ok(r.message.startsWith(`${r.kind} ${r.name}: ${r.field}`), r.message);
         for (const v of views) {
           const all = v.peers.flatMap((p) => p.allowedIPs.map((c) => [p.name, c] as const));
           for (const [n1, c1] of all) for (const [n2, c2] of all) if (n1 !== n2) assert.notEqual(c1, c2);

@@ -244,7 +244,7 @@ export function computeTopology(input: TopologyInput): Topology {
     // (Objects without a usable name are refused below for that; they are not duplicates of each other.)
     const named = e.check.ok || e.check.problems[0].field !== 'metadata.name';
     if (named && seen.has(id)) {
-      refuse(e.kind, e.name, 'DuplicateName', 'metadata.name', `another ${e.kind} has the same name`);
+      refuse(e.kind, e.name, 'DuplicateName', 'metadata.name', `metadata.name: another ${e.kind} has the same name`);
       continue;
     }
     seen.add(id);
@@ -286,7 +286,7 @@ export function computeTopology(input: TopologyInput): Topology {
       }
       const node = nodes.get(spec.nodeName);
       if (!node) {
-        refuse(kind, name, 'NodeNotFound', 'spec.nodeName', `Node ${spec.nodeName} does not exist`);
+        refuse(kind, name, 'NodeNotFound', 'spec.nodeName', `spec.nodeName: Node ${spec.nodeName} does not exist`);
         continue;
       }
       const problem = firstProblem(spec.cidrs, own, (c) => {
@@ -295,7 +295,7 @@ export function computeTopology(input: TopologyInput): Topology {
         if (node.podCIDRs.some((pod) => cidrContains(pod, c))) return null;
         return {
           reason: 'AllowedIPsOutsidePodCIDRs',
-          why: `allowedIPs ${c} is not inside Node ${node.name}'s podCIDRs ${list(node.podCIDRs)}${own ? ` nor its meshIP ${own}` : ''}`,
+          why: `is not inside Node ${node.name}'s podCIDRs ${list(node.podCIDRs)}${own ? ` nor its meshIP ${own}` : ''}`,
         };
       });
       if (problem) {
@@ -328,7 +328,7 @@ export function computeTopology(input: TopologyInput): Topology {
       const r = spec.presharedKeySecretRef;
       const found = presharedKeys.get(`${r.namespace}/${r.name}/${r.key}`);
       if (typeof found !== 'string' || found === '') {
-        refuse(kind, name, 'PresharedKeyMissing', 'spec.presharedKeySecretRef', `Secret ${r.namespace}/${r.name} has no usable key ${r.key}`);
+        refuse(kind, name, 'PresharedKeyMissing', 'spec.presharedKeySecretRef', `spec.presharedKeySecretRef: Secret ${r.namespace}/${r.name} has no usable key ${r.key}`);
         continue;
       }
       presharedKey = found;
@@ -354,7 +354,7 @@ export function computeTopology(input: TopologyInput): Topology {
       const theirs = lostTo.allowedIPs.find((b) => cidrOverlaps(mine, b)) as string;
       const index = spec.cidrs.indexOf(mine);
       const field = kind === 'Gateway' || index < 0 ? 'spec.meshIP' : `spec.allowedIPs[${index}]`;
-      refuse(kind, name, 'OverlapsPeer', field, `${mine} overlaps ${theirs} of ${other}`);
+      refuse(kind, name, 'OverlapsPeer', field, `${field} ${field === 'spec.meshIP' ? spec.meshIP : mine} overlaps ${theirs} of ${other}`);
     }
   }
 
@@ -386,12 +386,15 @@ interface Problem {
   why: string;
 }
 
-/** The first entry of `cidrs` (in the object's order) with a problem, naming its index; an object's own meshIP/32 is always fine. */
+/**
+ * The first entry of `cidrs` (in the object's order) with a problem, as a refusal that names the
+ * entry (`spec.allowedIPs[1] 0.0.0.0/0 is default-route space`); an object's own meshIP/32 is always fine.
+ */
 function firstProblem(cidrs: readonly string[], own: string | null, check: (cidr: string) => Problem | null): (Problem & { field: string }) | null {
   for (const [i, c] of cidrs.entries()) {
     if (c === own) continue;
     const p = check(c);
-    if (p) return { ...p, field: `spec.allowedIPs[${i}]` };
+    if (p) return { reason: p.reason, field: `spec.allowedIPs[${i}]`, why: `spec.allowedIPs[${i}] ${c} ${p.why}` };
   }
   return null;
 }
@@ -400,17 +403,17 @@ function firstProblem(cidrs: readonly string[], own: string | null, check: (cidr
 function reservedProblem(c: string): Problem | null {
   const length = Number(c.slice(c.indexOf('/') + 1));
   if (length < MIN_PREFIX_LENGTH) {
-    return { reason: 'AllowedIPsTooBroad', why: `allowedIPs ${c} is default-route space (a prefix shorter than /${MIN_PREFIX_LENGTH})` };
+    return { reason: 'AllowedIPsTooBroad', why: `is default-route space (a prefix shorter than /${MIN_PREFIX_LENGTH})` };
   }
   const hit = RESERVED_RANGES.find(([r]) => cidrOverlaps(c, r));
-  return hit ? { reason: 'AllowedIPsReserved', why: `allowedIPs ${c} overlaps ${hit[1]}` } : null;
+  return hit ? { reason: 'AllowedIPsReserved', why: `overlaps ${hit[1]}` } : null;
 }
 
 /** The cluster's own address space, which no machine outside it may claim. */
 function externalProblem(c: string, nodes: readonly NodeInfo[], settings: CheckedSettings): Problem | null {
   for (const node of nodes) {
     const pod = node.podCIDRs.find((p) => cidrOverlaps(p, c));
-    if (pod) return { reason: 'OverlapsPodCIDR', why: `allowedIPs ${c} overlaps Node ${node.name}'s podCIDR ${pod}` };
+    if (pod) return { reason: 'OverlapsPodCIDR', why: `overlaps Node ${node.name}'s podCIDR ${pod}` };
   }
   const ranges: Array<[string[], string, string]> = [
     [settings.clusterCIDRs, 'OverlapsClusterCIDR', "the cluster's pod CIDR"],
@@ -419,12 +422,12 @@ function externalProblem(c: string, nodes: readonly NodeInfo[], settings: Checke
   ];
   for (const [cidrs, reason, what] of ranges) {
     const hit = cidrs.find((r) => cidrOverlaps(r, c));
-    if (hit) return { reason, why: `allowedIPs ${c} overlaps ${what} ${hit}${reason === 'OverlapsMeshCIDR' ? ' (only its own meshIP/32 may)' : ''}` };
+    if (hit) return { reason, why: `overlaps ${what} ${hit}${reason === 'OverlapsMeshCIDR' ? ' (only its own meshIP/32 may)' : ''}` };
   }
   for (const node of nodes) {
     const ip = node.internalIPs.find((a) => cidrContains(c, hostCidr(a)));
-    if (ip) return { reason: 'OverlapsNodeAddress', why: `allowedIPs ${c} contains Node ${node.name}'s address ${ip}` };
+    if (ip) return { reason: 'OverlapsNodeAddress', why: `contains Node ${node.name}'s address ${ip}` };
   }
   const subnet = settings.nodeSubnets.find((r) => cidrOverlaps(r, c));
-  return subnet ? { reason: 'OverlapsNodeSubnet', why: `allowedIPs ${c} overlaps the node subnet ${subnet}` } : null;
+  return subnet ? { reason: 'OverlapsNodeSubnet', why: `overlaps the node subnet ${subnet}` } : null;
 }
