@@ -45,9 +45,9 @@ describe('the default mark', () => {
 describe('validateFwmark', () => {
   const refused: Array<[string, unknown, RegExp]> = [
     ['0 (the mesh table silently off)', 0, /^--fwmark 0: the mark must have at least one bit set; with 0 the mesh table would only be used by marked packets/],
-    ['the old default 51820', 51820, /^--fwmark 51820 \(0xca6c\) shares bits with Kubernetes' own marks: 0x4000 \(kube-proxy's masquerade bit .*\) and 0x8000 \(kubelet's .*drop bit.*\); .* such as the default 0x2000$/],
-    ["kube-proxy's masquerade bit", 0x4000, /^--fwmark 16384 \(0x4000\) shares bits with Kubernetes' own marks: 0x4000 \(kube-proxy's/],
-    ["kubelet's drop bit among others", 0x18000, /^--fwmark 98304 \(0x18000\) shares bits .*: 0x8000 \(kubelet's/],
+    ['the old default 51820', 51820, /^--fwmark 51820 \(0xca6c\) has kube-proxy's masquerade bit 0x4000 \(KUBE-POSTROUTING masquerades such packets; --iptables-masquerade-bit 14\) and kubelet's drop bit 0x8000 \(KUBE-FIREWALL drops such packets; kubelet's and kube-proxy's --iptables-drop-bit 15\): the tunnel's own packets would be masqueraded or dropped\. Choose a mark without them, such as the default 0x2000$/],
+    ["kube-proxy's masquerade bit", 0x4000, /^--fwmark 16384 \(0x4000\) has kube-proxy's masquerade bit 0x4000 \(KUBE-POSTROUTING masquerades such packets; --iptables-masquerade-bit 14\): /],
+    ["kubelet's drop bit among others", 0x18000, /^--fwmark 98304 \(0x18000\) has kubelet's drop bit 0x8000 \(KUBE-FIREWALL drops such packets; kubelet's and kube-proxy's --iptables-drop-bit 15\): /],
     ['a negative number', -1, /^--fwmark -1: expected a whole number from 1 to 0xffffffff/],
     ['a fraction', 1.5, /^--fwmark 1\.5: expected a whole number/],
     ['2^32', 2 ** 32, /^--fwmark 4294967296: expected a whole number/],

@@ -38,6 +38,8 @@ export interface KnownMark {
   bits: number;
   /** Who, and what for. */
   owner: string;
+  /** What it does to a packet carrying them (for the refusal message). */
+  effect?: string;
   /**
    * Set on every Kubernetes node by default (kube-proxy, kubelet): refused unless explicitly allowed.
    * The others depend on which CNI or VPN a cluster runs, and are reported, not refused.
@@ -47,8 +49,8 @@ export interface KnownMark {
 
 /** Marks of the software a node is likely to run (defaults; where they are configurable, the flag is named). */
 export const KNOWN_MARKS: readonly KnownMark[] = [
-  { bits: 0x4000, owner: "kube-proxy's masquerade bit (--iptables-masquerade-bit 14): its KUBE-POSTROUTING rule masquerades marked packets", kubernetes: true },
-  { bits: 0x8000, owner: "kubelet's and kube-proxy's drop bit (--iptables-drop-bit 15): KUBE-FIREWALL drops marked packets", kubernetes: true },
+  { bits: 0x4000, owner: "kube-proxy's masquerade bit", effect: 'KUBE-POSTROUTING masquerades such packets; --iptables-masquerade-bit 14', kubernetes: true },
+  { bits: 0x8000, owner: "kubelet's drop bit", effect: "KUBE-FIREWALL drops such packets; kubelet's and kube-proxy's --iptables-drop-bit 15", kubernetes: true },
   { bits: 0x0f00, owner: "Cilium's magic marks (MagicMarkHostMask 0x0f00)", kubernetes: false },
   { bits: 0x1000, owner: 'Cilium WireGuard (MagicMarkWireGuardEncrypted 0x1e00)', kubernetes: false },
   { bits: 0xff000000, owner: "Calico's iptables marks (FelixConfiguration iptablesMarkMask, default 0xff000000; often 0xffff0000)", kubernetes: false },
@@ -86,8 +88,8 @@ export function validateFwmark(value: unknown, options: { flag?: string; allowKu
   }
   const kube = fwmarkCollisions(value).filter((k) => k.kubernetes);
   if (kube.length && !options.allowKubernetesBits) {
-    const bits = kube.map((k) => `${formatMark(k.bits & value)} (${k.owner})`).join(' and ');
-    return `${flag} ${value} (${formatMark(value)}) shares bits with Kubernetes' own marks: ${bits}; the tunnel's packets would be masqueraded or dropped. Choose a mark without them, such as the default ${formatMark(DEFAULT_FWMARK)}`;
+    const bits = kube.map((k) => `${k.owner} ${formatMark(k.bits & value)} (${k.effect})`).join(' and ');
+    return `${flag} ${value} (${formatMark(value)}) has ${bits}: the tunnel's own packets would be masqueraded or dropped. Choose a mark without them, such as the default ${formatMark(DEFAULT_FWMARK)}`;
   }
   return undefined;
 }
