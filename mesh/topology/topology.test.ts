@@ -264,7 +264,10 @@ describe('computeTopology', () => {
     const p = external('aa-peer', ['192.168.9.0/24'], { meshIP: '100.96.5.5' }, T0);
     const u = computeTopology(input([...mesh3(), p], [gw]));
     assert.deepEqual(verdicts(u), [['aa-peer', 'DuplicateMeshIP', 'spec.meshIP']]);
-    assert.equal(u.refused[0].message, 'Peer aa-peer: spec.meshIP 100.96.5.5 is already used by Gateway zz-gw, which is as old and a Gateway');
+    assert.equal(u.refused[0].message, 'Peer aa-peer: spec.meshIP 100.96.5.5 is already used by Gateway zz-gw, which is a Gateway');
+    // Two Gateways as old: the smaller name.
+    const v = computeTopology(input(mesh3(), [gateway('b-gw', '100.96.5.6', {}, T0), gateway('a-gw', '100.96.5.6', {}, T0)]));
+    assert.deepEqual(v.refused.map((r) => r.message), ['Gateway b-gw: spec.meshIP 100.96.5.6 is already used by Gateway a-gw, which is as old and sorts first by name']);
     // Objects without a creation time (a directory) come after every dated one.
     const undated = external('a-undated', ['192.168.0.0/24']);
     assert.deepEqual(verdicts(computeTopology(input([...mesh3(), undated, b]))), [['a-undated', 'OverlapsPeer', 'spec.allowedIPs[0]']]);
@@ -340,11 +343,25 @@ describe('computeTopology', () => {
     assert.equal(u.refused[0].message, 'Peer new: spec.publicKey is already used by Peer old, which is older');
   });
 
-  test('duplicate mesh IPs: the younger object loses', () => {
-    const twin = external('twin', ['192.168.2.0/24'], { meshIP: '100.96.0.3' }, '2026-02-01T00:00:00Z');
-    const t = computeTopology(input([...mesh3(), twin]));
-    assert.deepEqual(verdicts(t), [['twin', 'DuplicateMeshIP', 'spec.meshIP']]);
-    assert.equal(t.refused[0].message, 'Peer twin: spec.meshIP 100.96.0.3 is already used by Peer node-c, which is older');
+  test("duplicate mesh IPs: a node's Peer keeps its own, even against an older object or (undated, in a directory) a smaller name; otherwise the older wins", () => {
+    const twin = external('twin', ['192.168.2.0/24'], { meshIP: '100.96.0.3' }, '2020-02-01T00:00:00Z');
+    const gw = gateway('a-gw', '100.96.0.2', {}, '2020-02-01T00:00:00Z');
+    const t = computeTopology(input([...mesh3(), twin], [gw]));
+    assert.deepEqual(verdicts(t), [
+      ['a-gw', 'DuplicateMeshIP', 'spec.meshIP'],
+      ['twin', 'DuplicateMeshIP', 'spec.meshIP'],
+    ]);
+    assert.deepEqual(t.refused.map((r) => r.message), [
+      "Gateway a-gw: spec.meshIP 100.96.0.2 is already used by Peer node-b, which is a node's Peer",
+      "Peer twin: spec.meshIP 100.96.0.3 is already used by Peer node-c, which is a node's Peer",
+    ]);
+    const undated = mesh3().map((p) => ({ ...p, metadata: { name: p.metadata.name } }));
+    const squat = computeTopology(input([...undated, external('a-squat', ['192.168.3.0/24'], { meshIP: '100.96.0.2' })]));
+    assert.deepEqual(verdicts(squat), [['a-squat', 'DuplicateMeshIP', 'spec.meshIP']]);
+    assert.deepEqual(names(squat), ['node-b', 'node-c']);
+    // Between external Peers, the older.
+    const u = computeTopology(input([...mesh3(), external('new', ['192.168.4.0/24'], { meshIP: '100.96.7.7' }, '2026-03-01T00:00:00Z'), external('old', ['192.168.5.0/24'], { meshIP: '100.96.7.7' }, '2026-02-01T00:00:00Z')]));
+    assert.deepEqual(u.refused.map((r) => r.message), ['Peer new: spec.meshIP 100.96.7.7 is already used by Peer old, which is older']);
   });
 
   test('gateways are peers with only their mesh IP; a gateway itself peers with the nodes only', () => {
@@ -610,9 +627,9 @@ describe('computeTopology', () => {
           assert.equal(new Set(v.peers.map((p) => p.publicKey)).size, v.peers.length, 'one object per key');
           assert.ok(v.routes.every((r) => Number(r.split('/')[1]) >= 8 && r !== '169.254.169.254/32'));
         }
-        // A node's accepted Peer is never refused for its key because of an external Peer or a Gateway.
-        for (const r of views[0].refused.filter((x) => x.reason === 'DuplicatePublicKey' && x.kind === 'Peer' && x.name.startsWith('node-'))) {
-          assert.match(r.message, /already used by Peer node-/);
+        // A node's Peer never loses its key or its mesh IP to an external Peer or a Gateway.
+        for (const r of views[0].refused.filter((x) => ['DuplicatePublicKey', 'DuplicateMeshIP', 'OverlapsPeer'].includes(x.reason) && x.kind === 'Peer' && x.name.startsWith('node-'))) {
+          assert.match(r.message, /already used by Peer node-|overlaps .* of Peer node-/);
         }
       }),
       { numRuns: 300 },

@@ -184,12 +184,19 @@ function precedes(a: CheckedObject, b: CheckedObject): number {
   return a.created - b.created || compareText(a.kind, b.kind) || compareText(a.name, b.name);
 }
 
-/** Why `winner` beat `loser` in precedes(), in words. */
-const whyWins = (winner: CheckedObject, loser: CheckedObject): string =>
-  winner.created < loser.created ? 'which is older' : winner.kind !== loser.kind ? 'which is as old and a Gateway' : 'which is as old and sorts first by name';
+/**
+ * Who a public key or a mesh IP belongs to first: a node's Peer before any Gateway, a Gateway before
+ * any external Peer (then precedes()). Without it, an older object (or, in a directory, where
+ * nothing has a creation time, a smaller name) could take a node's key or mesh IP and knock the
+ * node out of the mesh.
+ */
+const rank = (o: CheckedObject): number => (o.kind === 'Peer' && o.spec.nodeName !== null ? 0 : o.kind === 'Gateway' ? 1 : 2);
 
-/** Who a public key belongs to: a node's Peer before any Gateway, a Gateway before any external Peer. */
-const keyRank = (o: CheckedObject): number => (o.kind === 'Peer' && o.spec.nodeName !== null ? 0 : o.kind === 'Gateway' ? 1 : 2);
+/** Why `winner` beat `loser` (rank, then precedes()), in words. */
+function whyWins(winner: CheckedObject, loser: CheckedObject): string {
+  if (rank(winner) < rank(loser)) return rank(winner) === 0 ? "which is a node's Peer" : 'which is a Gateway';
+  return winner.created < loser.created ? 'which is older' : winner.kind !== loser.kind ? 'which is as old and a Gateway' : 'which is as old and sorts first by name';
+}
 
 const list = (cidrs: readonly string[]): string => `[${cidrs.join(', ')}]`;
 const describe = (o: CheckedObject): string => `${o.kind} ${o.name}`;
@@ -264,7 +271,7 @@ export function computeTopology(input: TopologyInput): Topology {
   for (const o of checked) {
     if (o.kind === 'Peer' && o.spec.nodeName !== null && !isNodePeer(o)) continue;
     const held = keyOwner.get(o.spec.publicKey);
-    if (!held || keyRank(o) < keyRank(held) || (keyRank(o) === keyRank(held) && precedes(o, held) < 0)) keyOwner.set(o.spec.publicKey, o);
+    if (!held || rank(o) < rank(held) || (rank(o) === rank(held) && precedes(o, held) < 0)) keyOwner.set(o.spec.publicKey, o);
   }
 
   const candidates: Candidate[] = [];
@@ -315,7 +322,7 @@ export function computeTopology(input: TopologyInput): Topology {
     const owner = keyOwner.get(spec.publicKey) as CheckedObject;
     if (owner !== o) {
       const why =
-        keyRank(owner) < keyRank(o)
+        rank(owner) < rank(o)
           ? owner.kind === 'Peer'
             ? `spec.publicKey is the key of Node ${owner.name}'s Peer: a node's Peer always wins its own key`
             : `spec.publicKey is the key of Gateway ${owner.name}: only a node's Peer may share a Gateway's key`
@@ -336,8 +343,9 @@ export function computeTopology(input: TopologyInput): Topology {
     candidates.push({ object: o, allowedIPs: [...new Set(allowedIPs)].sort(compareText), presharedKey });
   }
 
-  // Overlaps between otherwise acceptable objects: one deterministic winner, the rest refused.
-  candidates.sort((a, b) => precedes(a.object, b.object));
+  // Overlaps between otherwise acceptable objects (in practice: mesh IPs, and node pod CIDRs that
+  // overlap): one deterministic winner, the rest refused. A node's Peer first, as for keys.
+  candidates.sort((a, b) => rank(a.object) - rank(b.object) || precedes(a.object, b.object));
   const winners: Candidate[] = [];
   for (const c of candidates) {
     const lostTo = winners.find((w) => (c.object.spec.meshIP !== null && c.object.spec.meshIP === w.object.spec.meshIP) || c.allowedIPs.some((a) => w.allowedIPs.some((b) => cidrOverlaps(a, b))));
