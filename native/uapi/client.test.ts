@@ -186,21 +186,23 @@ for (const binary of skip ? [] : availableWireguardGoBinaries()) {
         allowedIPs: [`10.${1 + (i >> 8)}.${i & 255}.0/24`],
         persistentKeepalive: 25,
       }));
-      await wg.client.replaceDevice({ privateKey: generatePrivateKey(), listenPort: 51824, peers });
-      const raw = await wg.client.getRaw();
+      // A generous timeout: 5,000 peers on a loaded machine can take longer than the default 5 s.
+      const client = (options: { maxReplyBytes?: number } = {}): UapiClient => new UapiClient(wg.client.socketPath, { timeoutMs: 60_000, ...options });
+      await client().replaceDevice({ privateKey: generatePrivateKey(), listenPort: 51824, peers });
+      const raw = await client().getRaw();
       t.diagnostic(`get of 5,000 peers: ${raw.length} bytes; default cap ${DEFAULT_MAX_REPLY_BYTES} bytes`);
       assert.ok(raw.length > 1_500_000 && raw.length * 8 < DEFAULT_MAX_REPLY_BYTES, `answer of ${raw.length} bytes`);
-      assert.equal((await wg.client.get()).peers.length, 5000);
-      const exact = new UapiClient(wg.client.socketPath, { maxReplyBytes: raw.length });
+      assert.equal((await client().get()).peers.length, 5000);
+      const exact = client({ maxReplyBytes: raw.length });
       assert.equal((await exact.get()).peers.length, 5000, 'an answer of exactly the cap is accepted');
-      await assert.rejects(new UapiClient(wg.client.socketPath, { maxReplyBytes: raw.length - 1 }).get(), (err: Error) => {
+      await assert.rejects(client({ maxReplyBytes: raw.length - 1 }).get(), (err: Error) => {
         assert.ok(isNativeError(err, 'reply-too-large'), String(err));
         assert.match(err.message, new RegExp(`UAPI get on .*: the answer passed the cap of ${raw.length - 1} bytes \\(maxReplyBytes\\)`));
         return true;
       });
       // The device is unharmed by a client that gave up: the next request is answered in full.
-      assert.equal((await wg.client.get()).peers.length, 5000);
-      await wg.client.set({ replacePeers: true });
+      assert.equal((await client().get()).peers.length, 5000);
+      await client().set({ replacePeers: true });
     });
   });
 }
@@ -342,8 +344,8 @@ describe('UAPI client errors a person can act on', () => {
     const whole = serve('wg-slow.sock', answer);
     const short = serve('wg-short.sock', answer.slice(0, -1));
     await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual((await new UapiClient(whole).get()).peers.map((p) => p.allowedIPs), [['10.7.0.0/24'], ['10.7.1.0/24'], ['10.7.2.0/24']]);
-    await assert.rejects(new UapiClient(short).get(), (err: Error) => isNativeError(err, 'protocol') && /without a complete answer \(got \d+ bytes\)/.test(err.message));
+    assert.deepEqual((await new UapiClient(whole, { timeoutMs: 30_000 }).get()).peers.map((p) => p.allowedIPs), [['10.7.0.0/24'], ['10.7.1.0/24'], ['10.7.2.0/24']]);
+    await assert.rejects(new UapiClient(short, { timeoutMs: 30_000 }).get(), (err: Error) => isNativeError(err, 'protocol') && /without a complete answer \(got \d+ bytes\)/.test(err.message));
   });
 
   test('a malformed private_key line in an answer is reported without its value', async () => {
