@@ -1,7 +1,9 @@
 /**
  * The agent against a real kube-apiserver + etcd and a real wireguard-go in a network namespace of
  * its own. Nodes node-b and node-c are only objects here (their Peers written as their agents
- * would); `wg show <if> dump` is the independent reader of what the device holds.
+ * would); `wg show <if> dump` is the independent reader of what the device holds. Also: the agent
+ * removes its Node's not-ready taint (and only that) once converged, and restores its own Peer
+ * when another writer changes it, saying who (a Warning event and a log line).
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -15,15 +17,15 @@ import { TestCluster, kubeTestsUnavailable } from '../e2e/kube/apiserver.ts';
 import { createNode, createPeer, deletePeer, getPeer, grantShippedRole, installCrds, parseDump, updatePeerSpec, waitFor } from '../e2e/kube/mesh.ts';
 import type { DumpPeer } from '../e2e/kube/mesh.ts';
 import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
-import { generatePrivateKey, listRoutes, publicKeyOf } from '../native/index.ts';
-import { KubeSource, MeshApi } from '../mesh/index.ts';
+import { DEFAULT_FWMARK, generatePrivateKey, listFallbacks, listRoutes, publicKeyOf } from '../native/index.ts';
+import { GROUP, KubeSource, MeshApi, NOT_READY_TAINT, SPEC_OVERWRITTEN_REASON, VERSION } from '../mesh/index.ts';
 
 const execFileP = promisify(execFile);
 import type { Condition } from '../mesh/index.ts';
 import { createAgent } from './agent.ts';
 import type { MeshMember } from '../mesh/index.ts';
 
-const skip = networkTestsUnavailable() ?? kubeTestsUnavailable() ?? false;
+const skip = networkTestsUnavailable(['wg', 'kubectl']) ?? kubeTestsUnavailable() ?? false;
 const TABLE = 51820;
 
 describe('agent against a real API server and a real wireguard-go', { skip }, () => {
@@ -36,6 +38,11 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
   let api: MeshApi;
   let keyDir: string;
   const sets: string[][] = [];
+  /** The agent's log lines, as `level message {meta}`. */
+  const logLines: string[] = [];
+  const line = (level: string) => (message: string, meta?: Record<string, unknown>) => void logLines.push(`${level} ${message} ${JSON.stringify(meta ?? {})}`);
+  const log = { error: line('error'), warn: line('warn'), info: line('info'), debug: () => undefined };
+  const otherTaint = { key: 'example.com/dedicated', value: 'mesh', effect: 'NoSchedule' };
   const keys = { b: publicKeyOf(generatePrivateKey()), c: publicKeyOf(generatePrivateKey()) };
 
   const dump = async (): Promise<ReturnType<typeof parseDump>> => parseDump((await box.exec(ns, 'wg', ['show', ifName, 'dump'])).stdout);
@@ -49,11 +56,18 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     ((await getPeer(admin, name))?.status?.conditions as Condition[] | undefined)?.find((c) => c.type === type);
 
   before(async () => {
-    cluster = await TestCluster.start({ users: [{ name: 'agent-node-a' }] });
+    cluster = await TestCluster.start({ users: [{ name: 'agent-node-a' }, { name: 'tamperer' }] });
     admin = cluster.kubeConfig();
     await installCrds(cluster);
     await grantShippedRole(cluster, 'agent', 'agent-node-a');
+    // Another identity allowed to update Peers (what a compromised node's agent could do without node-bound writes).
+    await grantShippedRole(cluster, 'agent', 'tamperer');
     await createNode(admin, 'node-a', ['10.244.0.0/24'], '198.18.0.1');
+    // node-a's pool registers its Nodes not ready (and with a taint of the operator's own, which must stay).
+    await admin.makeApiClient(k8s.CoreV1Api).patchNode(
+      { name: 'node-a', body: { spec: { taints: [{ ...NOT_READY_TAINT }, otherTaint] } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
     // One family per Node: 1.20 drops a second podCIDR unless the IPv6DualStack gate is on.
     await createNode(admin, 'node-b', ['10.244.1.0/24'], '198.18.0.2');
     await createNode(admin, 'node-c', ['10.244.2.0/24'], '198.18.0.3');
@@ -71,7 +85,7 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
       interfaceName: ifName,
       listenPort: 51820,
       meshCIDR: '100.96.0.0/16',
-      fwmark: 51820,
+      fwmark: DEFAULT_FWMARK,
       table: TABLE,
       rulePriority: 5280,
       mtu: 'auto',
@@ -83,6 +97,7 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
       api: (api = new MeshApi(kc, { instance: 'node-a', component: 'aks-mesh-agent' })),
       resyncMs: 1500,
       debounceMs: 50,
+      log,
       onRequest: (op, lines) => {
         if (op === 'set') sets.push([...lines]);
       },
@@ -106,7 +121,7 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     await waitFor('the device to hold nodes b and c', async () => JSON.stringify(sortKeys(await peersOf())) === JSON.stringify(sortKeys(expected)));
     const d = await dump();
     assert.equal(d.listenPort, 51820);
-    assert.equal(d.fwmark, 51820);
+    assert.equal(d.fwmark, DEFAULT_FWMARK);
     assert.equal(d.peers.get(keys.b)?.endpoint, '198.18.0.2:51820');
     await waitFor('routes in the mesh table', async () => (await routes()).length === 4);
     assert.deepEqual(await routes(), ['10.244.1.0/24', '10.244.2.0/24', '100.96.0.2/32', '100.96.0.3/32'].map((r) => `${r} ${ifName}`));
@@ -121,6 +136,16 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     const mp = await cluster.kubectl(['get', 'mp', 'node-a']);
     assert.match(mp.stdout, /node-a\s+198\.18\.0\.1:51820\s+100\.96\.\d+\.\d+\s+\["10\.244\.0\.0\/24"\]\s+True\s+\d+s/);
     await waitFor('its mesh IP on the interface', async () => (await box.ip(ns, '-4', 'addr', 'show', 'dev', ifName)).includes(`${own.spec.meshIP}/32`));
+
+    // Converged: the not-ready taint is gone from its own Node, the operator's other taint stays.
+    const taints = await waitFor('the not-ready taint removed from node-a', async () => {
+      const t = (await admin.makeApiClient(k8s.CoreV1Api).readNode({ name: 'node-a' })).spec?.taints ?? [];
+      return t.some((x) => x.key === NOT_READY_TAINT.key) ? null : t;
+    });
+    assert.deepEqual(taints.map((t) => ({ key: t.key, value: t.value, effect: t.effect })), [otherTaint]);
+    assert.ok(logLines.some((l) => /removed the not-ready taint/.test(l)), logLines.join('\n'));
+    // Fail closed beyond the routes: every other Node's pod CIDR has its fallback, never its own.
+    assert.deepEqual((await listFallbacks(TABLE, { netns: ns })).filter((c) => c.startsWith('10.244.')).sort(), ['10.244.1.0/24', '10.244.2.0/24']);
 
     // A converged, quiet mesh writes no status: its own writes must not wake it up again.
     const passes = agent.reconciler.passes;
@@ -189,6 +214,35 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     assert.deepEqual(Object.keys(await peersOf()), [keys.b]);
   });
 
+  test("its own Peer rewritten by another writer: restored, with a Warning event and a log line naming that writer", async () => {
+    const before = await waitFor('own Peer', () => getPeer(admin, 'node-a'));
+    const tamperer = cluster.kubeConfig('tamperer').makeApiClient(k8s.CustomObjectsApi);
+    const current = (await tamperer.getClusterCustomObject({ group: GROUP, version: VERSION, plural: 'peers', name: 'node-a' })) as { spec: Record<string, unknown> };
+    // Claim node-b's pod CIDR (were it kept, node-a would be refused everywhere): another identity, another field manager.
+    await tamperer.replaceClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'peers',
+      name: 'node-a',
+      body: { ...current, spec: { ...current.spec, allowedIPs: ['10.244.0.0/24', '10.244.1.0/24'] } },
+      fieldManager: 'tamper-tool',
+    });
+    await waitFor('node-a restored by its agent', async () => (await getPeer(admin, 'node-a'))?.spec.allowedIPs.join() === before.spec.allowedIPs.join());
+    const events = await waitFor('a Warning event on node-a naming the writer', async () => {
+      const list = await admin.makeApiClient(k8s.CoreV1Api).listNamespacedEvent({ namespace: 'default' });
+      return list.items.filter((e) => e.involvedObject.name === 'node-a' && e.type === 'Warning' && e.reason === SPEC_OVERWRITTEN_REASON);
+    });
+    assert.equal(events[0].involvedObject.kind, 'Peer');
+    assert.match(events[0].message ?? '', /^Peer node-a: spec changed by "tamper-tool" \(Update at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\), not by its owner; restored by the agent on node-a \(fields spec\.allowedIPs\)$/);
+    const logged = logLines.filter((l) => /own Peer was changed by another writer; restored/.test(l));
+    assert.equal(logged.length, 1, logLines.join('\n'));
+    assert.match(logged[0], /"changedBy":"tamper-tool"/);
+    assert.match(logged[0], /"fields":"allowedIPs"/);
+    // Its own later writes (a restore is one) are not mistaken for someone else's.
+    await waitFor('Ready=True on node-a again', async () => (await condition('node-a', 'Ready'))?.status === 'True');
+    assert.equal(logLines.filter((l) => /changed by another writer/.test(l)).length, 1);
+  });
+
   test('aks-mesh status shows each Peer at a glance: Ready with its peers, a refused Peer with the reason', async () => {
     await createPeer(admin, 'greedy', { publicKey: publicKeyOf(generatePrivateKey()), allowedIPs: ['10.244.0.0/16'] });
     await waitFor('Accepted=False on greedy', async () => (await condition('greedy', 'Accepted'))?.status === 'False');
@@ -197,7 +251,8 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     const { stdout } = await execFileP(process.execPath, [join(import.meta.dirname, '../cli/main.ts'), 'status', '--kubeconfig', kubeconfig], { encoding: 'utf8' });
     const lines = stdout.trim().split('\n');
     assert.match(lines[0], /^KIND\s+NAME\s+NODE\s+MESH IP\s+READY\s+ACCEPTED\s+PEERS\s+HANDSHAKES<3M\s+LAST SYNC\s+PROBLEM$/);
-    assert.match(stdout, /^Peer\s+node-a\s+node-a\s+100\.96\.\d+\.\d+\s+True\s+-\s+1\/1\s+0\/1\s+\d+s ago\s*$/m);
+    // ACCEPTED: "-" when never refused, True after a refusal cleared (the tampering test above makes one).
+    assert.match(stdout, /^Peer\s+node-a\s+node-a\s+100\.96\.\d+\.\d+\s+True\s+(-|True)\s+1\/1\s+0\/1\s+\d+s ago\s*$/m);
     assert.match(stdout, /^Peer\s+greedy\s+-\s+-\s+-\s+False\s+-\s+-\s+-\s+Peer greedy: allowedIPs 10\.244\.0\.0\/16 overlaps Node node-a's podCIDR 10\.244\.0\.0\/24$/m);
     await deletePeer(admin, 'greedy');
   });
@@ -238,5 +293,5 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
 });
 
 function sortKeys(o: Record<string, string[]>): Record<string, string[]> {
-  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => a.localeCompare(b)));
+  return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }

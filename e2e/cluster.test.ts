@@ -17,9 +17,11 @@ import { DirectorySource } from '../mesh/index.ts';
 import { MeshCluster, NODE_BINARY, UNDERLAY_RESERVATIONS, formatPacket, hostRoutesOverlapping, wireguardGoPids } from './cluster.ts';
 import type { ClusterMember } from './cluster.ts';
 import { isRunning, kubeTestsUnavailable } from './kube/apiserver.ts';
-import { networkTestsUnavailable } from './sandbox.ts';
+import { networkTestsUnavailable, toolsUnavailable } from './sandbox.ts';
 
-const noNetwork = networkTestsUnavailable();
+const noNetwork = networkTestsUnavailable(['wg']);
+// Under AKS_MESH_REQUIRE_NETWORK=1 a missing tcpdump fails here instead of skipping the capture tests.
+const noTcpdump = noNetwork ? null : toolsUnavailable(['tcpdump']);
 const skipKube = noNetwork ?? kubeTestsUnavailable() ?? false;
 const skipDir = noNetwork ?? false;
 
@@ -186,7 +188,7 @@ describe('MeshCluster with an API server', { skip: skipKube }, () => {
     assert.ok((await cluster.ping('gateway', b.underlayIp)).ok);
   });
 
-  test('a capture on the bridge sees ICMP between two node underlay IPs', { skip: hasTcpdump() ? false : 'needs tcpdump' }, async (t) => {
+  test('a capture on the bridge sees ICMP between two node underlay IPs', { skip: noTcpdump ?? false }, async (t) => {
     const [a, b] = cluster.nodes;
     const capture = await cluster.startCapture();
     const ping = await cluster.ping(a.name, b.underlayIp, { count: 3, timeoutMs: 3000 });
@@ -202,7 +204,7 @@ describe('MeshCluster with an API server', { skip: skipKube }, () => {
     assert.equal(await capture.stop(), packets, 'stop() is idempotent');
   });
 
-  test('with plain routes over the underlay, tcp() works and the capture sees the pod traffic in clear', { skip: hasTcpdump() ? false : 'needs tcpdump' }, async () => {
+  test('with plain routes over the underlay, tcp() works and the capture sees the pod traffic in clear', { skip: noTcpdump ?? false }, async () => {
     // What the mesh must prevent, built by hand: node-0 and node-1 route each other's pod CIDR over the bridge.
     const [a, b] = cluster.nodes;
     await cluster.box.ip(a.ns, 'route', 'add', b.podCIDR, 'via', b.underlayIp);
@@ -284,12 +286,11 @@ describe('MeshCluster with an API server', { skip: skipKube }, () => {
 
     // An agent that dies on its own fails the next wait at once, with its log in the error.
     pids.push((await cluster.startAgent(n1.name, { program: stub, extraArgs: ['--crash'] })).pid);
-    const t0 = performance.now();
+    // The wait fails because of the exit (its message says so), not because its timeout ran out.
     await assert.rejects(
       cluster.waitFor('something that never happens', () => false, { timeoutMs: 20_000 }),
-      (err: Error) => /agent of node-1 .*exited \(code 3\)/.test(err.message) && err.message.includes('stub crashing on purpose'),
+      (err: Error) => /agent of node-1 .*exited \(code 3\)/.test(err.message) && err.message.includes('stub crashing on purpose') && !/timed out/.test(err.message),
     );
-    assert.ok(performance.now() - t0 < 15_000, 'failed before the timeout');
     assert.deepEqual(cluster.agentExit(n1.name), { code: 3, signal: null, forced: false });
   });
 
@@ -451,15 +452,6 @@ const traces = { tag: cluster.box.tag, hostInterface: cluster.underlay.hostInter
 process.stdout.write(JSON.stringify({ traces, pids, logs: cluster.nodes.map((n) => n.logFile) }) + '\\n');
 setInterval(() => {}, 1000);
 `;
-
-function hasTcpdump(): boolean {
-  try {
-    execFileSync('tcpdump', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function ms(x: number): string {
   return `${(x / 1000).toFixed(2)} s`;

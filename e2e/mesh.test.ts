@@ -11,11 +11,13 @@ import type { CapturedPacket } from './cluster.ts';
 import { createPeer, deletePeer, getPeer, parseDump } from './kube/mesh.ts';
 import { kubeTestsUnavailable } from './kube/apiserver.ts';
 import { networkTestsUnavailable } from './sandbox.ts';
-import { generatePrivateKey, listFallbacks, listRoutes, publicKeyOf } from '../native/index.ts';
+import { DEFAULT_FWMARK, generatePrivateKey, listFallbacks, listRoutes, publicKeyOf } from '../native/index.ts';
 
-const skip = networkTestsUnavailable() ?? kubeTestsUnavailable() ?? false;
+const skip = networkTestsUnavailable(['wg', 'tcpdump', 'kubectl']) ?? kubeTestsUnavailable() ?? false;
 const RESYNC = 5;
 const TABLE = 51820;
+/** The mark the agents put on wireguard-go's packets (the default): marked packets skip the mesh table. */
+const MARK = String(DEFAULT_FWMARK);
 
 describe('a 3-node mesh with a gateway, in namespaces, against a real API server', { skip }, () => {
   let c: MeshCluster;
@@ -38,9 +40,9 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     await c.waitForMatrix({ timeoutMs: 60_000 });
     // Like a CNI with host-gw routes (kubenet): every pod CIDR is also routable in clear through the
     // underlay, in each namespace's main table. The mesh's ip rule must still win.
-    const plain = await addPlainPodRoutes(c);
+    const plain = await c.addClearPodRoutes();
     const probe = c.nodes[1];
-    assert.match(await c.box.ip(c.nodes[0].ns, 'route', 'get', probe.podIp, 'mark', '51820'), new RegExp(`via ${probe.underlayIp.replace(/\./g, '\\.')}`), 'a clear path exists');
+    assert.match(await c.box.ip(c.nodes[0].ns, 'route', 'get', probe.podIp, 'mark', MARK), new RegExp(`via ${probe.underlayIp.replace(/\./g, '\\.')}`), 'a clear path exists');
     const capture = await c.startCapture();
     const transfers: string[] = [];
     try {
@@ -82,7 +84,7 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
   });
 
   test('an agent whose tunnel is gone fails closed: pod traffic is refused, never sent in clear', async () => {
-    const plain = await addPlainPodRoutes(c);
+    const plain = await c.addClearPodRoutes();
     const [a, b] = c.nodes;
     try {
       await c.stopAgent(b.name); // spawn mode: its wireguard-go and interface go with it
@@ -110,11 +112,13 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     const to = c.nodes[2]; // attach mode: wireguard-go is a sidecar
     const before = await dumpOf(to.name);
     const countersBefore = await transfer(c, to.name);
-    const pinging = c.box.exec(from.podNs, 'ping', ['-n', '-i', '0.2', '-c', '50', '-W', '1', to.podIp], { timeoutMs: 30_000 });
+    let pingsDone = false;
+    const pinging = c.box.exec(from.podNs, 'ping', ['-n', '-i', '0.2', '-c', '75', '-W', '1', to.podIp], { timeoutMs: 30_000 }).finally(() => (pingsDone = true));
     await new Promise((r) => setTimeout(r, 1500));
     await c.restartAgent(to.name);
-    // The new agent must have attached and reconciled while the pings still run.
-    await c.waitFor('the restarted agent ready', () => ready(c, to.name), { timeoutMs: 6000 });
+    // The new agent must have attached and reconciled while the pings still run (else the test proves nothing).
+    await c.waitFor('the restarted agent ready', () => ready(c, to.name), { timeoutMs: 30_000 });
+    assert.equal(pingsDone, false, 'the restarted agent was ready while the pings still ran');
     const { stdout } = await pinging;
     const m = /(\d+) packets transmitted, (\d+) received/.exec(stdout);
     assert.ok(m, stdout);
@@ -140,7 +144,7 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
       for (const n of c.nodes) {
         await c.waitFor(`${n.name} routes ${bait} into the tunnel`, async () => (await routesOf(n.name)).includes(bait));
         const plain = (await c.box.ip(n.ns, 'route', 'get', gw.underlayIp)).trim();
-        const marked = (await c.box.ip(n.ns, 'route', 'get', gw.underlayIp, 'mark', '51820')).trim();
+        const marked = (await c.box.ip(n.ns, 'route', 'get', gw.underlayIp, 'mark', MARK)).trim();
         assert.match(plain, new RegExp(`dev ${n.interfaceName}`), `unmarked packets to ${gw.underlayIp} go into the tunnel`);
         assert.match(marked, new RegExp(`dev ${n.underlayInterface}`), "wireguard-go's marked packets go out the underlay");
       }
@@ -206,23 +210,6 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     }
   });
 });
-
-/** Routes every pod CIDR through its node's underlay address in every other member's main table. */
-async function addPlainPodRoutes(c: MeshCluster): Promise<{ remove(): Promise<void> }> {
-  const added: Array<[string, string, string]> = [];
-  for (const m of [...c.nodes, ...(c.gateway ? [c.gateway] : [])]) {
-    for (const n of c.nodes) {
-      if (n === m) continue;
-      await c.box.ip(m.ns, 'route', 'add', n.podCIDR, 'via', n.underlayIp);
-      added.push([m.ns, n.podCIDR, n.underlayIp]);
-    }
-  }
-  return {
-    async remove() {
-      for (const [ns, cidr, via] of added) await c.box.ip(ns, 'route', 'del', cidr, 'via', via);
-    },
-  };
-}
 
 /** Per peer: bytes received and sent, and the last handshake (unix seconds), from `wg show`. */
 async function transfer(c: MeshCluster, name: string): Promise<Map<string, { rx: number; tx: number; handshake: number }>> {

@@ -7,6 +7,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import { findWireguardGo } from '../native/wireguard-go/binary.ts';
 import { isRunning, signalPid } from './proc.ts';
 
 const execFileAsync = promisify(execFile);
@@ -34,12 +35,62 @@ export function isRoot(): boolean {
   return process.getuid?.() === 0;
 }
 
-/** Why network tests cannot run here, or null when they can. */
-export function networkTestsUnavailable(): string | null {
-  const why = networkMissing();
-  // scripts/test (and CI) sets AKS_MESH_REQUIRE_NETWORK=1: a missing part is then a failure, never a silent skip.
+/** A program some tests need besides root and iproute2. */
+export type TestTool = 'wireguard-go' | 'wg' | 'tcpdump' | 'kubectl';
+
+/**
+ * Why network tests cannot run here, or null when they can: root, iproute2, a wireguard-go (every
+ * network test runs one), and the `needs` a test adds (wg, tcpdump, kubectl). Under
+ * AKS_MESH_REQUIRE_NETWORK=1 (scripts/test, CI) a missing part throws instead: a failure, never a
+ * silent skip; so does a missing kubectl under AKS_MESH_REQUIRE_KUBE=1.
+ */
+export function networkTestsUnavailable(needs: readonly TestTool[] = []): string | null {
+  const why = networkMissing() ?? toolsMissing(['wireguard-go', ...needs]);
   if (why && process.env.AKS_MESH_REQUIRE_NETWORK === '1') throw new Error(`network tests required but unavailable: ${why}`);
   return why;
+}
+
+/** Why tests that need these programs cannot run, or null; throws under AKS_MESH_REQUIRE_NETWORK=1 (kubectl: also AKS_MESH_REQUIRE_KUBE=1). */
+export function toolsUnavailable(tools: readonly TestTool[]): string | null {
+  const why = toolsMissing(tools);
+  const required = process.env.AKS_MESH_REQUIRE_NETWORK === '1' || (tools.includes('kubectl') && process.env.AKS_MESH_REQUIRE_KUBE === '1');
+  if (why && required) throw new Error(`tests required but a part is missing: ${why}`);
+  return why;
+}
+
+function toolsMissing(tools: readonly TestTool[]): string | null {
+  for (const tool of tools) {
+    switch (tool) {
+      case 'wireguard-go':
+        try {
+          findWireguardGo();
+        } catch (err) {
+          return (err as Error).message;
+        }
+        break;
+      case 'kubectl': {
+        const kubectl = process.env.AKS_MESH_KUBECTL ?? '/usr/bin/kubectl';
+        if (!runs(kubectl, ['version', '--client'])) return `needs kubectl (${kubectl}; or set AKS_MESH_KUBECTL)`;
+        break;
+      }
+      case 'wg':
+        if (!runs('wg', ['--version'])) return 'needs wg (apt-get install wireguard-tools)';
+        break;
+      case 'tcpdump':
+        if (!runs('tcpdump', ['--version'])) return 'needs tcpdump (apt-get install tcpdump)';
+        break;
+    }
+  }
+  return null;
+}
+
+function runs(command: string, args: string[]): boolean {
+  try {
+    execFileSync(command, args, { stdio: 'ignore', timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function networkMissing(): string | null {
