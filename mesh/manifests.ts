@@ -127,6 +127,7 @@ export function nodeBoundWritesPolicy(namespace = NAMESPACE): unknown[] {
         { name: 'newTaints', expression: `'taints' in variables.newSpec ? variables.newSpec.taints : []` },
         { name: 'oldTaints', expression: `'taints' in variables.oldSpec ? variables.oldSpec.taints : []` },
       ],
+      // reason Forbidden (HTTP 403): the request is well-formed, this identity may not make it.
       validations: [
         {
           expression: `variables.node != ''`,
@@ -165,6 +166,7 @@ export function nodeBoundWritesPolicy(namespace = NAMESPACE): unknown[] {
       ],
     },
   };
+  for (const v of policy.spec.validations) Object.assign(v, { reason: 'Forbidden' });
   const binding = {
     apiVersion: 'admissionregistration.k8s.io/v1',
     kind: 'ValidatingAdmissionPolicyBinding',
