@@ -186,7 +186,7 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
       return c?.status === 'False' ? c : null;
     });
     assert.equal(refused.reason, 'AllowedIPsOutsidePodCIDRs');
-    assert.match(refused.message, /Peer node-c: allowedIPs 10\.244\.1\.0\/24 is not inside Node node-c's podCIDRs \[10\.244\.2\.0\/24\]/);
+    assert.match(refused.message, /Peer node-c: spec\.allowedIPs\[1\] 10\.244\.1\.0\/24 is not inside Node node-c's podCIDRs \[10\.244\.2\.0\/24\]/);
     await waitFor('node-c left out of the device', async () => !(keys.c in (await peersOf())));
     assert.deepEqual((await dump()).peers.get(keys.b), victimBefore, 'the victim is untouched');
     assert.ok(!(await routes()).some((r) => r.startsWith('10.244.2.0/24')), 'the refused peer has no routes');
@@ -253,7 +253,7 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     assert.match(lines[0], /^KIND\s+NAME\s+NODE\s+MESH IP\s+READY\s+ACCEPTED\s+PEERS\s+HANDSHAKES<3M\s+LAST SYNC\s+PROBLEM$/);
     // ACCEPTED: "-" when never refused, True after a refusal cleared (the tampering test above makes one).
     assert.match(stdout, /^Peer\s+node-a\s+node-a\s+100\.96\.\d+\.\d+\s+True\s+(-|True)\s+1\/1\s+0\/1\s+\d+s ago\s*$/m);
-    assert.match(stdout, /^Peer\s+greedy\s+-\s+-\s+-\s+False\s+-\s+-\s+-\s+Peer greedy: allowedIPs 10\.244\.0\.0\/16 overlaps Node node-a's podCIDR 10\.244\.0\.0\/24$/m);
+    assert.match(stdout, /^Peer\s+greedy\s+-\s+-\s+-\s+False\s+-\s+-\s+-\s+Peer greedy: spec\.allowedIPs\[0\] 10\.244\.0\.0\/16 overlaps Node node-a's podCIDR 10\.244\.0\.0\/24$/m);
     await deletePeer(admin, 'greedy');
   });
 
