@@ -1,0 +1,113 @@
+/**
+ * `aks-mesh status` as an operator runs it against a real kube-apiserver (TestCluster, 1.20): the
+ * warning that writes are not node-bound where the API server has no ValidatingAdmissionPolicy, and
+ * nothing from the API reaching the terminal as an escape sequence or control character.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as k8s from '@kubernetes/client-node';
+import { TestCluster, kubeTestsUnavailable } from '../e2e/kube/apiserver.ts';
+import { createPeer, customApi, installCrds } from '../e2e/kube/mesh.ts';
+import { GROUP, NODE_BOUND_POLICY, VERSION } from '../mesh/index.ts';
+import { generatePrivateKey, publicKeyOf } from '../native/index.ts';
+import { nodeBoundWarning, printable } from './commands/status.ts';
+
+const MAIN = join(import.meta.dirname, 'main.ts');
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** Anything a terminal would act on: ESC, other C0/C1 controls, bidi overrides and isolates. */
+// eslint-disable-next-line no-control-regex
+const UNSAFE = /[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]/;
+
+describe('printable', () => {
+  test('drops escape sequences (colours, window titles, hyperlinks, cursor moves) and keeps their text', () => {
+    assert.equal(printable('\x1b[31mred\x1b[0m'), 'red');
+    assert.equal(printable('\x1b]0;owned\x07title'), 'title');
+    assert.equal(printable('\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\'), 'link');
+    assert.equal(printable('a\x1b[2J\x1b[Hb\x1bc\x1b(Bd'), 'abd');
+  });
+
+  test('line breaks become one space; other controls, bidi overrides and zero-width marks go', () => {
+    assert.equal(printable('line1\r\nline2\tend'), 'line1 line2 end');
+    assert.equal(printable('a\x00b\x07c\x7fd\x9be\u202ef\u2066g\u200bh'), 'abcdefgh');
+  });
+
+  test('whatever it is given, nothing unsafe is left and printable text is kept', () => {
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    for (let i = 0; i < 2000; i++) {
+      const s = Array.from({ length: next() % 40 }, () => String.fromCharCode(next() % 3 === 0 ? next() % 0x30 : next() % 0x3000)).join('');
+      const out = printable(s);
+      assert.doesNotMatch(out, UNSAFE, JSON.stringify(s));
+      assert.equal(printable(out), out, 'idempotent');
+    }
+    assert.equal(printable('Peer node-b: allowedIPs 10.244.9.0/24 is not inside Node node-b’s podCIDRs'), 'Peer node-b: allowedIPs 10.244.9.0/24 is not inside Node node-b’s podCIDRs');
+  });
+});
+
+describe('nodeBoundWarning', () => {
+  test('says why writes are not node-bound: API not served, policy or binding missing, or not readable', () => {
+    assert.match(nodeBoundWarning({ served: false }, NODE_BOUND_POLICY) ?? '', /does not serve ValidatingAdmissionPolicy.*writes are not node-bound: a compromised node could rewrite other nodes' Peers/);
+    assert.match(nodeBoundWarning({ served: true, policy: 'missing', binding: 'missing' }, NODE_BOUND_POLICY) ?? '', /ValidatingAdmissionPolicy and ValidatingAdmissionPolicyBinding aks-mesh-node-bound-writes not installed.*not node-bound/);
+    assert.match(nodeBoundWarning({ served: true, policy: 'present', binding: 'missing' }, NODE_BOUND_POLICY) ?? '', /^warning: ValidatingAdmissionPolicyBinding aks-mesh-node-bound-writes not installed/);
+    assert.match(nodeBoundWarning({ served: true, policy: 'unknown', binding: 'present' }, NODE_BOUND_POLICY) ?? '', /could not read/);
+    assert.equal(nodeBoundWarning({ served: true, policy: 'present', binding: 'present' }, NODE_BOUND_POLICY), null);
+  });
+});
+
+const skip = kubeTestsUnavailable() ?? false;
+
+describe('aks-mesh status against kube-apiserver 1.20', { skip }, () => {
+  let cluster: TestCluster;
+  let kubeconfig: string;
+
+  before(async () => {
+    cluster = await TestCluster.start();
+    await installCrds(cluster);
+    kubeconfig = await cluster.writeKubeconfig(join(cluster.dir, 'status.kubeconfig'));
+  });
+  after(() => cluster?.stop());
+
+  test('warns that writes are not node-bound: 1.20 serves no ValidatingAdmissionPolicy', async () => {
+    const r = await cli(['status', '--kubeconfig', kubeconfig]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: this API server does not serve ValidatingAdmissionPolicy \(admissionregistration\.k8s\.io\/v1, Kubernetes >= 1\.30\), so writes are not node-bound/);
+    const json = await cli(['status', '--kubeconfig', kubeconfig, '--json']);
+    assert.match(json.stderr, /writes are not node-bound/);
+    assert.doesNotThrow(() => JSON.parse(json.stdout), 'the warning stays out of the JSON');
+  });
+
+  test('a condition message with terminal escapes and control characters is printed without them', async () => {
+    const kc = cluster.kubeConfig();
+    await createPeer(kc, 'evil', { publicKey: publicKeyOf(generatePrivateKey()), allowedIPs: ['10.99.0.0/24'] });
+    const message = '\x1b]0;owned\x07\x1b[31mallowedIPs\x1b[0m 10.99.0.0/24\nis \x1b[2Jrefused\u202e\x9b';
+    await customApi(kc).patchClusterCustomObjectStatus(
+      {
+        group: GROUP,
+        version: VERSION,
+        plural: 'peers',
+        name: 'evil',
+        body: { status: { conditions: [{ type: 'Accepted', status: 'False', reason: 'Test', message, lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }] } },
+      },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
+    const table = await cli(['status', '--kubeconfig', kubeconfig]);
+    assert.equal(table.code, 0, table.stderr);
+    const row = table.stdout.split('\n').find((l) => l.startsWith('Peer ') && l.includes('evil'));
+    assert.ok(row, table.stdout);
+    assert.match(row, /False\s.*allowedIPs 10\.99\.0\.0\/24 is refused$/);
+    assert.doesNotMatch(table.stdout, UNSAFE);
+    const json = await cli(['status', '--kubeconfig', kubeconfig, '--json']);
+    const rows = JSON.parse(json.stdout) as Array<{ name: string; problem: string }>;
+    assert.equal(rows.find((r) => r.name === 'evil')?.problem, 'allowedIPs 10.99.0.0/24 is refused');
+  });
+});
