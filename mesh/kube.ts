@@ -217,7 +217,15 @@ export class MeshApi {
       body: { ...current, spec },
       fieldManager,
     });
-    return { outcome: 'updated', overwrittenBy: foreign ? (other ?? { manager: '(unknown writer)', operation: 'Update', time: null }) : null, previous: current.spec, found: current };
+    // A field manager is whatever the writer says it is: when the newest spec writer bears our name but
+    // this process did not write that spec, say so rather than blame an older writer.
+    const newest = writers[0];
+    const writer = !foreign
+      ? null
+      : newest?.manager === fieldManager
+        ? { ...newest, manager: `${fieldManager} (not this process)` }
+        : (other ?? { manager: '(unknown writer)', operation: 'Update', time: null });
+    return { outcome: 'updated', overwrittenBy: writer, previous: current.spec, found: current };
   }
 
   /**
