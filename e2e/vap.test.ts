@@ -6,6 +6,10 @@
  * sees a node-bound service-account token: user system:serviceaccount:aks-mesh:aks-mesh-agent with
  * the user extra authentication.kubernetes.io/node-name, here through front-proxy headers.
  *
+ * The policy reaches the plugin through client-go's in-memory clientset, which feeds the plugin's
+ * informers in place of admissionregistration objects stored in etcd (the server serves no
+ * admissionregistration API); the plugin's source, matcher, CEL compiler and dispatcher are upstream's.
+ *
  * What this server cannot show: it serves no core API, so the Node rule (the agent may only remove
  * its own not-ready taint) runs on a stand-in custom resource `nodes` in a test group, with the same
  * expressions as the shipped policy (only the rule's API group differs; at run time a Node reaches
@@ -182,6 +186,15 @@ describe('node-bound writes, enforced by the upstream ValidatingAdmissionPolicy 
   after(async () => {
     await cluster?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('starts with the policy loaded and serves our CRDs', async (t) => {
+    const { timings } = cluster;
+    t.diagnostic(`startup: etcd ${Math.round(timings.etcdMs)} ms, test API server to /readyz ${Math.round(timings.apiServerMs)} ms, total with certificates ${Math.round(timings.totalMs)} ms`);
+    const log = readFileSync(cluster.apiServerLog, 'utf8');
+    assert.match(log, /enforcing 4 admission objects/);
+    assert.match(log, /Loaded 1 validating admission controller\(s\) successfully in the following order: ValidatingAdmissionPolicy/);
+    assert.equal((await call(admin, 'GET', path('peers'))).status, 200);
   });
 
   test('an agent bound to node A writes its own Peer; node B\'s Peer it can neither update nor delete', async (t) => {
