@@ -42,12 +42,62 @@ const JSON_PATCH = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPa
 /** How long one API call may take before it is abandoned (default): a hung API server must not hold a write or a stop forever. */
 export const API_CALL_TIMEOUT_MS = 30_000;
 
+/** Something client-node's fetch sends through (an undici Dispatcher): destroy() closes its connections. */
+interface Closable {
+  destroy(err?: Error): unknown;
+}
+
 /**
- * An API client whose every request is bounded: it is aborted after `timeoutMs`, and at once when
- * `signal()` (read per request, so it may be replaced) is aborted. client-node's own clients have no
- * timeout: a call to an API server that does not answer waits for the TCP stack.
+ * The API requests a component has in flight, so that stop can end them all at once: an abort
+ * signal for the requests, and their dispatchers (client-node makes one per request), whose
+ * connections an abort does not close while they are still being established.
  */
-export function boundedApiClient<T>(kc: k8s.KubeConfig, type: new (config: k8s.Configuration) => T, signal: () => AbortSignal, timeoutMs = API_CALL_TIMEOUT_MS): T {
+export class InFlight {
+  private controller = new AbortController();
+  private readonly dispatchers = new Set<Closable>();
+  /** Dispatchers kept for abort(): the newest this many (older ones belong to requests long done). */
+  private readonly keep: number;
+
+  constructor(keep = 32) {
+    this.keep = keep;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Remember a request's dispatcher (a request made after abort() is closed at once). */
+  track(dispatcher: unknown): void {
+    const d = dispatcher as Closable | undefined;
+    if (!d || typeof d.destroy !== 'function') return;
+    this.dispatchers.add(d);
+    for (const old of this.dispatchers) {
+      if (this.dispatchers.size <= this.keep) break;
+      this.dispatchers.delete(old);
+    }
+  }
+
+  /** Abort every request in flight and close its connections; later requests work again. */
+  abort(reason: string): void {
+    this.controller.abort(new Error(reason));
+    this.controller = new AbortController();
+    for (const d of this.dispatchers) {
+      try {
+        void Promise.resolve(d.destroy(new Error(reason))).catch(() => undefined);
+      } catch {
+        /* already closed */
+      }
+    }
+    this.dispatchers.clear();
+  }
+}
+
+/**
+ * An API client whose every request is bounded: it is aborted after `timeoutMs`, and at once by
+ * `inFlight.abort()`, which also closes its connection. client-node's own clients have no timeout:
+ * a call to an API server that does not answer waits for the TCP stack.
+ */
+export function boundedApiClient<T>(kc: k8s.KubeConfig, type: new (config: k8s.Configuration) => T, inFlight: InFlight, timeoutMs = API_CALL_TIMEOUT_MS): T {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('kubeconfig: no current cluster');
   const config = k8s.createConfiguration({
@@ -56,7 +106,8 @@ export function boundedApiClient<T>(kc: k8s.KubeConfig, type: new (config: k8s.C
     promiseMiddleware: [
       {
         pre: async (ctx: k8s.RequestContext) => {
-          ctx.setSignal(AbortSignal.any([signal(), AbortSignal.timeout(timeoutMs)]));
+          ctx.setSignal(AbortSignal.any([inFlight.signal, AbortSignal.timeout(timeoutMs)]));
+          inFlight.track(ctx.getDispatcher());
           return ctx;
         },
         post: async (response: k8s.ResponseContext) => response,
@@ -142,7 +193,7 @@ export class MeshApi {
   private readonly core: k8s.CoreV1Api;
   private readonly o: MeshApiOptions;
   private readonly log: Logger;
-  private inFlight = new AbortController();
+  private readonly inFlight = new InFlight();
   /** The field manager of this process's writes: one per member, so managedFields tell members apart. */
   readonly fieldManager: string;
   /** Status writes sent (for tests and metrics: a quiet mesh writes none). */
@@ -151,9 +202,8 @@ export class MeshApi {
   private readonly announced = new Set<string>();
 
   constructor(kc: k8s.KubeConfig, options: MeshApiOptions) {
-    const signal = (): AbortSignal => this.inFlight.signal;
-    this.custom = boundedApiClient(kc, k8s.CustomObjectsApi, signal, options.requestTimeoutMs);
-    this.core = boundedApiClient(kc, k8s.CoreV1Api, signal, options.requestTimeoutMs);
+    this.custom = boundedApiClient(kc, k8s.CustomObjectsApi, this.inFlight, options.requestTimeoutMs);
+    this.core = boundedApiClient(kc, k8s.CoreV1Api, this.inFlight, options.requestTimeoutMs);
     this.o = options;
     this.log = options.log ?? silentLogger;
     this.fieldManager = `${options.component}/${options.instance}`.slice(0, 128);
@@ -161,8 +211,7 @@ export class MeshApi {
 
   /** Abort every API call in flight (stop: nothing may wait for an API server that does not answer). Later calls work again. */
   abortInFlight(): void {
-    this.inFlight.abort(new Error('stopping: API call abandoned'));
-    this.inFlight = new AbortController();
+    this.inFlight.abort('stopping: API call abandoned');
   }
 
   private plural(kind: ObjectKind): string {

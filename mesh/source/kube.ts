@@ -12,7 +12,7 @@ import * as k8s from '@kubernetes/client-node';
 import { silentLogger } from '../../native/index.ts';
 import type { Logger } from '../../native/index.ts';
 import { Backoff } from '../backoff.ts';
-import { boundedApiClient } from '../kube.ts';
+import { InFlight, boundedApiClient } from '../kube.ts';
 import { GROUP, RESOURCES, VERSION } from '../crd/types.ts';
 import type { Gateway, Peer } from '../crd/types.ts';
 import { nodeInfo } from './types.ts';
@@ -39,20 +39,14 @@ export interface KubeSourceOptions {
   requestTimeoutMs?: number;
 }
 
-/** Something client-node's fetch sends through (an undici Dispatcher): destroy() closes its connections. */
-interface Closable {
-  destroy(err?: Error): unknown;
-}
-
 export class KubeSource implements PeerSource {
   private readonly watched: Watched[];
   private readonly listeners: Array<() => void> = [];
   private readonly log: Logger;
   private readonly o: KubeSourceOptions;
   private stopped = false;
-  private inFlight = new AbortController();
-  /** The watches' dispatchers still open (destroyed at stop). */
-  private readonly dispatchers = new Set<Closable>();
+  /** Lists and watches in flight (ended at stop). */
+  private readonly inFlight = new InFlight();
   /** Errors seen so far (for health and metrics). */
   errors = 0;
   /** Full lists done so far: one per kind at start, and again after a 410 Gone (watch too old). */
@@ -62,27 +56,19 @@ export class KubeSource implements PeerSource {
   constructor(kc: k8s.KubeConfig, options: KubeSourceOptions = {}) {
     this.o = options;
     this.log = options.log ?? silentLogger;
-    const signal = (): AbortSignal => this.inFlight.signal;
-    const custom = boundedApiClient(kc, k8s.CustomObjectsApi, signal, options.requestTimeoutMs);
-    const core = boundedApiClient(kc, k8s.CoreV1Api, signal, options.requestTimeoutMs);
+    const custom = boundedApiClient(kc, k8s.CustomObjectsApi, this.inFlight, options.requestTimeoutMs);
+    const core = boundedApiClient(kc, k8s.CoreV1Api, this.inFlight, options.requestTimeoutMs);
     // The watches: client-node's Watch with a KubeConfig whose authentication step also records the
     // request's dispatcher, so stop() can close a watch that is still connecting.
     const watchConfig = Object.create(kc) as k8s.KubeConfig;
     watchConfig.applySecurityAuthentication = async (ctx: k8s.RequestContext): Promise<void> => {
       await kc.applySecurityAuthentication(ctx);
-      const dispatcher = ctx.getDispatcher() as Closable | undefined;
-      if (!dispatcher || typeof dispatcher.destroy !== 'function') return;
+      const dispatcher = ctx.getDispatcher() as { destroy(err?: Error): unknown } | undefined;
       if (this.stopped) {
-        dispatcher.destroy(new Error('stopping'));
+        void Promise.resolve(dispatcher?.destroy(new Error('stopping'))).catch(() => undefined);
         return;
       }
-      this.dispatchers.add(dispatcher);
-      // One watch per kind runs at a time: dispatchers older than the newest few belong to watches
-      // that have ended (client-node makes one per request), so they are no longer ours to close.
-      for (const old of this.dispatchers) {
-        if (this.dispatchers.size <= 2 * 3) break;
-        this.dispatchers.delete(old);
-      }
+      this.inFlight.track(dispatcher);
     };
     const watch = new k8s.Watch(watchConfig);
     const crdPath = (plural: string): string => `/apis/${GROUP}/${VERSION}/${plural}`;
@@ -179,16 +165,7 @@ export class KubeSource implements PeerSource {
       w.restart = undefined;
       await w.informer.stop();
     }
-    this.inFlight.abort(new Error('stopping: list abandoned'));
-    this.inFlight = new AbortController();
-    for (const d of this.dispatchers) {
-      try {
-        d.destroy(new Error('stopping'));
-      } catch {
-        /* already closed */
-      }
-    }
-    this.dispatchers.clear();
+    this.inFlight.abort('stopping: lists and watches abandoned');
   }
 
   synced(): boolean {
