@@ -4,11 +4,13 @@
  * CNI leaves there): pod traffic to a node that the mesh cannot carry right now is refused at the
  * sender, never sent across the underlay in clear, whether that node's Peer is refused by the trust
  * rules (a) or not registered yet (b). And a node holds its not-ready taint until its agent has
- * converged, so no ordinary pod lands on it before the mesh is there (c).
+ * converged, so no ordinary pod lands on it before the mesh is there (c). A Node that goes away
+ * takes its fallback with it (d).
  */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
+import * as k8s from '@kubernetes/client-node';
 import { MeshCluster } from './cluster.ts';
 import type { CapturedPacket, ClusterNode } from './cluster.ts';
 import { kubeTestsUnavailable } from './kube/apiserver.ts';
@@ -130,5 +132,14 @@ describe('fail closed for every pod CIDR, and the not-ready taint', { skip }, ()
     for (const n of c.nodes) if (n !== added) assert.ok(peers.has(n.publicKey), `${n.name} on ${added.name}'s device`);
     assert.match(await readFile(added.logFile, 'utf8'), /converged: removed the not-ready taint from this Node/);
     await c.waitForMatrix({ timeoutMs: 60_000 });
+  });
+
+  test('(d) a Node that goes away takes its fallback with it', async () => {
+    assert.ok(added, 'needs (b)');
+    await c.stopAgent(added.name);
+    await c.kubeConfig().makeApiClient(k8s.CoreV1Api).deleteNode({ name: added.name });
+    for (const n of c.nodes.filter((x) => x !== added)) {
+      await c.waitFor(`${n.name} to drop the fallback for ${added.name}'s pod CIDR`, async () => !(await fallbacksOf(n)).includes(added.podCIDR));
+    }
   });
 });
