@@ -119,6 +119,8 @@ export class MeshMember {
   private registerRetry: NodeJS.Timeout | undefined;
   /** The not-ready taint on this node: still to check, being removed, or done with (removed or never there). */
   private taint: 'pending' | 'removing' | 'done' = 'pending';
+  /** When a Warning event last announced a restore, by the writer it named. */
+  private readonly announcedRestores = new Map<string, number>();
   /** API writes not awaited where they start (status, taint): stop() lets them settle, within its deadline. */
   private readonly writes = new Set<Promise<unknown>>();
 
@@ -376,6 +378,12 @@ export class MeshMember {
       at: who.time ?? 'unknown',
       fields: fields.join(','),
     });
+    // One event per writer a minute: a writer that keeps rewriting gets every restore logged, but
+    // cannot flood the cluster's events through us.
+    const now = Date.now();
+    const last = this.announcedRestores.get(who.manager);
+    if (last !== undefined && now - last < 60_000) return;
+    this.announcedRestores.set(who.manager, now);
     if (r.found) await api.warn(this.kind, r.found, SPEC_OVERWRITTEN_REASON, message);
   }
 
