@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { canonicalCidr, canonicalEndpoint, canonicalIp, cidrContains, cidrFamily, cidrOverlaps } from './addr.ts';
+import { canonicalCidr, canonicalEndpoint, canonicalIp, cidrContains, cidrFamily, cidrOverlaps, parseIp } from './addr.ts';
 import { isNativeError } from './errors.ts';
 
 function refused(fn: () => unknown, prefix: string, detail: RegExp): void {
@@ -68,6 +68,7 @@ describe('canonicalCidr', () => {
     ['fd00:::1/64', /is not an IPv4 or IPv6 address/],
     ['example.com/32', /is not an IPv4 or IPv6 address/],
     ['', /the prefix length is missing/],
+    ['/24', /"" is not an IPv4 or IPv6 address/], // the address is what is missing, not the prefix length
   ];
   for (const [input, detail] of bad) {
     test(`refuses ${JSON.stringify(input)}, naming what`, () => {
@@ -87,6 +88,29 @@ describe('canonicalIp', () => {
     for (const input of ['1.2.3.04', '1.2.3', '0x1.2.3.4', 'fe80::1%eth0', ' 1.2.3.4', '1.2.3.4 ']) {
       refused(() => canonicalIp(input, 'address'), 'address: ', /is not an IPv4 or IPv6 address/);
     }
+  });
+
+  test('a refusal without a field name still says what was refused', () => {
+    refused(() => canonicalIp('1.2.3.04'), 'address: ', /"1\.2\.3\.04" is not an IPv4 or IPv6 address/);
+    refused(() => parseIp('fe80::1%eth0'), 'address: ', /"fe80::1%eth0" is not an IPv4 or IPv6 address/);
+    refused(() => canonicalCidr('10.0.0.1'), 'CIDR: ', /the prefix length is missing/);
+    refused(() => canonicalEndpoint('10.0.0.1'), 'endpoint: ', /is not an endpoint/);
+  });
+});
+
+test('a value that is not a string is refused, even one whose text would pass (a list from a directory file)', () => {
+  const list = ['1.2.3.4:51820'] as unknown as string;
+  refused(() => canonicalEndpoint(list, 'spec.endpoint'), 'spec.endpoint: ', /"1\.2\.3\.4:51820" is not an endpoint such as/);
+  refused(() => canonicalCidr(['10.0.0.0/8'] as unknown as string, 'spec.allowedIPs[0]'), 'spec.allowedIPs[0]: ', /is not a CIDR such as/);
+  refused(() => canonicalIp(['10.0.0.1'] as unknown as string, 'spec.meshIP'), 'spec.meshIP: ', /is not an IPv4 or IPv6 address/);
+});
+
+describe('cidrFamily', () => {
+  test('tells IPv4 from IPv6 CIDRs', () => {
+    assert.equal(cidrFamily('10.244.0.0/16'), 4);
+    assert.equal(cidrFamily('0.0.0.0/0'), 4);
+    assert.equal(cidrFamily('fd00::/8'), 6);
+    assert.equal(cidrFamily('::/0'), 6);
   });
 });
 
@@ -113,6 +137,7 @@ describe('canonicalEndpoint', () => {
     ['a host name', 'node-1.example:51820', /"node-1\.example" is not an IPv4 or IPv6 address/],
     ['a zone', '[fe80::1%eth0]:51820', /is not an IPv4 or IPv6 address/],
     ['a bad IPv4 address', '1.2.3.400:51820', /is not an IPv4 or IPv6 address/],
+    ['text before the brackets', 'x[fd00::1]:51820', /is not an endpoint such as/],
   ];
   for (const [name, input, detail] of bad) {
     test(`refuses ${name} (${input}), naming what`, () => {

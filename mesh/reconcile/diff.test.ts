@@ -17,7 +17,7 @@ function applySet(state: DeviceState, req: SetRequest): DeviceState {
   const next: DeviceState = structuredClone(state);
   if (req.privateKey !== undefined) {
     next.privateKey = req.privateKey;
-    next.publicKey = req.privateKey === null ? null : publicKeyOf(req.privateKey);
+    next.publicKey = req.privateKey === null ? null : publicOf(req.privateKey);
   }
   if (req.listenPort !== undefined) next.listenPort = req.listenPort;
   if (req.fwmark !== undefined) next.fwmark = req.fwmark;
@@ -50,6 +50,10 @@ const emptyPeer = blankPeerState;
 // A small pool of keys, so random desired and live states share peers often.
 const KEYS = Array.from({ length: 8 }, () => publicKeyOf(generatePrivateKey()));
 const PRIVATE = [generatePrivateKey(), generatePrivateKey()];
+// Curve25519 takes milliseconds per key: computed once, so thousands of property runs stay quick
+// (and a mutation run, which repeats them per mutant, stays affordable).
+const PUBLIC = new Map(PRIVATE.map((k) => [k, publicKeyOf(k)]));
+const publicOf = (privateKey: string): string => PUBLIC.get(privateKey) ?? publicKeyOf(privateKey);
 const CIDRS = Array.from({ length: 24 }, (_, i) => (i % 3 === 2 ? `fd00:${i}::/64` : `10.${i}.0.0/24`));
 
 /** Peers with distinct keys and allowed IPs that no two peers share (as on a real device). */
@@ -72,7 +76,7 @@ const peersArb = fc
 const liveArb = fc.record({ priv: fc.option(fc.constantFrom(...PRIVATE), { nil: null }), port: fc.constantFrom(0, 51820, 51821), fwmark: fc.constantFrom(0, 0x4d5), peers: peersArb }).map(
   ({ priv, port, fwmark, peers }): DeviceState => ({
     privateKey: priv,
-    publicKey: priv && publicKeyOf(priv),
+    publicKey: priv && publicOf(priv),
     listenPort: port,
     fwmark,
     peers: peers.map((p) => ({ ...emptyPeer(p.key), allowedIPs: p.cidrs, endpoint: p.endpoint, persistentKeepalive: p.keepalive, presharedKey: p.psk })),
@@ -180,5 +184,69 @@ describe('diffRoutes', () => {
       'wg0',
     );
     assert.deepEqual(changes, { add: ['10.2.0.0/24', 'fd00:1::/64'], remove: ['10.9.0.0/24'] });
+  });
+});
+
+// ---- behaviour pinned by the mutation run (stryker.config.mjs): each of these failed to notice a change ----
+
+describe('diffDevice: every field that differs is set, nothing else', () => {
+  const base = (peers: PeerState[], fwmark = 0x4d5): DeviceState => ({ privateKey: PRIVATE[0], publicKey: publicOf(PRIVATE[0]), listenPort: 51820, fwmark, peers });
+  const want = (peers: DesiredDevice['peers'], fwmark = 0x4d5): DesiredDevice => ({ privateKey: PRIVATE[0], listenPort: 51820, fwmark, peers });
+
+  test('fwmark drift (another tool changed it) is corrected with one device set of the fwmark alone', () => {
+    const ops = diffDevice(want([], 0x4d5), base([], 0));
+    assert.deepEqual(ops, [{ op: 'device', fwmark: 0x4d5 }]);
+    assert.deepEqual(encodeSet(opRequest(ops[0])), ['fwmark=1237']);
+  });
+
+  test('a keepalive change reaches the device; no keepalive means off', () => {
+    const live = [{ ...emptyPeer(KEYS[0]), allowedIPs: ['10.0.0.0/24'] }];
+    const on = diffDevice(want([{ publicKey: KEYS[0], allowedIPs: ['10.0.0.0/24'], persistentKeepalive: 25 }]), base(live));
+    assert.equal(on.length, 1);
+    assert.ok(encodeSet(opRequest(on[0])).includes('persistent_keepalive_interval=25'));
+    const off = diffDevice(want([{ publicKey: KEYS[0], allowedIPs: ['10.0.0.0/24'] }]), base([{ ...live[0], persistentKeepalive: 25 }]));
+    assert.equal(off.length, 1);
+    assert.ok(encodeSet(opRequest(off[0])).includes('persistent_keepalive_interval=0'));
+  });
+
+  test('a preshared key added or removed reaches the device', () => {
+    const psk = 'f4Fqs1hPZ8mcbkzAFJDQi5yOAZgW7p6Y+B6g0gi10ws=';
+    const live = { ...emptyPeer(KEYS[0]), allowedIPs: ['10.0.0.0/24'] };
+    assert.equal(diffDevice(want([{ publicKey: KEYS[0], allowedIPs: ['10.0.0.0/24'], presharedKey: psk }]), base([live])).length, 1);
+    assert.equal(diffDevice(want([{ publicKey: KEYS[0], allowedIPs: ['10.0.0.0/24'] }]), base([{ ...live, presharedKey: psk }])).length, 1);
+  });
+
+  test('allowed IPs are compared as sets of CIDRs, not as joined text', () => {
+    // "10::/12" + "8::/16" and "10::/128" + "::/16" read the same when run together.
+    const live = [{ ...emptyPeer(KEYS[0]), allowedIPs: ['10::/128', '::/16'] }];
+    const ops = diffDevice(want([{ publicKey: KEYS[0], allowedIPs: ['10::/12', '8::/16'] }]), base(live));
+    assert.deepEqual(
+      ops.map((o) => o.op),
+      ['put'],
+    );
+  });
+
+  test('the operations do not depend on the order in which the device or the cluster lists peers', () => {
+    const live = KEYS.slice(0, 4).map((k, i) => ({ ...emptyPeer(k), allowedIPs: [`10.${i}.0.0/24`] }));
+    const wanted = KEYS.slice(4).map((k, i) => ({ publicKey: k, allowedIPs: [`10.${i + 4}.0.0/24`] }));
+    const reference = diffDevice(want(wanted), base(live));
+    assert.equal(reference.length, 8);
+    assert.deepEqual(diffDevice(want([...wanted].reverse()), base([...live].reverse())), reference);
+    assert.deepEqual(diffDevice(want([wanted[2], wanted[0], wanted[3], wanted[1]]), base([live[1], live[3], live[0], live[2]])), reference);
+  });
+});
+
+describe('diffRoutes: sorted, canonical', () => {
+  test('routes to remove come out sorted and canonical, whatever order the table lists them in', () => {
+    const changes = diffRoutes(
+      [],
+      [
+        { dst: '10.9.0.0/24', dev: 'wg0' },
+        { dst: 'fd00:9:0:0::/64', dev: 'wg0' },
+        { dst: '10.1.0.0/24', dev: 'eth0' },
+      ],
+      'wg0',
+    );
+    assert.deepEqual(changes, { add: [], remove: ['10.1.0.0/24', '10.9.0.0/24', 'fd00:9::/64'] });
   });
 });

@@ -520,3 +520,141 @@ describe('codec properties', () => {
     );
   });
 });
+
+// ---- behaviour pinned by the mutation run (stryker.config.mjs): each of these failed to notice a change ----
+
+describe('parseGet: every field, and the line a malformed one is on', () => {
+  test('renderGet answers as wireguard-go does, byte for byte (no listen_port or fwmark line when 0)', () => {
+    assert.equal(renderGet(parseGet(CAPTURED_GET)), CAPTURED_GET);
+    assert.equal(renderGet({ privateKey: null, publicKey: null, listenPort: 0, fwmark: 0, peers: [] }), 'errno=0\n\n');
+    assert.equal(renderGet({ privateKey: null, publicKey: null, listenPort: 0, fwmark: 0, peers: [] }, -22), 'errno=-22\n\n');
+  });
+
+  const malformed: Array<[string, string]> = [
+    ['private_key', 'private_key=abcd'],
+    ['listen_port', 'listen_port=x5'],
+    ['listen_port', 'listen_port=5x'],
+    ['listen_port', 'listen_port=12345678901'],
+    ['fwmark', 'fwmark=0x10'],
+    ['preshared_key', 'preshared_key=abcd'],
+    ['protocol_version', 'protocol_version=one'],
+    ['last_handshake_time_sec', 'last_handshake_time_sec=-1'],
+    ['last_handshake_time_nsec', 'last_handshake_time_nsec=1e3'],
+    ['tx_bytes', 'tx_bytes=1.5'],
+    ['persistent_keepalive_interval', 'persistent_keepalive_interval=25s'],
+  ];
+  for (const [field, bad] of malformed) {
+    test(`a malformed ${field} (${JSON.stringify(bad)}) is a protocol error naming its line number`, () => {
+      // Device keys on line 2, peer keys on line 3 after the public_key line: the number counts from 1.
+      const device = ['private_key', 'listen_port', 'fwmark'].includes(field);
+      const text = device ? ['listen_port=1', bad, `public_key=${PEER_A_HEX}`].join('\n') : ['listen_port=1', `public_key=${PEER_A_HEX}`, bad].join('\n');
+      const lineNo = device ? 2 : 3;
+      assert.throws(
+        () => parseGet(text),
+        (err: unknown) => isNativeError(err, 'protocol') && err.message.startsWith(`UAPI get answer, line ${lineNo} `),
+      );
+    });
+  }
+
+  test('a private key line that is not hex never shows the key in the error', () => {
+    const secretish = 'f'.repeat(63) + 'g';
+    assert.throws(
+      () => parseGet(`private_key=${secretish}`),
+      (err: unknown) => isNativeError(err, 'protocol') && !err.message.includes(secretish) && /line 1/.test(err.message),
+    );
+  });
+
+  test('the protocol version wireguard-go reports is read, not assumed', () => {
+    const [peer] = parseGet([`public_key=${PEER_A_HEX}`, 'protocol_version=2'].join('\n')).peers;
+    assert.equal(peer.protocolVersion, 2);
+  });
+
+  test('a handshake second without its nanosecond line still counts, with 0 ns; 0 s with some ns is not "never"', () => {
+    const text = [
+      `public_key=${PEER_A_HEX}`,
+      'last_handshake_time_sec=1700000000',
+      `public_key=${PEER_B_HEX}`,
+      'last_handshake_time_sec=0',
+      'last_handshake_time_nsec=5',
+    ].join('\n');
+    assert.deepEqual(
+      parseGet(text).peers.map((p) => p.lastHandshake),
+      [{ sec: 1700000000n, nsec: 0 }, { sec: 0n, nsec: 5 }],
+    );
+  });
+});
+
+describe('encodeSet: only what the change says', () => {
+  test('a peer change that does not replace allowed IPs adds to them (no replace_allowed_ips line)', () => {
+    assert.deepEqual(encodeSet({ peers: [{ publicKey: PEER_A, allowedIPs: ['10.0.0.5/8'] }] }), [`public_key=${PEER_A_HEX}`, 'allowed_ip=10.0.0.0/8']);
+    assert.deepEqual(encodeSet({ peers: [{ publicKey: PEER_A, replaceAllowedIPs: false }] }), [`public_key=${PEER_A_HEX}`]);
+  });
+});
+
+describe('locateRefusedLine: each rule wireguard-go applies', () => {
+  // Both errnos of a refused syntax: EPROTO for a line without "=", EINVAL for a bad key or value.
+  for (const errno of [-22, -71]) {
+    test(`errno ${errno}: the first refused line, whether it lacks "=" or has a bad value`, () => {
+      assert.deepEqual(locateRefusedLine(['listen_port=1', 'nokey', 'fwmark=x'], errno), { index: 1, line: 'nokey', reason: 'the line is not key=value' });
+      assert.equal(locateRefusedLine(['listen_port=1', 'fwmark=x', 'nokey'], errno)?.index, 1);
+    });
+  }
+
+  test('a line without "=" is not what EADDRINUSE or EIO is about', () => {
+    assert.equal(locateRefusedLine(['nokey'], -5), null);
+    assert.equal(locateRefusedLine(['nokey', 'replace_peers=true'], -98), null);
+  });
+
+  test('an empty key is an unknown device key, as wireguard-go says (the line has its "=")', () => {
+    assert.match(locateRefusedLine(['=5'], -22)?.reason ?? '', /"" is not a device key/);
+  });
+
+  const bad: Array<[string, string[], RegExp]> = [
+    ['a short public key', ['public_key=abcd'], /^public_key must be 64 hex digits$/],
+    ['a public key with a character after 64 hex digits', [`public_key=${PEER_A_HEX}0`], /^public_key must be 64 hex digits$/],
+    ['a public key with a character before 64 hex digits', [`public_key=x${PEER_A_HEX}`], /^public_key must be 64 hex digits$/],
+    ['a short private key', ['private_key=abcd'], /^private_key must be 64 hex digits$/],
+    ['a port with a letter after it', ['listen_port=5x'], /^listen_port must be a whole number from 0 to 65535$/],
+    ['a port with a letter before it', ['listen_port=x5'], /^listen_port must be a whole number from 0 to 65535$/],
+    ['a port that is not a number', ['listen_port=undefined'], /^listen_port must be a whole number from 0 to 65535$/],
+  ];
+  for (const [name, lines, reason] of bad) {
+    test(`names ${name}`, () => {
+      const found = locateRefusedLine(lines, -22);
+      assert.equal(found?.index, lines.length - 1);
+      assert.match(found?.reason ?? '', reason);
+    });
+  }
+
+  test('protocol_version=1 is accepted', () => {
+    assert.equal(locateRefusedLine([`public_key=${PEER_A_HEX}`, 'protocol_version=1'], -22), null);
+  });
+
+  test("wireguard-go's log names the port only for EADDRINUSE; a log that names none leaves the rules to decide", () => {
+    const said = 'failed to set listen_port: listen udp4 :51999: bind: address already in use';
+    // EINVAL: the syntax decides, whatever the log says about a port.
+    assert.equal(locateRefusedLine(['listen_port=51999', 'fwmark=x'], -22, said)?.index, 1);
+    // A log line without a port: the only listen_port line.
+    assert.equal(locateRefusedLine(['fwmark=1', 'listen_port=51999'], -98, 'failed to set listen_port: permission denied')?.index, 1);
+    // "udp" without a family digit, as Go prints a dual-stack socket.
+    const dual = locateRefusedLine(['listen_port=51998', 'listen_port=51999'], -98, 'failed to set listen_port: listen udp :51998: bind: address already in use');
+    assert.equal(dual?.index, 0);
+    // A port on no line: nothing to name among several.
+    assert.equal(locateRefusedLine(['listen_port=51998', 'listen_port=51999'], -98, 'failed to set listen_port: listen udp4 :51997: bind: x'), null);
+  });
+
+  test('EADDRINUSE: the reason says which port or that the fwmark failed; ambiguity names nothing', () => {
+    assert.deepEqual(locateRefusedLine(['fwmark=1', 'listen_port=51999'], -98), {
+      index: 1,
+      line: 'listen_port=51999',
+      reason: 'port 51999 could not be bound (already in use?)',
+    });
+    assert.deepEqual(locateRefusedLine(['replace_peers=true', 'fwmark=7'], -98), {
+      index: 1,
+      line: 'fwmark=7',
+      reason: 'the fwmark could not be set on the socket',
+    });
+    assert.equal(locateRefusedLine(['listen_port=1', 'listen_port=2', 'fwmark=5'], -98), null);
+    assert.equal(locateRefusedLine(['fwmark=1', 'fwmark=2'], -98), null);
+  });
+});
