@@ -375,4 +375,11 @@ describe('the same in --peers-dir mode, with the file cases', { skip: networkSki
     await c.waitFor('both steps in every node\'s device', async () => [...(await deviceAllowedIPs(c)).entries()].every(([m, set]) => m === 'gateway' || (set.has('192.168.251.0/24') && set.has('192.168.252.0/24'))), { timeoutMs: 60_000 });
     await assertMeshStands(c, hostile, 'dir');
   });
+
+  test('the FIFO and the rest do not hang a stop either: every member exits on SIGTERM, cleanly', async () => {
+    for (const m of [...c.nodes, c.gateway as ClusterMember]) {
+      const exit = await c.stopAgent(m.name, 'SIGTERM', { graceMs: 20_000 });
+      assert.deepEqual(exit && { code: exit.code, forced: exit.forced }, { code: 0, forced: false }, `${m.name}\n${c.logTail(m.name, 20)}`);
+    }
+  });
 });
