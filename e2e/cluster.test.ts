@@ -118,7 +118,7 @@ describe('MeshCluster with an API server', { skip: skipKube }, () => {
     stubDir = mkdtempSync(join(tmpdir(), 'aks-mesh-stub-'));
     stub = join(stubDir, 'stub.cjs');
     writeFileSync(stub, STUB);
-    cluster = await MeshCluster.start({ nodes: 3, gateway: true, source: 'kube', attach: ['node-2'] });
+    cluster = await MeshCluster.start({ nodes: 3, gateway: true, source: 'kube', attach: ['node-2'], keepLogs: false });
   });
   after(async () => {
     await cluster?.stop();
@@ -353,7 +353,7 @@ describe('MeshCluster.start failing half-way', { skip: skipKube }, () => {
     const saved = process.env.AKS_MESH_KUBE_APISERVER;
     process.env.AKS_MESH_KUBE_APISERVER = '/bin/false'; // kube-apiserver "exits before it is ready"
     try {
-      await assert.rejects(MeshCluster.start({ nodes: 2, gateway: true, log: (l) => lines.push(l) }), /kube-apiserver .*exited with code 1 before it was ready/);
+      await assert.rejects(MeshCluster.start({ nodes: 2, gateway: true, keepLogs: false, log: (l) => lines.push(l) }), /kube-apiserver .*exited with code 1 before it was ready/);
     } finally {
       if (saved === undefined) delete process.env.AKS_MESH_KUBE_APISERVER;
       else process.env.AKS_MESH_KUBE_APISERVER = saved;
@@ -369,7 +369,7 @@ describe('MeshCluster.start failing half-way', { skip: skipKube }, () => {
 describe('MeshCluster with a peers directory', { skip: skipDir }, () => {
   let cluster: MeshCluster;
   before(async () => {
-    cluster = await MeshCluster.start({ nodes: 2, source: 'dir' });
+    cluster = await MeshCluster.start({ nodes: 2, source: 'dir', keepLogs: false });
   });
   after(() => cluster?.stop());
 

@@ -86,7 +86,8 @@ export const GATEWAY_OCTET = 100;
 /** Nodes get 198.18.X.(i+1), so at most 99 of them (the gateway holds .100). */
 export const MAX_NODES = 99;
 /** Where per-run underlay subnets are reserved (one file per third octet, holding the owner's pid). */
-export const UNDERLAY_RESERVATIONS = join(tmpdir(), 'aks-mesh-underlays');
+// Machine-wide, not under $TMPDIR: a run with its own TMPDIR (scripts/test) must still see the others' reservations.
+export const UNDERLAY_RESERVATIONS = '/tmp/aks-mesh-underlays';
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 tcpdump socat procps python3 ca-certificates
-  etcd-server openssl util-linux)
+  etcd-server openssl util-linux iptables)
 # kubectl: the machine's own if it has one (any version that talks to 1.20), else Debian's.
 command -v kubectl >/dev/null || packages+=(kubernetes-client)
 missing=()

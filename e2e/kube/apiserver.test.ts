@@ -15,7 +15,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { KUBECTL_BINARY, PORT_DIR, TestCluster, isRunning, kubeTestsUnavailable } from './apiserver.ts';
+import { toolsUnavailable } from '../sandbox.ts';
+import { PORT_DIR, TestCluster, isRunning, kubeTestsUnavailable } from './apiserver.ts';
 
 const skip = kubeTestsUnavailable() ?? false;
 
@@ -64,7 +65,7 @@ describe('TestCluster', { skip }, () => {
     await assert.rejects(bad.makeApiClient(k8s.CoreV1Api).listNode(), (err: unknown) => err instanceof k8s.ApiException && err.code === 401);
   });
 
-  test('kubectl runs against the cluster as any user', { skip: existsSync(KUBECTL_BINARY) ? false : `needs kubectl (${KUBECTL_BINARY})` }, async () => {
+  test('kubectl runs against the cluster as any user', { skip: toolsUnavailable(['kubectl']) ?? false }, async () => {
     const admin = await cluster.kubectl(['get', 'configmap', 'probe', '-n', ns, '-o', 'jsonpath={.data.hello}']);
     assert.deepEqual(admin, { code: 0, stdout: 'world', stderr: '' });
     const applied = await cluster.kubectl(['apply', '-f', '-'], {

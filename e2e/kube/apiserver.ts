@@ -676,7 +676,8 @@ async function freePorts(n: number): Promise<number[]> {
 }
 
 /** Where ports are reserved: one file per port, holding the owner's pid (stale owners are taken over). */
-export const PORT_DIR = join(tmpdir(), 'aks-mesh-kube-ports');
+// Machine-wide, not under $TMPDIR: a run with its own TMPDIR (scripts/test) must still see the others' claims.
+export const PORT_DIR = '/tmp/aks-mesh-kube-ports';
 
 function reservePort(port: number): boolean {
   const path = join(PORT_DIR, String(port));

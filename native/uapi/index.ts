@@ -11,5 +11,5 @@ export {
 } from './codec.ts';
 export type { RefusedLine } from './codec.ts';
 export { UAPI_ERRNO, errnoName } from './errno.ts';
-export { DEFAULT_SOCKET_DIR, DEFAULT_TIMEOUT_MS, UapiClient, UapiSetError, socketPathFor } from './client.ts';
+export { DEFAULT_MAX_REPLY_BYTES, DEFAULT_SOCKET_DIR, DEFAULT_TIMEOUT_MS, UapiClient, UapiSetError, socketPathFor } from './client.ts';
 export type { UapiClientOptions } from './client.ts';
