@@ -8,12 +8,13 @@
  * whatever it is given: every object goes through the one checked path (mesh/crd/validate.ts)
  * first, and one bad object never disturbs the others.
  */
-import { canonicalCidr, cidrContains, cidrOverlaps } from '../../native/index.ts';
+import { canonicalCidr } from '../../native/index.ts';
 import type { PeerConfig } from '../../native/index.ts';
 import { checkNodeInfo, checkObject, isObject, shown } from '../crd/validate.ts';
 import type { CheckedObject } from '../crd/validate.ts';
 import type { Gateway, NodeInfo, Peer } from '../crd/types.ts';
 import { compareText } from './order.ts';
+import { contains as cidrContains, overlaps as cidrOverlaps } from './ranges.ts';
 
 /**
  * The service CIDR(s) when none is configured: AKS's default (`--service-cidr 10.0.0.0/16`). kubeadm's
