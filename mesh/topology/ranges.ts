@@ -47,3 +47,52 @@ export function overlaps(a: string, b: string): boolean {
   const y = rangeOf(b);
   return x.v6 === y.v6 && x.first <= y.last && y.first <= x.last;
 }
+
+/**
+ * The address space already taken, by owner (an index): find who holds any part of a CIDR in
+ * O(log n) rather than comparing with every owner. Each owner's CIDRs are merged first, and owners
+ * never overlap one another (an overlapping candidate is refused, not added), so the intervals are
+ * disjoint and sorted by both ends.
+ */
+export class TakenSpace {
+  private readonly families: { v4: Array<{ first: bigint; last: bigint; owner: number }>; v6: Array<{ first: bigint; last: bigint; owner: number }> } = { v4: [], v6: [] };
+
+  /** Owners holding any address of `cidr`. */
+  holders(cidr: string): number[] {
+    const r = rangeOf(cidr);
+    const list = r.v6 ? this.families.v6 : this.families.v4;
+    // The first interval that ends at or after r.first; from there, those that start by r.last.
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (list[mid].last < r.first) lo = mid + 1;
+      else hi = mid;
+    }
+    const out: number[] = [];
+    for (let i = lo; i < list.length && list[i].first <= r.last; i++) out.push(list[i].owner);
+    return out;
+  }
+
+  /** Mark `cidrs` as held by `owner` (none of them may overlap another owner's). */
+  add(owner: number, cidrs: readonly string[]): void {
+    const merged: Range[] = [];
+    for (const r of cidrs.map(rangeOf).sort((a, b) => Number(a.v6) - Number(b.v6) || (a.first < b.first ? -1 : a.first > b.first ? 1 : 0))) {
+      const last = merged.at(-1);
+      if (last && last.v6 === r.v6 && r.first <= last.last) {
+        if (r.last > last.last) last.last = r.last;
+      } else merged.push({ ...r });
+    }
+    for (const r of merged) {
+      const list = r.v6 ? this.families.v6 : this.families.v4;
+      let lo = 0;
+      let hi = list.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (list[mid].first < r.first) lo = mid + 1;
+        else hi = mid;
+      }
+      list.splice(lo, 0, { first: r.first, last: r.last, owner });
+    }
+  }
+}

@@ -14,7 +14,7 @@ import { checkNodeInfo, checkObject, isObject, shown } from '../crd/validate.ts'
 import type { CheckedObject } from '../crd/validate.ts';
 import type { Gateway, NodeInfo, Peer } from '../crd/types.ts';
 import { compareText } from './order.ts';
-import { contains as cidrContains, overlaps as cidrOverlaps } from './ranges.ts';
+import { TakenSpace, contains as cidrContains, overlaps as cidrOverlaps } from './ranges.ts';
 
 /**
  * The service CIDR(s) when none is configured: AKS's default (`--service-cidr 10.0.0.0/16`). kubeadm's
@@ -348,12 +348,19 @@ export function computeTopology(input: TopologyInput): Topology {
   // overlap): one deterministic winner, the rest refused. A node's Peer first, as for keys.
   candidates.sort((a, b) => rank(a.object) - rank(b.object) || precedes(a.object, b.object));
   const winners: Candidate[] = [];
+  const taken = new TakenSpace();
+  const meshIPs = new Map<string, number>();
   for (const c of candidates) {
-    const lostTo = winners.find((w) => (c.object.spec.meshIP !== null && c.object.spec.meshIP === w.object.spec.meshIP) || c.allowedIPs.some((a) => w.allowedIPs.some((b) => cidrOverlaps(a, b))));
-    if (!lostTo) {
+    // The first winner (in that order) it collides with: same mesh IP, or any overlap.
+    const hit = c.object.spec.meshIP === null ? undefined : meshIPs.get(c.object.spec.meshIP);
+    const first = Math.min(hit ?? Infinity, ...c.allowedIPs.flatMap((a) => taken.holders(a)));
+    if (first === Infinity) {
+      taken.add(winners.length, c.allowedIPs);
+      if (c.object.spec.meshIP !== null) meshIPs.set(c.object.spec.meshIP, winners.length);
       winners.push(c);
       continue;
     }
+    const lostTo = winners[first];
     const { kind, name, spec } = c.object;
     const other = `${describe(lostTo.object)}, ${whyWins(lostTo.object, c.object)}`;
     if (spec.meshIP !== null && spec.meshIP === lostTo.object.spec.meshIP) {
