@@ -178,7 +178,17 @@ interface Candidate {
   presharedKey: string | null;
 }
 
-const hostCidr = (ip: string): string => canonicalCidr(`${ip}/${ip.includes(':') ? 128 : 32}`);
+/** An address as a /32 or /128 CIDR, canonical (remembered: the rules ask it for every node address and every external CIDR). */
+const hostCidrs = new Map<string, string>();
+function hostCidr(ip: string): string {
+  let cidr = hostCidrs.get(ip);
+  if (cidr === undefined) {
+    cidr = canonicalCidr(`${ip}/${ip.includes(':') ? 128 : 32}`);
+    if (hostCidrs.size >= 100_000) hostCidrs.clear();
+    hostCidrs.set(ip, cidr);
+  }
+  return cidr;
+}
 
 /** Who wins an overlap: the oldest object, then Gateway before Peer, then the smaller name (code units, not locale). */
 function precedes(a: CheckedObject, b: CheckedObject): number {
