@@ -50,7 +50,7 @@ export function vapServerPath(): string {
 function unavailable(): string | null {
   let why: string | null = null;
   if (process.getuid?.() !== 0) why = 'needs root';
-  else if (!existsSync(vapServerPath())) why = `the ValidatingAdmissionPolicy test server is not built (${vapServerPath()}): run e2e/kube/vap/build.sh once (5-8 minutes, cached)`;
+  else if (!existsSync(vapServerPath())) why = `the ValidatingAdmissionPolicy test server is not built (${vapServerPath()}): run e2e/kube/vap/build.sh once (about 8 minutes, cached)`;
   else if (!existsSync(ETCD_BINARY)) why = `needs etcd (${ETCD_BINARY}): apt-get install etcd-server`;
   // scripts/test (and CI) sets AKS_MESH_REQUIRE_KUBE=1: a missing part is then a failure, never a silent skip.
   if (why && process.env.AKS_MESH_REQUIRE_KUBE === '1') throw new Error(`Kubernetes tests required but unavailable: ${why}`);
