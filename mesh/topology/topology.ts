@@ -240,8 +240,8 @@ export function computeTopology(input: TopologyInput): Topology {
   // occurrence in name-then-content order, so the result does not depend on the input's order.
   const nodes = new Map<string, NodeInfo>();
   for (const n of asArray(raw.nodes)
-    .map((r) => ({ r, node: checkNodeInfo(r) }))
-    .sort((a, b) => compareText(fingerprint(a.r), fingerprint(b.r)))) {
+    .map((r) => ({ text: fingerprint(r), node: checkNodeInfo(r) }))
+    .sort((a, b) => compareText(a.text, b.text))) {
     if (n.node && !nodes.has(n.node.name)) nodes.set(n.node.name, n.node);
   }
   const nodeList = [...nodes.values()].sort((a, b) => compareText(a.name, b.name));
