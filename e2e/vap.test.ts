@@ -16,60 +16,31 @@
  * CEL as untyped as a custom resource does). It has no RBAC: RBAC is tested on the 1.20 TestCluster.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:https';
-import { homedir, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { parseAllDocuments, stringify } from 'yaml';
-import { ETCD_BINARY, TestCluster } from './kube/apiserver.ts';
 import { installCrds, waitFor } from './kube/mesh.ts';
+import { startVapServer, vapTestsUnavailable } from './kube/vap/server.ts';
+import type { Identity, Reply, VapServer } from './kube/vap/server.ts';
 import { AGENT_NOT_READY_TAINT, GROUP, NAMESPACE, NODE_NAME_EXTRA, VERSION } from '../mesh/index.ts';
 import { generatePrivateKey, publicKeyOf } from '../native/index.ts';
 
-const execFileAsync = promisify(execFile);
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const POLICY_FILE = join(root, 'config/admission/node-bound-writes.yaml');
 /** The stand-in for core/v1 nodes (see the header). */
 const NODE_GROUP = 'vap-test.aksmesh.io';
-const FRONT_PROXY = 'aks-mesh-front-proxy';
+const skip = vapTestsUnavailable() ?? false;
 
-/** Where e2e/kube/vap/build.sh puts the server built from this main.go (named after its hash). */
-export function vapServerPath(): string {
-  const hash = createHash('sha256').update(readFileSync(join(root, 'e2e/kube/vap/main.go'))).digest('hex').slice(0, 12);
-  const cache = process.env.AKS_MESH_CACHE ?? join(process.env.HOME ?? homedir(), '.cache', 'aks-mesh');
-  return join(cache, 'vap-apiserver', 'bin', `aks-mesh-vap-apiserver-${hash}`);
-}
-
-function unavailable(): string | null {
-  let why: string | null = null;
-  if (process.getuid?.() !== 0) why = 'needs root';
-  else if (!existsSync(vapServerPath())) why = `the ValidatingAdmissionPolicy test server is not built (${vapServerPath()}): run e2e/kube/vap/build.sh once (about 8 minutes, cached)`;
-  else if (!existsSync(ETCD_BINARY)) why = `needs etcd (${ETCD_BINARY}): apt-get install etcd-server`;
-  // scripts/test (and CI) sets AKS_MESH_REQUIRE_KUBE=1: a missing part is then a failure, never a silent skip.
-  if (why && process.env.AKS_MESH_REQUIRE_KUBE === '1') throw new Error(`Kubernetes tests required but unavailable: ${why}`);
-  return why;
-}
-
-const skip = unavailable() ?? false;
-
-interface Identity {
-  user: string;
-  groups: string[];
-  /** The node its token is bound to; none: a token that is not node-bound. */
-  node?: string;
-}
-
+/** A service account of ours; `node`: the node its token is bound to (none: a token that is not node-bound). */
 const serviceAccount = (name: string, node?: string): Identity => ({
   user: `system:serviceaccount:${NAMESPACE}:${name}`,
   groups: ['system:serviceaccounts', `system:serviceaccounts:${NAMESPACE}`, 'system:authenticated'],
-  node,
+  extra: node === undefined ? {} : { [NODE_NAME_EXTRA]: node },
 });
 const agentOn = (node?: string) => serviceAccount('aks-mesh-agent', node);
 const gatewayOn = (node?: string) => serviceAccount('aks-mesh-gateway', node);
@@ -91,11 +62,6 @@ interface AdmissionDoc {
   spec: { matchConstraints: { resourceRules: Rule[] }; policyName: string };
 }
 
-interface Reply {
-  status: number;
-  body: { message?: string; metadata?: { resourceVersion?: string } } & Record<string, unknown>;
-}
-
 const key = () => publicKeyOf(generatePrivateKey());
 const peer = (name: string, spec: Record<string, unknown>) => ({ apiVersion: `${GROUP}/${VERSION}`, kind: 'Peer', metadata: { name }, spec });
 const gateway = (name: string, spec: Record<string, unknown>) => ({ apiVersion: `${GROUP}/${VERSION}`, kind: 'Gateway', metadata: { name }, spec });
@@ -109,33 +75,9 @@ const peerSpec = (nodeName: string | undefined, n: number) => ({
 const gatewaySpec = (nodeName: string, n: number) => ({ publicKey: key(), meshIP: `100.96.1.${n}`, podCIDRs: ['10.244.0.0/16'], nodeName });
 
 describe('node-bound writes, enforced by the upstream ValidatingAdmissionPolicy plugin', { skip }, () => {
-  let cluster: TestCluster;
+  let server: VapServer;
   let dir: string;
-  let proxyCert: { cert: string; key: string };
-
-  /** One request as `who`, through the front-proxy headers a >= 1.30 server's token authenticator would imply. */
-  const call = (who: Identity, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Reply> =>
-    new Promise((resolvePromise, reject) => {
-      const headers: Record<string, string | string[]> = { 'X-Remote-User': who.user, 'X-Remote-Group': who.groups, Accept: 'application/json' };
-      // Extra keys travel percent-encoded in the header name (the '/' in the key), as kube-apiserver's front proxy sends them.
-      if (who.node !== undefined) headers[`X-Remote-Extra-${encodeURIComponent(NODE_NAME_EXTRA)}`] = who.node;
-      const data = body === undefined ? undefined : JSON.stringify(body);
-      if (data) headers['Content-Type'] = contentType;
-      const req = request(`${cluster.server}${path}`, { method, headers, ca: cluster.caPem, cert: proxyCert.cert, key: proxyCert.key, agent: false, timeout: 20_000 }, (res) => {
-        let text = '';
-        res.setEncoding('utf8').on('data', (d: string) => (text += d));
-        res.on('end', () => {
-          try {
-            resolvePromise({ status: res.statusCode ?? 0, body: text ? (JSON.parse(text) as Reply['body']) : {} });
-          } catch {
-            reject(new Error(`${method} ${path}: HTTP ${res.statusCode}, not JSON: ${text.slice(0, 300)}`));
-          }
-        });
-      });
-      req.on('timeout', () => req.destroy(new Error(`${method} ${path}: timeout`)));
-      req.on('error', reject);
-      req.end(data);
-    });
+  const call = (who: Identity, method: string, path: string, body?: unknown, contentType?: string) => server.call(who, method, path, body, contentType);
   const admin: Identity = { user: 'admin', groups: ['system:masters'] };
   const path = (plural: string, name?: string, group = GROUP, version = VERSION) => `/apis/${group}/${version}/${plural}${name ? `/${name}` : ''}`;
   const create = (who: Identity, plural: string, obj: unknown) => call(who, 'POST', path(plural), obj);
@@ -171,12 +113,8 @@ describe('node-bound writes, enforced by the upstream ValidatingAdmissionPolicy 
     const standInFile = join(dir, 'stand-in.yaml');
     await writeFile(standInFile, `---\n${stringify(standIn)}---\n${stringify(standInBinding)}`);
 
-    cluster = await TestCluster.start({
-      binary: vapServerPath(),
-      extraArgs: [`--admission-policy-file=${POLICY_FILE}`, `--admission-policy-file=${standInFile}`, `--requestheader-allowed-names=${FRONT_PROXY}`],
-    });
-    proxyCert = await frontProxyCertificate(cluster.dir, dir);
-    await installCrds(cluster);
+    server = await startVapServer({ policyFiles: [POLICY_FILE, standInFile] });
+    await installCrds(server.cluster);
     allowed(await call(admin, 'POST', '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', nodeStandInCrd()), 'admin creates the stand-in Node CRD');
     await waitFor('the stand-in Node CRD established', async () => {
       const crd = (await call(admin, 'GET', `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/nodes.${NODE_GROUP}`)).body as { status?: { conditions?: Array<{ type: string; status: string }> } };
@@ -184,14 +122,14 @@ describe('node-bound writes, enforced by the upstream ValidatingAdmissionPolicy 
     });
   });
   after(async () => {
-    await cluster?.stop();
+    await server?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   test('starts with the policy loaded and serves our CRDs', async (t) => {
-    const { timings } = cluster;
+    const { timings } = server.cluster;
     t.diagnostic(`startup: etcd ${Math.round(timings.etcdMs)} ms, test API server to /readyz ${Math.round(timings.apiServerMs)} ms, total with certificates ${Math.round(timings.totalMs)} ms`);
-    const log = readFileSync(cluster.apiServerLog, 'utf8');
+    const log = readFileSync(server.cluster.apiServerLog, 'utf8');
     assert.match(log, /enforcing 4 admission objects/);
     assert.match(log, /Loaded 1 validating admission controller\(s\) successfully in the following order: ValidatingAdmissionPolicy/);
     assert.equal((await call(admin, 'GET', path('peers'))).status, 200);
@@ -279,18 +217,6 @@ describe('node-bound writes, enforced by the upstream ValidatingAdmissionPolicy 
     assert.deepEqual(after.spec.taints, [other]);
   });
 });
-
-/** A client certificate for the front proxy, signed by the cluster CA (which the server trusts for requestheader). */
-async function frontProxyCertificate(clusterDir: string, dir: string): Promise<{ cert: string; key: string }> {
-  const cnf = join(dir, 'client.cnf');
-  await writeFile(cnf, ['[req]', 'distinguished_name = dn', 'prompt = no', '[dn]', 'CN = unused', '[client_ext]', 'basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature', 'extendedKeyUsage = clientAuth', ''].join('\n'));
-  const keyPath = join(dir, 'front-proxy.key');
-  const certPath = join(dir, 'front-proxy.crt');
-  // prettier-ignore
-  await execFileAsync('openssl', ['req', '-x509', '-new', '-config', cnf, '-extensions', 'client_ext', '-CA', join(clusterDir, 'ca.crt'), '-CAkey', join(clusterDir, 'ca.key'),
-    '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-keyout', keyPath, '-out', certPath, '-subj', `/CN=${FRONT_PROXY}`]);
-  return { cert: await readFile(certPath, 'utf8'), key: await readFile(keyPath, 'utf8') };
-}
 
 /** A cluster-scoped `nodes` custom resource shaped like core/v1 Node where the policy looks (see the header). */
 function nodeStandInCrd(): unknown {
