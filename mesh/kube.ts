@@ -8,6 +8,7 @@ import type { Logger } from '../native/index.ts';
 import { API_VERSION, GROUP, RESOURCES, VERSION } from './crd/types.ts';
 import type { Condition, GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
 import type { ObjectKind, Refusal } from './topology/index.ts';
+import { AGENT_NOT_READY_TAINT } from './manifests.ts';
 import { compareText } from './topology/order.ts';
 
 /**
@@ -15,7 +16,7 @@ import { compareText } from './topology/order.ts';
  * node.cilium.io/agent-not-ready): operators put it on node pools at creation (kubelet
  * --register-with-taints); the agent removes it from its own Node, and only that taint.
  */
-export const NOT_READY_TAINT = { key: 'aksmesh.io/agent-not-ready', effect: 'NoSchedule' } as const;
+export const NOT_READY_TAINT = AGENT_NOT_READY_TAINT; // one source: the chart's toleration and the policy use it too
 
 /** HTTP status of a client-node error, or 0 for a network error. */
 export function httpStatus(err: unknown): number {
