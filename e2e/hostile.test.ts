@@ -338,7 +338,7 @@ describe('the same in --peers-dir mode, with the file cases', { skip: networkSki
       [files.directory, /^ignoring a peer file: not a regular file \(a directory\)$/],
       [files.big, /^ignoring a peer file: \d+ bytes, more than the limit of 1048576$/],
       [files.broken, /^ignoring a file that does not parse; its previous objects stay$/],
-      [files.badNode, /^leaving out an object: document 1: Node node-x spec\.podCIDRs: expected a list of CIDRs, got a string \(left out\)$/],
+      [files.badNode, /^document 1: Node node-x: left out spec\.podCIDRs: expected a list of CIDRs, got a string$/],
     ];
     for (const m of [...c.nodes, c.gateway as ClusterMember]) {
       const log = logOf(m);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { generatePrivateKey, publicKeyOf } from '../../native/index.ts';
 import { nodeInfo } from '../source/types.ts';
-import { checkNode, checkNodeInfo, checkObject, checkSpec, createdAt, isObjectName, reportedName, shown } from './validate.ts';
+import { checkNode, checkNodeInfo, checkObject, checkSpec, createdAt, isObjectName, reportedName, shown, unknownFields } from './validate.ts';
 
 const KEY = publicKeyOf(generatePrivateKey());
 
@@ -31,18 +31,34 @@ describe('checkSpec and checkObject', () => {
   test('null stands for absent (as the API server prunes it); every problem is listed, in field order', () => {
     const r = checkSpec('Peer', { spec: { publicKey: KEY, allowedIPs: ['10.0.0.0/8'], endpoint: null, meshIP: null, nodeName: null, persistentKeepalive: null, presharedKeySecretRef: null } });
     assert.ok('spec' in r);
-    const bad = checkSpec('Peer', { spec: { allowedIPs: ['x', '10.0.0.0/8', 'y'], endpoint: 'z', zz: 1 } });
+    const bad = checkSpec('Peer', { spec: { allowedIPs: ['x', '10.0.0.0/8', 'y'], endpoint: 'z', meshIp: 1 } });
     assert.deepEqual(
       'problems' in bad && bad.problems.map((p) => p.field),
-      ['spec.zz', 'spec.publicKey', 'spec.endpoint', 'spec.allowedIPs[0]', 'spec.allowedIPs[2]'],
+      ['spec.meshIp', 'spec.publicKey', 'spec.endpoint', 'spec.allowedIPs[0]', 'spec.allowedIPs[2]'],
     );
   });
 
-  test('an unknown field lists the fields the kind has; secrets are named, never quoted', () => {
-    const r = checkSpec('Gateway', { spec: { publicKey: KEY, meshIP: '100.96.0.1', podCIDRs: ['10.244.0.0/16'], allowedIPs: ['10.0.0.0/8'] } });
+  test('a near miss of a field, the other kind\'s field or a secret is refused; a field like none is left alone (a newer schema\'s) and named by unknownFields', () => {
+    const gw = { publicKey: KEY, meshIP: '100.96.0.1', podCIDRs: ['10.244.0.0/16'] };
+    const r = checkSpec('Gateway', { spec: { ...gw, allowedIPs: ['10.0.0.0/8'] } });
     assert.deepEqual('problems' in r && r.problems, [
-      { field: 'spec.allowedIPs', message: 'spec.allowedIPs: a Gateway has no such field (it has publicKey, endpoint, meshIP, nodeName, podCIDRs, persistentKeepalive)' },
+      { field: 'spec.allowedIPs', message: 'spec.allowedIPs: a Gateway has no allowedIPs (a Peer field); a Gateway has publicKey, endpoint, meshIP, nodeName, podCIDRs, persistentKeepalive' },
     ]);
+    const peer = { publicKey: KEY, allowedIPs: ['10.0.0.0/8'] };
+    const problemOf = (extra: Record<string, unknown>): string[] => {
+      const c = checkSpec('Peer', { spec: { ...peer, ...extra } });
+      return 'problems' in c ? c.problems.map((p) => p.message) : [];
+    };
+    assert.deepEqual(problemOf({ nodename: 'a' }), ['spec.nodename: a Peer has no such field; did you mean nodeName?']);
+    assert.deepEqual(problemOf({ endpoints: 'a' }), ['spec.endpoints: a Peer has no such field; did you mean endpoint?']);
+    assert.deepEqual(problemOf({ alowedIP: [] }), ['spec.alowedIP: a Peer has no such field; did you mean allowedIPs?']);
+    assert.deepEqual(problemOf({ 'mesh_ip': 'a' }), ['spec["mesh_ip"]: a Peer has no such field; did you mean meshIP?']);
+    assert.deepEqual(problemOf({ private_key: 'a' }), ['spec["private_key"]: a secret key never goes into the API; keep it in the node key file']);
+    assert.deepEqual(problemOf({ PSK: 'a' }), ['spec.PSK: a secret key never goes into the API; keep it in the node key file']);
+    // Far from every field: accepted, and named for a log line.
+    assert.deepEqual(problemOf({ mtu: 1400, someNewField: { x: 1 } }), []);
+    assert.deepEqual(unknownFields('Peer', { spec: { ...peer, mtu: 1400, meshIp: 'x', someNewField: 1 } }), ['spec.mtu', 'spec.someNewField']);
+    assert.deepEqual(unknownFields('Gateway', { spec: null }), []);
     const secret = generatePrivateKey();
     const s = checkSpec('Peer', { spec: { publicKey: `${secret}x`, allowedIPs: ['10.0.0.0/8'], privateKey: secret } });
     assert.ok('problems' in s);

@@ -76,6 +76,41 @@ const specFields = (schema: Record<string, unknown>): Set<string> =>
   new Set(Object.keys(((schema.properties as Record<string, Record<string, unknown>>).spec.properties as Record<string, unknown>) ?? {}));
 const FIELDS = { Peer: specFields(PEER_SCHEMA), Gateway: specFields(GATEWAY_SCHEMA) };
 const SECRET_FIELDS = ['privateKey', 'presharedKey'];
+const KNOWN = (kind: 'Peer' | 'Gateway'): string[] => [...FIELDS[kind]].filter((f) => !SECRET_FIELDS.includes(f));
+
+/** Edit distance (insertions, deletions, substitutions), for "did you mean". */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}
+
+/**
+ * What is wrong with a spec field of this name, or null: a field of the kind, or one that resembles
+ * none. Refused: anything that looks like a secret key, the other kind's list field, and a near miss
+ * of a field (same letters in another case, or at most two edits away).
+ */
+function fieldProblem(kind: 'Peer' | 'Gateway', k: string): string | null {
+  if (FIELDS[kind].has(k) && !SECRET_FIELDS.includes(k)) return null;
+  const plain = k.toLowerCase().replace(/[-_ ]/g, '');
+  if (SECRET_FIELDS.some((f) => plain.includes(f.toLowerCase())) || plain === 'psk') {
+    return 'a secret key never goes into the API; keep it in the node key file';
+  }
+  const other = kind === 'Peer' ? 'Gateway' : 'Peer';
+  if (FIELDS[other].has(k)) return `a ${kind} has no ${k} (a ${other} field); a ${kind} has ${KNOWN(kind).join(', ')}`;
+  const near = KNOWN(kind).find((f) => f.toLowerCase() === plain || (plain.length >= 4 && distance(f.toLowerCase(), plain) <= 2));
+  return near ? `a ${kind} has no such field; did you mean ${near}?` : null;
+}
+
+/** Spec fields of an object that its kind does not know and that resemble none of its fields (left alone, but worth a word). */
+export function unknownFields(kind: 'Peer' | 'Gateway', obj: unknown): string[] {
+  const spec = isObject(obj) && isObject(obj.spec) ? obj.spec : {};
+  return Object.keys(spec).filter((k) => !FIELDS[kind].has(k) && fieldProblem(kind, k) === null).map((k) => `spec${fieldName(k)}`);
+}
 
 /** An IP address or CIDR field: a string, short enough, parsed strictly (no leading zeros, no host names). */
 function parseText(v: unknown, field: string, max: number, parse: (text: string, what: string) => string): { value: string } | { problem: string } {
@@ -99,13 +134,12 @@ export function checkSpec(kind: 'Peer' | 'Gateway', obj: unknown): { spec: Check
   if (!isObject(spec)) return { problems: [{ field: 'spec', message: `spec: expected an object, got ${typeName(spec)}` }] };
 
   // A misspelled field (meshIp, allowedIps) would otherwise be dropped and the rest accepted: an
-  // object that is not what its author meant. (The API server prunes them before we see them.)
+  // object that is not what its author meant. A field that resembles no field at all is left alone:
+  // it may be a newer schema's (agents and CRDs are not upgraded in one instant), and the API server
+  // prunes what its schema does not know anyway. (unknownFields() names them for the directory.)
   for (const k of Object.keys(spec)) {
-    if (SECRET_FIELDS.includes(k)) {
-      add(`spec.${k}`, `spec.${k}: a secret key never goes into the API; keep it in the node key file`);
-    } else if (!FIELDS[kind].has(k)) {
-      add(`spec${fieldName(k)}`, `spec${fieldName(k)}: a ${kind} has no such field (it has ${[...FIELDS[kind]].filter((f) => !SECRET_FIELDS.includes(f)).join(', ')})`);
-    }
+    const problem = fieldProblem(kind, k);
+    if (problem) add(`spec${fieldName(k)}`, `spec${fieldName(k)}: ${problem}`);
   }
 
   // Never quoted: a private key pasted here by mistake must not reach a log or a condition.

@@ -91,7 +91,7 @@ describe('DirectorySource', { timeout: 30_000 }, () => {
 
       await writeFile(join(dir, 'node-b.yaml'), `kind: Pod\nmetadata: {name: x}\n---\n${peer('198.18.0.23:51820')}`);
       await source.reload();
-      assert.ok(warnings.some((w) => w.startsWith('leaving out an object: document 1: kind "Pod" is not Peer, Gateway or Node')), warnings.join('\n'));
+      assert.ok(warnings.some((w) => w.startsWith('document 1: left out: kind "Pod" is not Peer, Gateway or Node')), warnings.join('\n'));
       assert.equal(source.snapshot().peers[0].spec.endpoint, '198.18.0.23:51820', 'the Peer beside the Pod is read');
 
       await rm(join(dir, 'node-b.yaml'));
@@ -246,12 +246,12 @@ status: {addresses: [{type: InternalIP, address: [1]}, {type: InternalIP, addres
       ]);
       const said = warnings.map((w) => w.split(' {')[0]);
       for (const line of [
-        'leaving out an object: document 3: Node node-x spec.podCIDRs: expected a list of CIDRs, got a string (left out)',
-        'leaving out an object: document 4: Node node-y spec.podCIDRs[0]: expected a string, got a number (left out)',
-        'leaving out an object: document 4: Node node-y spec.podCIDRs[1]: expected a string, got null (left out)',
-        'leaving out an object: document 4: Node node-y spec.podCIDRs[3]: "10.244.07.0" is not an IPv4 or IPv6 address (left out)',
-        'leaving out an object: document 4: Node node-y status.addresses: expected a list, got a string (left out)',
-        'leaving out an object: document 5: Node node-z status.addresses[0].address: expected a string, got a list (left out)',
+        'document 3: Node node-x: left out spec.podCIDRs: expected a list of CIDRs, got a string',
+        'document 4: Node node-y: left out spec.podCIDRs[0]: expected a string, got a number',
+        'document 4: Node node-y: left out spec.podCIDRs[1]: expected a string, got null',
+        'document 4: Node node-y: left out spec.podCIDRs[3]: "10.244.07.0" is not an IPv4 or IPv6 address',
+        'document 4: Node node-y: left out status.addresses: expected a list, got a string',
+        'document 5: Node node-z: left out status.addresses[0].address: expected a string, got a list',
       ]) {
         assert.ok(said.includes(line), `${line}\nnot in:\n${said.join('\n')}`);
       }
@@ -290,6 +290,10 @@ spec: {publicKey: "${KEY}", meshIP: 100.96.0.08, podCIDRs: [10.244.0.0/16]}
 kind: Peer
 metadata: {name: null-spec}
 spec: null
+---
+kind: Peer
+metadata: {name: future}
+spec: {publicKey: "${publicKeyOf(generatePrivateKey())}", allowedIPs: [192.168.9.0/24], someNewField: 1}
 `,
     );
     await writeFile(join(dir, 'b.yaml'), peer('198.18.0.99:51820'));
@@ -300,15 +304,17 @@ spec: null
       assert.deepEqual(s.peers.map((p) => [p.metadata.name, p.spec?.endpoint ?? null]), [
         ['node-b', '198.18.0.2:51820'],
         ['null-spec', null],
+        ['future', null],
       ]);
       assert.deepEqual(s.gateways.map((g) => g.metadata.name), ['gw'], 'a bad Gateway goes on, to be refused by field');
       const said = warnings.map((w) => w.split(' {')[0]);
-      assert.deepEqual(said.filter((w) => w.startsWith('leaving out')), [
-        'leaving out an object: document 2: expected an object with kind and metadata.name, got ["a list"]',
-        'leaving out an object: document 3: Peer metadata.name: "Bad_Name" is not an object name',
-        'leaving out an object: document 4: Peer metadata.name: undefined is not an object name',
-        'leaving out an object: document 5: Gateway gw will be refused: spec.meshIP: "100.96.0.08" is not an IPv4 or IPv6 address',
-        'leaving out an object: document 6: Peer null-spec will be refused: spec: expected an object, got null',
+      assert.deepEqual(said.filter((w) => w.startsWith('document') || w.startsWith('leaving out')), [
+        'document 2: left out: expected an object with kind and metadata.name, got ["a list"]',
+        'document 3: left out: Peer metadata.name: "Bad_Name" is not an object name',
+        'document 4: left out: Peer metadata.name: undefined is not an object name',
+        'document 5: Gateway gw will be refused: spec.meshIP: "100.96.0.08" is not an IPv4 or IPv6 address',
+        'document 6: Peer null-spec will be refused: spec: expected an object, got null',
+        'document 7: Peer future: ignoring spec.someNewField: no such field',
         'leaving out Peer node-b: a.yaml has one of that name already',
       ]);
       const t = computeTopology({ self: { role: 'node', name: 'node-a' }, ...s, nodes: [{ name: 'node-b', podCIDRs: ['10.244.1.0/24'], internalIPs: [] }], settings: { meshCIDR: '100.96.0.0/16' } });

@@ -16,8 +16,8 @@
  *   parsing time one file can cost.
  * - Per object: a document that is not a Peer, Gateway or Node with a usable name is left out and
  *   named; a Node's fields that do not parse are left out and named (mesh/crd/validate.ts); Peers and
- *   Gateways go on to the trust rules, which refuse a bad one by field. One bad object never drops
- *   the good ones beside it.
+ *   Gateways go on to the trust rules, which refuse a bad one by field (and a field no kind has is
+ *   named here). One bad object never drops the good ones beside it.
  * - A file that does not parse as YAML at all keeps its previous objects (an edit in progress).
  * - Not half-way: a changed file is applied only once two reads `settleMs` apart (default 250 ms)
  *   return the same bytes; while it keeps changing, its previous objects stay and it is read again.
@@ -33,7 +33,7 @@ import { parseAllDocuments } from 'yaml';
 import { silentLogger } from '../../native/index.ts';
 import type { Logger } from '../../native/index.ts';
 import type { Gateway, Peer } from '../crd/types.ts';
-import { checkNode, checkSpec, isObject, isObjectName, shown } from '../crd/validate.ts';
+import { checkNode, checkSpec, isObject, isObjectName, shown, unknownFields } from '../crd/validate.ts';
 import { compareText } from '../topology/order.ts';
 import type { PeerSource, Snapshot } from './types.ts';
 
@@ -288,7 +288,7 @@ export class DirectorySource implements PeerSource {
       }
       try {
         const parsed = parseObjects(r.text, path);
-        for (const p of parsed.problems) this.log.warn(`leaving out an object: ${p}`, { file: path });
+        for (const p of parsed.problems) this.log.warn(p, { file: path });
         next.set(name, { text: r.text, snapshot: parsed.snapshot });
         this.report(`${path}:parse`, null, {});
       } catch (err) {
@@ -361,22 +361,22 @@ export function parseObjects(text: string, where: string): { snapshot: Snapshot;
     }
     if (obj === null || obj === undefined) return;
     if (!isObject(obj)) {
-      problems.push(`${at}: expected an object with kind and metadata.name, got ${shown(obj)}`);
+      problems.push(`${at}: left out: expected an object with kind and metadata.name, got ${shown(obj)}`);
       return;
     }
     const kind = obj.kind;
     const name = isObject(obj.metadata) ? obj.metadata.name : undefined;
     if (kind !== 'Peer' && kind !== 'Gateway' && kind !== 'Node') {
-      problems.push(`${at}: kind ${shown(kind)} is not Peer, Gateway or Node`);
+      problems.push(`${at}: left out: kind ${shown(kind)} is not Peer, Gateway or Node`);
       return;
     }
     if (!isObjectName(name)) {
-      problems.push(`${at}: ${kind} metadata.name: ${shown(name)} is not an object name`);
+      problems.push(`${at}: left out: ${kind} metadata.name: ${shown(name)} is not an object name`);
       return;
     }
     if (kind === 'Node') {
       const checked = checkNode(obj);
-      for (const p of checked.problems) problems.push(`${at}: Node ${name} ${p.message} (left out)`);
+      for (const p of checked.problems) problems.push(`${at}: Node ${name}: left out ${p.message}`);
       if (checked.node) out.nodes.push(checked.node);
       return;
     }
@@ -384,6 +384,8 @@ export function parseObjects(text: string, where: string): { snapshot: Snapshot;
     // field, on every member alike; said here too, with the file.
     const spec = checkSpec(kind, obj);
     if ('problems' in spec) problems.push(`${at}: ${kind} ${name} will be refused: ${spec.problems.map((p) => p.message).join('; ')}`);
+    const unknown = unknownFields(kind, obj);
+    if (unknown.length > 0) problems.push(`${at}: ${kind} ${name}: ignoring ${unknown.join(', ')}: no such field`);
     if (kind === 'Peer') out.peers.push(obj as unknown as Peer);
     else out.gateways.push(obj as unknown as Gateway);
   });
