@@ -34,7 +34,7 @@ import type { MeshApi, OwnObjectOutcome } from './kube.ts';
 import { Reconciler } from './reconcile/index.ts';
 import type { DesiredState, SyncResult } from './reconcile/index.ts';
 import type { PeerSource } from './source/index.ts';
-import { allocateMeshIP, computeTopology } from './topology/index.ts';
+import { allocateMeshIP, computeTopology, meshIPHolders } from './topology/index.ts';
 import type { MeshSettings, ObjectKind, Refusal, Topology } from './topology/index.ts';
 
 export interface MemberOptions {
@@ -112,6 +112,7 @@ export class MeshMember {
   private registering: Promise<void> | null = null;
   private registerAgain = false;
   private reported = new Map<string, string>();
+  private logged = new Map<string, string>();
   private stopped = false;
   /** The spec this process last wrote to (or found on) its own object: a different one there was written by someone else. */
   private lastWritten: PeerSpec | GatewaySpec | null = null;
@@ -274,10 +275,8 @@ export class MeshMember {
   /** The mesh IP this member should hold, from what the source says now (kept while it wins). */
   private allocate(): string {
     const snapshot = this.o.source.snapshot();
-    const holders = [
-      ...snapshot.peers.filter((p) => p.spec?.meshIP).map((p) => ({ kind: 'Peer' as const, name: p.metadata.name, meshIP: p.spec.meshIP as string, created: time(p.metadata.creationTimestamp) })),
-      ...snapshot.gateways.filter((g) => g.spec?.meshIP).map((g) => ({ kind: 'Gateway' as const, name: g.metadata.name, meshIP: g.spec.meshIP, created: time(g.metadata.creationTimestamp) })),
-    ];
+    // The same checked path as the desired state: a malformed mesh IP elsewhere is skipped, never parsed.
+    const holders = meshIPHolders(snapshot.peers, snapshot.gateways);
     const own = this.ownObject();
     return allocateMeshIP({ kind: this.kind, name: this.o.name, created: time(own?.metadata.creationTimestamp) }, this.o.meshCIDR, holders);
   }
@@ -422,6 +421,7 @@ export class MeshMember {
     }
     this.register();
     void this.syncAddress().catch((err: Error) => this.log.warn('could not set the interface address', { error: err.message }));
+    this.logRefusals(topology.refused);
     if (!this.o.api || this.stopped) return;
     this.track(this.writeStatus(result, topology).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) })));
     this.clearNotReadyTaint(result, topology);
@@ -498,7 +498,19 @@ export class MeshMember {
       { cached: own?.status, generation: own?.metadata.generation },
     );
     if (ownRefused) this.log.warn(`this member's own ${this.kind} is refused by the trust rules`, { reason: ownRefused.message });
-    await this.reportRefusals(api, topology.refused);
+    // The gateway may not write Peer status (its RBAC): the agents, which reach the same verdicts, mark refused objects.
+    if (this.o.role === 'node') await this.reportRefusals(api, topology.refused);
+  }
+
+  /** Each refusal is logged once per distinct message, in every mode: with --peers-dir the log is where refusals show. */
+  private logRefusals(refused: readonly Refusal[]): void {
+    const current = new Map(refused.map((r) => [`${r.kind}/${r.name}`, r]));
+    for (const [key, r] of current) {
+      if (this.logged.get(key) === r.message) continue;
+      this.log.warn('refused', { kind: r.kind, name: r.name, reason: r.reason, field: r.field, message: r.message });
+      this.logged.set(key, r.message);
+    }
+    for (const key of [...this.logged.keys()]) if (!current.has(key)) this.logged.delete(key);
   }
 
   /** Each refusal is written once per distinct message by this agent; an accepted object's old refusal is cleared. */
@@ -506,7 +518,6 @@ export class MeshMember {
     const current = new Map(refused.map((r) => [`${r.kind}/${r.name}`, r]));
     for (const [key, r] of current) {
       if (this.reported.get(key) === r.message) continue;
-      this.log.warn('refused', { kind: r.kind, name: r.name, reason: r.reason, field: r.field, message: r.message });
       await api.reportRefusal(r);
       this.reported.set(key, r.message);
     }
