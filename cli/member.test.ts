@@ -23,7 +23,7 @@ const cases: Array<[string, string[], Record<string, string>, number, RegExp]> =
   ['a gateway without a pod CIDR', ['gateway', '--node-name', 'a', '--gateway-endpoint', '198.18.0.9:51820'], {}, 2, /pod-cidr/],
   ['a gateway with a bad pod CIDR in its list', ['gateway', '--node-name', 'a', '--gateway-endpoint', '198.18.0.9:51820', '--pod-cidr', '10.244.0.0/16,10.300.0.0/16'], {}, 1, /--pod-cidr\[1\]: "10\.300\.0\.0/],
   ['--fwmark 0 (the mesh table silently off)', ['agent', '--node-name', 'a', '--fwmark', '0'], {}, 2, /--fwmark 0: the mark must have at least one bit set/],
-  ["the old default mark, with kube-proxy's and kubelet's bits", ['agent', '--node-name', 'a', '--fwmark', '51820'], {}, 2, /--fwmark 51820 \(0xca6c\) shares bits with Kubernetes' own marks/],
+  ["the old default mark, with kube-proxy's and kubelet's bits", ['agent', '--node-name', 'a', '--fwmark', '51820'], {}, 2, /--fwmark 51820 \(0xca6c\) has kube-proxy's masquerade bit 0x4000 .* and kubelet's drop bit 0x8000/],
   ['a mark that is not a number', ['agent', '--node-name', 'a'], { AKS_MESH_FWMARK: '0x2g' }, 2, /--fwmark "0x2g": expected a whole number/],
   ['the main table', ['agent', '--node-name', 'a', '--table', '254'], {}, 2, /--table 254: table 254 is the kernel's "main" table/],
   ['the unspec table', ['agent', '--node-name', 'a', '--table', '0'], {}, 2, /--table 0: table 0 is the kernel's "unspec" table/],
