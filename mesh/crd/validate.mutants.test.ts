@@ -63,6 +63,18 @@ const REFUSED: Array<[string, 'Peer' | 'Gateway', unknown, string[]]> = [
     peer({ publicKey: KEY, allowedIPs: ['10.0.0.0/24', 5, '10.0.0.300/32'] }),
     ['spec.allowedIPs[1] | spec.allowedIPs[1]: expected a string, got a number', 'spec.allowedIPs[2] | spec.allowedIPs[2]: "10.0.0.300" is not an IPv4 or IPv6 address'],
   ],
+  [
+    'allowedIPs entries of every other type, each said by its type',
+    'Peer',
+    peer({ publicKey: KEY, allowedIPs: [null, undefined, {}, [], true] }),
+    [
+      'spec.allowedIPs[0] | spec.allowedIPs[0]: expected a string, got null',
+      'spec.allowedIPs[1] | spec.allowedIPs[1]: expected a string, got nothing',
+      'spec.allowedIPs[2] | spec.allowedIPs[2]: expected a string, got an object',
+      'spec.allowedIPs[3] | spec.allowedIPs[3]: expected a string, got a list',
+      'spec.allowedIPs[4] | spec.allowedIPs[4]: expected a string, got a boolean',
+    ],
+  ],
   ['a CIDR of 50 characters', 'Peer', peer({ publicKey: KEY, allowedIPs: [long('1', 50)] }), [`spec.allowedIPs[0] | spec.allowedIPs[0]: "${long('1', 50)}" is longer than 49 characters`]],
   ['a Gateway without podCIDRs', 'Gateway', peer({ publicKey: KEY, meshIP: '100.96.0.1' }), ['spec.podCIDRs | spec.podCIDRs: required, at least one CIDR']],
   [
@@ -177,6 +189,9 @@ describe('checkObject: exactly the problems, each naming its field', () => {
     assert.ok(checkObject('Peer', peer({ ...good, nodeName: long('a', 253) })).ok);
     assert.ok(checkObject('Gateway', peer({ ...gw, podCIDRs: Array.from({ length: 64 }, (_, i) => `10.${i}.0.0/16`) })).ok);
     assert.ok(checkObject('Peer', peer({ ...good, persistentKeepalive: 65535 })).ok);
+    const zeroGroup = checkObject('Peer', peer({ ...good, endpoint: '[1:0:1:1:1:1:1:1]:51820' }));
+    assert.ok(zeroGroup.ok, 'only port 0 is refused, not a ":0" inside the address');
+    assert.equal(zeroGroup.object.spec.endpoint, '[1:0:1:1:1:1:1:1]:51820');
   });
 });
 

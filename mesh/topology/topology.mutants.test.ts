@@ -206,13 +206,51 @@ const CASES: Array<[string, unknown[], unknown[], Record<string, unknown>, strin
   ],
   [
     'overlapping external Peers: the oldest wins, then the smaller name; the entry and the winner named',
-    [external('e', ['192.168.5.0/24'], K[2], T0), external('f', ['192.168.9.0/24', '192.168.5.128/25'], K[3], T1), external('d', ['192.168.0.0/16'], K[4], T0)],
+    [external('e', ['192.168.5.0/24'], K[2], T0), external('f', ['172.20.9.0/24', '192.168.5.128/25'], K[3], T1), external('d', ['192.168.0.0/16', '172.31.0.0/24'], K[4], T0)],
     [],
     {},
     [
       'Peer e | OverlapsPeer | spec.allowedIPs[0] | Peer e: spec.allowedIPs[0] 192.168.5.0/24 overlaps 192.168.0.0/16 of Peer d, which is as old and sorts first by name',
       'Peer f | OverlapsPeer | spec.allowedIPs[1] | Peer f: spec.allowedIPs[1] 192.168.5.128/25 overlaps 192.168.0.0/16 of Peer d, which is older',
     ],
+  ],
+  [
+    'an overlap is named as an overlap even when the loser also has a mesh IP',
+    [external('f', ['192.168.5.0/24'], K[3], T1, { meshIP: '100.96.0.7' }), external('d', ['192.168.0.0/16'], K[4], T0)],
+    [],
+    {},
+    ['Peer f | OverlapsPeer | spec.allowedIPs[0] | Peer f: spec.allowedIPs[0] 192.168.5.0/24 overlaps 192.168.0.0/16 of Peer d, which is older'],
+  ],
+  [
+    'a Peer of a missing Node, or not named after its node, does not take a key from an external Peer',
+    [nodePeer('node-x', ['10.244.9.0/24'], undefined, K[2], OLD), external('e', ['192.168.5.0/24'], K[2], T1), { metadata: { name: 'node-b', creationTimestamp: OLD }, spec: { publicKey: K[3], allowedIPs: ['10.244.1.0/24'], nodeName: 'node-c' } }, external('f', ['192.168.6.0/24'], K[3], T1)],
+    [],
+    {},
+    [
+      "Peer node-b | NodeNameMismatch | spec.nodeName | Peer node-b: spec.nodeName node-c differs from the Peer's name: a node's Peer is named after its node",
+      'Peer node-x | NodeNotFound | spec.nodeName | Peer node-x: spec.nodeName: Node node-x does not exist',
+    ],
+  ],
+  [
+    'refusals sorted by kind, then name',
+    [external('a', ['x'], K[2])],
+    [{ metadata: { name: 'z' }, spec: {} }],
+    {},
+    [
+      'Gateway z | InvalidSpec | spec.publicKey | Gateway z: spec.publicKey: required; spec.meshIP: required; spec.podCIDRs: required, at least one CIDR',
+      'Peer a | InvalidSpec | spec.allowedIPs[0] | Peer a: spec.allowedIPs[0]: "x" is not a CIDR such as 10.244.1.0/24 or fd00::/64 (the prefix length is missing)',
+    ],
+  ],
+  [
+    'an object that refers to itself is refused, never thrown on',
+    [(() => {
+      const circular: Record<string, unknown> = { metadata: { name: 'c' } };
+      circular.spec = circular;
+      return circular;
+    })(), external('e', ['192.168.5.0/24'], K[2])],
+    [],
+    {},
+    ['Peer c | InvalidSpec | spec.publicKey | Peer c: spec.publicKey: required; spec.allowedIPs: required, at least one CIDR'],
   ],
   [
     'a malformed object and a second one of the same name',
@@ -246,6 +284,33 @@ describe('computeTopology: the exact verdicts', () => {
   for (const [what, peers, gateways, settings, expected] of CASES) {
     test(what, () => assert.deepEqual(refusals(topo(peers, gateways, settings)), expected));
   }
+});
+
+describe('computeTopology: the verdicts do not depend on the input order', () => {
+  test("an external Peer overlapping two Nodes' pod CIDRs names the first Node by name, whatever the Nodes' order", () => {
+    for (const nodes of [NODES, [...NODES].reverse()]) {
+      const t = computeTopology({ self: { role: 'node', name: 'node-a' }, peers: [external('e', ['10.244.0.0/23'], K[2])], gateways: [], nodes, settings: { meshCIDR: MESH } } as never);
+      assert.deepEqual(refusals(t), ["Peer e | OverlapsPodCIDR | spec.allowedIPs[0] | Peer e: spec.allowedIPs[0] 10.244.0.0/23 overlaps Node node-a's podCIDR 10.244.0.0/24"]);
+    }
+  });
+
+  test('a Node listed twice: the same one is used whatever the order', () => {
+    const twice = [{ name: 'node-b', podCIDRs: ['10.244.9.0/24'] }, { name: 'node-b', podCIDRs: ['10.244.1.0/24'] }];
+    for (const nodes of [twice, [...twice].reverse()]) {
+      const t = computeTopology({ self: { role: 'node', name: 'node-a' }, peers: [nodePeer('node-b', ['10.244.1.0/24'], undefined, K[1])], gateways: [], nodes, settings: { meshCIDR: MESH } } as never);
+      assert.deepEqual(t.refused, []);
+      assert.deepEqual(t.routes, ['10.244.1.0/24']);
+    }
+  });
+
+  test('two Peers of one name: the same one is kept whatever the order', () => {
+    const two = [external('e', ['192.168.5.0/24'], K[2]), external('e', ['192.168.6.0/24'], K[3])];
+    for (const peers of [two, [...two].reverse()]) {
+      const t = topo(peers);
+      assert.deepEqual(refusals(t), ['Peer e | DuplicateName | metadata.name | Peer e: metadata.name: another Peer has the same name']);
+      assert.deepEqual(t.routes, ['192.168.5.0/24']);
+    }
+  });
 });
 
 describe('computeTopology: what an accepted peer is', () => {
@@ -289,6 +354,33 @@ describe('computeTopology: what an accepted peer is', () => {
     assert.deepEqual(t.routes, ['10.244.0.0/24', '10.244.1.0/24', '100.96.0.1/32', '100.96.0.2/32']);
   });
 
+  test("a Gateway named like this node is still this node's peer; a Gateway's mesh IP inside a node's pod CIDR overlaps it", () => {
+    const t = topo([A(), B()], [gateway('node-a', '100.96.0.9', K[3])]);
+    assert.deepEqual(
+      t.peers.map((p) => `${p.kind} ${p.name}`),
+      ['Peer node-b', 'Gateway node-a'],
+    );
+    const inPod = computeTopology({
+      self: { role: 'node', name: 'node-a' },
+      peers: [nodePeer('node-b', ['100.96.5.0/24'], undefined, K[1])],
+      gateways: [gateway('g1', '100.96.5.5', K[3], T1)],
+      nodes: [{ name: 'node-b', podCIDRs: ['100.96.5.0/24'] }],
+      settings: { meshCIDR: MESH },
+    } as never);
+    assert.deepEqual(refusals(inPod), ["Gateway g1 | OverlapsPeer | spec.meshIP | Gateway g1: spec.meshIP 100.96.5.5 overlaps 100.96.5.0/24 of Peer node-b, which is a node's Peer"]);
+  });
+
+  test('no usable self, or no lists at all: nothing thrown, every valid object a peer', () => {
+    for (const self of [null, { role: 'node', name: 5 }]) {
+      const t = computeTopology({ self, peers: [A()], gateways: [], nodes: NODES, settings: { meshCIDR: MESH } } as never);
+      assert.deepEqual(
+        t.peers.map((p) => p.name),
+        ['node-a'],
+      );
+    }
+    assert.deepEqual(computeTopology({ self: { role: 'node', name: 'node-a' }, peers: null, gateways: 5, nodes: null, settings: { meshCIDR: MESH } } as never), { peers: [], routes: [], refused: [] });
+  });
+
   test('a self that is neither node nor gateway is no member: every valid object is a peer', () => {
     const t = computeTopology({ self: { role: 'x', name: 'node-a' }, peers: [A(), B()], gateways: [], nodes: NODES, settings: { meshCIDR: MESH } } as never);
     assert.deepEqual(
@@ -310,7 +402,8 @@ describe('settings', () => {
     ];
     assert.deepEqual(checkSettings(bad), { problems });
     assert.deepEqual(computeTopology({ self: { role: 'node', name: 'node-a' }, peers: [A()], gateways: [], nodes: NODES, settings: bad } as never), { peers: [], routes: [], refused: [], settingsProblems: problems });
-    for (const k of [65536, 1.5, '25']) assert.ok('problems' in checkSettings({ meshCIDR: MESH, defaultPersistentKeepalive: k }), String(k));
+    for (const k of [65536, 1.5, '25', -1]) assert.ok('problems' in checkSettings({ meshCIDR: MESH, defaultPersistentKeepalive: k }), String(k));
+    for (const k of [0, 65535]) assert.ok('settings' in checkSettings({ meshCIDR: MESH, defaultPersistentKeepalive: k }), String(k));
   });
 
   test('canonical, with the defaults filled in; nothing at all is a missing mesh CIDR', () => {
