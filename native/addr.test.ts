@@ -103,6 +103,7 @@ test('a value that is not a string is refused, even one whose text would pass (a
   refused(() => canonicalEndpoint(list, 'spec.endpoint'), 'spec.endpoint: ', /"1\.2\.3\.4:51820" is not an endpoint such as/);
   refused(() => canonicalCidr(['10.0.0.0/8'] as unknown as string, 'spec.allowedIPs[0]'), 'spec.allowedIPs[0]: ', /is not a CIDR such as/);
   refused(() => canonicalIp(['10.0.0.1'] as unknown as string, 'spec.meshIP'), 'spec.meshIP: ', /is not an IPv4 or IPv6 address/);
+  refused(() => canonicalIp(5 as unknown as string, 'spec.meshIP'), 'spec.meshIP: ', /"5" is not an IPv4 or IPv6 address/);
 });
 
 describe('cidrFamily', () => {
@@ -137,7 +138,10 @@ describe('canonicalEndpoint', () => {
     ['a host name', 'node-1.example:51820', /"node-1\.example" is not an IPv4 or IPv6 address/],
     ['a zone', '[fe80::1%eth0]:51820', /is not an IPv4 or IPv6 address/],
     ['a bad IPv4 address', '1.2.3.400:51820', /is not an IPv4 or IPv6 address/],
-    ['text before the brackets', 'x[fd00::1]:51820', /is not an endpoint such as/],
+    ['text before the brackets', 'x[fd00::1]:51820', /is not an endpoint such as 10\.0\.0\.4:51820 or \[fd00::4\]:51820$/],
+    ['text after an IPv6 endpoint', '[fd00::1]:51820x', /is not an endpoint such as 10\.0\.0\.4:51820 or \[fd00::4\]:51820$/],
+    ['text after an IPv4 endpoint', '1.2.3.4:51820x', /is not an endpoint such as 10\.0\.0\.4:51820 or \[fd00::4\]:51820$/],
+    ['a port with a leading zero', '1.2.3.4:0123', /\(port 0 to 65535\)/],
   ];
   for (const [name, input, detail] of bad) {
     test(`refuses ${name} (${input}), naming what`, () => {

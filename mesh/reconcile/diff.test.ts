@@ -237,6 +237,10 @@ describe('diffDevice: every field that differs is set, nothing else', () => {
 });
 
 describe('diffRoutes: sorted, canonical', () => {
+  test('routes to add come out sorted and canonical, whatever order they are wanted in', () => {
+    assert.deepEqual(diffRoutes(['fd00:9:0:0::/64', '10.9.0.5/24', '10.1.0.0/24'], [], 'wg0'), { add: ['10.1.0.0/24', '10.9.0.0/24', 'fd00:9::/64'], remove: [] });
+  });
+
   test('routes to remove come out sorted and canonical, whatever order the table lists them in', () => {
     const changes = diffRoutes(
       [],

@@ -5,6 +5,7 @@
  * other test noticed.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +32,7 @@ describe('a secret that is not a key: its length and the rule it breaks', () => 
     ['64 hex digits (the wire form)', 'a'.repeat(64), `${SECRET(64)}: it is 64 hex digits (the UAPI wire form), not base64`],
     ['64 hex digits and one more character', `${'a'.repeat(64)}x`, `${SECRET(65)}: it has 65 characters`],
     ['a character and 63 hex digits', `x${'a'.repeat(63)}`, `${SECRET(64)}: it has 64 characters`],
+    ['a character and 64 hex digits', `x${'a'.repeat(64)}`, `${SECRET(65)}: it has 65 characters`],
     ['a bad first character', `!${KEY.slice(1)}`, `${SECRET(44)}: character 1 is not base64`],
     ['two "=" at the end', `${KEY.slice(0, 42)}==`, `${SECRET(44)}: its padding is wrong (a key ends with exactly one "=")`],
     ['an "=" at the start', `=${KEY.slice(1)}`, `${SECRET(44)}: its padding is wrong (a key ends with exactly one "=")`],
@@ -43,7 +45,8 @@ describe('a secret that is not a key: its length and the rule it breaks', () => 
     test(what, () => refused(() => decodeKey(text, 'private key'), 'invalid-key', message));
   }
 
-  test('a value that is not a string says its type, secret or not', () => {
+  test('a value that is not a string says its type, secret or not, even a list holding a key', () => {
+    refused(() => decodeKey([KEY] as unknown as string), 'invalid-key', `key: object ${RULE}`);
     refused(() => decodeKey(5 as unknown as string, 'private key'), 'invalid-key', `private key: number ${RULE}`);
     refused(() => decodeKey(5 as unknown as string), 'invalid-key', `key: number ${RULE}`);
   });
@@ -118,9 +121,15 @@ describe('key files', () => {
   });
 
   test('up to 4096 bytes are read (white space around the key included); 4097 are refused by size', () => {
-    assert.equal(readPrivateKeyFile(file('big4096', `${' '.repeat(4096 - 45)}${key}\n`)), key);
+    assert.equal(readPrivateKeyFile(file('big4096', `${' '.repeat(4096 - 44)}${key}`)), key, 'the key in the last 44 of 4096 bytes');
     const big = file('big4097', `${' '.repeat(4097 - 45)}${key}\n`);
     refused(() => readPrivateKeyFile(big), 'key-file', `private key file ${big} is 4097 bytes; a key file holds one 44-character key (at most 4096 bytes): is this the right file?`);
+  });
+
+  test('a FIFO at the path is named as one (and never read)', () => {
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', ['-m', '600', fifo]);
+    refused(() => readPrivateKeyFile(fifo), 'key-file', `private key file ${fifo} is a FIFO, not a regular file`);
   });
 
   test('a path through a regular file is an open error naming the path and the code, and is not created', () => {

@@ -73,6 +73,7 @@ function shapeProblem(text: string): string {
   if (text.length !== 44) return `it has ${text.length} characters`;
   const bad = text.search(/[^A-Za-z0-9+/=]/);
   if (bad >= 0) return `character ${bad + 1} is not base64`;
+  // Stryker disable next-line Regex: equivalent: the text is exactly 44 characters here, so either anchor alone says the same
   if (!/^[^=]{43}=$/.test(text)) return 'its padding is wrong (a key ends with exactly one "=")';
   return 'its last character sets padding bits (not canonical base64)';
 }
@@ -120,6 +121,7 @@ export function isZeroHex(hex: string): boolean {
 export const KEY_FILE_MAX_BYTES = 4096;
 
 function keyFileError(message: string, cause?: unknown): NativeError {
+  // Stryker disable next-line ConditionalExpression: equivalent: without a cause, err.cause is undefined either way
   return new NativeError('key-file', message, cause === undefined ? undefined : { cause });
 }
 
@@ -175,6 +177,7 @@ export function readPrivateKeyFile(path: string): string {
     if (!st.isFile()) throw keyFileError(`private key file ${path} is ${fileKind(st)}, not a regular file`);
     // Stryker disable next-line OptionalChaining: equivalent on Linux, where process.geteuid always exists
     const euid = process.geteuid?.();
+    // Stryker disable next-line ConditionalExpression: equivalent on Linux, where euid is always defined (the other conditions are killed by the owner and mode tests)
     if (euid !== undefined && st.uid !== euid) {
       throw keyFileError(
         `private key file ${path} is owned by uid ${st.uid}, not by this process's uid ${euid}: another user could have written it; ` +

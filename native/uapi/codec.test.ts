@@ -585,6 +585,15 @@ describe('parseGet: every field, and the line a malformed one is on', () => {
 });
 
 describe('encodeSet: only what the change says', () => {
+  test('the largest values are accepted: port 65535, fwmark 2^32-1, keepalive 65535', () => {
+    assert.deepEqual(encodeSet({ listenPort: 65535, fwmark: 0xffffffff, peers: [{ publicKey: PEER_A, persistentKeepalive: 65535 }] }), [
+      'listen_port=65535',
+      'fwmark=4294967295',
+      `public_key=${PEER_A_HEX}`,
+      'persistent_keepalive_interval=65535',
+    ]);
+  });
+
   test('a peer change that does not replace allowed IPs adds to them (no replace_allowed_ips line)', () => {
     assert.deepEqual(encodeSet({ peers: [{ publicKey: PEER_A, allowedIPs: ['10.0.0.5/8'] }] }), [`public_key=${PEER_A_HEX}`, 'allowed_ip=10.0.0.0/8']);
     assert.deepEqual(encodeSet({ peers: [{ publicKey: PEER_A, replaceAllowedIPs: false }] }), [`public_key=${PEER_A_HEX}`]);
@@ -617,6 +626,8 @@ describe('locateRefusedLine: each rule wireguard-go applies', () => {
     ['a port with a letter after it', ['listen_port=5x'], /^listen_port must be a whole number from 0 to 65535$/],
     ['a port with a letter before it', ['listen_port=x5'], /^listen_port must be a whole number from 0 to 65535$/],
     ['a port that is not a number', ['listen_port=undefined'], /^listen_port must be a whole number from 0 to 65535$/],
+    ['a port with a space before it', ['listen_port= 5'], /^listen_port must be a whole number from 0 to 65535$/],
+    ['a port with a space after it', ['listen_port=5 '], /^listen_port must be a whole number from 0 to 65535$/],
   ];
   for (const [name, lines, reason] of bad) {
     test(`names ${name}`, () => {
