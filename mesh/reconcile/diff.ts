@@ -6,6 +6,7 @@
 import { canonicalCidr, canonicalEndpoint } from '../../native/index.ts';
 import type { DeviceState, PeerConfig, PeerState, SetRequest } from '../../native/index.ts';
 import { fullPeerChange } from '../../native/index.ts';
+import { compareText } from '../topology/order.ts';
 
 export interface DesiredDevice {
   privateKey: string;
@@ -41,7 +42,7 @@ export function diffDevice(want: DesiredDevice, live: DeviceState): DeviceOp[] {
   const wanted = new Map(want.peers.map((p) => [p.publicKey, p]));
   const have = new Map(live.peers.map((p) => [p.publicKey, p]));
   for (const p of [...have.keys()].sort()) if (!wanted.has(p)) ops.push({ op: 'remove', publicKey: p });
-  for (const [key, peer] of [...wanted].sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [key, peer] of [...wanted].sort(([a], [b]) => compareText(a, b))) {
     const current = have.get(key);
     if (!current || !peerMatches(peer, current)) ops.push({ op: 'put', peer, created: !current });
   }
