@@ -243,6 +243,59 @@ describe('spawn mode supervision', { skip }, () => {
     await wg.stop();
   });
 
+  test('a process that dies during the restart\'s handshake prompt is restarted again, not reported running', { timeout: 60_000 }, async () => {
+    // The supervised process is a shell that runs the real wireguard-go and waits for it: killing the
+    // shell from the restart's onReady ends "our" process while wireguard-go keeps answering, so the
+    // prompt polls its full promptWaitMs (its peer's endpoint is unroutable here: no handshake moves
+    // tx) and the exit arrives during the prompt, the window that used to leave nobody restarting.
+    const binary = join(dir, 'wireguard-go-shell');
+    const wrapper = `#!/bin/sh\nip netns exec ${ns} ${findWireguardGo()} "$@" & p=$!\ntrap 'kill -TERM $p; wait $p' TERM\nwait $p\n`;
+    writeFileSync(binary, wrapper, { mode: 0o755 });
+    const inNamespace = (): number[] => execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+    const withEndpoint: DeviceConfig = { ...config, peers: [{ ...config.peers[0], endpoint: '198.18.7.7:51820' }] };
+    let killNext = false;
+    let killedPid = 0;
+    const wg = new SpawnedWireguardGo({
+      interfaceName: box.ifName('wg', 'p'),
+      binary,
+      backoffInitialMs: 100,
+      backoffMaxMs: 400,
+      promptWaitMs: 1500,
+      onReady: async ({ client, restart }) => {
+        await client.replaceDevice(withEndpoint);
+        if (restart && killNext) {
+          killNext = false;
+          killedPid = wg.pid as number;
+          process.kill(killedPid, 'SIGKILL');
+        }
+      },
+    });
+    box.trackPid(() => wg.pid);
+    running.push(wg);
+    try {
+      await wg.start();
+      const failed = once(wg, 'restart-failed');
+      killNext = true;
+      for (const pid of inNamespace()) process.kill(pid, 'SIGKILL'); // wireguard-go dies, its shell follows
+      const [err] = (await failed) as [Error];
+      assert.match(err.message, /ended (during the handshake prompt|while it was being configured)/);
+      assert.ok(killedPid > 0, 'the restarted process was killed in onReady');
+      const st = wg.status();
+      assert.notDeepEqual({ state: st.state, pid: st.pid }, { state: 'running', pid: killedPid }, 'a dead process must not be reported running');
+      // wireguard-go outlived its shell and holds the interface: the retries fail until it is gone too.
+      for (const pid of inNamespace()) process.kill(pid, 'SIGKILL');
+      await waitUntil('a restart that serves', () => wg.status().state === 'running' && wg.pid !== killedPid);
+      const now = wg.status();
+      assert.deepEqual({ failures: now.failures, healthy: now.healthy }, { failures: 0, healthy: true });
+      assert.ok(now.restarts >= 2, `restarts ${now.restarts}`);
+      assert.doesNotThrow(() => process.kill(now.pid as number, 0), 'the process status() names is alive');
+      assert.equal((await wg.client.get()).publicKey, publicKeyOf(config.privateKey), 'the config is back');
+    } finally {
+      await wg.stop();
+      for (const pid of inNamespace()) process.kill(pid, 'SIGKILL');
+    }
+  });
+
   test('a first start that fails is reported and not retried behind the owner\'s back', async () => {
     const wg = supervised(box.ifName('wg', 'n'), join(dir, 'does-not-exist'));
     await assert.rejects(wg.start(), /could not start .*does-not-exist.*ENOENT/);

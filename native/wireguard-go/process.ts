@@ -233,6 +233,9 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
       throw err;
     }
     this.supervising = true;
+    // A death between launch() and here reached onEnd while supervision was off: restart it now.
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) this.scheduleRestart('exited during the first start');
   }
 
   private async launch(restart: boolean, reason: string): Promise<void> {
@@ -278,9 +281,13 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
     this.log.debug('wireguard-go socket answers', { interface: this.interfaceName, peers: device.peers.length });
     const ctx: ReadyContext = { client: this.client, restart, reason };
     if (this.opts.onReady) await this.opts.onReady(ctx);
-    if (this.child !== child) throw new NativeError('process', `wireguard-go for ${this.interfaceName} ended while it was being configured: ${exited ?? 'gone'}`);
+    const gone = (): boolean => this.child !== child || exited !== null;
+    if (gone()) throw new NativeError('process', `wireguard-go for ${this.interfaceName} ended while it was being configured: ${exited ?? 'gone'}`);
     // A new process has no session with anyone: every peer with an endpoint handshakes now.
     await prompt(this.client, this.log, this.interfaceName, { all: true, waitMs: this.opts.promptWaitMs }, reason);
+    // The prompt swallows its errors and may poll for up to promptWaitMs: a process that died meanwhile
+    // must fail this attempt (its onEnd returned because an attempt was in progress), or nobody restarts it.
+    if (gone()) throw new NativeError('process', `wireguard-go for ${this.interfaceName} ended during the handshake prompt: ${exited ?? 'gone'}`);
     this.setState('running');
     this.emit('ready', ctx);
   }
