@@ -82,6 +82,38 @@ describe('checkSpec and checkObject', () => {
     assert.equal(shown('x'.repeat(70)), `"${'x'.repeat(60)}...`);
   });
 
+  test('key-shaped text is never quoted in a refusal (conditions, events and logs): base64 keys and 64 hex digits, in any field', () => {
+    const secret = generatePrivateKey();
+    const hex = Buffer.from(secret, 'base64').toString('hex');
+    const said = (spec: Record<string, unknown>): string => {
+      const r = checkObject('Peer', { metadata: { name: 'p' }, spec: { publicKey: KEY, allowedIPs: ['10.0.0.0/8'], ...spec } });
+      return r.ok ? '' : r.problems.map((p) => p.message).join('; ');
+    };
+    const cases: Array<Record<string, unknown>> = [
+      { endpoint: secret },
+      { endpoint: `${secret}:51820` },
+      { endpoint: hex },
+      { meshIP: secret },
+      { allowedIPs: [secret] },
+      { nodeName: secret },
+      { nodeName: hex.toUpperCase() },
+      { persistentKeepalive: hex },
+      { presharedKeySecretRef: { namespace: 'ns', name: 'n', key: secret } },
+      { presharedKeySecretRef: { namespace: hex, name: 'n', key: 'k' } },
+    ];
+    for (const spec of cases) {
+      const message = said(spec);
+      assert.ok(message.includes('(a value shaped like a key, not shown)'), `${Object.keys(spec)[0]}: ${message}`);
+      assert.ok(!message.includes(secret) && !message.includes(secret.slice(0, 20)) && !message.toLowerCase().includes(hex.slice(0, 20)), message);
+    }
+    // A field like no field is left alone, but named (for the directory), redacted too.
+    assert.deepEqual(unknownFields('Peer', { spec: { [secret]: 1 } }), ['spec["(a value shaped like a key, not shown)"]']);
+    assert.equal(shown(`x${secret}`), '"(a value shaped like a key, not shown)"');
+    // Not key-shaped: left readable.
+    assert.equal(shown('1'.repeat(64)), `"${'1'.repeat(60)}...`);
+    assert.equal(shown('10.0.0.1:51820'), '"10.0.0.1:51820"');
+  });
+
   test('names: a DNS subdomain of at most 253 characters; reported names are escaped or "(unnamed)"', () => {
     assert.equal(isObjectName('a'.repeat(253)), true);
     assert.equal(isObjectName('a'.repeat(254)), false);

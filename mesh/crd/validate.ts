@@ -44,7 +44,25 @@ const SECRET_KEY_RE = new RegExp(PATTERNS.secretKey);
 
 export const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** A value as it may appear in a message: JSON (control characters escaped), at most 64 characters. */
+/**
+ * Text shaped like a WireGuard key: 44 characters of base64 ending in '=' (as KEY_PATTERN), or 64
+ * hex digits (wg's UAPI form), each within however long a run of such characters it sits in.
+ */
+const KEY_SHAPED = /[A-Za-z0-9+/]{42,}[AEIMQUYcgkosw048]=|[0-9A-Fa-f]{64,}/g;
+export const REDACTED_KEY = '(a value shaped like a key, not shown)';
+
+/**
+ * `text` with anything shaped like a key replaced by REDACTED_KEY. Refusal messages go into the
+ * Accepted condition, Warning events and logs, and a private or preshared key pasted into the wrong
+ * field (an endpoint, a name, a Secret reference) must reach none of them. (spec.publicKey is never
+ * quoted at all.)
+ */
+export function redactKeys(text: string): string {
+  // A run of one repeated character ("1111...", "aaaa...") holds no secret and is left readable.
+  return text.replace(KEY_SHAPED, (m) => (/^(.)\1*=?$/.test(m) ? m : REDACTED_KEY));
+}
+
+/** A value as it may appear in a message: JSON (control characters escaped), keys redacted, at most 64 characters. */
 export function shown(v: unknown): string {
   let text: string;
   try {
@@ -52,6 +70,8 @@ export function shown(v: unknown): string {
   } catch {
     text = typeof v;
   }
+  // Redacted before cutting, so a key cut short by the limit is not shown in part either.
+  text = redactKeys(text);
   return text.length > 64 ? `${text.slice(0, 61)}...` : text;
 }
 
@@ -112,14 +132,25 @@ export function unknownFields(kind: 'Peer' | 'Gateway', obj: unknown): string[] 
   return Object.keys(spec).filter((k) => !FIELDS[kind].has(k) && fieldProblem(kind, k) === null).map((k) => `spec${fieldName(k)}`);
 }
 
+/** What each parser accepts, for a refusal that cannot quote the parser's own message. */
+const NOUNS = new Map<(text: string, what: string) => string, string>([
+  [canonicalCidr, 'a CIDR such as 10.244.1.0/24 or fd00::/64'],
+  [canonicalIp, 'an IPv4 or IPv6 address'],
+  [canonicalEndpoint, 'an endpoint (host:port)'],
+]);
+
 /** An IP address or CIDR field: a string, short enough, parsed strictly (no leading zeros, no host names). */
 function parseText(v: unknown, field: string, max: number, parse: (text: string, what: string) => string): { value: string } | { problem: string } {
   if (typeof v !== 'string') return { problem: `${field}: expected a string, got ${typeName(v)}` };
   if (v.length > max) return { problem: `${field}: ${shown(v)} is longer than ${max} characters` };
+  // The parsers quote what they could not parse, which can be a fragment of a key (a base64 key
+  // holds '/', where a CIDR is split): key-shaped text is refused without the parser's words.
+  if (redactKeys(v) !== v) return { problem: `${field}: ${shown(v)} is not ${NOUNS.get(parse) ?? 'valid here'}` };
   try {
     return { value: parse(v, field) };
   } catch (err) {
-    return { problem: (err as Error).message };
+    // The parser's message quotes the value: redacted like shown().
+    return { problem: redactKeys((err as Error).message) };
   }
 }
 
