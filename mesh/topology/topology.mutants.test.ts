@@ -195,14 +195,28 @@ const CASES: Array<[string, unknown[], unknown[], Record<string, unknown>, strin
     [A(), B(), external('e', ['192.168.5.0/24'], K[2], T1, { meshIP: '100.96.0.2' })],
     [],
     {},
-    ["Peer e | DuplicateMeshIP | spec.meshIP | Peer e: spec.meshIP 100.96.0.2 is already used by Peer node-b, which is a node's Peer"],
+    ["Peer e | DuplicateMeshIP | spec.meshIP | Peer e: spec.meshIP 100.96.0.2 is already used by Peer node-b, which is older"],
   ],
   [
-    "an older external Peer with a Gateway's mesh IP",
+    "a Gateway as old as a node's Peer with its mesh IP: the node's Peer keeps it (ages tie)",
+    [A(), B()],
+    [gateway('g1', '100.96.0.2', K[3], T0)],
+    {},
+    ["Gateway g1 | DuplicateMeshIP | spec.meshIP | Gateway g1: spec.meshIP 100.96.0.2 is already used by Peer node-b, which is as old and a node's Peer"],
+  ],
+  [
+    "a younger node's Peer with an older external Peer's mesh IP: the older keeps it",
+    [A(), nodePeer('node-b', ['10.244.1.0/24'], '100.96.0.9', K[1], T1), external('e', ['192.168.9.0/24'], K[2], T0, { meshIP: '100.96.0.9' })],
+    [],
+    {},
+    ['Peer node-b | DuplicateMeshIP | spec.meshIP | Peer node-b: spec.meshIP 100.96.0.9 is already used by Peer e, which is older'],
+  ],
+  [
+    "a younger Gateway with an older external Peer's mesh IP: the older keeps it",
     [external('e', ['192.168.9.0/24'], K[2], OLD, { meshIP: '100.96.0.9' })],
     [gateway('g1', '100.96.0.9', K[3], T1)],
     {},
-    ['Peer e | DuplicateMeshIP | spec.meshIP | Peer e: spec.meshIP 100.96.0.9 is already used by Gateway g1, which is a Gateway'],
+    ['Gateway g1 | DuplicateMeshIP | spec.meshIP | Gateway g1: spec.meshIP 100.96.0.9 is already used by Peer e, which is older'],
   ],
   [
     'overlapping external Peers: the oldest wins, then the smaller name; the entry and the winner named',
@@ -367,7 +381,7 @@ describe('computeTopology: what an accepted peer is', () => {
       nodes: [{ name: 'node-b', podCIDRs: ['100.96.5.0/24'] }],
       settings: { meshCIDR: MESH },
     } as never);
-    assert.deepEqual(refusals(inPod), ["Gateway g1 | OverlapsPeer | spec.meshIP | Gateway g1: spec.meshIP 100.96.5.5 overlaps 100.96.5.0/24 of Peer node-b, which is a node's Peer"]);
+    assert.deepEqual(refusals(inPod), ["Gateway g1 | OverlapsPeer | spec.meshIP | Gateway g1: spec.meshIP 100.96.5.5 overlaps 100.96.5.0/24 of Peer node-b, which is older"]);
   });
 
   test('no usable self, or no lists at all: nothing thrown, every valid object a peer', () => {

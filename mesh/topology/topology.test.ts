@@ -244,6 +244,32 @@ describe('computeTopology', () => {
     });
   });
 
+  test('a mesh CIDR that is default-route space, reserved, or the cluster\'s own space is unusable settings (every meshIP/32 is routed into the tunnel): nothing accepted', () => {
+    const problems = (settings: Partial<MeshSettings>): string[] => {
+      const r = checkSettings({ meshCIDR: MESH, ...settings });
+      return 'problems' in r ? r.problems : [];
+    };
+    assert.deepEqual(problems({ meshCIDR: '0.0.0.0/0' }), ['meshCIDR: 0.0.0.0/0 is default-route space (a prefix shorter than /8)']);
+    assert.deepEqual(problems({ meshCIDR: '64.0.0.0/7' }), ['meshCIDR: 64.0.0.0/7 is default-route space (a prefix shorter than /8)']);
+    assert.deepEqual(problems({ meshCIDR: '2000::/3' }), ['meshCIDR: 2000::/3 is default-route space (a prefix shorter than /8)']);
+    assert.deepEqual(problems({ meshCIDR: '169.254.0.0/16' }), ['meshCIDR: 169.254.0.0/16 overlaps link-local 169.254.0.0/16 (cloud metadata 169.254.169.254)']);
+    assert.deepEqual(problems({ meshCIDR: 'fd00:ec2::/64' }), ['meshCIDR: fd00:ec2::/64 overlaps cloud metadata fd00:ec2::254 (AWS)']);
+    assert.deepEqual(problems({ meshCIDR: '10.0.0.0/8' }), [
+      'meshCIDR: 10.0.0.0/8 overlaps the service CIDR 10.0.0.0/16',
+      "meshCIDR: 10.0.0.0/8 overlaps the cluster's pod CIDR 10.244.0.0/16",
+      'meshCIDR: 10.0.0.0/8 overlaps the node subnet 10.224.0.0/12',
+    ]);
+    assert.deepEqual(problems({ meshCIDR: '192.168.0.0/24', nodeSubnets: ['192.168.0.0/16'] }), ['meshCIDR: 192.168.0.0/24 overlaps the node subnet 192.168.0.0/16']);
+    assert.deepEqual(problems({ meshCIDR: 'fd00:96::/64' }), []);
+    assert.deepEqual(problems({ meshCIDR: '11.0.0.0/8' }), [], 'a /8 clear of everything is fine');
+    // Before: a node's meshIP 169.254.169.254 under a broad mesh CIDR was accepted and routed to it.
+    const peers = mesh3();
+    peers[1].spec.meshIP = '169.254.169.254';
+    const t = computeTopology(input(peers, [], 'node-a', { meshCIDR: '128.0.0.0/1' }));
+    assert.deepEqual(t.peers, []);
+    assert.deepEqual(t.settingsProblems, ['meshCIDR: 128.0.0.0/1 is default-route space (a prefix shorter than /8)']);
+  });
+
   test('overlaps between acceptable objects: the oldest wins, then the name', () => {
     const older = external('zz-old', ['192.168.0.0/16'], {}, '2025-01-01T00:00:00Z');
     const newer = external('aa-new', ['192.168.7.0/24'], {}, '2026-06-01T00:00:00Z');
@@ -253,7 +279,7 @@ describe('computeTopology', () => {
     assert.equal(t.refused[0].message, 'Peer aa-new: spec.allowedIPs[0] 192.168.7.0/24 overlaps 192.168.0.0/16 of Peer zz-old, which is older');
   });
 
-  test('ties at equal creation time: Gateway before Peer, then the smaller name in code units (any locale)', () => {
+  test('ties at equal creation time: a Gateway before an external Peer, then the smaller name in code units (any locale)', () => {
     const b = external('b-site', ['192.168.0.0/16'], {}, T0);
     const aa = external('aa-site', ['192.168.7.0/24', '192.168.8.0/24'], {}, T0);
     const t = computeTopology(input([...mesh3(), b, aa]));
@@ -264,7 +290,7 @@ describe('computeTopology', () => {
     const p = external('aa-peer', ['192.168.9.0/24'], { meshIP: '100.96.5.5' }, T0);
     const u = computeTopology(input([...mesh3(), p], [gw]));
     assert.deepEqual(verdicts(u), [['aa-peer', 'DuplicateMeshIP', 'spec.meshIP']]);
-    assert.equal(u.refused[0].message, 'Peer aa-peer: spec.meshIP 100.96.5.5 is already used by Gateway zz-gw, which is a Gateway');
+    assert.equal(u.refused[0].message, 'Peer aa-peer: spec.meshIP 100.96.5.5 is already used by Gateway zz-gw, which is as old and a Gateway');
     // Two Gateways as old: the smaller name.
     const v = computeTopology(input(mesh3(), [gateway('b-gw', '100.96.5.6', {}, T0), gateway('a-gw', '100.96.5.6', {}, T0)]));
     assert.deepEqual(v.refused.map((r) => r.message), ['Gateway b-gw: spec.meshIP 100.96.5.6 is already used by Gateway a-gw, which is as old and sorts first by name']);
@@ -315,7 +341,7 @@ describe('computeTopology', () => {
     ]);
   });
 
-  test('two nodes with one key (a cloned image): the older node keeps it; a Gateway\'s key is the Gateway\'s against external Peers', () => {
+  test('two nodes with one key (a cloned image, or a compromised node copying another\'s key): refused for both, so no one gets the other\'s traffic; a Gateway\'s key is the Gateway\'s against external Peers', () => {
     const peers = mesh3();
     peers[2].metadata.creationTimestamp = '2025-01-01T00:00:00Z';
     peers[0].spec.publicKey = peers[2].spec.publicKey;
@@ -326,16 +352,32 @@ describe('computeTopology', () => {
     assert.deepEqual(verdicts(t), [
       ['a-second', 'DuplicatePublicKey', 'spec.publicKey'],
       ['copy', 'DuplicatePublicKey', 'spec.publicKey'],
-      ['node-a', 'DuplicatePublicKey', 'spec.publicKey'],
+      ['node-a', 'PublicKeyClaimedByNodes', 'spec.publicKey'],
+      ['node-c', 'PublicKeyClaimedByNodes', 'spec.publicKey'],
     ]);
     assert.deepEqual(
       t.refused.map((r) => r.message),
       [
         'Gateway a-second: spec.publicKey is already used by Gateway konnectivity, which is older',
         'Peer copy: spec.publicKey is the key of Gateway konnectivity: only a node\'s Peer may share a Gateway\'s key',
-        'Peer node-a: spec.publicKey is already used by Peer node-c, which is older',
+        "Peer node-a: spec.publicKey is also the key of Node node-c's Peer: a key more than one node claims is refused for all of them (a cloned image, or a node copying another's key)",
+        "Peer node-c: spec.publicKey is also the key of Node node-a's Peer: a key more than one node claims is refused for all of them (a cloned image, or a node copying another's key)",
       ],
     );
+    assert.deepEqual(names(t), ['konnectivity'], 'node-b is this node; node-a and node-c are out');
+    // The older node copying the newer one's key gains nothing either way, and an external Peer
+    // with that key still loses it to the nodes.
+    const v = mesh3();
+    v[0].metadata.creationTimestamp = '2020-01-01T00:00:00Z';
+    v[0].spec.publicKey = v[1].spec.publicKey;
+    const ext = external('ext', ['192.168.1.0/24'], { publicKey: v[1].spec.publicKey }, '2019-01-01T00:00:00Z');
+    const w = computeTopology(input([...v, ext], [], 'node-c'));
+    assert.deepEqual(verdicts(w), [
+      ['ext', 'DuplicatePublicKey', 'spec.publicKey'],
+      ['node-a', 'PublicKeyClaimedByNodes', 'spec.publicKey'],
+      ['node-b', 'PublicKeyClaimedByNodes', 'spec.publicKey'],
+    ]);
+    assert.ok(!w.peers.some((p) => p.publicKey === v[1].spec.publicKey), 'nobody holds the contested key');
     // Two external Peers with one key: the older keeps it.
     const k = key();
     const u = computeTopology(input([...mesh3(), external('new', ['192.168.2.0/24'], { publicKey: k }, '2026-03-01T00:00:00Z'), external('old', ['192.168.3.0/24'], { publicKey: k }, '2026-02-01T00:00:00Z')]));
@@ -343,18 +385,27 @@ describe('computeTopology', () => {
     assert.equal(u.refused[0].message, 'Peer new: spec.publicKey is already used by Peer old, which is older');
   });
 
-  test("duplicate mesh IPs: a node's Peer keeps its own, even against an older object or (undated, in a directory) a smaller name; otherwise the older wins", () => {
+  test("duplicate mesh IPs go to the older object, a node's Peer included (a compromised younger node cannot take an older Gateway's or external Peer's mesh IP); a node's Peer keeps its own against a younger one or (undated, in a directory) a smaller name", () => {
     const twin = external('twin', ['192.168.2.0/24'], { meshIP: '100.96.0.3' }, '2020-02-01T00:00:00Z');
     const gw = gateway('a-gw', '100.96.0.2', {}, '2020-02-01T00:00:00Z');
     const t = computeTopology(input([...mesh3(), twin], [gw]));
     assert.deepEqual(verdicts(t), [
-      ['a-gw', 'DuplicateMeshIP', 'spec.meshIP'],
-      ['twin', 'DuplicateMeshIP', 'spec.meshIP'],
+      ['node-b', 'DuplicateMeshIP', 'spec.meshIP'],
+      ['node-c', 'DuplicateMeshIP', 'spec.meshIP'],
     ]);
     assert.deepEqual(t.refused.map((r) => r.message), [
-      "Gateway a-gw: spec.meshIP 100.96.0.2 is already used by Peer node-b, which is a node's Peer",
-      "Peer twin: spec.meshIP 100.96.0.3 is already used by Peer node-c, which is a node's Peer",
+      'Peer node-b: spec.meshIP 100.96.0.2 is already used by Gateway a-gw, which is older',
+      'Peer node-c: spec.meshIP 100.96.0.3 is already used by Peer twin, which is older',
     ]);
+    assert.deepEqual(t.routes.filter((r) => r.startsWith('100.96.0.')), ['100.96.0.2/32', '100.96.0.3/32']);
+    assert.deepEqual(names(t), ['a-gw', 'twin']);
+    // A gateway account creating a new Gateway with an older external Peer's mesh IP gets nothing.
+    const old = external('old-site', ['192.168.6.0/24'], { meshIP: '100.96.8.8' }, '2020-01-01T00:00:00Z');
+    const late = computeTopology(input([...mesh3(), old], [gateway('late-gw', '100.96.8.8', {}, '2026-05-01T00:00:00Z')]));
+    assert.deepEqual(late.refused.map((r) => r.message), ['Gateway late-gw: spec.meshIP 100.96.8.8 is already used by Peer old-site, which is older']);
+    // A younger object with a node's mesh IP loses it.
+    const young = computeTopology(input([...mesh3(), external('young', ['192.168.3.0/24'], { meshIP: '100.96.0.2' }, '2026-02-01T00:00:00Z')]));
+    assert.deepEqual(young.refused.map((r) => r.message), ['Peer young: spec.meshIP 100.96.0.2 is already used by Peer node-b, which is older']);
     const undated = mesh3().map((p) => ({ ...p, metadata: { name: p.metadata.name } }));
     const squat = computeTopology(input([...undated, external('a-squat', ['192.168.3.0/24'], { meshIP: '100.96.0.2' })]));
     assert.deepEqual(verdicts(squat), [['a-squat', 'DuplicateMeshIP', 'spec.meshIP']]);
@@ -627,10 +678,14 @@ describe('computeTopology', () => {
           assert.equal(new Set(v.peers.map((p) => p.publicKey)).size, v.peers.length, 'one object per key');
           assert.ok(v.routes.every((r) => Number(r.split('/')[1]) >= 8 && r !== '169.254.169.254/32'));
         }
-        // A node's Peer never loses its key or its mesh IP to an external Peer or a Gateway.
-        for (const r of views[0].refused.filter((x) => ['DuplicatePublicKey', 'DuplicateMeshIP', 'OverlapsPeer'].includes(x.reason) && x.kind === 'Peer' && x.name.startsWith('node-'))) {
-          assert.match(r.message, /already used by Peer node-|overlaps .* of Peer node-/);
+        // A node's Peer never loses its key to an external Peer or a Gateway (a key nodes share is
+        // refused for all of them), and loses address space only to an older object, or as old
+        // and no Gateway or external Peer.
+        for (const r of views[0].refused.filter((x) => x.kind === 'Peer' && x.name.startsWith('node-'))) {
+          if (r.reason === 'DuplicatePublicKey') assert.match(r.message, /already used by Peer node-/);
+          if (r.reason === 'DuplicateMeshIP' || r.reason === 'OverlapsPeer') assert.match(r.message, /which is older$|of Peer node-.*which is as old and sorts first by name$|by Peer node-.*which is as old and sorts first by name$/);
         }
+        for (const r of views[0].refused.filter((x) => x.reason === 'PublicKeyClaimedByNodes')) assert.ok(!views[0].peers.some((p) => p.publicKey === KEYS[objects.find((o) => o.kind === 'Peer' && o.name === r.name)?.key ?? -1]));
       }),
       { numRuns: 300 },
     );

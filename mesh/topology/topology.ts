@@ -10,7 +10,7 @@
  */
 import { canonicalCidr } from '../../native/index.ts';
 import type { PeerConfig } from '../../native/index.ts';
-import { checkNodeInfo, checkObject, isObject, shown } from '../crd/validate.ts';
+import { checkNodeInfo, checkObject, isObject, redactKeys, shown } from '../crd/validate.ts';
 import type { CheckedObject } from '../crd/validate.ts';
 import type { Gateway, NodeInfo, Peer } from '../crd/types.ts';
 import { compareText } from './order.ts';
@@ -111,7 +111,8 @@ export function checkSettings(settings: unknown): { settings: CheckedSettings } 
     try {
       return canonicalCidr(text as string, what);
     } catch (err) {
-      problems.push((err as Error).message);
+      // The message quotes the value: a key pasted into the wrong setting must not reach a log.
+      problems.push(redactKeys((err as Error).message));
       return null;
     }
   };
@@ -130,13 +131,33 @@ export function checkSettings(settings: unknown): { settings: CheckedSettings } 
   if (k !== undefined && (typeof k !== 'number' || !Number.isInteger(k) || k < 0 || k > 65535)) {
     problems.push(`defaultPersistentKeepalive: ${shown(k)} is not a whole number of seconds from 0 to 65535`);
   }
+  const serviceCIDRs = many(s.serviceCIDRs, DEFAULT_SERVICE_CIDRS, 'serviceCIDRs');
+  const clusterCIDRs = many(s.clusterCIDRs, DEFAULT_CLUSTER_CIDRS, 'clusterCIDRs');
+  const nodeSubnets = many(s.nodeSubnets, DEFAULT_NODE_SUBNETS, 'nodeSubnets');
+  if (meshCIDR !== null) {
+    // Every Peer's and Gateway's meshIP/32 is routed into the tunnel: a mesh CIDR as broad as
+    // default-route space, or over reserved or the cluster's own space, would let a mesh IP take
+    // the node's own traffic (cloud metadata, DNS, pods, services, nodes) to whoever holds it.
+    const problem = reservedProblem(meshCIDR);
+    if (problem) problems.push(`meshCIDR: ${meshCIDR} ${problem.why}`);
+    // (Default-route space overlaps everything: the one problem is enough.)
+    const own: Array<[string[], string]> = [
+      [serviceCIDRs, 'the service CIDR'],
+      [clusterCIDRs, "the cluster's pod CIDR"],
+      [nodeSubnets, 'the node subnet'],
+    ];
+    for (const [cidrs, what] of problem ? [] : own) {
+      const hit = cidrs.find((c) => cidrOverlaps(c, meshCIDR));
+      if (hit) problems.push(`meshCIDR: ${meshCIDR} overlaps ${what} ${hit}`);
+    }
+  }
   const checked = {
     // Stryker disable next-line StringLiteral: equivalent: meshCIDR is null only with a problem recorded, which refuses the settings
     meshCIDR: meshCIDR ?? '',
     defaultPersistentKeepalive: typeof k === 'number' ? k : 0,
-    serviceCIDRs: many(s.serviceCIDRs, DEFAULT_SERVICE_CIDRS, 'serviceCIDRs'),
-    clusterCIDRs: many(s.clusterCIDRs, DEFAULT_CLUSTER_CIDRS, 'clusterCIDRs'),
-    nodeSubnets: many(s.nodeSubnets, DEFAULT_NODE_SUBNETS, 'nodeSubnets'),
+    serviceCIDRs,
+    clusterCIDRs,
+    nodeSubnets,
   };
   return problems.length ? { problems } : { settings: checked };
 }
@@ -199,17 +220,36 @@ function precedes(a: CheckedObject, b: CheckedObject): number {
 }
 
 /**
- * Who a public key or a mesh IP belongs to first: a node's Peer before any Gateway, a Gateway before
- * any external Peer (then precedes()). Without it, an older object (or, in a directory, where
- * nothing has a creation time, a smaller name) could take a node's key or mesh IP and knock the
- * node out of the mesh.
+ * Who a public key belongs to first: a node's Peer before any Gateway, a Gateway before any external
+ * Peer (then precedes()). Without it, an older object (or, in a directory, where nothing has a
+ * creation time, a smaller name) could take a node's key and knock the node out of the mesh.
+ * Address space (mesh IPs) goes by age first instead (overlapOrder()).
  */
 const rank = (o: CheckedObject): number => (o.kind === 'Peer' && o.spec.nodeName !== null ? 0 : o.kind === 'Gateway' ? 1 : 2);
 
-/** Why `winner` beat `loser` (rank, then precedes()), in words. */
+/** Why `winner` took `loser`'s key (rank, then precedes()), in words. */
 function whyWins(winner: CheckedObject, loser: CheckedObject): string {
   if (rank(winner) < rank(loser)) return rank(winner) === 0 ? "which is a node's Peer" : 'which is a Gateway';
   return winner.created < loser.created ? 'which is older' : winner.kind !== loser.kind ? 'which is as old and a Gateway' : 'which is as old and sorts first by name';
+}
+
+/**
+ * Who keeps contested address space (a mesh IP, overlapping CIDRs): the oldest object, as
+ * allocateMeshIP (meship.ts) assumes. Ranked first, a younger node's Peer (a compromised node sets
+ * its own meshIP) or a new Gateway could take an older Gateway's or external Peer's mesh IP and
+ * every node would route it to them. Only where ages tie (undated objects in a directory) does a
+ * node's Peer come before a Gateway before an external Peer, so a squatter with a smaller name
+ * cannot take a node's address; then the smaller name.
+ */
+function overlapOrder(a: CheckedObject, b: CheckedObject): number {
+  return a.created - b.created || rank(a) - rank(b) || compareText(a.name, b.name);
+}
+
+/** Why `winner` kept address space against `loser` (overlapOrder()), in words. */
+function whyKeeps(winner: CheckedObject, loser: CheckedObject): string {
+  if (winner.created < loser.created) return 'which is older';
+  if (rank(winner) < rank(loser)) return rank(winner) === 0 ? "which is as old and a node's Peer" : 'which is as old and a Gateway';
+  return 'which is as old and sorts first by name';
 }
 
 const list = (cidrs: readonly string[]): string => `[${cidrs.join(', ')}]`;
@@ -282,8 +322,13 @@ export function computeTopology(input: TopologyInput): Topology {
   // refused for something else (an older impostor cannot take it over, issue 9).
   const isNodePeer = (o: CheckedObject): boolean => o.kind === 'Peer' && o.spec.nodeName !== null && o.spec.nodeName === o.name && nodes.has(o.name);
   const keyOwner = new Map<string, CheckedObject>();
+  // Node Peers by key: a key two nodes claim is refused for every one of them. Giving it to the
+  // older would let a compromised older node copy a newer node's key and knock it out; giving it
+  // to the newer would let a new node take an old one's traffic. Neither gets the traffic.
+  const nodeClaims = new Map<string, CheckedObject[]>();
   for (const o of checked) {
     if (o.kind === 'Peer' && o.spec.nodeName !== null && !isNodePeer(o)) continue;
+    if (isNodePeer(o)) nodeClaims.set(o.spec.publicKey, [...(nodeClaims.get(o.spec.publicKey) ?? []), o]);
     const held = keyOwner.get(o.spec.publicKey);
     if (!held || rank(o) < rank(held) || (rank(o) === rank(held) && precedes(o, held) < 0)) keyOwner.set(o.spec.publicKey, o);
   }
@@ -296,6 +341,15 @@ export function computeTopology(input: TopologyInput): Topology {
       continue;
     }
     const own = spec.meshIP === null ? null : hostCidr(spec.meshIP);
+    // A mesh IP is routed like any allowed IP, so it passes the same reserved-space check (the
+    // allowedIPs checks below skip it). checkSettings() already keeps the mesh CIDR clear of
+    // reserved space; this holds should that ever change.
+    const ownProblem = own === null ? null : reservedProblem(own);
+    // Stryker disable next-line ConditionalExpression: equivalent while checkSettings() refuses a mesh CIDR over reserved space
+    if (ownProblem) {
+      refuse(kind, name, 'MeshIPReserved', 'spec.meshIP', `spec.meshIP ${spec.meshIP} ${ownProblem.why}`);
+      continue;
+    }
     let allowedIPs: string[];
     if (kind === 'Gateway') {
       // A gateway is reached by its mesh IP only; its podCIDRs are what it routes on its own side.
@@ -333,6 +387,12 @@ export function computeTopology(input: TopologyInput): Topology {
       }
       allowedIPs = own ? [...spec.cidrs, own] : [...spec.cidrs];
     }
+    const claims = nodeClaims.get(spec.publicKey) ?? [];
+    if (isNodePeer(o) && claims.length > 1) {
+      const others = claims.filter((x) => x !== o).map((x) => `Node ${x.name}'s Peer`);
+      refuse(kind, name, 'PublicKeyClaimedByNodes', 'spec.publicKey', `spec.publicKey is also the key of ${others.join(', ')}: a key more than one node claims is refused for all of them (a cloned image, or a node copying another's key)`);
+      continue;
+    }
     const owner = keyOwner.get(spec.publicKey) as CheckedObject;
     if (owner !== o) {
       const why =
@@ -358,8 +418,8 @@ export function computeTopology(input: TopologyInput): Topology {
   }
 
   // Overlaps between otherwise acceptable objects (in practice: mesh IPs, and node pod CIDRs that
-  // overlap): one deterministic winner, the rest refused. A node's Peer first, as for keys.
-  candidates.sort((a, b) => rank(a.object) - rank(b.object) || precedes(a.object, b.object));
+  // overlap): one deterministic winner, the rest refused. The oldest first (overlapOrder()).
+  candidates.sort((a, b) => overlapOrder(a.object, b.object));
   const winners: Candidate[] = [];
   const taken = new TakenSpace();
   const meshIPs = new Map<string, number>();
@@ -375,7 +435,7 @@ export function computeTopology(input: TopologyInput): Topology {
     }
     const lostTo = winners[first];
     const { kind, name, spec } = c.object;
-    const other = `${describe(lostTo.object)}, ${whyWins(lostTo.object, c.object)}`;
+    const other = `${describe(lostTo.object)}, ${whyKeeps(lostTo.object, c.object)}`;
     if (spec.meshIP !== null && spec.meshIP === lostTo.object.spec.meshIP) {
       refuse(kind, name, 'DuplicateMeshIP', 'spec.meshIP', `spec.meshIP ${spec.meshIP} is already used by ${other}`);
     } else {
