@@ -2,8 +2,9 @@
  * Deterministic mesh IP allocation for a node's own Peer, with a conflict rule every agent agrees on.
  *
  * A node's first choice is a hash of its name into the mesh CIDR; if that address is held by a Peer
- * or Gateway that wins over it (older, then Gateway before Peer, then smaller name: the same order
- * as the trust rules' overlap winner), it probes the next address, and so on. Two agents that picked
+ * or Gateway that wins over it (older, then Gateway before Peer, then smaller name: the trust rules'
+ * overlap winner is the older too; only on a tie in age do they keep a node's Peer before a
+ * Gateway, where yielding here merely moves the node), it probes the next address, and so on. Two agents that picked
  * the same address at the same moment both see both Peers; the younger one moves on its next pass.
  * An address the node already holds is kept as long as it wins, so mesh IPs are stable.
  */
