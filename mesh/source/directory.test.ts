@@ -43,10 +43,10 @@ kind: Node
 metadata: {name: node-b}
 spec: {podCIDR: 10.244.1.0/24}
 `;
-const peer = (endpoint: string, name = 'node-b', cidr = '10.244.1.0/24', mesh = '100.96.0.2'): string => `apiVersion: aksmesh.io/v1alpha1
+const peer = (endpoint: string, name = 'node-b', cidr = '10.244.1.0/24', mesh = '100.96.0.2', key = KEY): string => `apiVersion: aksmesh.io/v1alpha1
 kind: Peer
 metadata: {name: ${name}}
-spec: {publicKey: "${KEY}", endpoint: "${endpoint}", allowedIPs: [${cidr}], meshIP: ${mesh}, nodeName: ${name}}
+spec: {publicKey: "${key}", endpoint: "${endpoint}", allowedIPs: [${cidr}], meshIP: ${mesh}, nodeName: ${name}}
 `;
 
 /** A source with a log that keeps every warning as "message {meta}". */
@@ -234,7 +234,7 @@ status: {addresses: [{type: InternalIP, address: [1]}, {type: InternalIP, addres
 `,
     );
     await writeFile(join(dir, 'node-b.yaml'), peer('198.18.0.2:51820'));
-    await writeFile(join(dir, 'node-x.yaml'), peer('198.18.0.5:51820', 'node-x', '10.244.5.0/24', '100.96.0.5'));
+    await writeFile(join(dir, 'node-x.yaml'), peer('198.18.0.5:51820', 'node-x', '10.244.5.0/24', '100.96.0.5', publicKeyOf(generatePrivateKey())));
     const { source, warnings } = sourceOf(dir);
     await source.start();
     try {
