@@ -4,7 +4,9 @@
  * node-bound-writes ValidatingAdmissionPolicy out because 1.20 does not serve that API, and
  * `aks-mesh status` then warns that writes are not node-bound (issue 9). Where the API is served
  * (told to `helm template` with --api-versions) the chart renders exactly the policy and binding of
- * config/admission/node-bound-writes.yaml, with the release namespace in the service-account names.
+ * config/admission/node-bound-writes.yaml, with the release namespace in the service-account names,
+ * and with it (only then) the agent's `patch nodes` of config/admission/agent-node-taint.yaml: on 1.20
+ * the agent may not patch Nodes, and `aks-mesh status` says operators remove the not-ready taint.
  *
  * No kubelet or controller-manager runs here, so the DaemonSet gets no pods: the install does not wait
  * for them (`--wait=false`; the chart has no hooks that would need pods).
@@ -17,7 +19,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { CRDS, GROUP, NODE_BOUND_POLICY, VERSION, nodeBoundWritesPolicy } from '../mesh/index.ts';
+import { AGENT_NOT_READY_TAINT, CRDS, GROUP, NODE_BOUND_POLICY, NODE_TAINT_ROLE, VERSION, agentNodeTaintGrant, nodeBoundWritesPolicy } from '../mesh/index.ts';
 import { TestCluster, kubeTestsUnavailable } from './kube/apiserver.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -25,6 +27,7 @@ const ROOT = join(import.meta.dirname, '..');
 const CHART = process.env.AKS_MESH_CHART ?? join(ROOT, 'charts', 'aks-mesh');
 const CLI = join(ROOT, 'cli', 'main.ts');
 const POLICY_FILE = join(ROOT, 'config', 'admission', 'node-bound-writes.yaml');
+const GRANT_FILE = join(ROOT, 'config', 'admission', 'agent-node-taint.yaml');
 /** The namespace config/admission/node-bound-writes.yaml is generated for (mesh/manifests.ts). */
 const CONFIG_NAMESPACE = 'aks-mesh';
 const VAP_API = 'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy';
@@ -162,6 +165,13 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       'no ValidatingAdmissionPolicy or binding in the release',
     );
     assert.doesNotMatch(manifest.stdout, /ValidatingAdmissionPolicy/);
+    // Nor the agent's `patch nodes`: without the policy it would let any agent taint or relabel any Node.
+    assert.doesNotMatch(manifest.stdout, new RegExp(NODE_TAINT_ROLE), 'no node-patch grant without the policy');
+    const agent = `system:serviceaccount:${namespace}:aks-mesh-agent`;
+    const canPatch = await cluster.kubectl(['auth', 'can-i', 'patch', 'nodes', '--as', agent]);
+    assert.equal(canPatch.stdout.trim(), 'no', `the agent may not patch nodes on 1.20: ${canPatch.stdout} ${canPatch.stderr}`);
+    const canRead = await cluster.kubectl(['auth', 'can-i', 'list', 'nodes', '--as', agent]);
+    assert.equal(canRead.stdout.trim(), 'yes', `the agent still reads nodes: ${canRead.stdout} ${canRead.stderr}`);
   });
 
   test('the agent service account may write any node\'s Peer on 1.20, and aks-mesh status warns about it', async () => {
@@ -183,13 +193,22 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     const r = await run(process.execPath, [CLI, 'status', '--kubeconfig', kubeconfig], {}, 60_000);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /warning: this API server does not serve ValidatingAdmissionPolicy \(admissionregistration\.k8s\.io\/v1, Kubernetes >= 1\.30\), so writes are not node-bound/);
+    // ... and who removes the not-ready taint, since the agents may not.
+    assert.ok(r.stderr.includes(`cannot remove their Node's not-ready taint (${AGENT_NOT_READY_TAINT.key}) without it: operators remove it`), r.stderr);
     assert.match(r.stdout, /some-other-node/, 'status lists the Peers of the installed CRDs');
   });
 
-  test('where the API is served, helm template renders the policy and binding of config/admission', async () => {
+  test('where the API is served, helm template renders the policy and binding of config/admission, and the agent\'s node-patch grant with it', async () => {
     const r = await h(['template', release, CHART, '--namespace', namespace, '--api-versions', VAP_API]);
     assert.equal(r.code, 0, r.stderr);
-    const rendered = parseManifests(r.stdout).filter((m) => m.kind.startsWith('ValidatingAdmissionPolicy'));
+    const all = parseManifests(r.stdout);
+    // The grant comes only with the policy that narrows it to the agent's own taint.
+    const grant = all.filter((m) => m.metadata.name === NODE_TAINT_ROLE);
+    assert.deepEqual(kinds(grant), [`ClusterRole/${NODE_TAINT_ROLE}`, `ClusterRoleBinding/${NODE_TAINT_ROLE}`]);
+    assert.deepEqual(grant, agentNodeTaintGrant(namespace));
+    const grantFile = parseManifests(readFileSync(GRANT_FILE, 'utf8').replaceAll(`namespace: ${CONFIG_NAMESPACE}`, `namespace: ${namespace}`));
+    assert.deepEqual(grant, grantFile, `${GRANT_FILE} is what the chart renders`);
+    const rendered = all.filter((m) => m.kind.startsWith('ValidatingAdmissionPolicy'));
     assert.deepEqual(kinds(rendered), [`ValidatingAdmissionPolicy/${NODE_BOUND_POLICY}`, `ValidatingAdmissionPolicyBinding/${NODE_BOUND_POLICY}`]);
 
     // The shipped file, with the release namespace where it names the service accounts.
@@ -205,6 +224,7 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     const off = await h(['template', release, CHART, '--namespace', namespace, '--api-versions', VAP_API, '--set', 'nodeBoundWrites=false']);
     assert.equal(off.code, 0, off.stderr);
     assert.doesNotMatch(off.stdout, /kind: ValidatingAdmissionPolicy/);
+    assert.doesNotMatch(off.stdout, new RegExp(NODE_TAINT_ROLE));
   });
 
   test('uninstall removes what the release created; the CRDs stay (Helm never deletes crds/)', async () => {

@@ -8,7 +8,7 @@ import { parseAllDocuments } from 'yaml';
 import { driftedManifests } from '../cli/commands/crds.ts';
 import { canonicalEndpoint, generatePrivateKey, keyProblem, publicKeyOf } from '../native/index.ts';
 import { PATTERNS } from './crd/schema.ts';
-import { AGENT_NOT_READY_TAINT, NODE_BOUND_POLICY, VAP_API, generatedManifests } from './manifests.ts';
+import { AGENT_NOT_READY_TAINT, NODE_BOUND_POLICY, NODE_TAINT_ROLE, VAP_API, generatedManifests } from './manifests.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -49,16 +49,31 @@ test('the chart installs the same policy, in the release namespace, only where t
   const lines = chart.trimEnd().split('\n');
   assert.equal(lines[0], `{{- if and .Values.nodeBoundWrites (.Capabilities.APIVersions.Has "${VAP_API}") }}`);
   assert.equal(lines.at(-1), '{{- end }}');
-  // Rendered as Helm would in namespace aks-mesh, the body is config/admission's file.
-  assert.equal(`${lines.slice(1, -1).join('\n')}\n`.replaceAll('{{ .Release.Namespace }}', 'aks-mesh'), files.get('config/admission/node-bound-writes.yaml'));
+  // Rendered as Helm would in namespace aks-mesh, the body is config/admission's two files: the policy
+  // and the agent's `patch nodes`, which must never be installed without it.
+  const body = `${lines.slice(1, -1).join('\n')}\n`.replaceAll('{{ .Release.Namespace }}', 'aks-mesh');
+  const shipped = ['node-bound-writes.yaml', 'agent-node-taint.yaml'].flatMap((f) => docs(files.get(`config/admission/${f}`) as string));
+  assert.deepEqual(docs(body), shipped);
   assert.match(readFileSync(resolve(root, 'charts/aks-mesh/values.yaml'), 'utf8'), /^nodeBoundWrites: true$/m);
 });
 
-test('the agent may patch Nodes (its not-ready taint) and its DaemonSet tolerates that taint whatever agent.tolerations says', () => {
+test('the agent may patch Nodes (its not-ready taint) only with the admission policy; its DaemonSet tolerates that taint whatever agent.tolerations says', () => {
+  const writesNodes = (r: { apiGroups: string[]; resources: string[]; verbs: string[] }) =>
+    r.apiGroups.includes('') && r.resources.includes('nodes') && r.verbs.some((v) => v !== 'get' && v !== 'list' && v !== 'watch');
+  // Without the policy `patch nodes` would let any agent taint (evict) or relabel every Node.
   const agentRules = docs(readFileSync(resolve(root, 'config/rbac/agent.yaml'), 'utf8')).find((d) => d.kind === 'ClusterRole')?.rules ?? [];
-  assert.ok(agentRules.some((r) => r.apiGroups.includes('') && r.resources.includes('nodes') && r.verbs.includes('patch')));
+  assert.ok(!agentRules.some(writesNodes), 'config/rbac/agent.yaml grants no write on nodes');
+  const [role, binding, ...rest] = docs(readFileSync(resolve(root, 'config/admission/agent-node-taint.yaml'), 'utf8')) as Array<Doc & { roleRef?: { name: string }; subjects?: unknown[] }>;
+  assert.equal(rest.length, 0);
+  assert.deepEqual([role.kind, role.metadata.name, role.rules], ['ClusterRole', NODE_TAINT_ROLE, [{ apiGroups: [''], resources: ['nodes'], verbs: ['patch'] }]]);
+  assert.deepEqual(
+    [binding.kind, binding.roleRef?.name, binding.subjects],
+    ['ClusterRoleBinding', NODE_TAINT_ROLE, [{ kind: 'ServiceAccount', name: 'aks-mesh-agent', namespace: 'aks-mesh' }]],
+  );
+  // The chart's copy sits inside the policy's condition (admission.yaml), not in rbac.yaml.
+  assert.doesNotMatch(readFileSync(resolve(root, 'charts/aks-mesh/templates/rbac.yaml'), 'utf8'), new RegExp(NODE_TAINT_ROLE));
   const gatewayRules = docs(readFileSync(resolve(root, 'config/rbac/gateway.yaml'), 'utf8')).find((d) => d.kind === 'ClusterRole')?.rules ?? [];
-  assert.ok(!gatewayRules.some((r) => r.resources.includes('nodes') && r.verbs.some((v) => v !== 'get' && v !== 'list' && v !== 'watch')));
+  assert.ok(!gatewayRules.some(writesNodes));
   const daemonset = readFileSync(resolve(root, 'charts/aks-mesh/templates/daemonset.yaml'), 'utf8');
   const tolerations = daemonset.slice(daemonset.indexOf('tolerations:'), daemonset.indexOf('{{- with .Values.agent.tolerations }}'));
   assert.ok(tolerations.includes(`{key: ${AGENT_NOT_READY_TAINT.key}, operator: Exists, effect: ${AGENT_NOT_READY_TAINT.effect}}`), tolerations);

@@ -53,7 +53,11 @@ export interface NodeBoundCheck {
   binding?: 'present' | 'missing' | 'unknown';
 }
 
-const NOT_BOUND = "writes are not node-bound: a compromised node could rewrite other nodes' Peers and take their traffic";
+// The agents' `patch nodes` ships only with the policy (config/admission, the chart's admission.yaml):
+// without it they cannot remove their Node's not-ready taint, and someone has to.
+const NOT_BOUND =
+  "writes are not node-bound: a compromised node could rewrite other nodes' Peers and take their traffic; " +
+  'the agents also cannot remove their Node\'s not-ready taint (aksmesh.io/agent-not-ready) without it: operators remove it (kubectl taint nodes <node> aksmesh.io/agent-not-ready:NoSchedule-)';
 
 /** The warning `status` prints for a check, or null when writes are node-bound. */
 export function nodeBoundWarning(check: NodeBoundCheck, policyName: string): string | null {
