@@ -50,7 +50,14 @@ export async function installCrds(cluster: TestCluster): Promise<void> {
  * not the ServiceAccount binding): tests then prove the shipped RBAC is enough.
  */
 export async function grantShippedRole(cluster: TestCluster, component: 'agent' | 'gateway', user: string): Promise<void> {
-  const text = await readFile(join(root, 'config/rbac', `${component}.yaml`), 'utf8');
+  await grantRoleFrom(cluster, join(root, 'config/rbac', `${component}.yaml`), user);
+  // The agent's `patch nodes` (its not-ready taint) ships with the node-bound-writes policy, which 1.20
+  // cannot serve (e2e/vap.test.ts tests the policy): granted here as on a cluster that has it.
+  if (component === 'agent') await grantRoleFrom(cluster, join(root, 'config/admission/agent-node-taint.yaml'), user);
+}
+
+async function grantRoleFrom(cluster: TestCluster, file: string, user: string): Promise<void> {
+  const text = await readFile(file, 'utf8');
   const role = parseAllDocuments(text)
     .map((d) => d.toJS() as { kind: string; metadata: { name: string } })
     .find((o) => o.kind === 'ClusterRole') as k8s.V1ClusterRole;
