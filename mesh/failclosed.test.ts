@@ -36,3 +36,15 @@ test('malformed pod CIDRs (a directory\'s Node) are skipped, never thrown', () =
   const bad = [node('a', ['10.244.0.0/24'], '198.18.0.1'), { name: 'z', podCIDRs: ['10.300.0.0/24', 7, null] as unknown as string[], internalIPs: 'x' as unknown as string[] }];
   assert.deepEqual(failClosedCidrs({ role: 'node', nodeName: 'a', nodes: bad, routes: ['not a cidr'] }), []);
 });
+
+test("the mesh CIDR fails closed: a refused or missing member's mesh IP is refused, not sent by the default route", () => {
+  // b's Peer is refused: no 100.96.0.2/32 through the tunnel; the /16 catches it (c's /32 stays more specific).
+  const routes = ['10.244.2.0/24', '100.96.0.3/32'];
+  assert.deepEqual(failClosedCidrs({ role: 'node', nodeName: 'a', nodes, routes, meshCIDR: '100.96.0.0/16' }), ['10.244.1.0/24', '10.244.2.0/24', '100.96.0.0/16', '100.96.0.3/32', 'fd00:1::/64']);
+  assert.deepEqual(failClosedCidrs({ role: 'gateway', nodeName: 'g', nodes: [], routes: [], meshCIDR: '100.96.0.1/16' }), ['100.96.0.0/16']);
+});
+
+test('a mesh CIDR covering a node address or this node\'s pods gets no fallback (it would cut them off)', () => {
+  assert.deepEqual(failClosedCidrs({ role: 'node', nodeName: 'a', nodes, routes: [], meshCIDR: '198.18.0.0/16' }), ['10.244.1.0/24', '10.244.2.0/24', 'fd00:1::/64']);
+  assert.deepEqual(failClosedCidrs({ role: 'node', nodeName: 'a', nodes, routes: [], meshCIDR: 'not a cidr' }), ['10.244.1.0/24', '10.244.2.0/24', 'fd00:1::/64']);
+});
