@@ -146,6 +146,8 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     assert.ok(logLines.some((l) => /removed the not-ready taint/.test(l)), logLines.join('\n'));
     // Fail closed beyond the routes: every other Node's pod CIDR has its fallback, never its own.
     assert.deepEqual((await listFallbacks(TABLE, { netns: ns })).filter((c) => c.startsWith('10.244.')).sort(), ['10.244.1.0/24', '10.244.2.0/24']);
+    // And the mesh CIDR: a refused or missing member's mesh IP is refused, never sent by the default route.
+    assert.ok((await listFallbacks(TABLE, { netns: ns })).includes('100.96.0.0/16'));
 
     // A converged, quiet mesh writes no status: its own writes must not wake it up again.
     const passes = agent.reconciler.passes;
@@ -243,6 +245,47 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     assert.equal(logLines.filter((l) => /changed by another writer/.test(l)).length, 1);
   });
 
+  test('its own mesh IP rewritten by others: never put on the interface, restored, one Warning event a minute whoever writes', async () => {
+    const before = await waitFor('own Peer', () => getPeer(admin, 'node-a'));
+    const ownIP = before.spec.meshIP as string;
+    const tamperer = cluster.kubeConfig('tamperer').makeApiClient(k8s.CustomObjectsApi);
+    // Read-modify-write, again on a conflict (the agent writes its status meanwhile).
+    const rewrite = (meshIP: string, fieldManager: string): Promise<unknown> =>
+      waitFor(`node-a rewritten by ${fieldManager}`, async () => {
+        const current = (await tamperer.getClusterCustomObject({ group: GROUP, version: VERSION, plural: 'peers', name: 'node-a' })) as { spec: Record<string, unknown> };
+        try {
+          await tamperer.replaceClusterCustomObject({ group: GROUP, version: VERSION, plural: 'peers', name: 'node-a', body: { ...current, spec: { ...current.spec, meshIP } }, fieldManager });
+          return true;
+        } catch (err) {
+          if ((err as { code?: number }).code === 409) return false;
+          throw err;
+        }
+      });
+    // What the agent assigns to its interface, sampled all along (it sets agent.meshIP before touching the interface).
+    const assigned = new Set<string>();
+    const sampler = setInterval(() => void (agent.meshIP && assigned.add(agent.meshIP)), 2);
+    const eventsBefore = (await admin.makeApiClient(k8s.CoreV1Api).listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.reason === SPEC_OVERWRITTEN_REASON).length;
+    try {
+      // A link-local address (the metadata service's): never on node-a's interface, even before the restore.
+      await rewrite('169.254.169.254', 'tamper-two');
+      await waitFor('node-a restored after tamper-two', async () => (await getPeer(admin, 'node-a'))?.spec.meshIP === ownIP);
+      // A valid, free mesh IP under yet another field manager: restored too, not silently adopted.
+      await rewrite('100.96.0.77', 'tamper-three');
+      await waitFor('node-a restored after tamper-three', async () => (await getPeer(admin, 'node-a'))?.spec.meshIP === ownIP);
+      await waitFor('both restores logged', () => logLines.some((l) => /"changedBy":"tamper-three"/.test(l)) && logLines.some((l) => /"changedBy":"tamper-two"/.test(l)), 10_000).catch((err: Error) => {
+        throw new Error(`${err.message}\n${logLines.filter((l) => /another writer|meshIP/.test(l)).join('\n')}`);
+      });
+    } finally {
+      clearInterval(sampler);
+    }
+    assert.deepEqual([...assigned], [ownIP]);
+    assert.ok((await box.ip(ns, '-4', 'addr', 'show', 'dev', ifName)).includes(`${ownIP}/32`));
+    // The previous test's event was less than a minute ago: a new field-manager name buys no new event.
+    const events = (await admin.makeApiClient(k8s.CoreV1Api).listNamespacedEvent({ namespace: 'default' })).items.filter((e) => e.reason === SPEC_OVERWRITTEN_REASON);
+    assert.equal(events.length, eventsBefore);
+    assert.ok(!events.some((e) => /tamper-(two|three)/.test(e.message ?? '')));
+  });
+
   test('aks-mesh status shows each Peer at a glance: Ready with its peers, a refused Peer with the reason', async () => {
     await createPeer(admin, 'greedy', { publicKey: publicKeyOf(generatePrivateKey()), allowedIPs: ['10.244.0.0/16'] });
     await waitFor('Accepted=False on greedy', async () => (await condition('greedy', 'Accepted'))?.status === 'False');
@@ -255,6 +298,28 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     assert.match(stdout, /^Peer\s+node-a\s+node-a\s+100\.96\.\d+\.\d+\s+True\s+(-|True)\s+1\/1\s+0\/1\s+\d+s ago\s*$/m);
     assert.match(stdout, /^Peer\s+greedy\s+-\s+-\s+-\s+False\s+-\s+-\s+-\s+Peer greedy: spec\.allowedIPs\[0\] 10\.244\.0\.0\/16 overlaps Node node-a's podCIDR 10\.244\.0\.0\/24$/m);
     await deletePeer(admin, 'greedy');
+  });
+
+  test('another object carrying its own public key is never put on the device (no endless retries), and is logged once', async () => {
+    const core = admin.makeApiClient(k8s.CoreV1Api);
+    const ownKeyHex = Buffer.from(agent.publicKey, 'base64').toString('hex');
+    const setsBefore = sets.length;
+    // Without its Node, node-a's Peer claims no key: an external Peer with the same key takes it.
+    await core.deleteNode({ name: 'node-a' });
+    await createPeer(admin, 'impostor', { publicKey: agent.publicKey, allowedIPs: ['192.0.2.0/24'], meshIP: '100.96.0.99' });
+    try {
+      await waitFor('the impostor left off, logged', () => logLines.some((l) => /"name":"impostor","reason":"OwnPublicKey"/.test(l)));
+      const passes = agent.reconciler.passes;
+      await waitFor('three more passes', () => agent.reconciler.passes >= passes + 3, 15_000);
+      assert.ok(!sets.slice(setsBefore).some((lines) => lines.includes(`public_key=${ownKeyHex}`)), 'no set carried its own key');
+      assert.ok(!(agent.publicKey in (await peersOf())));
+      assert.ok(!(await routes()).some((r) => r.startsWith('192.0.2.0/24 ')));
+      assert.equal(logLines.filter((l) => /"reason":"OwnPublicKey"/.test(l)).length, 1);
+    } finally {
+      await deletePeer(admin, 'impostor').catch(() => undefined);
+      await createNode(admin, 'node-a', ['10.244.0.0/24'], '198.18.0.1').catch(() => undefined);
+    }
+    await waitFor('Ready=True on node-a again', async () => (await condition('node-a', 'Ready'))?.status === 'True');
   });
 
   test('API server away for 20 s: the device stays as it was, then converges on what changed meanwhile', async () => {

@@ -159,6 +159,21 @@ export function specWriters(managedFields: readonly ManagedField[] | undefined):
     .map(({ w }) => w);
 }
 
+function isPlainSpec(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** The top-level spec fields whose values differ (a field only one side has differs too). */
+function differingKeys(a: Record<string, unknown>, b: Record<string, unknown>): string[] {
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => !sameSpec(a[k], b[k]));
+}
+
+/** Whether a managedFields entry owns one of these top-level spec fields. */
+function ownsSpecField(f: ManagedField, fields: readonly string[]): boolean {
+  const spec = f.fieldsV1 && typeof f.fieldsV1 === 'object' ? (f.fieldsV1 as Record<string, unknown>)['f:spec'] : undefined;
+  return isPlainSpec(spec) && fields.some((k) => `f:${k}` in spec);
+}
+
 /** What ensureOwnObject did, and who had changed the object before (when it was not us). */
 export interface OwnObjectOutcome {
   outcome: 'created' | 'updated' | 'unchanged';
@@ -270,9 +285,17 @@ export class MeshApi {
     // A field manager is whatever the writer says it is: when the newest spec writer bears our name but
     // this process did not write that spec, say so rather than blame an older writer.
     const newest = writers[0];
+    // managedFields times have a one-second grain: when our own last write ties with another
+    // writer's, the newest is ambiguous. The writer who now owns a field that differs from what we
+    // last wrote is the one who changed it.
+    const changed = lastWritten !== null && typeof lastWritten === 'object' && isPlainSpec(current.spec) ? differingKeys(current.spec, lastWritten as Record<string, unknown>) : [];
+    const owners = (current.metadata.managedFields ?? []).filter((f) => f.manager !== fieldManager && ownsSpecField(f, changed));
+    const changer = specWriters(owners)[0];
     const writer = !foreign
       ? null
-      : newest?.manager === fieldManager
+      : changer
+        ? changer
+        : newest?.manager === fieldManager
         ? { ...newest, manager: `${fieldManager} (not this process)` }
         : (other ?? { manager: '(unknown writer)', operation: 'Update', time: null });
     return { outcome: 'updated', overwrittenBy: writer, previous: current.spec, found: current };

@@ -27,6 +27,7 @@ import type { DeviceState, Logger, UapiClientOptions, WireguardGo, WireguardMode
 import { Backoff } from './backoff.ts';
 import type { BackoffOptions } from './backoff.ts';
 import type { GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
+import { checkObject } from './crd/validate.ts';
 import { failClosedCidrs } from './failclosed.ts';
 import { compareText } from './topology/order.ts';
 import { NOT_READY_TAINT, apiMessage, httpStatus, sameSpec } from './kube.ts';
@@ -120,8 +121,13 @@ export class MeshMember {
   private registerRetry: NodeJS.Timeout | undefined;
   /** The not-ready taint on this node: still to check, being removed, or done with (removed or never there). */
   private taint: 'pending' | 'removing' | 'done' = 'pending';
-  /** When a Warning event last announced a restore, by the writer it named. */
+  /**
+   * When a Warning event last announced a restore, by own object (kind/name). Keyed by the object,
+   * not by the writer: a writer chooses its field-manager name and could take a new one per write.
+   */
   private readonly announcedRestores = new Map<string, number>();
+  /** Objects carrying this member's own public key that were left off the device (each warned about once). */
+  private readonly selfKeyWarned = new Set<string>();
   /** API writes not awaited where they start (status, taint): stop() lets them settle, within its deadline. */
   private readonly writes = new Set<Promise<unknown>>();
 
@@ -247,18 +253,46 @@ export class MeshMember {
     });
     // Unusable settings accept nothing: acting on that would empty the device. The reconciler keeps it as it is and says why.
     if (topology.settingsProblems?.length) throw new Error(`the mesh settings are unusable: ${topology.settingsProblems.join('; ')}`);
+    this.leaveOffOwnKey(topology);
     this.topology = topology;
     // A gateway routes all of its pod CIDRs into the tunnel, even parts no node has yet: pod traffic
     // must never leave through the underlay in clear.
     const routes = this.o.role === 'gateway' ? [...new Set([...topology.routes, ...(this.o.podCIDRs ?? [])])].sort(compareText) : topology.routes;
     // Fail closed for every pod CIDR, not only the routed ones: a node whose Peer is refused or not
     // registered yet has no route here, and its pods must be unreachable rather than reached in clear.
-    const fallbacks = failClosedCidrs({ role: this.o.role, nodeName: this.o.nodeName, nodes: snapshot.nodes, routes, podCIDRs: this.o.podCIDRs });
+    const fallbacks = failClosedCidrs({ role: this.o.role, nodeName: this.o.nodeName, nodes: snapshot.nodes, routes, podCIDRs: this.o.podCIDRs, meshCIDR: this.o.meshCIDR });
     return {
       device: { privateKey: this.privateKey, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: topology.peers },
       routes,
       fallbacks,
     };
+  }
+
+  /**
+   * Never put a peer with this device's own public key on the device: wireguard-go ignores it, so
+   * the device would never match the desired state and every pass would retry the set. Such an
+   * object (another object carrying our key, e.g. while our own is refused or not registered) is
+   * dropped with its routes, and logged once like a refusal.
+   */
+  private leaveOffOwnKey(topology: Topology): void {
+    const mine = topology.peers.filter((p) => p.publicKey === this.publicKey);
+    const names = new Set(mine.map((p) => `${p.kind}/${p.name}`));
+    for (const p of mine) {
+      const id = `${p.kind}/${p.name}`;
+      if (this.selfKeyWarned.has(id)) continue;
+      this.selfKeyWarned.add(id);
+      this.log.warn('refused', {
+        kind: p.kind,
+        name: p.name,
+        reason: 'OwnPublicKey',
+        field: 'spec.publicKey',
+        message: `${p.kind} ${p.name}: spec.publicKey is this ${this.kind}'s own public key (${this.o.name}); not configured as a peer`,
+      });
+    }
+    for (const id of [...this.selfKeyWarned]) if (!names.has(id)) this.selfKeyWarned.delete(id);
+    if (mine.length === 0) return;
+    topology.peers = topology.peers.filter((p) => p.publicKey !== this.publicKey);
+    topology.routes = [...new Set(topology.peers.flatMap((p) => p.allowedIPs))].sort(compareText);
   }
 
   /** The settings every member must share (the trust rules depend on them). */
@@ -276,8 +310,17 @@ export class MeshMember {
   private allocate(): string {
     const snapshot = this.o.source.snapshot();
     // The same checked path as the desired state: a malformed mesh IP elsewhere is skipped, never parsed.
-    const holders = meshIPHolders(snapshot.peers, snapshot.gateways);
+    let holders = meshIPHolders(snapshot.peers, snapshot.gateways);
     const own = this.ownObject();
+    // Once this process has written (or adopted) its own object, the mesh IP it wrote is its current
+    // one, not what the object says now: a foreign change of the mesh IP is then restored (and
+    // announced) instead of silently adopted. It still moves when an older holder wins that address.
+    const last = this.lastWritten?.meshIP;
+    if (last) {
+      const isOwn = (h: { kind: string; name: string }): boolean => h.kind === this.kind && h.name === this.o.name;
+      const created = holders.find(isOwn)?.created ?? time(own?.metadata.creationTimestamp);
+      holders = [...holders.filter((h) => !isOwn(h)), { kind: this.kind, name: this.o.name, meshIP: last, ...(created === undefined ? {} : { created }) }];
+    }
     return allocateMeshIP({ kind: this.kind, name: this.o.name, created: time(own?.metadata.creationTimestamp) }, this.o.meshCIDR, holders);
   }
 
@@ -380,9 +423,10 @@ export class MeshMember {
     // One event per writer a minute: a writer that keeps rewriting gets every restore logged, but
     // cannot flood the cluster's events through us.
     const now = Date.now();
-    const last = this.announcedRestores.get(who.manager);
-    if (last !== undefined && now - last < 60_000) return;
-    this.announcedRestores.set(who.manager, now);
+    const key = `${this.kind}/${this.o.name}`;
+    for (const [k, t] of this.announcedRestores) if (now - t >= 60_000) this.announcedRestores.delete(k);
+    if (this.announcedRestores.has(key)) return;
+    this.announcedRestores.set(key, now);
     if (r.found) await api.warn(this.kind, r.found, SPEC_OVERWRITTEN_REASON, message);
   }
 
@@ -405,10 +449,20 @@ export class MeshMember {
     if (!have.includes(cidr)) await replaceAddress(this.o.interfaceName, cidr, this.ipOpts);
   }
 
+  /**
+   * The address to put on the interface: only the mesh IP this member wants (allocated from the
+   * checked path), and only once its own object, read through the same check, carries it with its
+   * key. The raw object's meshIP is never used: a foreign writer could put any address there (a
+   * link-local one, or "100.96.0.010", which `ip` would read as octal) before the restore lands.
+   */
   private ownMeshIP(): string | null {
     if (!this.o.source.synced()) return null;
     const own = this.ownObject();
-    return own && own.spec?.publicKey === this.publicKey ? (own.spec.meshIP ?? null) : null;
+    if (!own) return null;
+    const checked = checkObject(this.kind, own);
+    if (!checked.ok || checked.object.spec.publicKey !== this.publicKey || checked.object.spec.meshIP === null) return null;
+    const want = this.ownSpec()?.meshIP;
+    return want !== undefined && checked.object.spec.meshIP === want ? want : null;
   }
 
   private afterSync(result: SyncResult): void {
