@@ -90,6 +90,10 @@ describe('fail closed for every pod CIDR, and the not-ready taint', { skip }, ()
       assert.equal(r.received, 0, r.outputs.join('\n'));
       assert.match(decision, /No route to host|unreachable/i, 'refused at the sender (an unreachable route: EHOSTUNREACH), not sent anywhere');
       for (const n of [n0, n2]) assert.ok((await fallbacksOf(n)).includes(n1.podCIDR), `${n.name} keeps a fallback for node-1's pod CIDR`);
+      // Its mesh IP has no /32 through the tunnel any more: the mesh CIDR's fallback refuses it.
+      for (const n of [n0, n2]) assert.ok((await fallbacksOf(n)).includes(c.meshCIDR), `${n.name} has a fallback for the mesh CIDR ${c.meshCIDR}`);
+      const toMeshIP = await c.box.ip(n0.ns, 'route', 'get', String(original.spec.meshIP)).catch((err: { stderr?: string; message: string }) => err.stderr ?? err.message);
+      assert.match(toMeshIP, /No route to host|unreachable/i, `node-1's mesh IP is refused at node-0, not routed elsewhere: ${toMeshIP.trim()}`);
     } finally {
       await clear.remove();
       // Its agent comes back and restores its own Peer.
