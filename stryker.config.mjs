@@ -20,6 +20,7 @@ export default {
       'mesh/topology/topology.test.ts',
       'mesh/topology/topology.mutants.test.ts',
       'mesh/topology/meship.mutants.test.ts',
+      'mesh/crd/validate.test.ts',
       'mesh/crd/validate.mutants.test.ts',
     ],
     nodeArgs: ['--test-reporter=tap', '--import', './stryker.setup.mjs', '-r', '{{hookFile}}', '{{testFile}}'],
