@@ -31,6 +31,7 @@ interface CommonArgs {
   'node-cidr'?: string[];
   keepalive: number;
   resync: number;
+  'apply-mode': 'incremental' | 'replace';
   'metrics-address': string;
   'log-level': string;
   'log-format': 'text' | 'json';
@@ -60,7 +61,7 @@ function fromEnvironment<T>(y: Argv<T>, names: readonly string[]): Argv<T> {
 /** Flags that take a list (repeated and/or comma-separated; their AKS_MESH_* variable is a comma list). */
 const LIST_FLAGS = new Set(['pod-cidr', 'service-cidr', 'cluster-cidr', 'node-cidr']);
 
-const COMMON_FLAGS = ['node-name', 'interface', 'listen-port', 'mesh-cidr', 'kubeconfig', 'peers-dir', 'key-file', 'wireguard', 'wireguard-go', 'socket-dir', 'mtu', 'table', 'fwmark', 'allow-kubernetes-mark-bits', 'rule-priority', 'service-cidr', 'cluster-cidr', 'node-cidr', 'keepalive', 'resync', 'metrics-address', 'log-level', 'log-format'] as const;
+const COMMON_FLAGS = ['node-name', 'interface', 'listen-port', 'mesh-cidr', 'kubeconfig', 'peers-dir', 'key-file', 'wireguard', 'wireguard-go', 'socket-dir', 'mtu', 'table', 'fwmark', 'allow-kubernetes-mark-bits', 'rule-priority', 'service-cidr', 'cluster-cidr', 'node-cidr', 'keepalive', 'resync', 'apply-mode', 'metrics-address', 'log-level', 'log-format'] as const;
 
 const cidrList = (v: string[]): string[] => v.flatMap((s) => String(s).split(',')).map((s) => s.trim()).filter(Boolean);
 
@@ -98,6 +99,11 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
     .option('node-cidr', { type: 'string', array: true, coerce: cidrList, describe: 'The subnets node addresses come from: no external Peer may route them. Same on every member (default 10.224.0.0/12)' })
     .option('keepalive', { type: 'number', default: defaults.keepalive, describe: 'Persistent keepalive in seconds for peers that set none, and on this member\'s own object (0: off)' })
     .option('resync', { type: 'number', default: 60, describe: 'Seconds between full reconcile passes that undo drift (someone ran wg set by hand)' })
+    .option('apply-mode', {
+      choices: ['incremental', 'replace'] as const,
+      default: 'incremental' as const,
+      describe: 'incremental: one small set per changed peer (handshakes and counters survive); replace rewrites the whole device with replace_peers on every change, as the Go prototype and Kilo do; for benchmarks only',
+    })
     .option('metrics-address', { type: 'string', default: defaults.metrics, describe: 'host:port for /metrics, /healthz and /readyz ("off" to disable)' })
     .option('log-level', { choices: ['error', 'warn', 'info', 'debug'], default: 'info', describe: 'Log level' })
     .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log format on stderr' })
@@ -173,6 +179,7 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: strin
     source,
     api,
     resyncMs: a.resync * 1000,
+    applyMode: a['apply-mode'],
     log,
     onRequest: (op) => metrics.onRequest(op),
     onSync: (result, topology) => metrics.record(result, topology),
