@@ -1,0 +1,396 @@
+/**
+ * Data-path benchmark (issue 10, benchmark 4): iperf3 TCP from a pod to a pod on another node,
+ * pod → node → tunnel → node → pod, three ways in the same run, interleaved so that the machine's
+ * noise hits all of them alike:
+ *   agent  through two of our agents (`aks-mesh agent --peers-dir`, spawn mode: each agent runs the
+ *          build under test via AKS_MESH_WIREGUARD_GO and configures it, its link, its routing table
+ *          and its `ip rule` itself);
+ *   hand   the same wireguard-go binary configured by hand with `wg` and `ip` (a route in the main
+ *          table, no policy routing), the same MTU as the agent chose;
+ *   clear  the same topology with clear routes through the underlay (no tunnel): the limit here.
+ * For each wireguard-go build: Debian bookworm's (0.0.20220316), trixie's (0.0.20230223) and sid's
+ * (0.0.20250522), each fetched with a private apt state by scripts/fetch-wireguard-go.sh.
+ *
+ *   node bench/datapath.ts [--builds bookworm,trixie,sid] [--runs 5] [--seconds 5]
+ *                          [--ways agent,hand,clear] [--offloads default|gro] [--profile]
+ *                          [--show-offloads] [--json]
+ *
+ * Setup: e2e/cluster.ts MeshCluster in peers-directory mode (no API server), 2 nodes each, one
+ * cluster per (build, way) and one clear cluster: node namespaces on an underlay bridge, a pod
+ * namespace behind each node (veths, MTU 1500). An iperf3 server runs in node-1's pod of each
+ * cluster; each run is `iperf3 -c <pod ip> -t <seconds> -J` from node-0's pod.
+ * --offloads gro turns on GRO (and rx-udp-gro-forwarding) on every veth of every cluster, for all
+ * three ways alike: a property of the test topology (veths), not of the agent.
+ * --profile records `perf record -g` of the sending and receiving wireguard-go of the agent way
+ * during one extra run per build and prints the top symbols.
+ *
+ * Per cell: Gbit/s median, p95 and min over --runs; CPU seconds of both wireguard-go processes per
+ * GB carried, the agents' own CPU while traffic flows; the ratios ours/hand and ours/clear. Never
+ * asserts a speed. Checks behaviour, so a broken setup cannot print plausible numbers: the agent and
+ * hand ways must carry at least the bytes iperf3 reports through the WireGuard device (its transfer
+ * counters), and the clear way must have no WireGuard device on its path.
+ */
+import { execFile, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs, promisify } from 'node:util';
+import { MeshCluster, REPO_ROOT, SOCKET_DIR } from '../e2e/cluster.ts';
+import type { ClusterNode } from '../e2e/cluster.ts';
+import { networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { getLink, wireguardGoVersion } from '../native/index.ts';
+import { cpuSeconds } from './lib/procstat.ts';
+import { percentile } from './lib/stats.ts';
+
+const execFileAsync = promisify(execFile);
+
+const USAGE = `usage: node bench/datapath.ts [options]
+  --builds LIST       Debian suites whose wireguard-go to compare (default bookworm,trixie,sid);
+                      fetched by scripts/fetch-wireguard-go.sh into ~/.cache/aks-mesh when missing
+  --runs N            measured iperf3 runs per cell (default 5)
+  --seconds N         iperf3 -t (default 5)
+  --ways LIST         agent,hand,clear (default all three)
+  --offloads MODE     default (veths as the kernel makes them) or gro (GRO on every veth, all ways)
+  --profile           perf record of the agent way's wireguard-go (sender and receiver), one extra run per build
+  --show-offloads     print ethtool -k of the veths and the WireGuard TUN of each build
+  --json              one JSON object instead of tables
+  -h, --help          this text`;
+
+const { values: v } = parseArgs({
+  options: {
+    builds: { type: 'string', default: 'bookworm,trixie,sid' },
+    runs: { type: 'string', default: '5' },
+    seconds: { type: 'string', default: '5' },
+    ways: { type: 'string', default: 'agent,hand,clear' },
+    offloads: { type: 'string', default: 'default' },
+    profile: { type: 'boolean', default: false },
+    'show-offloads': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+if (v.help) {
+  console.log(USAGE);
+  process.exit(0);
+}
+function whole(text: string, name: string, min: number, max: number): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    console.error(`--${name}: ${text} is not a whole number from ${min} to ${max}\n${USAGE}`);
+    process.exit(2);
+  }
+  return n;
+}
+const runs = whole(v.runs, 'runs', 1, 50);
+const seconds = whole(v.seconds, 'seconds', 1, 60);
+const suites = v.builds.split(',').filter(Boolean);
+for (const s of suites) {
+  if (!/^[a-z][a-z0-9-]*$/.test(s)) {
+    console.error(`--builds: ${JSON.stringify(s)} is not a Debian suite name`);
+    process.exit(2);
+  }
+}
+type Way = 'agent' | 'hand' | 'clear';
+const ways = v.ways.split(',').filter(Boolean) as Way[];
+for (const w of ways) {
+  if (!['agent', 'hand', 'clear'].includes(w)) {
+    console.error(`--ways: ${w} is not one of agent, hand, clear`);
+    process.exit(2);
+  }
+}
+if (!['default', 'gro'].includes(v.offloads)) {
+  console.error(`--offloads: ${v.offloads} is not default or gro`);
+  process.exit(2);
+}
+const unavailable = networkTestsUnavailable(['wg']);
+if (unavailable) {
+  console.error(`datapath bench: ${unavailable}`);
+  process.exit(1);
+}
+try {
+  execFileSync('iperf3', ['--version'], { stdio: 'ignore' });
+} catch {
+  console.error('datapath bench: needs iperf3 (apt-get install iperf3)');
+  process.exit(1);
+}
+const log = (line: string): void => {
+  if (!v.json) console.error(`# ${line}`);
+};
+
+// ---------------------------------------------------------------- builds
+
+interface Build {
+  suite: string;
+  binary: string;
+  version: string;
+}
+
+function fetchBuild(suite: string): Build {
+  const binary = execFileSync(join(REPO_ROOT, 'scripts', 'fetch-wireguard-go.sh'), [suite], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+  return { suite, binary, version: wireguardGoVersion(binary) };
+}
+
+// ---------------------------------------------------------------- cells
+
+interface Cell {
+  key: string;
+  way: Way;
+  build: Build | null;
+  cluster: MeshCluster;
+  /** The WireGuard interface on each node (agent, hand), for counters and profiles. */
+  wgPids: () => number[];
+  agentPids: () => number[];
+  gbps: number[];
+  /** wireguard-go CPU seconds (both ends) per GB received. */
+  wgCpuPerGB: number[];
+  /** CPU seconds of both agents during the run. */
+  agentCpu: number[];
+  retransmits: number[];
+}
+
+const clusters: MeshCluster[] = [];
+const cleanups: Array<() => void> = [];
+async function stopAll(): Promise<void> {
+  for (const c of cleanups.splice(0)) c();
+  await Promise.all(clusters.splice(0).map((c) => c.stop().catch(() => undefined)));
+}
+
+async function newCluster(): Promise<MeshCluster> {
+  const c = await MeshCluster.start({ nodes: 2, source: 'dir', resyncSeconds: 10 });
+  clusters.push(c);
+  if (v.offloads === 'gro') await groOn(c);
+  return c;
+}
+
+/** GRO on every veth of the cluster (both ends, bridge ports too): the same for all three ways. */
+async function groOn(c: MeshCluster): Promise<void> {
+  const namespaces = [c.underlay.ns, ...c.nodes.flatMap((n) => [n.ns, n.podNs])];
+  for (const ns of namespaces) {
+    const { stdout } = await execFileAsync('ip', ['-n', ns, '-j', 'link', 'show', 'type', 'veth']);
+    for (const l of JSON.parse(stdout || '[]') as Array<{ ifname: string }>) {
+      await execFileAsync('ip', ['netns', 'exec', ns, 'ethtool', '-K', l.ifname, 'gro', 'on', 'rx-udp-gro-forwarding', 'on']);
+    }
+  }
+}
+
+/** What each agent would have registered as its Peer (no API server: nobody else writes them). */
+function writePeers(c: MeshCluster): void {
+  c.writePeersFile(
+    'members.yaml',
+    c.nodes.map((n, i) => ({
+      apiVersion: 'aksmesh.io/v1alpha1',
+      kind: 'Peer',
+      metadata: { name: n.name },
+      spec: { publicKey: n.publicKey, endpoint: n.endpoint, allowedIPs: [n.podCIDR], meshIP: `100.96.0.${i + 1}`, nodeName: n.name },
+    })),
+  );
+}
+
+async function agentCell(build: Build): Promise<Cell> {
+  const c = await newCluster();
+  writePeers(c);
+  for (const n of c.nodes) await c.startAgent(n.name, { env: { AKS_MESH_WIREGUARD_GO: build.binary } });
+  await c.waitForMatrix({ timeoutMs: 60_000 });
+  return cell('agent', build, c);
+}
+
+/** wireguard-go started and configured by hand in each node namespace, with the agent's MTU. */
+async function handCell(build: Build, mtu: number): Promise<Cell> {
+  const c = await newCluster();
+  const [a, b] = c.nodes;
+  for (const [self, other, i] of [[a, b, 1], [b, a, 2]] as Array<[ClusterNode, ClusterNode, number]>) {
+    c.box.spawn(self.ns, build.binary, ['-f', self.interfaceName], { env: { ...process.env, WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: 'error' } });
+    await c.waitFor(`the UAPI socket of ${self.interfaceName}`, () => existsSync(join(SOCKET_DIR, `${self.interfaceName}.sock`)), { timeoutMs: 10_000, failOnAgentExit: false });
+    const inNs = (cmd: string, ...args: string[]) => execFileAsync('ip', ['netns', 'exec', self.ns, cmd, ...args]);
+    await inNs('wg', 'set', self.interfaceName, 'private-key', self.keyFile, 'listen-port', String(self.listenPort),
+      'peer', other.publicKey, 'endpoint', other.endpoint, 'allowed-ips', `${other.podCIDR},100.96.0.${3 - i}/32`);
+    await inNs('ip', 'addr', 'add', `100.96.0.${i}/16`, 'dev', self.interfaceName);
+    await inNs('ip', 'link', 'set', self.interfaceName, 'mtu', String(mtu), 'up');
+    await inNs('ip', 'route', 'add', other.podCIDR, 'dev', self.interfaceName);
+  }
+  await c.waitForMatrix({ timeoutMs: 30_000 });
+  return cell('hand', build, c);
+}
+
+async function clearCell(): Promise<Cell> {
+  const c = await newCluster();
+  const routes = await c.addClearPodRoutes();
+  cleanups.push(() => void routes.remove());
+  await c.waitForMatrix({ timeoutMs: 10_000 });
+  return cell('clear', null, c);
+}
+
+function cell(way: Way, build: Build | null, cluster: MeshCluster): Cell {
+  const server = cluster.nodes[1];
+  cluster.box.spawn(server.podNs, 'iperf3', ['-s', '--bind', server.podIp]);
+  const names = cluster.nodes.map((n) => n.name);
+  return {
+    key: build ? `${build.suite} ${way}` : way,
+    way,
+    build,
+    cluster,
+    wgPids: () => names.map((n) => cluster.wireguardGoPid(n)).filter((p): p is number => p !== undefined),
+    agentPids: () => names.map((n) => cluster.agentPid(n)).filter((p): p is number => p !== undefined),
+    gbps: [],
+    wgCpuPerGB: [],
+    agentCpu: [],
+    retransmits: [],
+  };
+}
+
+/** Bytes the WireGuard device of node-0 has sent (0 when it has none). */
+async function wgSent(c: MeshCluster): Promise<bigint> {
+  const n = c.nodes[0];
+  try {
+    const { stdout } = await execFileAsync('ip', ['netns', 'exec', n.ns, 'wg', 'show', n.interfaceName, 'transfer']);
+    return stdout.trim().split('\n').filter(Boolean).reduce((sum, line) => sum + BigInt(line.split('\t')[2] ?? '0'), 0n);
+  } catch {
+    return 0n;
+  }
+}
+
+interface IperfJson {
+  end?: { sum_received?: { bytes: number; bits_per_second: number }; sum_sent?: { retransmits?: number } };
+  error?: string;
+}
+
+/** One iperf3 run from node-0's pod to node-1's pod; records it in the cell unless warmup. */
+async function run(cell: Cell, secs: number, record: boolean): Promise<void> {
+  const c = cell.cluster;
+  const [a, b] = c.nodes;
+  const wgBefore = await wgSent(c);
+  const wgPids = cell.wgPids();
+  const agentPids = cell.agentPids();
+  const wgCpu0 = wgPids.map(cpuSecondsOf);
+  const agentCpu0 = agentPids.map(cpuSecondsOf);
+  let out: string;
+  try {
+    out = (await c.box.exec(a.podNs, 'iperf3', ['-c', b.podIp, '-t', String(secs), '-J'], { timeoutMs: (secs + 30) * 1000 })).stdout;
+  } catch (err) {
+    out = (err as { stdout?: string }).stdout ?? '';
+    if (!out) throw new Error(`${cell.key}: iperf3 failed: ${(err as Error).message}`);
+  }
+  const r = JSON.parse(out) as IperfJson;
+  if (r.error || !r.end?.sum_received) throw new Error(`${cell.key}: iperf3: ${r.error ?? 'no result'}`);
+  const bytes = r.end.sum_received.bytes;
+  const wgCpu = wgPids.map(cpuSecondsOf).reduce((s, x, i) => s + x - wgCpu0[i], 0);
+  const agentCpu = agentPids.map(cpuSecondsOf).reduce((s, x, i) => s + x - agentCpu0[i], 0);
+  if (cell.way !== 'clear') {
+    const carried = (await wgSent(c)) - wgBefore;
+    if (carried < BigInt(bytes)) throw new Error(`${cell.key}: the WireGuard device of ${a.name} sent ${carried} bytes but iperf3 received ${bytes}: traffic did not take the tunnel`);
+  } else if (cell.wgPids().length) throw new Error(`${cell.key}: a wireguard-go runs in the clear cluster`);
+  if (!record) return;
+  cell.gbps.push(r.end.sum_received.bits_per_second / 1e9);
+  cell.wgCpuPerGB.push(bytes ? wgCpu / (bytes / 1e9) : 0);
+  cell.agentCpu.push(agentCpu);
+  cell.retransmits.push(r.end.sum_sent?.retransmits ?? 0);
+}
+
+async function offloadsOf(c: MeshCluster, withWg: boolean): Promise<string> {
+  const n = c.nodes[0];
+  const out: string[] = [];
+  const devs: Array<[string, string]> = [[n.podNs, `pd${c.box.tag}0`], [n.ns, `po${c.box.tag}0`], [n.ns, n.underlayInterface]];
+  if (withWg) devs.push([n.ns, n.interfaceName]);
+  for (const [ns, dev] of devs) {
+    const { stdout } = await execFileAsync('ip', ['netns', 'exec', ns, 'ethtool', '-k', dev]);
+    const on = stdout.split('\n').filter((l) => /^\s*(tx-checksumming|scatter-gather|tcp-segmentation-offload|generic-segmentation-offload|generic-receive-offload|rx-udp-gro-forwarding|rx-gro-list|tx-udp-segmentation|rx-checksumming):/.test(l));
+    out.push(`${dev}: ${on.map((l) => l.trim().replace(/: /, '=').replace(/ \[fixed\]/, '')).join(' ')}`);
+  }
+  return out.join('\n');
+}
+
+/** perf record of the agent way's two wireguard-go processes during one run; top symbols. */
+async function profile(cell: Cell): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-perf-'));
+  try {
+    const pids = cell.wgPids();
+    const data = join(dir, 'perf.data');
+    const recorder = execFileAsync('perf', ['record', '-F', '499', '-g', '-o', data, '-p', pids.join(','), '--', 'sleep', String(seconds)], { maxBuffer: 16 << 20 }).catch((e: Error) => e);
+    await run(cell, seconds, false);
+    const rec = await recorder;
+    if (rec instanceof Error) return `perf record failed: ${rec.message.split('\n')[0]}`;
+    const { stdout } = await execFileAsync('perf', ['report', '-i', data, '--stdio', '--no-children', '--sort', 'comm,dso,sym', '-g', 'none', '--percent-limit', '1.5'], { maxBuffer: 64 << 20 });
+    return stdout.split('\n').filter((l) => l.trim() && !l.startsWith('#')).slice(0, 25).join('\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+const fmt = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '-');
+const sorted = (xs: number[]): number[] => [...xs].sort((a, b) => a - b);
+const median = (xs: number[]): number => percentile(sorted(xs), 50);
+const cpuSecondsOf = (pid: number): number => cpuSeconds(pid) ?? 0;
+
+try {
+  const builds = suites.map(fetchBuild);
+  log(`builds: ${builds.map((b) => `${b.suite} ${b.version}`).join(', ')}; ${runs} runs × ${seconds} s per cell; offloads ${v.offloads}; ${cpus().length} CPUs`);
+  const cells: Cell[] = [];
+  if (ways.includes('clear')) cells.push(await clearCell());
+  let mtu = 1420;
+  for (const build of builds) {
+    if (ways.includes('agent')) {
+      const cl = await agentCell(build);
+      cells.push(cl);
+      const link = await getLink(cl.cluster.nodes[0].interfaceName, { netns: cl.cluster.nodes[0].ns });
+      if (link) mtu = link.mtu;
+    }
+    if (ways.includes('hand')) cells.push(await handCell(build, mtu));
+  }
+  log(`set up ${cells.length} clusters; WireGuard MTU ${mtu}`);
+  if (v['show-offloads']) {
+    for (const cl of cells.filter((x) => x.way !== 'hand')) console.error(`# offloads, ${cl.key}:\n${await offloadsOf(cl.cluster, cl.way !== 'clear')}`);
+  }
+  // Warm-up: the iperf3 servers listen, the handshakes are done, TCP and the kernel are warm.
+  for (const cl of cells) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await run(cl, 1, false);
+        break;
+      } catch (err) {
+        if (attempt >= 10) throw err;
+        await new Promise((r) => setTimeout(r, 300));
+      }
+    }
+  }
+  for (let r = 0; r < runs; r++) {
+    // Interleaved, the order rotated every round so that no way always follows the same one.
+    const order = cells.map((_, i) => cells[(i + r) % cells.length]);
+    for (const cl of order) await run(cl, seconds, true);
+    log(`round ${r + 1}/${runs}: ${order.map((cl) => `${cl.key} ${fmt(cl.gbps[cl.gbps.length - 1])}`).join(', ')}`);
+  }
+  const profiles: Record<string, string> = {};
+  if (v.profile) for (const cl of cells.filter((x) => x.way === 'agent')) profiles[cl.key] = await profile(cl);
+
+  const clear = cells.find((x) => x.way === 'clear');
+  const rows = cells.map((cl) => {
+    const hand = cells.find((x) => x.way === 'hand' && x.build === cl.build);
+    return {
+      cell: cl.key,
+      version: cl.build?.version ?? '',
+      median: median(cl.gbps),
+      p95: percentile(sorted(cl.gbps), 95),
+      min: Math.min(...cl.gbps),
+      wgCpuPerGB: median(cl.wgCpuPerGB),
+      agentCpuMs: median(cl.agentCpu) * 1000,
+      retransmits: median(cl.retransmits),
+      vsHand: cl.way === 'agent' && hand ? median(cl.gbps) / median(hand.gbps) : NaN,
+      vsClear: cl.way !== 'clear' && clear ? median(cl.gbps) / median(clear.gbps) : NaN,
+    };
+  });
+  if (v.json) console.log(JSON.stringify({ runs, seconds, offloads: v.offloads, rows, profiles }, null, 2));
+  else {
+    console.log(`iperf3 TCP pod → pod, ${seconds} s × ${runs} runs per cell, interleaved; offloads: ${v.offloads}`);
+    console.log('cell              version        Gbit/s med    p95    min  wg CPU s/GB  agents CPU ms  retr  ours/hand  /clear');
+    for (const r of rows) {
+      console.log(
+        `${r.cell.padEnd(17)} ${r.version.padEnd(14)} ${fmt(r.median).padStart(10)} ${fmt(r.p95).padStart(6)} ${fmt(r.min).padStart(6)} ${fmt(r.wgCpuPerGB).padStart(12)} ${fmt(r.agentCpuMs, 0).padStart(14)} ${fmt(r.retransmits, 0).padStart(5)} ${fmt(r.vsHand).padStart(10)} ${fmt(r.vsClear).padStart(7)}`,
+      );
+    }
+    for (const [k, p] of Object.entries(profiles)) console.log(`\nperf, ${k} (wireguard-go of both nodes; comm, dso, symbol):\n${p}`);
+  }
+} finally {
+  await stopAll();
+}
+
