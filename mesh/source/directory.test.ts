@@ -5,14 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { appendFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { generatePrivateKey, publicKeyOf } from '../../native/index.ts';
 import { shown } from '../crd/validate.ts';
 import { computeTopology } from '../topology/index.ts';
-import { DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_MS, DirectorySource, parseObjects, readRegularFile } from './directory.ts';
+import { DEFAULT_MAX_FILE_BYTES, DEFAULT_SETTLE_MS, DirectorySource, RACY_MS, parseObjects, readRegularFile } from './directory.ts';
 import type { DirectorySourceOptions } from './directory.ts';
 
 let root: string;
@@ -323,6 +323,82 @@ spec: {publicKey: "${publicKeyOf(generatePrivateKey())}", allowedIPs: [192.168.9
         ['Gateway', 'gw', 'InvalidSpec', 'spec.meshIP'],
         ['Peer', 'null-spec', 'InvalidSpec', 'spec'],
       ]);
+    } finally {
+      await source.stop();
+    }
+  });
+
+  test('one file changed out of 1,000 reads that file only; unchanged objects and lists keep their identity', async () => {
+    const dir = await freshDir();
+    const N = 1000;
+    const fileOf = (i: number): string => `node-${i}.yaml`;
+    const content = (i: number, endpoint = `198.18.${i >> 8}.${i & 255}:51820`): string =>
+      `kind: Node\nmetadata: {name: node-${i}}\nspec: {podCIDRs: [10.${10 + (i >> 8)}.${i & 255}.0/24]}\n---\n` +
+      peer(endpoint, `node-${i}`, `10.${10 + (i >> 8)}.${i & 255}.0/24`, `100.96.${i >> 8}.${(i & 255) + 1}`);
+    const texts = Array.from({ length: N }, (_, i) => content(i));
+    await Promise.all(texts.map((t, i) => writeFile(join(dir, fileOf(i)), t)));
+    // Written long ago (a real directory's files are): fresh files are read again until they are RACY_MS old.
+    const old = new Date(Date.now() - 10 * RACY_MS);
+    await Promise.all(texts.map((_, i) => utimes(join(dir, fileOf(i)), old, old)));
+    const reads: string[] = [];
+    const { source } = sourceOf(dir, { onRead: (f) => reads.push(f) });
+    let changes = 0;
+    source.onChange(() => changes++);
+    await source.start();
+    try {
+      assert.equal(source.snapshot().peers.length, N);
+      assert.equal(reads.length, 2 * N, 'at start every file is read (and settled) once');
+      const before = source.snapshot();
+
+      // Nothing changed: a full look reads nothing, says nothing, and the snapshot is the same object.
+      reads.length = 0;
+      changes = 0;
+      await source.reload();
+      assert.deepEqual(reads, []);
+      assert.equal(changes, 0);
+      assert.equal(source.snapshot(), before);
+
+      // One Peer's endpoint changes: that file alone is read (here, and when the watch event names it).
+      await writeFile(join(dir, fileOf(500)), content(500, '198.18.99.1:51820'));
+      await source.reload();
+      assert.deepEqual([...new Set(reads)], [fileOf(500)], 'only the changed file is read');
+      assert.equal(changes, 1);
+      const after = source.snapshot();
+      const at = (name: string): number => after.peers.findIndex((p) => p.metadata.name === name);
+      assert.notEqual(after, before);
+      assert.equal(after.peers[at('node-500')].spec.endpoint, '198.18.99.1:51820');
+      assert.notEqual(after.peers[at('node-500')], before.peers[at('node-500')], 'the changed Peer is a new object');
+      assert.ok(after.peers.every((p, i) => i === at('node-500') || p === before.peers[i]), 'every other Peer is the same object');
+      assert.equal(after.nodes, before.nodes, 'no Node changed: the same list');
+      assert.equal(after.gateways, before.gateways);
+
+      // Through the watcher alone: a writer renames a temporary file into place; only that file is read.
+      reads.length = 0;
+      const changed = new Promise<void>((resolve) => source.onChange(resolve));
+      await writeFile(join(dir, '.node-7.tmp'), content(7, '198.18.99.7:51820'));
+      await rename(join(dir, '.node-7.tmp'), join(dir, fileOf(7)));
+      await changed;
+      assert.equal(source.snapshot().peers[at('node-7')].spec.endpoint, '198.18.99.7:51820');
+      assert.deepEqual([...new Set(reads)], [fileOf(7)], 'the watch event names the file: no other is read');
+      assert.equal(source.snapshot().peers[at('node-8')], before.peers[at('node-8')]);
+    } finally {
+      await source.stop();
+    }
+  });
+
+  test('a same-size rewrite right after a read is not missed (file times are coarser than writes)', async () => {
+    const dir = await freshDir();
+    const file = join(dir, 'node-b.yaml');
+    const { source } = sourceOf(dir);
+    await writeFile(file, peer('198.18.0.2:51820'));
+    await source.start();
+    try {
+      for (const last of ['3', '4', '5']) {
+        // Same length, same inode, written within the same timestamp tick as the last read, as often as not.
+        await writeFile(file, peer(`198.18.0.${last}:51820`));
+        await source.reload();
+        assert.equal(source.snapshot().peers[0].spec.endpoint, `198.18.0.${last}:51820`);
+      }
     } finally {
       await source.stop();
     }

@@ -19,13 +19,18 @@
  *   Gateways go on to the trust rules, which refuse a bad one by field (and a field no kind has is
  *   named here). One bad object never drops the good ones beside it.
  * - A file that does not parse as YAML at all keeps its previous objects (an edit in progress).
+ * - A change costs the files it touches, not the directory: a watch event names its file, and only
+ *   that file is looked at; a file is read again only when its identity (inode, size, modification
+ *   and change times) differs from its last read, or when it changed too close to that read for the
+ *   times to tell (RACY_MS). Unchanged objects keep their identity, and the snapshot stays the same
+ *   object while nothing changed. The poller still looks at every file (stat only), in chunks.
  * - Not half-way: a changed file is applied only once two reads `settleMs` apart (default 250 ms)
  *   return the same bytes; while it keeps changing, its previous objects stay and it is read again.
  *   Writers should still write a temporary file (a name starting with a dot, or another extension)
  *   and rename it into place, which is atomic: a writer that stalls mid-file for longer than
  *   `settleMs` would otherwise be read as finished.
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { statSync, watch, type BigIntStats, type FSWatcher } from 'node:fs';
 import { constants, open, readdir, realpath } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { join, sep } from 'node:path';
@@ -48,6 +53,8 @@ export interface DirectorySourceOptions {
   maxFileBytes?: number;
   /** A changed file is applied once two reads this far apart agree (default DEFAULT_SETTLE_MS). */
   settleMs?: number;
+  /** Called each time a file's bytes are read (tests count them: a change to one file reads that file only). */
+  onRead?: (file: string) => void;
 }
 
 interface FileObjects {
@@ -123,13 +130,91 @@ function decode(bytes: Buffer): ReadResult {
   }
 }
 
+/** What a file was (following links) when it was last read: any difference means it is read again. */
+interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+interface SeenFile {
+  /** The file's identity taken just before it was last read. */
+  id: FileIdentity;
+  /** When that read started (ms since the epoch). */
+  readAtMs: number;
+}
+
+/**
+ * A file whose modification time is this close to (or after) the read that recorded it may have
+ * been written again within the same timestamp tick (Linux timestamps are as coarse as a jiffy,
+ * some filesystems' 1 to 2 s), keeping its size: its identity proves nothing, so it is read again
+ * until it is older than this (git's "racily clean" rule). Costs one file, only while it is fresh.
+ */
+export const RACY_MS = 2000;
+
+/** How many files a full scan stats synchronously before yielding to the event loop. */
+const STAT_CHUNK = 256;
+
+const isCandidate = (name: string): boolean => /\.(ya?ml|json)$/.test(name) && !name.startsWith('.');
+
+function identityOf(st: BigIntStats): FileIdentity {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+}
+
+function sameIdentity(a: FileIdentity, b: FileIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.size === b.size && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs;
+}
+
+/** The file's identity, following links; undefined: it is gone; null: it cannot be stat'ed (the read says why). */
+function statOf(path: string): FileIdentity | null | undefined {
+  try {
+    const st = statSync(path, { bigint: true, throwIfNoEntry: false });
+    return st ? identityOf(st) : undefined;
+  } catch {
+    return null;
+  }
+}
+
+/** The same list when it holds the same objects (so consumers can short-circuit on `===`). */
+function sameListOr<T>(previous: T[] | undefined, next: T[]): T[] {
+  if (previous && previous.length === next.length && previous.every((x, i) => x === next[i])) return previous;
+  return next;
+}
+
+/** Objects of a re-read file whose content did not change keep their previous identity. */
+function keepIdentity(previous: Snapshot | undefined, next: Snapshot): Snapshot {
+  if (!previous) return next;
+  const reuse = <T>(old: T[], now: T[], name: (x: T) => string): T[] => {
+    const byName = new Map(old.map((x) => [name(x), x]));
+    const out = now.map((x) => {
+      const o = byName.get(name(x));
+      return o !== undefined && JSON.stringify(o) === JSON.stringify(x) ? o : x;
+    });
+    return sameListOr(old, out);
+  };
+  const peers = reuse(previous.peers, next.peers, (p) => p.metadata.name);
+  const gateways = reuse(previous.gateways, next.gateways, (g) => g.metadata.name);
+  const nodes = reuse(previous.nodes, next.nodes, (n) => n.name);
+  if (peers === previous.peers && gateways === previous.gateways && nodes === previous.nodes) return previous;
+  return { peers, gateways, nodes };
+}
+
 export class DirectorySource implements PeerSource {
   readonly dir: string;
   private readonly log: Logger;
   private readonly pollMs: number;
   private readonly maxFileBytes: number;
   private readonly settleMs: number;
+  private readonly onRead?: (file: string) => void;
+  /** The applied objects of each file. */
   private files = new Map<string, FileObjects>();
+  /** The candidate files present at the last look, in name order (which decides duplicates). */
+  private names: string[] = [];
+  private nameSet = new Set<string>();
+  /** Per file, its identity when it was last read and handled: while it is the same, the file is not read again. */
+  private seen = new Map<string, SeenFile>();
   private merged: Snapshot = { peers: [], gateways: [], nodes: [] };
   private listeners: Array<() => void> = [];
   private watcher: FSWatcher | null = null;
@@ -138,9 +223,10 @@ export class DirectorySource implements PeerSource {
   private wake: (() => void) | null = null;
   private loaded = false;
   private stopped = false;
-  private last = '';
   private reading: Promise<void> | null = null;
   private followUp: Promise<void> | null = null;
+  /** What the next read looks at: every file, or only these (named by watch events). */
+  private pending: Set<string> | 'all' | null = null;
   /** Per file, the last bytes read that were stable (applied, or refused as not YAML), so they are not settled again. */
   private stable = new Map<string, string>();
   /** The last problem reported per file (or per object), so a poll does not repeat it. */
@@ -152,19 +238,33 @@ export class DirectorySource implements PeerSource {
     this.pollMs = options.pollMs ?? 5000;
     this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
     this.settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
+    this.onRead = options.onRead;
   }
 
   async start(): Promise<void> {
     this.stopped = false;
     await this.reload();
     try {
-      this.watcher = watch(this.dir, () => void this.reload());
+      this.watcher = watch(this.dir, (_event, filename) => this.watched(filename));
       this.watcher.on('error', (err) => this.log.warn('the directory watch failed; polling only', { dir: this.dir, error: err.message }));
     } catch (err) {
       this.log.warn('cannot watch the directory; polling only', { dir: this.dir, error: (err as Error).message });
     }
     this.poller = setInterval(() => void this.reload(), this.pollMs);
     this.poller.unref();
+  }
+
+  /**
+   * A watch event names the file it is about: a change to one file reads that file only. A temporary
+   * file (one dot: the writer's, renamed into place later) is no one's business; anything else that
+   * is not a peer file (no name, a ConfigMap volume's `..data` swap, a directory a link leads into)
+   * may change what the links lead to: look at every file.
+   */
+  private watched(filename: string | Buffer | null): void {
+    const name = typeof filename === 'string' ? filename : filename?.toString('utf8');
+    if (name && isCandidate(name)) void this.reload([name]);
+    else if (name && name.startsWith('.') && !name.startsWith('..')) return;
+    else void this.reload();
   }
 
   async stop(): Promise<void> {
@@ -182,8 +282,9 @@ export class DirectorySource implements PeerSource {
     return this.loaded;
   }
 
+  /** The same object (and arrays) while nothing changed; callers must not mutate it. */
   snapshot(): Snapshot {
-    return { peers: [...this.merged.peers], gateways: [...this.merged.gateways], nodes: [...this.merged.nodes] };
+    return this.merged;
   }
 
   onChange(cb: () => void): void {
@@ -191,19 +292,32 @@ export class DirectorySource implements PeerSource {
   }
 
   /**
-   * Read the directory again now (also what the watcher and the poller do). Resolves after a read
-   * that started after this call; never rejects. A call during a read gets one read right after it.
+   * Look at the directory again now: every file (also what the poller does), or only the files
+   * named (what a watch event does). A file is read only when its identity (inode, size, times)
+   * differs from when it was last read. Resolves after a read that started after this call; never
+   * rejects. A call during a read gets one read right after it.
    */
-  reload(): Promise<void> {
+  reload(files: 'all' | readonly string[] = 'all'): Promise<void> {
     if (this.stopped) return Promise.resolve();
-    if (this.reading) {
-      const next = (this.followUp ??= this.reading.then(() => {
-        this.followUp = null;
-        return this.reload();
-      }));
-      return next;
+    if (files === 'all' || this.pending === 'all') this.pending = 'all';
+    else {
+      this.pending ??= new Set();
+      for (const f of files) this.pending.add(f);
     }
-    this.reading = this.read()
+    if (this.reading) {
+      return (this.followUp ??= this.reading.then(() => {
+        this.followUp = null;
+        return this.startRead();
+      }));
+    }
+    return this.startRead();
+  }
+
+  private startRead(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    const scope = this.pending ?? new Set<string>();
+    this.pending = null;
+    this.reading = this.read(scope)
       .catch((err: unknown) => {
         this.log.warn('reading the peer directory failed; keeping the last state', { dir: this.dir, error: (err as Error).message });
       })
@@ -233,23 +347,54 @@ export class DirectorySource implements PeerSource {
     }).finally(() => (this.wake = null));
   }
 
-  private async read(): Promise<void> {
-    let names: string[];
+  private readFile(name: string, realDir: string): Promise<ReadResult> {
+    this.onRead?.(name);
+    return readRegularFile(join(this.dir, name), realDir, this.maxFileBytes);
+  }
+
+  private async read(scope: Set<string> | 'all'): Promise<void> {
     let realDir: string;
+    let listing: string[] | null = null;
     try {
       realDir = await realpath(this.dir);
-      names = (await readdir(this.dir)).filter((n) => /\.(ya?ml|json)$/.test(n) && !n.startsWith('.')).sort(compareText);
+      if (scope === 'all') listing = (await readdir(this.dir)).filter(isCandidate).sort(compareText);
     } catch (err) {
       this.report(':dir', 'cannot read the peer directory; keeping the last state', { dir: this.dir, error: errorCode(err) });
       return;
     }
     this.report(':dir', null, {});
+    const look = listing ?? [...scope].filter(isCandidate);
+
+    // Which files to read: those whose identity changed since their last read (or that are new, or
+    // fresh enough to have changed within one timestamp tick). A full scan yields now and then, so
+    // that thousands of stats never block the event loop for long.
+    const listed = listing ? new Set(listing) : null;
+    const gone = new Set<string>(listed ? this.names.filter((n) => !listed.has(n)) : []);
+    const toRead: string[] = [];
+    const ids = new Map<string, FileIdentity | null>();
+    const startedMs = Date.now();
+    for (let i = 0; i < look.length; i++) {
+      if (i > 0 && i % STAT_CHUNK === 0) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.stopped) return;
+      }
+      const name = look[i];
+      const id = statOf(join(this.dir, name));
+      if (id === undefined) {
+        gone.add(name);
+        continue;
+      }
+      ids.set(name, id);
+      const seen = this.seen.get(name);
+      if (id === null || !seen || !sameIdentity(seen.id, id) || seen.readAtMs - Number(id.mtimeNs / 1_000_000n) < RACY_MS) toRead.push(name);
+    }
+
     const first = new Map<string, ReadResult>();
-    for (const name of names) first.set(name, await readRegularFile(join(this.dir, name), realDir, this.maxFileBytes));
+    for (const name of toRead) first.set(name, await this.readFile(name, realDir));
 
     // Files whose bytes differ from what was applied are read once more after settleMs; a file that
     // changed meanwhile is still being written: it keeps what it had and is looked at again shortly.
-    const changed = names.filter((n) => {
+    const changed = toRead.filter((n) => {
       const r = first.get(n) as ReadResult;
       return 'text' in r && this.stable.get(n) !== r.text;
     });
@@ -258,68 +403,92 @@ export class DirectorySource implements PeerSource {
       await this.sleep(this.settleMs);
       if (this.stopped) return;
       for (const name of changed) {
-        const again = await readRegularFile(join(this.dir, name), realDir, this.maxFileBytes);
+        const again = await this.readFile(name, realDir);
         const before = first.get(name) as { text: string };
         if ('text' in again && again.text !== before.text) unsettled.add(name);
         else first.set(name, again);
       }
     }
+    if (this.stopped) return;
 
-    const next = new Map<string, FileObjects>();
-    for (const name of names) {
+    let files = this.files;
+    const write = (): Map<string, FileObjects> => (files === this.files ? (files = new Map(this.files)) : files);
+    for (const name of toRead) {
       const path = join(this.dir, name);
       const r = first.get(name) as ReadResult;
       const previous = this.files.get(name);
       if (unsettled.has(name)) {
         this.log.debug('a peer file is still changing; applying it once it is stable', { file: path });
-        if (previous) next.set(name, previous);
         continue;
       }
-      if ('gone' in r) continue;
+      const id = ids.get(name);
+      if (id) this.seen.set(name, { id, readAtMs: startedMs });
+      else this.seen.delete(name);
+      if ('gone' in r) {
+        gone.add(name);
+        continue;
+      }
       if ('problem' in r) {
         this.report(path, `ignoring a peer file: ${r.problem}`, { file: path });
+        if (previous) write().delete(name);
         continue;
       }
       this.report(path, null, {});
       this.stable.set(name, r.text);
-      if (previous?.text === r.text) {
-        next.set(name, previous);
-        continue;
-      }
+      if (previous?.text === r.text) continue;
       try {
         const parsed = parseObjects(r.text, path);
         for (const p of parsed.problems) this.log.warn(p, { file: path });
-        next.set(name, { text: r.text, snapshot: parsed.snapshot });
+        write().set(name, { text: r.text, snapshot: keepIdentity(previous?.snapshot, parsed.snapshot) });
         this.report(`${path}:parse`, null, {});
       } catch (err) {
         this.report(`${path}:parse`, 'ignoring a file that does not parse; its previous objects stay', { file: path, error: (err as Error).message });
-        if (previous) next.set(name, previous);
       }
     }
-    if (this.stopped) return;
-    for (const name of [...this.stable.keys()]) if (!names.includes(name)) this.stable.delete(name);
-    this.files = next;
-    this.merge();
+    for (const name of gone) {
+      if (this.files.has(name)) write().delete(name);
+      this.stable.delete(name);
+      this.seen.delete(name);
+    }
+    // The names in order: a full scan lists them; otherwise only new and gone ones change the list.
+    let names = listing ?? this.names;
+    if (!listing) {
+      const added = look.filter((n) => ids.has(n) && !gone.has(n) && !this.nameSet.has(n));
+      if (added.length > 0 || gone.size > 0) names = [...names.filter((n) => !gone.has(n)), ...added].sort(compareText);
+    } else if (gone.size > 0) {
+      names = names.filter((n) => !gone.has(n));
+    }
+    const listChanged = names !== this.names && (names.length !== this.names.length || names.some((n, i) => n !== this.names[i]));
+    if (listChanged) {
+      this.names = names;
+      this.nameSet = new Set(names);
+    }
+    const wasLoaded = this.loaded;
     this.loaded = true;
     if (unsettled.size > 0) {
       clearTimeout(this.retry);
-      this.retry = setTimeout(() => void this.reload(), this.settleMs);
+      this.retry = setTimeout(() => void this.reload([...unsettled]), this.settleMs);
       this.retry.unref();
     }
-    const fingerprint = JSON.stringify(this.merged);
-    if (fingerprint !== this.last) {
-      this.last = fingerprint;
-      for (const cb of this.listeners) {
-        try {
-          cb();
-        } catch (err) {
-          this.log.warn('a listener of the peer directory failed', { error: (err as Error).message });
-        }
+    if (files === this.files && !listChanged && wasLoaded) return;
+    this.files = files;
+    const before = this.merged;
+    this.merge();
+    if (this.merged === before && wasLoaded) return;
+    for (const cb of this.listeners) {
+      try {
+        cb();
+      } catch (err) {
+        this.log.warn('a listener of the peer directory failed', { error: (err as Error).message });
       }
     }
   }
 
-  /** All files' objects in file-name order; a kind and name given twice keeps its first, the others are named. */
+  /**
+   * All files' objects in file-name order; a kind and name given twice keeps its first, the others
+   * are named. A kind's list that holds the same objects as before is the same list, and the
+   * snapshot is the same object when none changed.
+   */
   private merge(): void {
     const all: Snapshot = { peers: [], gateways: [], nodes: [] };
     const seen = new Map<string, string>();
@@ -333,12 +502,18 @@ export class DirectorySource implements PeerSource {
       this.report(`${file}:${id}`, `leaving out ${kind} ${name}: ${where} has one of that name already`, { file: join(this.dir, file) });
       return false;
     };
-    for (const [file, f] of this.files) {
-      all.peers.push(...f.snapshot.peers.filter((p) => keep('Peer', p.metadata.name, file)));
-      all.gateways.push(...f.snapshot.gateways.filter((g) => keep('Gateway', g.metadata.name, file)));
-      all.nodes.push(...f.snapshot.nodes.filter((n) => keep('Node', n.name, file)));
+    for (const file of this.names) {
+      const f = this.files.get(file);
+      if (!f) continue;
+      for (const p of f.snapshot.peers) if (keep('Peer', p.metadata.name, file)) all.peers.push(p);
+      for (const g of f.snapshot.gateways) if (keep('Gateway', g.metadata.name, file)) all.gateways.push(g);
+      for (const n of f.snapshot.nodes) if (keep('Node', n.name, file)) all.nodes.push(n);
     }
-    this.merged = all;
+    const peers = sameListOr(this.merged.peers, all.peers);
+    const gateways = sameListOr(this.merged.gateways, all.gateways);
+    const nodes = sameListOr(this.merged.nodes, all.nodes);
+    if (peers === this.merged.peers && gateways === this.merged.gateways && nodes === this.merged.nodes) return;
+    this.merged = { peers, gateways, nodes };
   }
 }
 
