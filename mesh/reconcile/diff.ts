@@ -18,20 +18,53 @@ export interface DesiredDevice {
 export type DeviceOp =
   | { op: 'device'; privateKey?: string; listenPort?: number; fwmark?: number }
   | { op: 'remove'; publicKey: string }
-  | { op: 'put'; peer: PeerConfig; created: boolean };
+  | { op: 'put'; peer: PeerConfig; created: boolean }
+  /** Every peer rewritten in one `set` with replace_peers (the reference apply mode: handshakes are lost). */
+  | { op: 'replace'; peers: readonly PeerConfig[] };
 
 const cidrSet = (cidrs: readonly string[]): string => [...new Set(cidrs.map((c) => canonicalCidr(c)))].sort().join(',');
 
+/** The same strings in the same order: the common case (the topology's CIDRs are canonical), decided without parsing. */
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Whether a live peer already is what `want` says (an endpoint we do not set is the peer's own business). */
 export function peerMatches(want: PeerConfig, live: PeerState): boolean {
-  if (cidrSet(want.allowedIPs) !== cidrSet(live.allowedIPs)) return false;
+  if (!sameList(want.allowedIPs, live.allowedIPs) && cidrSet(want.allowedIPs) !== cidrSet(live.allowedIPs)) return false;
   if ((want.persistentKeepalive ?? 0) !== live.persistentKeepalive) return false;
   if ((want.presharedKey ?? null) !== live.presharedKey) return false;
   if (want.endpoint && (live.endpoint === null || canonicalEndpoint(want.endpoint) !== canonicalEndpoint(live.endpoint))) return false;
   return true;
 }
 
-export function diffDevice(want: DesiredDevice, live: DeviceState): DeviceOp[] {
+/**
+ * Whether two desired peers configure the same thing, field by field (the value comparison behind
+ * the reconciler's identity check, for desired arrays rebuilt without keeping unchanged objects).
+ * Allowed IPs in another order count as different: the cost is one needless `set`, never a wrong device.
+ */
+export function samePeerConfig(a: PeerConfig, b: PeerConfig): boolean {
+  return (
+    a.publicKey === b.publicKey &&
+    (a.presharedKey ?? null) === (b.presharedKey ?? null) &&
+    (a.endpoint ?? null) === (b.endpoint ?? null) &&
+    (a.persistentKeepalive ?? 0) === (b.persistentKeepalive ?? 0) &&
+    sameList(a.allowedIPs, b.allowedIPs)
+  );
+}
+
+export interface DevicePlan {
+  ops: DeviceOp[];
+  /** The live peers by public key (as read). */
+  have: Map<string, PeerState>;
+  /** The desired peers by public key (the last one wins if a key repeats). */
+  wanted: Map<string, PeerConfig>;
+}
+
+/** diffDevice, with the maps it built (the reconciler's full pass rebuilds its mirror from them). */
+export function planDevice(want: DesiredDevice, live: DeviceState): DevicePlan {
   const ops: DeviceOp[] = [];
   const device: Extract<DeviceOp, { op: 'device' }> = { op: 'device' };
   if (live.privateKey !== want.privateKey) device.privateKey = want.privateKey;
@@ -46,7 +79,11 @@ export function diffDevice(want: DesiredDevice, live: DeviceState): DeviceOp[] {
     const current = have.get(key);
     if (!current || !peerMatches(peer, current)) ops.push({ op: 'put', peer, created: !current });
   }
-  return ops;
+  return { ops, have, wanted };
+}
+
+export function diffDevice(want: DesiredDevice, live: DeviceState): DeviceOp[] {
+  return planDevice(want, live).ops;
 }
 
 /** The one `set` an operation is. */
@@ -59,7 +96,50 @@ export function opRequest(op: DeviceOp): SetRequest {
     case 'put':
       // update_only for a peer we saw: if it vanished meanwhile, the next pass re-creates it in full.
       return { peers: [fullPeerChange(op.peer, !op.created)] };
+    case 'replace':
+      return { replacePeers: true, peers: op.peers.map((p) => fullPeerChange(p, false)) };
   }
+}
+
+/**
+ * Peer operations grouped into `set` requests of at most `size` peers each, in the order given
+ * (removals before puts, so an allowed IP that moves is released before it is taken). Device
+ * settings and a replace stay a `set` of their own. One `set` per peer made 5,000 new peers 5,000
+ * round trips; a few hundred per `set` keeps each request small (about 200 bytes a peer) while
+ * wireguard-go holds its device lock.
+ */
+export function batchOps(ops: readonly DeviceOp[], size: number): DeviceOp[][] {
+  const batches: DeviceOp[][] = [];
+  let current: DeviceOp[] = [];
+  let kind: DeviceOp['op'] | null = null;
+  for (const op of ops) {
+    const alone = op.op === 'device' || op.op === 'replace';
+    if (current.length && (alone || kind !== op.op || current.length >= size)) {
+      batches.push(current);
+      current = [];
+    }
+    current.push(op);
+    kind = op.op;
+    if (alone) {
+      batches.push(current);
+      current = [];
+      kind = null;
+    }
+  }
+  if (current.length) batches.push(current);
+  return batches;
+}
+
+/** The one `set` a batch of operations is (see batchOps: a batch is one device op, one replace, or peers). */
+export function batchRequest(batch: readonly DeviceOp[]): SetRequest {
+  if (batch.length === 1) return opRequest(batch[0]);
+  const peers = [];
+  for (const op of batch) {
+    if (op.op === 'remove') peers.push({ publicKey: op.publicKey, remove: true });
+    else if (op.op === 'put') peers.push(fullPeerChange(op.peer, !op.created));
+    else throw new Error(`a ${op.op} operation cannot share a set with peers`);
+  }
+  return { peers };
 }
 
 export interface RouteChanges {

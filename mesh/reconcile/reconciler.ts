@@ -1,16 +1,26 @@
 /**
  * The reconciler: makes the live device and routing table what the desired state says, with the
- * smallest changes (see diff.ts). Bursts of events are coalesced into one pass; a periodic resync
- * undoes drift (someone ran `wg set` by hand); after any refused `set` the device is re-read and the
- * pass starts over from what is really there (a `set` is not transactional).
+ * smallest changes (see diff.ts). Bursts of events are coalesced into one pass.
+ *
+ * Two kinds of pass (issue 10: an event costs what it changes):
+ * - an event pass (`trigger`) trusts what this reconciler last applied (mirror.ts): it diffs the
+ *   desired state against that mirror, short-circuiting on object identity, applies only the
+ *   difference and issues no `get` and no route listing;
+ * - a full pass reads the device and the table and repairs drift (someone ran `wg set` or `ip route`
+ *   by hand, wireguard-go lost its state): at start, on the resync timer, on `syncNow()`
+ *   (wireguard-go (re)started, device reset), and after any refused `set` or failed pass (a `set` is
+ *   not transactional: the mirror is no longer trusted, the device is re-read and the pass converges
+ *   from what is really there).
  *
  * It never acts without a desired state: while the source is not synced (API server away at
  * start), `desired()` returns null and the device is left exactly as it is.
  */
 import { canonicalCidr, deleteFallbacks, deleteRoutes, listFallbacks, listRoutes, replaceFallbacks, replaceRoutes, silentLogger } from '../../native/index.ts';
 import type { DeviceState, Logger, SetRequest } from '../../native/index.ts';
-import { diffDevice, diffRoutes, opRequest } from './diff.ts';
+import { batchOps, batchRequest, diffRoutes, opRequest, planDevice } from './diff.ts';
 import type { DesiredDevice, DeviceOp } from './diff.ts';
+import { DeviceMirror } from './mirror.ts';
+import { applyRouteBatch } from './routes.ts';
 
 export interface DesiredState {
   device: DesiredDevice;
@@ -44,14 +54,23 @@ export interface RouteTable {
 
 export interface SyncResult {
   at: Date;
-  /** UAPI operations applied in this pass (each one `set`). */
+  /** Whether this pass read the device and the table (start, resync, syncNow, after a refusal) or trusted the mirror (an event). */
+  full: boolean;
+  /** UAPI operations applied in this pass (a batch of peers is one `set`; see `sets`). */
   applied: DeviceOp[];
+  /** `set` requests sent in this pass, refused ones included. */
+  sets: number;
   routesAdded: string[];
   routesRemoved: string[];
-  /** The device as re-read at the end of the pass. */
+  /**
+   * The device as this reconciler knows it, DeviceState-shaped: as read by the last full pass with
+   * everything applied since (an event pass does not re-read it). Peers, keys and settings are
+   * current; handshakes and counters are those of the last full pass (refreshed at each resync).
+   * After a failed pass, the device as last read. Do not mutate it: an unchanged device is the same object.
+   */
   live: DeviceState | null;
   desired: DesiredState;
-  /** Set when the pass could not converge; the next pass retries. */
+  /** Set when the pass could not converge; the next pass (a full one) retries. */
   error?: Error;
 }
 
@@ -66,20 +85,47 @@ export interface ReconcilerOptions {
   resyncMs?: number;
   /** Retry a failed pass after this long (default 2 s). */
   retryMs?: number;
+  /**
+   * How peer changes reach the device: 'incremental' (default) sets only the peers that changed,
+   * batched; 'replace' rewrites every peer in one `set` with replace_peers whenever any differs (the
+   * Go prototype's and Kilo's way, kept as the benchmark reference: every handshake is lost).
+   */
+  applyMode?: 'incremental' | 'replace';
+  /** Peers per `set` when many change at once (default 256). */
+  batchSize?: number;
   onSync?: (result: SyncResult) => void;
 }
 
 const MAX_ATTEMPTS = 3;
+/**
+ * 256 peers make a `set` of about 50 KB (one public key, a few flags and allowed IPs each):
+ * wireguard-go reads a `set` line by line with no overall limit, answers it with one errno line,
+ * and holds its device lock meanwhile, so a few hundred per request keeps each one short while
+ * 5,000 new peers take 20 round trips instead of 5,000.
+ */
+const DEFAULT_BATCH = 256;
+
+/** Whether the logger would print debug lines: winston formats a line before its transport drops it, so skip the call when not. */
+function debugEnabled(log: Logger): boolean {
+  const check = (log as { isLevelEnabled?: (level: string) => boolean }).isLevelEnabled;
+  return typeof check === 'function' ? check.call(log, 'debug') : true;
+}
 
 export class Reconciler {
   private readonly o: ReconcilerOptions;
   private readonly log: Logger;
+  private readonly debug: boolean;
+  private readonly mirror = new DeviceMirror();
   private dirty = false;
+  /** The next pass reads everything (set by the resync timer, a refusal, an error). */
+  private fullNext = true;
   private timer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private stopped = false;
+  /** The device as last read (what a failed pass reports). */
+  private lastRead: DeviceState | null = null;
   /** Passes completed (for tests and metrics). */
   passes = 0;
   lastResult: SyncResult | null = null;
@@ -87,19 +133,26 @@ export class Reconciler {
   constructor(options: ReconcilerOptions) {
     this.o = options;
     this.log = options.log ?? silentLogger;
+    this.debug = debugEnabled(this.log);
   }
 
   start(): void {
     this.stopped = false;
     const every = this.o.resyncMs ?? 60_000;
     if (every > 0) {
-      this.resyncTimer = setInterval(() => this.trigger('resync'), every);
+      this.resyncTimer = setInterval(() => this.resync('resync'), every);
       this.resyncTimer.unref();
     }
-    this.trigger('start');
+    this.resync('start');
   }
 
-  /** Ask for a pass soon; many calls in a burst give one pass. */
+  /** Ask for a full pass soon (reads the device and the table). */
+  resync(reason = 'resync'): void {
+    this.fullNext = true;
+    this.trigger(reason);
+  }
+
+  /** Ask for a pass soon; many calls in a burst give one pass. An event pass unless a full one is due. */
   trigger(reason = 'event', delayMs = this.o.debounceMs ?? 100): void {
     if (this.stopped) return;
     this.dirty = true;
@@ -114,9 +167,12 @@ export class Reconciler {
     }, delayMs);
   }
 
-  /** Run one pass now and wait for it (wireguard-go (re)started, tests). Never concurrent with another pass. */
-  syncNow(): Promise<SyncResult | null> {
-    return this.exclusive(() => this.pass());
+  /**
+   * Run one pass now and wait for it; never concurrent with another pass. A full pass unless
+   * `{ full: false }` (wireguard-go (re)started or the device was reset: nothing applied can be trusted).
+   */
+  syncNow(options: { full?: boolean } = {}): Promise<SyncResult | null> {
+    return this.exclusive(() => this.pass(options.full ?? true));
   }
 
   /** Passes run one at a time, whoever asks: two at once would both apply the same difference. */
@@ -145,7 +201,7 @@ export class Reconciler {
   private async loop(): Promise<void> {
     while (this.dirty && !this.stopped) {
       this.dirty = false;
-      const result = await this.exclusive(() => this.pass());
+      const result = await this.exclusive(() => this.pass(false));
       if (result?.error && !this.stopped) {
         // Try again later rather than spin: wireguard-go may be restarting.
         setTimeout(() => this.trigger('retry', 0), this.o.retryMs ?? 2000).unref();
@@ -153,7 +209,7 @@ export class Reconciler {
     }
   }
 
-  private async pass(): Promise<SyncResult | null> {
+  private async pass(forceFull: boolean): Promise<SyncResult | null> {
     let desired: DesiredState | null;
     try {
       desired = this.o.desired();
@@ -167,65 +223,38 @@ export class Reconciler {
       this.log.debug('no desired state yet (source not synced): leaving the device as it is');
       return null;
     }
-    const result: SyncResult = { at: new Date(), applied: [], routesAdded: [], routesRemoved: [], live: null, desired };
-    let live: DeviceState | null = null;
+    const full = forceFull || this.fullNext || !this.mirror.trusted;
+    this.fullNext = false;
+    const result: SyncResult = { at: new Date(), full, applied: [], sets: 0, routesAdded: [], routesRemoved: [], live: null, desired };
     try {
-      live = await this.o.device.get();
-      let lastRefusal: Error | null = null;
-      for (let attempt = 1; ; attempt++) {
-        const ops = diffDevice(desired.device, live);
-        if (ops.length === 0) break;
-        if (attempt > MAX_ATTEMPTS) {
-          throw new Error(`device still differs after ${MAX_ATTEMPTS} attempts (${ops.length} operations left): ${lastRefusal?.message ?? 'no refusal seen'}`);
-        }
-        // Each operation is its own set: one refused peer does not keep the others from being applied.
-        for (const op of ops) {
-          try {
-            await this.o.device.set(opRequest(op));
-            result.applied.push(op);
-          } catch (err) {
-            lastRefusal = err as Error;
-            this.log.warn('UAPI set refused', { op: op.op, error: lastRefusal.message, attempt });
-          }
-        }
-        // Lines before a refused one stay applied, and others may write too: go on from what is really there.
-        live = await this.o.device.get();
+      if (full || !(await this.eventDevice(desired.device, result))) {
+        result.full = true;
+        await this.fullDevice(desired.device, result);
       }
-      result.live = live;
       if (this.o.routes) {
-        const { table, dev, netns } = this.o.routes;
-        const current = await listRoutes(table, { netns });
-        const changes = diffRoutes(desired.routes, current, dev);
-        // Only routes through our own device are deleted (deleteRoutes names the device): whatever else
-        // is in this table (a --table shared by mistake with another tool) is left alone.
-        result.routesRemoved = await deleteRoutes(table, dev, changes.remove, { netns });
-        const { conflicts } = await replaceRoutes(table, changes.add.map((dst) => ({ dst, dev })), { netns });
-        const taken = new Set(conflicts.map((r) => r.dst));
-        result.routesAdded = changes.add.filter((c) => !taken.has(c));
-        if (conflicts.length) {
-          this.log.warn('routes in the mesh table belong to another device; left alone (is --table shared with another tool?)', {
-            table,
-            routes: conflicts.map((r) => `${r.dst} dev ${r.dev}`).join(', '),
-          });
-        }
-        if (this.o.routes.failClosed ?? true) {
-          const fallbacks = new Set(await listFallbacks(table, { netns }));
-          const wanted = new Set([...desired.routes, ...(desired.fallbacks ?? [])].map((c) => canonicalCidr(c)));
-          await deleteFallbacks(table, [...fallbacks].filter((c) => !wanted.has(c)), { netns });
-          await replaceFallbacks(table, [...wanted].filter((c) => !fallbacks.has(c)).sort(), { netns });
-        }
+        if (result.full || !(await this.eventRoutes(desired, this.o.routes, result))) await this.fullRoutes(desired, this.o.routes, result);
       }
+      result.live = this.mirror.live();
       if (result.applied.length || result.routesAdded.length || result.routesRemoved.length) {
+        let put = 0;
+        let removed = 0;
+        for (const op of result.applied) {
+          if (op.op === 'put') put++;
+          else if (op.op === 'remove') removed++;
+          else if (op.op === 'replace') put += op.peers.length;
+        }
         this.log.info('reconciled', {
-          sets: result.applied.length,
-          peersPut: result.applied.filter((o) => o.op === 'put').length,
-          peersRemoved: result.applied.filter((o) => o.op === 'remove').length,
+          full: result.full,
+          sets: result.sets,
+          peersPut: put,
+          peersRemoved: removed,
           routesAdded: result.routesAdded.length,
           routesRemoved: result.routesRemoved.length,
         });
       }
     } catch (err) {
-      result.live = live;
+      this.mirror.distrust();
+      result.live = this.lastRead;
       result.error = err as Error;
       this.log.warn('reconcile pass failed; will retry', { error: result.error.message });
     }
@@ -238,5 +267,184 @@ export class Reconciler {
       this.log.error('an onSync listener failed', { error: (err as Error).message });
     }
     return result;
+  }
+
+  /**
+   * Apply the difference between `want` and the mirror. Returns false when a `set` was refused:
+   * the mirror is then untrusted and the caller converges with a full pass.
+   */
+  private async eventDevice(want: DesiredDevice, result: SyncResult): Promise<boolean> {
+    const ops = this.mirror.diff(want);
+    if (ops.length === 0) return true;
+    const refused = await this.apply(this.forMode(ops, want), result, 1, true);
+    if (refused) {
+      this.mirror.distrust();
+      return false;
+    }
+    this.mirror.settled(want);
+    return true;
+  }
+
+  /** Read the device, apply the difference, and re-read only after a refusal (up to MAX_ATTEMPTS). */
+  private async fullDevice(want: DesiredDevice, result: SyncResult): Promise<void> {
+    this.mirror.distrust();
+    let live = await this.readDevice();
+    let lastRefusal: Error | null = null;
+    for (let attempt = 1; ; attempt++) {
+      const plan = planDevice(want, live);
+      const ops = this.forMode(plan.ops, want);
+      if (ops.length && attempt > MAX_ATTEMPTS) {
+        throw new Error(`device still differs after ${MAX_ATTEMPTS} attempts (${ops.length} operations left): ${lastRefusal?.message ?? 'no refusal seen'}`);
+      }
+      const refused = ops.length ? await this.apply(ops, result, attempt, false) : null;
+      if (!refused) {
+        this.mirror.rebuild(want, live, plan, ops.some((o) => o.op === 'replace'));
+        return;
+      }
+      lastRefusal = refused;
+      // Lines before a refused one stay applied, and others may write too: go on from what is really there.
+      live = await this.readDevice();
+    }
+  }
+
+  private async readDevice(): Promise<DeviceState> {
+    const live = await this.o.device.get();
+    this.lastRead = live;
+    return live;
+  }
+
+  /** In replace mode, any peer difference becomes one rewrite of every desired peer. */
+  private forMode(ops: DeviceOp[], want: DesiredDevice): DeviceOp[] {
+    if (this.o.applyMode !== 'replace' || !ops.some((o) => o.op === 'put' || o.op === 'remove')) return ops;
+    return [...ops.filter((o) => o.op === 'device'), { op: 'replace', peers: want.peers }];
+  }
+
+  /**
+   * Send the operations in batches. A `set` is not transactional: when a batch is refused, its
+   * operations are sent again one per `set`, so one bad peer does not keep the others out. Returns
+   * the last refusal, or null when every `set` was accepted.
+   */
+  private async apply(ops: readonly DeviceOp[], result: SyncResult, attempt: number, commit: boolean): Promise<Error | null> {
+    let refused: Error | null = null;
+    for (const batch of batchOps(ops, this.o.batchSize ?? DEFAULT_BATCH)) {
+      try {
+        result.sets++;
+        await this.o.device.set(batchRequest(batch));
+        for (const op of batch) this.applied(op, result, commit);
+        continue;
+      } catch (err) {
+        refused = err as Error;
+        this.log.warn('UAPI set refused', { op: batch[0].op, peers: batch.length, error: refused.message, attempt });
+      }
+      if (batch.length === 1) continue;
+      for (const op of batch) {
+        try {
+          result.sets++;
+          await this.o.device.set(opRequest(op));
+          this.applied(op, result, commit);
+        } catch (err) {
+          refused = err as Error;
+          this.log.warn('UAPI set refused', { op: op.op, publicKey: op.op === 'put' ? op.peer.publicKey : op.op === 'remove' ? op.publicKey : undefined, error: refused.message, attempt });
+        }
+      }
+    }
+    return refused;
+  }
+
+  /** One operation landed: record it, and log it (the convergence benchmark matches these lines by public key). */
+  private applied(op: DeviceOp, result: SyncResult, commit: boolean): void {
+    result.applied.push(op);
+    if (commit) this.mirror.commit(op);
+    if (!this.debug) return;
+    switch (op.op) {
+      case 'put':
+        this.log.debug('applied', { op: 'put', publicKey: op.peer.publicKey });
+        return;
+      case 'remove':
+        this.log.debug('applied', { op: 'remove', publicKey: op.publicKey });
+        return;
+      case 'replace':
+        this.log.debug('applied', { op: 'replace', peers: op.peers.length });
+        return;
+      case 'device':
+        this.log.debug('applied', { op: 'device' });
+        return;
+    }
+  }
+
+  /** The union the fallbacks cover: every route and every extra fallback. */
+  private fallbackLists(desired: DesiredState): ReadonlyArray<readonly string[]> {
+    return desired.fallbacks ? [desired.routes, desired.fallbacks] : [desired.routes];
+  }
+
+  /**
+   * Route changes against the mirror, in one `ip -batch`, without listing the table. Returns false
+   * when the batch failed (the table is not what was last applied): the caller repairs with a full listing.
+   */
+  private async eventRoutes(desired: DesiredState, rt: RouteTable, result: SyncResult): Promise<boolean> {
+    const failClosed = rt.failClosed ?? true;
+    const lists = this.fallbackLists(desired);
+    const routes = this.mirror.routes.diff([desired.routes]);
+    const fallbacks = failClosed ? this.mirror.fallbacks.diff(lists) : null;
+    if (!routes && !fallbacks) return true;
+    const add: string[] = [];
+    const conflicts: string[] = [];
+    for (const c of routes?.add ?? []) {
+      const other = this.mirror.foreign.get(c);
+      if (other === undefined) add.push(c);
+      else conflicts.push(`${c} dev ${other}`);
+    }
+    const remove = routes?.remove ?? [];
+    try {
+      await applyRouteBatch(
+        { table: rt.table, dev: rt.dev, addRoutes: add, removeRoutes: remove, addFallbacks: fallbacks?.add ?? [], removeFallbacks: fallbacks?.remove ?? [] },
+        { netns: rt.netns },
+      );
+    } catch (err) {
+      this.log.warn('route changes failed; listing the table to repair', { table: rt.table, error: (err as Error).message });
+      return false;
+    }
+    if (routes) this.mirror.routes.commit(add, remove, conflicts.length ? null : [desired.routes]);
+    if (fallbacks) this.mirror.fallbacks.commit(fallbacks.add, fallbacks.remove, lists);
+    result.routesAdded = add.sort();
+    result.routesRemoved = [...remove].sort();
+    if (conflicts.length) this.warnConflicts(rt.table, conflicts);
+    return true;
+  }
+
+  /** List the table and make it hold the desired routes and fallbacks; rebuild the route mirrors from it. */
+  private async fullRoutes(desired: DesiredState, rt: RouteTable, result: SyncResult): Promise<void> {
+    const { table, dev, netns } = rt;
+    this.mirror.routes.reset();
+    this.mirror.fallbacks.reset();
+    const current = await listRoutes(table, { netns });
+    const changes = diffRoutes(desired.routes, current, dev);
+    // Only routes through our own device are deleted (deleteRoutes names the device): whatever else
+    // is in this table (a --table shared by mistake with another tool) is left alone.
+    result.routesRemoved = await deleteRoutes(table, dev, changes.remove, { netns });
+    const { conflicts } = await replaceRoutes(table, changes.add.map((dst) => ({ dst, dev })), { netns });
+    const taken = new Set(conflicts.map((r) => r.dst));
+    result.routesAdded = changes.add.filter((c) => !taken.has(c));
+    if (conflicts.length) this.warnConflicts(table, conflicts.map((r) => `${r.dst} dev ${r.dev}`));
+    const foreign = new Map<string, string>();
+    for (const r of current) if (r.dev !== dev) foreign.set(r.dst, r.dev);
+    for (const r of conflicts) foreign.set(r.dst, r.dev);
+    this.mirror.foreign = foreign;
+    const ours = new Set(desired.routes.map((c) => canonicalCidr(c)));
+    for (const c of taken) ours.delete(c);
+    this.mirror.routes.replace(ours, conflicts.length ? [] : [desired.routes]);
+    if (rt.failClosed ?? true) {
+      const fallbacks = new Set(await listFallbacks(table, { netns }));
+      const lists = this.fallbackLists(desired);
+      const wanted = new Set<string>();
+      for (const list of lists) for (const c of list) wanted.add(canonicalCidr(c));
+      await deleteFallbacks(table, [...fallbacks].filter((c) => !wanted.has(c)), { netns });
+      await replaceFallbacks(table, [...wanted].filter((c) => !fallbacks.has(c)).sort(), { netns });
+      this.mirror.fallbacks.replace(wanted, lists);
+    }
+  }
+
+  private warnConflicts(table: number, routes: string[]): void {
+    this.log.warn('routes in the mesh table belong to another device; left alone (is --table shared with another tool?)', { table, routes: routes.join(', ') });
   }
 }
