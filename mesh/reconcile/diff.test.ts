@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { blankPeerState, encodeSet, generatePrivateKey, publicKeyOf } from '../../native/index.ts';
+import { blankPeerState, canonicalCidr, encodeSet, generatePrivateKey, publicKeyOf } from '../../native/index.ts';
 import type { DeviceState, PeerState, SetRequest } from '../../native/index.ts';
-import { diffDevice, diffRoutes, opRequest } from './diff.ts';
+import { batchOps, batchRequest, diffDevice, diffRoutes, opRequest, planDevice } from './diff.ts';
 import type { DesiredDevice } from './diff.ts';
+import { CidrMirror, DeviceMirror } from './mirror.ts';
 
 /**
  * A model of how wireguard-go applies a `set` (device/uapi.go): used only by the property tests
@@ -252,5 +253,98 @@ describe('diffRoutes: sorted, canonical', () => {
       'wg0',
     );
     assert.deepEqual(changes, { add: [], remove: ['10.1.0.0/24', '10.9.0.0/24', 'fd00:9::/64'] });
+  });
+});
+
+describe('DeviceMirror: event passes from what was last applied', () => {
+  /** Apply operations the way the reconciler does: in batches of `size` peers per set. */
+  const applyOps = (state: DeviceState, ops: Parameters<typeof batchOps>[0], size: number): DeviceState => {
+    for (const batch of batchOps(ops, size)) state = applySet(state, batchRequest(batch));
+    return state;
+  };
+  const sameDevice = (state: DeviceState, want: DesiredDevice): void => {
+    assert.equal(state.privateKey, want.privateKey);
+    assert.equal(state.listenPort, want.listenPort);
+    assert.equal(state.fwmark, want.fwmark);
+    const got = new Map(state.peers.map((p) => [p.publicKey, p]));
+    assert.deepEqual([...got.keys()].sort(), want.peers.map((p) => p.publicKey).sort());
+    for (const p of want.peers) {
+      const live = got.get(p.publicKey) as PeerState;
+      assert.deepEqual([...live.allowedIPs].sort(), [...p.allowedIPs].sort());
+      assert.equal(live.persistentKeepalive, p.persistentKeepalive ?? 0);
+      assert.equal(live.presharedKey, p.presharedKey ?? null);
+    }
+  };
+
+  test('property: a full pass then any sequence of event passes (objects kept, rebuilt or changed) leaves the device as desired', () => {
+    fc.assert(
+      fc.property(liveArb, fc.array(fc.tuple(desiredArb, fc.boolean()), { minLength: 1, maxLength: 6 }), fc.constantFrom(1, 2, 256), (live, steps, size) => {
+        const mirror = new DeviceMirror();
+        let state = live;
+        let previous: DesiredDevice | null = null;
+        for (const [i, [next, keep]] of steps.entries()) {
+          // Half the steps keep the previous step's objects for peers whose value did not change (as the topology engine does).
+          let want = next;
+          if (keep && previous) {
+            const old = new Map(previous.peers.map((p) => [p.publicKey, p]));
+            want = { ...next, peers: next.peers.map((p) => { const o = old.get(p.publicKey); return o && JSON.stringify(o) === JSON.stringify(p) ? o : p; }) };
+          }
+          if (i === 0) {
+            const plan = planDevice(want, state);
+            state = applyOps(state, plan.ops, size);
+            mirror.rebuild(want, live, plan, false);
+          } else {
+            const ops = mirror.diff(want);
+            state = applyOps(state, ops, size);
+            for (const op of ops) mirror.commit(op);
+            mirror.settled(want);
+          }
+          sameDevice(state, want);
+          assert.deepEqual(mirror.diff(want), [], 'nothing left to do');
+          assert.deepEqual(diffDevice(want, state), [], 'a full pass would find nothing either');
+          assert.deepEqual(mirror.live().peers.map((p) => p.publicKey).sort(), want.peers.map((p) => p.publicKey).sort());
+          previous = want;
+        }
+      }),
+      // Each run derives public keys (milliseconds each): 300 runs of up to 6 passes keep it to seconds.
+      { numRuns: 300 },
+    );
+  });
+
+  test('the same peer objects and arrays again are no operation; a deep copy is none either', () => {
+    const want: DesiredDevice = { privateKey: PRIVATE[0], listenPort: 51820, fwmark: 0, peers: KEYS.map((k, i) => ({ publicKey: k, allowedIPs: [`10.${i}.0.0/24`] })) };
+    const mirror = new DeviceMirror();
+    mirror.rebuild(want, { privateKey: null, publicKey: null, listenPort: 0, fwmark: 0, peers: [] }, planDevice(want, { privateKey: null, publicKey: null, listenPort: 0, fwmark: 0, peers: [] }), false);
+    assert.deepEqual(mirror.diff(want), []);
+    assert.deepEqual(mirror.diff({ ...want, peers: [...want.peers] }), []);
+    assert.deepEqual(mirror.diff(structuredClone(want)), []);
+    const one = mirror.diff({ ...want, peers: want.peers.map((p, i) => (i === 2 ? { ...p, allowedIPs: ['10.99.0.0/24'] } : p)) });
+    assert.deepEqual(one.map((o) => o.op), ['put']);
+  });
+});
+
+describe('CidrMirror', () => {
+  test('property: diffs against what was committed give exactly the set wanted, whatever the spelling or duplicates', () => {
+    const cidr = fc.constantFrom('10.1.0.0/24', '10.1.0.7/24', '10.2.0.0/16', 'fd00:1:0:0::/64', 'fd00:1::/64', '10.3.0.0/24');
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.array(cidr, { maxLength: 5 }), fc.array(cidr, { maxLength: 3 })), { minLength: 1, maxLength: 5 }), (steps) => {
+        const m = new CidrMirror();
+        let held = new Set<string>();
+        for (const lists of steps) {
+          const d = m.diff(lists);
+          if (d) {
+            for (const c of d.remove) held.delete(c);
+            for (const c of d.add) held.add(c);
+            m.commit(d.add, d.remove, lists);
+          }
+          const want = new Set(lists.flat().map((c) => canonicalCidr(c)));
+          assert.deepEqual([...held].sort(), [...want].sort());
+          assert.deepEqual(m.values().sort(), [...want].sort());
+          assert.equal(m.diff(lists), null, 'the same arrays again: nothing');
+          held = new Set(held);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });
