@@ -1,6 +1,6 @@
-/** The node agent: a mesh member whose own object is the Peer named after its node. */
-import { MeshMember } from '../mesh/index.ts';
-import type { MemberOptions } from '../mesh/index.ts';
+/** The node agent: a mesh member whose own object is the Peer named after its node. (From mesh/member.ts, not mesh/index.ts: the latter loads the Kubernetes client too.) */
+import { MeshMember } from '../mesh/member.ts';
+import type { MemberOptions } from '../mesh/member.ts';
 
 export type AgentOptions = Omit<MemberOptions, 'role' | 'name' | 'podCIDRs'>;
 

@@ -4,8 +4,8 @@
  * network namespace (the Konnectivity agent pod's), so what the API server sends into the cluster
  * reaches pods encrypted.
  */
-import { MeshMember } from '../mesh/index.ts';
-import type { MemberOptions } from '../mesh/index.ts';
+import { MeshMember } from '../mesh/member.ts';
+import type { MemberOptions } from '../mesh/member.ts';
 
 export type GatewayOptions = Omit<MemberOptions, 'role'> & { podCIDRs: string[]; endpoint: string };
 

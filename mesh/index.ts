@@ -4,6 +4,7 @@ export * from './crd/types.ts';
 export * from './crd/validate.ts';
 export * from './backoff.ts';
 export * from './failclosed.ts';
+export * from './api.ts';
 export * from './kube.ts';
 export * from './manifests.ts';
 export * from './member.ts';

@@ -8,7 +8,8 @@ import type { Argv } from 'yargs';
 import { DEFAULT_FWMARK, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE, formatMark, validateFwmark, validateRulePriority, validateTable } from '../../native/link/marks.ts';
 import { UsageError } from '../format.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
-import type { MeshMember } from '../../mesh/index.ts';
+import type { MeshApi } from '../../mesh/api.ts';
+import type { PeerSource } from '../../mesh/source/types.ts';
 
 interface CommonArgs {
   'node-name': string;
@@ -131,10 +132,12 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
 }
 
 async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: string; endpoint?: string; podCIDRs?: string[] }): Promise<void> {
-  const { createLogger } = await import('../../native/index.ts');
-  const mesh = await import('../../mesh/index.ts');
+  // Each mode loads only what it uses: @kubernetes/client-node (with mesh/api.ts and the informers)
+  // costs about 85 MB of RSS and most of a second of CPU at start, and a --peers-dir member never
+  // talks to an API server. So no mesh/index.ts here (it re-exports everything).
+  const { createLogger, canonicalCidr } = await import('../../native/index.ts');
+  const { checkSettings } = await import('../../mesh/topology/index.ts');
   const log = createLogger({ level: a['log-level'], format: a['log-format'], component: role === 'node' ? 'agent' : 'gateway' });
-  const { canonicalCidr } = await import('../../native/index.ts');
   canonicalCidr(a['mesh-cidr'], '--mesh-cidr');
   const lists = {
     serviceCIDRs: a['service-cidr']?.map((c, i) => canonicalCidr(c, `--service-cidr[${i}]`)),
@@ -142,20 +145,22 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: strin
     nodeSubnets: a['node-cidr']?.map((c, i) => canonicalCidr(c, `--node-cidr[${i}]`)),
   };
   // The same checks the desired state makes on every pass, once up front: bad settings never start.
-  const checked = mesh.checkSettings({ meshCIDR: a['mesh-cidr'], ...lists });
+  const checked = checkSettings({ meshCIDR: a['mesh-cidr'], ...lists });
   if ('problems' in checked) throw new Error(checked.problems[0]);
 
-  let source: import('../../mesh/index.ts').PeerSource;
-  let api: import('../../mesh/index.ts').MeshApi | undefined;
+  let source: PeerSource;
+  let api: MeshApi | undefined;
   if (a['peers-dir']) {
-    source = new mesh.DirectorySource(a['peers-dir'], { log });
+    const { DirectorySource } = await import('../../mesh/source/directory.ts');
+    source = new DirectorySource(a['peers-dir'], { log });
   } else {
-    const kc = await loadKubeConfig(a.kubeconfig);
-    source = new mesh.KubeSource(kc, { log });
-    api = new mesh.MeshApi(kc, { instance: extra.name, component: role === 'node' ? 'aks-mesh-agent' : 'aks-mesh-gateway', log });
+    const [kc, { KubeSource }, { MeshApi }] = await Promise.all([loadKubeConfig(a.kubeconfig), import('../../mesh/source/kube.ts'), import('../../mesh/api.ts')]);
+    source = new KubeSource(kc, { log });
+    api = new MeshApi(kc, { instance: extra.name, component: role === 'node' ? 'aks-mesh-agent' : 'aks-mesh-gateway', log });
   }
-  const metrics = new mesh.MemberMetrics({ role, name: extra.name, interface: a.interface });
-  const member: MeshMember = new mesh.MeshMember({
+  const [{ MeshMember }, { MemberMetrics }] = await Promise.all([import('../../mesh/member.ts'), import('../../mesh/metrics.ts')]);
+  const metrics = new MemberMetrics({ role, name: extra.name, interface: a.interface });
+  const member = new MeshMember({
     role,
     name: extra.name,
     nodeName: a['node-name'],

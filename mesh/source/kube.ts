@@ -12,7 +12,7 @@ import * as k8s from '@kubernetes/client-node';
 import { silentLogger } from '../../native/index.ts';
 import type { Logger } from '../../native/index.ts';
 import { Backoff } from '../backoff.ts';
-import { InFlight, boundedApiClient } from '../kube.ts';
+import { InFlight, boundedApiClient } from '../api.ts';
 import { GROUP, RESOURCES, VERSION } from '../crd/types.ts';
 import type { Gateway, Peer } from '../crd/types.ts';
 import { nodeInfo } from './types.ts';
