@@ -278,16 +278,17 @@ describe('DeviceMirror: event passes from what was last applied', () => {
 
   test('property: a full pass then any sequence of event passes (objects kept, rebuilt or changed) leaves the device as desired', () => {
     fc.assert(
-      fc.property(liveArb, fc.array(fc.tuple(desiredArb, fc.boolean()), { minLength: 1, maxLength: 6 }), fc.constantFrom(1, 2, 256), (live, steps, size) => {
+      fc.property(liveArb, fc.array(fc.tuple(desiredArb, fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 6 }), fc.constantFrom(1, 2, 256), (live, steps, size) => {
         const mirror = new DeviceMirror();
         let state = live;
         let previous: DesiredDevice | null = null;
-        for (const [i, [next, keep]] of steps.entries()) {
-          // Half the steps keep the previous step's objects for peers whose value did not change (as the topology engine does).
-          let want = next;
+        for (const [i, [next, keep, sorted]] of steps.entries()) {
+          // Half the steps keep the previous step's objects for peers whose value did not change (as the topology engine does);
+          // half are sorted by public key (as the topology's are: the merge path), the others in any order (the map path).
+          let want = sorted ? { ...next, peers: [...next.peers].sort((a, b) => (a.publicKey < b.publicKey ? -1 : 1)) } : next;
           if (keep && previous) {
             const old = new Map(previous.peers.map((p) => [p.publicKey, p]));
-            want = { ...next, peers: next.peers.map((p) => { const o = old.get(p.publicKey); return o && JSON.stringify(o) === JSON.stringify(p) ? o : p; }) };
+            want = { ...want, peers: want.peers.map((p) => { const o = old.get(p.publicKey); return o && JSON.stringify(o) === JSON.stringify(p) ? o : p; }) };
           }
           if (i === 0) {
             const plan = planDevice(want, state);
@@ -327,15 +328,19 @@ describe('CidrMirror', () => {
   test('property: diffs against what was committed give exactly the set wanted, whatever the spelling or duplicates', () => {
     const cidr = fc.constantFrom('10.1.0.0/24', '10.1.0.7/24', '10.2.0.0/16', 'fd00:1:0:0::/64', 'fd00:1::/64', '10.3.0.0/24');
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.array(cidr, { maxLength: 5 }), fc.array(cidr, { maxLength: 3 })), { minLength: 1, maxLength: 5 }), (steps) => {
+      fc.property(fc.array(fc.tuple(fc.array(cidr, { maxLength: 5 }), fc.array(cidr, { maxLength: 3 })), { minLength: 1, maxLength: 8 }), (steps) => {
         const m = new CidrMirror();
         let held = new Set<string>();
-        for (const lists of steps) {
+        for (const [i, [a, b]] of steps.entries()) {
+          // Sorted lists take the merge path, unsorted ones the counting path: both must agree.
+          const lists = i % 2 ? [a, b] : [[...a].sort(), [...b].sort()];
           const d = m.diff(lists);
           if (d) {
-            for (const c of d.remove) held.delete(c);
-            for (const c of d.add) held.add(c);
-            m.commit(d.add, d.remove, lists);
+            for (const c of d.remove) assert.ok(held.delete(c), `${c} removed but not held`);
+            for (const c of d.add) {
+              assert.ok(!held.has(c), `${c} added twice`);
+              held.add(c);
+            }
           }
           const want = new Set(lists.flat().map((c) => canonicalCidr(c)));
           assert.deepEqual([...held].sort(), [...want].sort());

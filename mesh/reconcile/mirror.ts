@@ -41,72 +41,109 @@ class CanonicalCidrs {
 
 const canonical = new CanonicalCidrs();
 
-/** A set of CIDRs this reconciler put in the table (routes, or fallbacks), and the arrays it came from. */
+/**
+ * The occurrences that differ between two lists of the same strings: `removed` from `before`, `added`
+ * in `after`. Sorted lists (the topology's are) are merged in one walk of plain comparisons; others
+ * fall back to counting with a Map.
+ */
+function listDelta(before: readonly string[], after: readonly string[]): { added: string[]; removed: string[] } {
+  const added: string[] = [];
+  const removed: string[] = [];
+  if (before === after) return { added, removed };
+  let i = 0;
+  let j = 0;
+  let sorted = true;
+  while (i < before.length || j < after.length) {
+    const a = before[i];
+    const b = after[j];
+    if ((i > 0 && i < before.length && a < before[i - 1]) || (j > 0 && j < after.length && b < after[j - 1])) {
+      sorted = false;
+      break;
+    }
+    if (i < before.length && j < after.length && a === b) {
+      i++;
+      j++;
+    } else if (j >= after.length || (i < before.length && a < b)) {
+      removed.push(a);
+      i++;
+    } else {
+      added.push(b);
+      j++;
+    }
+  }
+  if (sorted) return { added, removed };
+  const delta = new Map<string, number>();
+  for (const a of before) delta.set(a, (delta.get(a) ?? 0) - 1);
+  for (const b of after) delta.set(b, (delta.get(b) ?? 0) + 1);
+  added.length = 0;
+  removed.length = 0;
+  for (const [text, d] of delta) {
+    for (let k = 0; k < d; k++) added.push(text);
+    for (let k = 0; k > d; k--) removed.push(text);
+  }
+  return { added, removed };
+}
+
+/**
+ * The CIDRs this reconciler wants in the table (routes, or fallbacks), as the union of the desired
+ * lists it last applied: each canonical CIDR counts its occurrences in those lists, so a CIDR that
+ * leaves one list but stays in another (a route that keeps its fallback) is no change.
+ */
 export class CidrMirror {
-  /** The desired arrays last applied: the same arrays again mean nothing changed. */
-  private from: ReadonlyArray<readonly string[]> | null = null;
-  /** Canonical CIDR -> generation stamp of the last diff that wanted it. */
-  private readonly have = new Map<string, number>();
-  private gen = 0;
+  /** The desired lists last applied. */
+  private from: ReadonlyArray<readonly string[]> = [];
+  /** Canonical CIDR -> occurrences in `from`. */
+  private readonly count = new Map<string, number>();
 
   /** Forget everything (a full pass will list the table). */
   reset(): void {
-    this.from = null;
-    this.have.clear();
+    this.from = [];
+    this.count.clear();
   }
 
   /** The canonical CIDRs held now. */
   values(): string[] {
-    return [...this.have.keys()];
+    return [...this.count.keys()];
   }
 
-  /** What a full pass found or applied: exactly these are in the table now, from these arrays. */
-  replace(held: Iterable<string>, from: ReadonlyArray<readonly string[]>): void {
-    this.have.clear();
-    for (const c of held) this.have.set(c, this.gen);
-    this.from = from;
+  /** After a full pass: the table holds the union of `lists`. */
+  replace(lists: ReadonlyArray<readonly string[]>): void {
+    this.count.clear();
+    for (const list of lists) for (const text of list) this.bump(canonical.get(text), 1);
+    this.from = lists;
+  }
+
+  private bump(c: string, by: number): number {
+    const n = (this.count.get(c) ?? 0) + by;
+    if (n > 0) this.count.set(c, n);
+    else this.count.delete(c);
+    return n;
   }
 
   /**
-   * What to add and remove so the table holds the union of `lists`; null when nothing changed. The
-   * same arrays as last time are skipped outright; otherwise each CIDR is looked up once (its parse
-   * is cached), and a Set is built only for what is new.
+   * What to add to and remove from the table so it holds the union of `lists`, recorded at once (a
+   * caller whose change then fails must reset and list the table); null when nothing changed. Each
+   * list is compared with the one it replaces: the same array, or the same strings in the same
+   * order, costs no lookup; a changed sorted list is merged; only what differs is parsed.
    */
   diff(lists: ReadonlyArray<readonly string[]>): { add: string[]; remove: string[] } | null {
-    const from = this.from;
-    if (from && from.length === lists.length && from.every((l, i) => l === lists[i])) return null;
-    const gen = ++this.gen;
-    let kept = 0;
-    let total = 0;
-    let added: Set<string> | undefined;
-    for (const list of lists) {
-      total += list.length;
-      for (const text of list) {
-        const c = canonical.get(text);
-        const stamp = this.have.get(c);
-        if (stamp === undefined) (added ??= new Set()).add(c);
-        else if (stamp !== gen) {
-          this.have.set(c, gen);
-          kept++;
-        }
-      }
+    const added: string[] = [];
+    const removed: string[] = [];
+    const n = Math.max(lists.length, this.from.length);
+    for (let k = 0; k < n; k++) {
+      const d = listDelta(this.from[k] ?? [], lists[k] ?? []);
+      for (const text of d.added) added.push(canonical.get(text));
+      for (const text of d.removed) removed.push(canonical.get(text));
     }
-    canonical.trim(total);
+    this.from = lists;
+    if (added.length === 0 && removed.length === 0) return null;
+    // Additions first: a CIDR that moves from one list to another never drops to zero.
+    const add: string[] = [];
     const remove: string[] = [];
-    if (kept < this.have.size) for (const [c, stamp] of this.have) if (stamp !== gen) remove.push(c);
-    const add = added ? [...added] : [];
-    if (add.length === 0 && remove.length === 0) {
-      this.from = lists;
-      return null;
-    }
-    return { add, remove };
-  }
-
-  /** Record changes that were applied, from these arrays. */
-  commit(add: readonly string[], remove: readonly string[], from: ReadonlyArray<readonly string[]> | null): void {
-    for (const c of remove) this.have.delete(c);
-    for (const c of add) this.have.set(c, this.gen);
-    this.from = from;
+    for (const c of added) if (this.bump(c, 1) === 1) add.push(c);
+    for (const c of removed) if (this.bump(c, -1) === 0) remove.push(c);
+    // Counts only rise before they fall, so a CIDR is never both added and removed here.
+    return add.length || remove.length ? { add, remove } : null;
   }
 }
 
@@ -167,11 +204,61 @@ export class DeviceMirror {
     if (device.privateKey !== undefined || device.listenPort !== undefined || device.fwmark !== undefined) ops.push(device);
     if (want.peers === this.peersFrom) return ops;
 
+    const peerOps = (this.peersFrom && this.mergeDiff(this.peersFrom, want.peers)) ?? this.mapDiff(want.peers);
+    for (const op of peerOps) ops.push(op);
+    if (ops.length === 0) this.peersFrom = want.peers;
+    return ops;
+  }
+
+  /**
+   * The peer operations between the array last applied and `want`, when both are sorted by public
+   * key without repeats (the topology's are): one walk comparing objects, then keys, no lookups.
+   * Null when either is not sorted (mapDiff then decides).
+   */
+  private mergeDiff(before: readonly PeerConfig[], after: readonly PeerConfig[]): DeviceOp[] | null {
+    const removes: DeviceOp[] = [];
+    const puts: DeviceOp[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < before.length || j < after.length) {
+      const a = before[i];
+      const b = after[j];
+      if (a !== undefined && b !== undefined && a === b) {
+        if ((i > 0 && a.publicKey <= before[i - 1].publicKey) || (j > 0 && b.publicKey <= after[j - 1].publicKey)) return null;
+        i++;
+        j++;
+        continue;
+      }
+      if ((a !== undefined && i > 0 && a.publicKey <= before[i - 1].publicKey) || (b !== undefined && j > 0 && b.publicKey <= after[j - 1].publicKey)) return null;
+      if (a !== undefined && b !== undefined && a.publicKey === b.publicKey) {
+        if (samePeerConfig(a, b)) {
+          // Rebuilt with the same content: remember the new object so the next pass short-circuits on it.
+          const m = this.peers.get(b.publicKey);
+          if (m) m.from = b;
+        } else {
+          puts.push({ op: 'put', peer: b, created: false });
+        }
+        i++;
+        j++;
+      } else if (b === undefined || (a !== undefined && a.publicKey < b.publicKey)) {
+        removes.push({ op: 'remove', publicKey: a.publicKey });
+        i++;
+      } else {
+        puts.push({ op: 'put', peer: b, created: true });
+        j++;
+      }
+    }
+    return removes.concat(puts);
+  }
+
+  /** The peer operations for `want` in any order, against the mirror's map (generation stamps mark what is still wanted). */
+  private mapDiff(want: readonly PeerConfig[]): DeviceOp[] {
+    const ops: DeviceOp[] = [];
     const gen = ++this.gen;
     let kept = 0;
     const puts: DeviceOp[] = [];
     let fresh: Map<string, PeerConfig> | undefined;
-    for (const p of want.peers) {
+    for (const p of want) {
       const m = this.peers.get(p.publicKey);
       if (m === undefined) {
         (fresh ??= new Map()).set(p.publicKey, p);
@@ -183,16 +270,14 @@ export class DeviceMirror {
       }
       if (m.from === p) continue;
       if (samePeerConfig(m.from, p)) {
-        // Rebuilt with the same content: remember the new object so the next pass short-circuits on it.
         m.from = p;
         continue;
       }
       puts.push({ op: 'put', peer: p, created: false });
     }
     if (kept < this.peers.size) for (const [key, m] of this.peers) if (m.seen !== gen) ops.push({ op: 'remove', publicKey: key });
-    ops.push(...puts);
+    for (const op of puts) ops.push(op);
     if (fresh) for (const peer of fresh.values()) ops.push({ op: 'put', peer, created: true });
-    if (ops.length === 0) this.peersFrom = want.peers;
     return ops;
   }
 

@@ -387,14 +387,16 @@ export class Reconciler {
     const routes = this.mirror.routes.diff([desired.routes]);
     const fallbacks = failClosed ? this.mirror.fallbacks.diff(lists) : null;
     if (!routes && !fallbacks) return true;
+    // A destination held by another device at the last listing is never ours to add or delete.
+    const foreign = this.mirror.foreign;
     const add: string[] = [];
     const conflicts: string[] = [];
     for (const c of routes?.add ?? []) {
-      const other = this.mirror.foreign.get(c);
+      const other = foreign.get(c);
       if (other === undefined) add.push(c);
       else conflicts.push(`${c} dev ${other}`);
     }
-    const remove = routes?.remove ?? [];
+    const remove = foreign.size ? (routes?.remove ?? []).filter((c) => !foreign.has(c)) : (routes?.remove ?? []);
     try {
       await applyRouteBatch(
         { table: rt.table, dev: rt.dev, addRoutes: add, removeRoutes: remove, addFallbacks: fallbacks?.add ?? [], removeFallbacks: fallbacks?.remove ?? [] },
@@ -404,8 +406,6 @@ export class Reconciler {
       this.log.warn('route changes failed; listing the table to repair', { table: rt.table, error: (err as Error).message });
       return false;
     }
-    if (routes) this.mirror.routes.commit(add, remove, conflicts.length ? null : [desired.routes]);
-    if (fallbacks) this.mirror.fallbacks.commit(fallbacks.add, fallbacks.remove, lists);
     result.routesAdded = add.sort();
     result.routesRemoved = [...remove].sort();
     if (conflicts.length) this.warnConflicts(rt.table, conflicts);
@@ -430,9 +430,7 @@ export class Reconciler {
     for (const r of current) if (r.dev !== dev) foreign.set(r.dst, r.dev);
     for (const r of conflicts) foreign.set(r.dst, r.dev);
     this.mirror.foreign = foreign;
-    const ours = new Set(desired.routes.map((c) => canonicalCidr(c)));
-    for (const c of taken) ours.delete(c);
-    this.mirror.routes.replace(ours, conflicts.length ? [] : [desired.routes]);
+    this.mirror.routes.replace([desired.routes]);
     if (rt.failClosed ?? true) {
       const fallbacks = new Set(await listFallbacks(table, { netns }));
       const lists = this.fallbackLists(desired);
@@ -440,7 +438,7 @@ export class Reconciler {
       for (const list of lists) for (const c of list) wanted.add(canonicalCidr(c));
       await deleteFallbacks(table, [...fallbacks].filter((c) => !wanted.has(c)), { netns });
       await replaceFallbacks(table, [...wanted].filter((c) => !fallbacks.has(c)).sort(), { netns });
-      this.mirror.fallbacks.replace(wanted, lists);
+      this.mirror.fallbacks.replace(lists);
     }
   }
 
