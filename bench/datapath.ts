@@ -15,14 +15,15 @@
  *                          [--ways agent,hand,clear] [--offloads default|gro] [--profile]
  *                          [--show-offloads] [--json]
  *
- * Setup: e2e/cluster.ts MeshCluster in peers-directory mode (no API server), 2 nodes each, one
+ * Setup: e2e/cluster.ts MeshCluster in peers-directory mode (no API server; agents with the default
+ * --resync 60), 2 nodes each, one
  * cluster per (build, way) and one clear cluster: node namespaces on an underlay bridge, a pod
  * namespace behind each node (veths, MTU 1500). An iperf3 server runs in node-1's pod of each
  * cluster; each run is `iperf3 -c <pod ip> -t <seconds> -J` from node-0's pod.
  * --offloads gro turns on GRO (and rx-udp-gro-forwarding) on every veth of every cluster, for all
  * three ways alike: a property of the test topology (veths), not of the agent.
- * --profile records `perf record -g` of the sending and receiving wireguard-go of the agent way
- * during one extra run per build and prints the top symbols.
+ * --profile records `perf record -a` during one extra run of the agent way per build and prints
+ * where the CPU went (by process and object, then the top symbols inside wireguard-go).
  *
  * Per cell: Gbit/s median, p95 and min over --runs; CPU seconds of both wireguard-go processes per
  * GB carried, the agents' own CPU while traffic flows; the ratios ours/hand and ours/clear. Never
@@ -41,6 +42,7 @@ import { networkTestsUnavailable } from '../e2e/sandbox.ts';
 import { getLink, wireguardGoVersion } from '../native/index.ts';
 import { cpuSeconds } from './lib/procstat.ts';
 import { percentile } from './lib/stats.ts';
+import { goSymbolizer } from './gosym.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -51,7 +53,8 @@ const USAGE = `usage: node bench/datapath.ts [options]
   --seconds N         iperf3 -t (default 5)
   --ways LIST         agent,hand,clear (default all three)
   --offloads MODE     default (veths as the kernel makes them) or gro (GRO on every veth, all ways)
-  --profile           perf record of the agent way's wireguard-go (sender and receiver), one extra run per build
+  --veth-mtu N        MTU of every veth and bridge (default 1500; e.g. 9000 for a jumbo-frame underlay, all ways)
+  --profile           perf record -a during one extra run of the agent way per build: top processes and symbols
   --show-offloads     print ethtool -k of the veths and the WireGuard TUN of each build
   --json              one JSON object instead of tables
   -h, --help          this text`;
@@ -63,6 +66,7 @@ const { values: v } = parseArgs({
     seconds: { type: 'string', default: '5' },
     ways: { type: 'string', default: 'agent,hand,clear' },
     offloads: { type: 'string', default: 'default' },
+    'veth-mtu': { type: 'string', default: '1500' },
     profile: { type: 'boolean', default: false },
     'show-offloads': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
@@ -82,6 +86,7 @@ function whole(text: string, name: string, min: number, max: number): number {
   return n;
 }
 const runs = whole(v.runs, 'runs', 1, 50);
+const vethMtu = whole(v['veth-mtu'], 'veth-mtu', 1280, 65535);
 const seconds = whole(v.seconds, 'seconds', 1, 60);
 const suites = v.builds.split(',').filter(Boolean);
 for (const s of suites) {
@@ -145,6 +150,8 @@ interface Cell {
   wgCpuPerGB: number[];
   /** CPU seconds of both agents during the run. */
   agentCpu: number[];
+  /** CPU seconds of both agents over the same time with no traffic. */
+  agentIdleCpu: number;
   retransmits: number[];
 }
 
@@ -156,20 +163,32 @@ async function stopAll(): Promise<void> {
 }
 
 async function newCluster(): Promise<MeshCluster> {
-  const c = await MeshCluster.start({ nodes: 2, source: 'dir', resyncSeconds: 10 });
+  const c = await MeshCluster.start({ nodes: 2, source: 'dir', resyncSeconds: 60 });
   clusters.push(c);
   if (v.offloads === 'gro') await groOn(c);
+  if (vethMtu !== 1500) await setMtu(c, vethMtu);
   return c;
+}
+
+async function vethsOf(c: MeshCluster): Promise<Array<[string, string]>> {
+  const out: Array<[string, string]> = [];
+  for (const ns of [c.underlay.ns, ...c.nodes.flatMap((n) => [n.ns, n.podNs])]) {
+    const { stdout } = await execFileAsync('ip', ['-n', ns, '-j', 'link', 'show', 'type', 'veth']);
+    for (const l of JSON.parse(stdout || '[]') as Array<{ ifname: string }>) out.push([ns, l.ifname]);
+  }
+  return out;
+}
+
+/** The same MTU on every veth and the bridge (a jumbo-frame underlay), before any agent reads it. */
+async function setMtu(c: MeshCluster, mtu: number): Promise<void> {
+  for (const [ns, dev] of await vethsOf(c)) await execFileAsync('ip', ['-n', ns, 'link', 'set', dev, 'mtu', String(mtu)]);
+  await execFileAsync('ip', ['-n', c.underlay.ns, 'link', 'set', c.underlay.bridge, 'mtu', String(mtu)]);
 }
 
 /** GRO on every veth of the cluster (both ends, bridge ports too): the same for all three ways. */
 async function groOn(c: MeshCluster): Promise<void> {
-  const namespaces = [c.underlay.ns, ...c.nodes.flatMap((n) => [n.ns, n.podNs])];
-  for (const ns of namespaces) {
-    const { stdout } = await execFileAsync('ip', ['-n', ns, '-j', 'link', 'show', 'type', 'veth']);
-    for (const l of JSON.parse(stdout || '[]') as Array<{ ifname: string }>) {
-      await execFileAsync('ip', ['netns', 'exec', ns, 'ethtool', '-K', l.ifname, 'gro', 'on', 'rx-udp-gro-forwarding', 'on']);
-    }
+  for (const [ns, dev] of await vethsOf(c)) {
+    await execFileAsync('ip', ['netns', 'exec', ns, 'ethtool', '-K', dev, 'gro', 'on', 'rx-udp-gro-forwarding', 'on']);
   }
 }
 
@@ -234,6 +253,7 @@ function cell(way: Way, build: Build | null, cluster: MeshCluster): Cell {
     gbps: [],
     wgCpuPerGB: [],
     agentCpu: [],
+    agentIdleCpu: NaN,
     retransmits: [],
   };
 }
@@ -299,21 +319,58 @@ async function offloadsOf(c: MeshCluster, withWg: boolean): Promise<string> {
   return out.join('\n');
 }
 
-/** perf record of the agent way's two wireguard-go processes during one run; top symbols. */
+/**
+ * perf record of the whole machine during one run of the agent way: where the CPU goes by process
+ * and object (wireguard-go, iperf3, the kernel's softirq work, and whatever else runs here), then the
+ * top symbols inside wireguard-go (Debian strips its Go symbols: its own code shows as addresses,
+ * the kernel's by name).
+ */
 async function profile(cell: Cell): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-perf-'));
   try {
-    const pids = cell.wgPids();
     const data = join(dir, 'perf.data');
-    const recorder = execFileAsync('perf', ['record', '-F', '499', '-g', '-o', data, '-p', pids.join(','), '--', 'sleep', String(seconds)], { maxBuffer: 16 << 20 }).catch((e: Error) => e);
+    const recorder = execFileAsync('perf', ['record', '-a', '-F', '999', '-o', data, '--', 'sleep', String(seconds)], { maxBuffer: 16 << 20 }).catch((e: Error) => e);
+    await new Promise((r) => setTimeout(r, 300));
     await run(cell, seconds, false);
     const rec = await recorder;
     if (rec instanceof Error) return `perf record failed: ${rec.message.split('\n')[0]}`;
-    const { stdout } = await execFileAsync('perf', ['report', '-i', data, '--stdio', '--no-children', '--sort', 'comm,dso,sym', '-g', 'none', '--percent-limit', '1.5'], { maxBuffer: 64 << 20 });
-    return stdout.split('\n').filter((l) => l.trim() && !l.startsWith('#')).slice(0, 25).join('\n');
+    const report = async (args: string[], lines: number): Promise<string> => {
+      const { stdout } = await execFileAsync('perf', ['report', '-i', data, '--stdio', '--no-children', ...args], { maxBuffer: 64 << 20 });
+      return stdout.split('\n').filter((l) => l.trim() && !l.startsWith('#')).slice(0, lines).join('\n');
+    };
+    const byProcess = await report(['--sort', 'comm,dso', '--percent-limit', '1.5'], 20);
+    const inWireguard = await wireguardSymbols(data, cell.build?.binary ?? '', cell.wgPids());
+    return `whole machine, by process and object:\n${byProcess}\ninside this cell's two wireguard-go processes, by symbol (percent of their samples):\n${inWireguard}`;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The top symbols of wireguard-go's samples: its own code named from .gopclntab (gosym.ts), the kernel's by perf. */
+async function wireguardSymbols(data: string, binary: string, pids: number[]): Promise<string> {
+  // Only this cell's two processes: other wireguard-go processes on a shared machine are not ours to count.
+  const { stdout } = await execFileAsync('perf', ['script', '-i', data, '--pid', pids.join(','), '-F', 'ip,sym,dso'], { maxBuffer: 512 << 20 });
+  let symbolize: (pc: number) => string | undefined = () => undefined;
+  try {
+    symbolize = goSymbolizer(binary);
+  } catch (err) {
+    log(`no Go symbols: ${(err as Error).message}`);
+  }
+  const counts = new Map<string, number>();
+  let total = 0;
+  for (const line of stdout.split('\n')) {
+    const m = /^\s*([0-9a-f]+)\s+(.*?)\s+\((.*)\)\s*$/.exec(line);
+    if (!m) continue;
+    const [, ip, sym, dso] = m;
+    const name = dso.endsWith('/wireguard-go') ? `go ${symbolize(parseInt(ip, 16)) ?? `0x${ip}`}` : `${dso.includes('kernel') ? 'kernel' : dso.split('/').pop()} ${sym.replace(/\+0x[0-9a-f]+$/, '')}`;
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+    total++;
+  }
+  return [...counts.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 20)
+    .map(([name, n]) => `${((n / total) * 100).toFixed(1).padStart(6)}%  ${name}`)
+    .join('\n');
 }
 
 // ---------------------------------------------------------------- main
@@ -354,6 +411,11 @@ try {
       }
     }
   }
+  // The agents' own CPU with no traffic, over as long as one run, to set beside the CPU during runs.
+  const agentCells = cells.filter((x) => x.way === 'agent');
+  const idle0 = agentCells.map((cl) => cl.agentPids().map(cpuSecondsOf));
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  agentCells.forEach((cl, i) => (cl.agentIdleCpu = cl.agentPids().map(cpuSecondsOf).reduce((sum, x, j) => sum + x - idle0[i][j], 0)));
   for (let r = 0; r < runs; r++) {
     // Interleaved, the order rotated every round so that no way always follows the same one.
     const order = cells.map((_, i) => cells[(i + r) % cells.length]);
@@ -374,21 +436,22 @@ try {
       min: Math.min(...cl.gbps),
       wgCpuPerGB: median(cl.wgCpuPerGB),
       agentCpuMs: median(cl.agentCpu) * 1000,
+      agentIdleCpuMs: cl.agentIdleCpu * 1000,
       retransmits: median(cl.retransmits),
       vsHand: cl.way === 'agent' && hand ? median(cl.gbps) / median(hand.gbps) : NaN,
       vsClear: cl.way !== 'clear' && clear ? median(cl.gbps) / median(clear.gbps) : NaN,
     };
   });
-  if (v.json) console.log(JSON.stringify({ runs, seconds, offloads: v.offloads, rows, profiles }, null, 2));
+  if (v.json) console.log(JSON.stringify({ runs, seconds, offloads: v.offloads, vethMtu, wireguardMtu: mtu, rows, profiles }, null, 2));
   else {
-    console.log(`iperf3 TCP pod → pod, ${seconds} s × ${runs} runs per cell, interleaved; offloads: ${v.offloads}`);
-    console.log('cell              version        Gbit/s med    p95    min  wg CPU s/GB  agents CPU ms  retr  ours/hand  /clear');
+    console.log(`iperf3 TCP pod → pod, ${seconds} s × ${runs} runs per cell, interleaved; offloads: ${v.offloads}; veth MTU ${vethMtu}, WireGuard MTU ${mtu}`);
+    console.log('cell              version        Gbit/s med    p95    min  wg CPU s/GB  agents CPU ms run/idle  retr  ours/hand  /clear');
     for (const r of rows) {
       console.log(
-        `${r.cell.padEnd(17)} ${r.version.padEnd(14)} ${fmt(r.median).padStart(10)} ${fmt(r.p95).padStart(6)} ${fmt(r.min).padStart(6)} ${fmt(r.wgCpuPerGB).padStart(12)} ${fmt(r.agentCpuMs, 0).padStart(14)} ${fmt(r.retransmits, 0).padStart(5)} ${fmt(r.vsHand).padStart(10)} ${fmt(r.vsClear).padStart(7)}`,
+        `${r.cell.padEnd(17)} ${r.version.padEnd(14)} ${fmt(r.median).padStart(10)} ${fmt(r.p95).padStart(6)} ${fmt(r.min).padStart(6)} ${fmt(r.wgCpuPerGB).padStart(12)} ${`${fmt(r.agentCpuMs, 0)}/${fmt(r.agentIdleCpuMs, 0)}`.padStart(23)} ${fmt(r.retransmits, 0).padStart(5)} ${fmt(r.vsHand).padStart(10)} ${fmt(r.vsClear).padStart(7)}`,
       );
     }
-    for (const [k, p] of Object.entries(profiles)) console.log(`\nperf, ${k} (wireguard-go of both nodes; comm, dso, symbol):\n${p}`);
+    for (const [k, p] of Object.entries(profiles)) console.log(`\nperf during one ${seconds} s run, ${k}:\n${p}`);
   }
 } finally {
   await stopAll();
