@@ -8,7 +8,7 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { NativeError } from '../errors.ts';
 import { REDACTED, redactSecrets, redactUapiLine } from '../keys/redact.ts';
-import { encodeSet, fullPeerChange, locateRefusedLine, parseGet, renderSet, replaceDeviceRequest } from './codec.ts';
+import { encodeSet, fullPeerChange, locateRefusedLine, parseGetBytes, renderSet, replaceDeviceRequest } from './codec.ts';
 import type { RefusedLine } from './codec.ts';
 import { errnoName, UAPI_ERRNO } from './errno.ts';
 import type { DeviceConfig, DeviceState, PeerConfig, SetRequest } from './types.ts';
@@ -142,6 +142,8 @@ export class UapiClient {
   readonly maxReplyBytes: number;
   private readonly onRequest?: UapiClientOptions['onRequest'];
   private readonly wireguardLog?: UapiClientOptions['wireguardLog'];
+  /** How big the next `get` answer is likely to be: the last one and an eighth (devices grow slowly). */
+  private getSizeHint = MIN_GET_BUFFER_BYTES;
 
   constructor(socketPath: string, options: UapiClientOptions = {}) {
     this.socketPath = socketPath;
@@ -160,11 +162,16 @@ export class UapiClient {
 
   /** Read the whole device. */
   async get(): Promise<DeviceState> {
-    return parseGet(await this.getRaw());
+    return parseGetBytes(await this.getAnswer());
   }
 
   /** The raw `get` answer (for benchmarks and debugging). */
   async getRaw(): Promise<string> {
+    return (await this.getAnswer()).toString('utf8');
+  }
+
+  /** The bytes of a `get` answer whose errno is 0, as they came from the socket. */
+  private async getAnswer(): Promise<Buffer> {
     this.onRequest?.('get', []);
     const answer = await this.exchange('get=1\n\n', 'get');
     const errno = errnoOf(answer, this.socketPath);
@@ -225,29 +232,56 @@ export class UapiClient {
     await this.set({ peers: [{ publicKey, remove: true }] });
   }
 
-  private exchange(request: string, op: 'get' | 'set'): Promise<string> {
+  /**
+   * Send one request and collect its answer, which ends with "errno=N" and a blank line. The answer
+   * is read straight into one buffer (socket `onread`), grown by doubling up to the cap, so a 1.67 MB
+   * `get` is neither 26 chunk Buffers nor a concat; its first buffer is sized from the last `get`.
+   * Resolves with a view of exactly the answer's bytes.
+   */
+  private exchange(request: string, op: 'get' | 'set'): Promise<Buffer> {
     return new Promise((resolve, reject) => {
-      const socket = createConnection({ path: this.socketPath });
-      // Buffers, joined once at the end: a string grown chunk by chunk copies the answer each time.
-      const chunks: Buffer[] = [];
+      // Never read past the cap: one byte over it is enough to know the answer is too large.
+      const limit = this.maxReplyBytes + 1;
+      let buffer = Buffer.allocUnsafe(Math.min(limit, op === 'get' ? this.getSizeHint : SET_ANSWER_BYTES));
       let received = 0;
-      // The last bytes seen, enough to hold "\nerrno=-2147483648\n\n": whether the answer is complete
-      // is decided on them alone, not by re-reading everything at every chunk.
-      let tail: Buffer = Buffer.alloc(0);
       let settled = false;
       const finish = (err: Error | null): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         socket.destroy();
-        if (err) reject(err);
-        else resolve(Buffer.concat(chunks, received).toString('utf8'));
+        if (err) return reject(err);
+        if (op === 'get') this.getSizeHint = Math.max(MIN_GET_BUFFER_BYTES, received + (received >> 3));
+        resolve(buffer.subarray(0, received));
       };
-      const complete = (): boolean => {
-        const end = tail.toString('latin1');
-        // "^" counts only when the tail is the whole answer; otherwise the errno line starts after a newline.
-        return received === tail.length ? /(?:^|\n)errno=-?\d+\n\n$/.test(end) : /\nerrno=-?\d+\n\n$/.test(end);
+      // Whether the answer is complete is decided on its last bytes alone, not by re-reading it all.
+      const complete = (): boolean => answerErrnoStart(buffer, received) >= 0;
+      const onData = (nread: number): boolean => {
+        if (settled) return false;
+        received += nread;
+        if (received > this.maxReplyBytes) {
+          finish(
+            new NativeError(
+              'reply-too-large',
+              `UAPI ${op} on ${this.socketPath}: the answer passed the cap of ${this.maxReplyBytes} bytes (maxReplyBytes) without ending; ` +
+                'stopped reading (is something other than wireguard-go on this socket, or is it flooding?)',
+            ),
+          );
+          return false;
+        }
+        if (complete()) finish(null);
+        return !settled;
       };
+      // Where the next read lands: the free end of the buffer, grown when full (never to 0 bytes: received < limit here).
+      const nextRead = (): Buffer => {
+        if (received === buffer.length && buffer.length < limit) {
+          const bigger = Buffer.allocUnsafe(Math.min(limit, buffer.length * 2));
+          buffer.copy(bigger, 0, 0, received);
+          buffer = bigger;
+        }
+        return buffer.subarray(received);
+      };
+      const socket = createConnection({ path: this.socketPath, onread: { buffer: nextRead, callback: onData } });
       const timer = setTimeout(() => {
         finish(
           new NativeError(
@@ -257,23 +291,6 @@ export class UapiClient {
         );
       }, this.timeoutMs);
       socket.on('connect', () => socket.write(request));
-      socket.on('data', (chunk: Buffer) => {
-        if (settled) return;
-        received += chunk.length;
-        if (received > this.maxReplyBytes) {
-          finish(
-            new NativeError(
-              'reply-too-large',
-              `UAPI ${op} on ${this.socketPath}: the answer passed the cap of ${this.maxReplyBytes} bytes (maxReplyBytes) without ending; ` +
-                'stopped reading (is something other than wireguard-go on this socket, or is it flooding?)',
-            ),
-          );
-          return;
-        }
-        chunks.push(chunk);
-        tail = chunk.length >= 64 ? chunk.subarray(chunk.length - 64) : Buffer.concat([tail, chunk]).subarray(-64);
-        if (complete()) finish(null);
-      });
       socket.on('error', (err: NodeJS.ErrnoException) => {
         // wireguard-go answers a refused set at once and may close before it has read the rest: the answer wins.
         if (complete()) return finish(null);
@@ -293,10 +310,34 @@ export class UapiClient {
   }
 }
 
-function errnoOf(answer: string, socketPath: string): number {
-  const m = /(?:^|\n)errno=(-?\d+)\n\n$/.exec(answer);
-  if (!m) throw new NativeError('protocol', `UAPI answer from ${socketPath} has no errno line`);
-  return Math.abs(Number(m[1]));
+/** A `set` answer is "errno=N\n\n": its buffer starts small and grows only for a socket that says more. */
+const SET_ANSWER_BYTES = 256;
+/** The first buffer of a first `get` (later ones are sized from the last answer). */
+const MIN_GET_BUFFER_BYTES = 64 * 1024;
+/** The longest errno value read: an int64 in wireguard-go (19 digits and a sign). */
+const MAX_ERRNO_DIGITS = 19;
+
+/**
+ * Where the "errno=N" line that ends an answer (bytes[0, end)) starts, or -1 if the answer does not
+ * end with one: "errno=", an optional '-', 1 to 19 digits, "\n\n", at the start or after a '\n'.
+ */
+export function answerErrnoStart(bytes: Uint8Array, end: number): number {
+  if (end < 9 || bytes[end - 1] !== 10 || bytes[end - 2] !== 10) return -1;
+  let i = end - 3;
+  while (i >= 0 && bytes[i] >= 48 && bytes[i] <= 57 && end - 3 - i < MAX_ERRNO_DIGITS) i--;
+  if (i === end - 3) return -1; // no digit
+  if (bytes[i] === 45) i--; // '-'
+  const at = i - 5;
+  if (at < 0 || bytes[at] !== 101 || bytes[at + 1] !== 114 || bytes[at + 2] !== 114 || bytes[at + 3] !== 110 || bytes[at + 4] !== 111 || bytes[at + 5] !== 61) {
+    return -1; // not "errno="
+  }
+  return at === 0 || bytes[at - 1] === 10 ? at : -1;
+}
+
+function errnoOf(answer: Buffer, socketPath: string): number {
+  const at = answerErrnoStart(answer, answer.length);
+  if (at < 0) throw new NativeError('protocol', `UAPI answer from ${socketPath} has no errno line`);
+  return Math.abs(Number(answer.toString('latin1', at + 6, answer.length - 2)));
 }
 
 function connectError(err: NodeJS.ErrnoException, socketPath: string, op: string): NativeError {
