@@ -50,20 +50,30 @@ function listDelta(before: readonly string[], after: readonly string[]): { added
   const added: string[] = [];
   const removed: string[] = [];
   if (before === after) return { added, removed };
-  let i = 0;
-  let j = 0;
+  // What both share at the start and at the end is no change, whatever the order: only the middle
+  // is merged (string equality is cheap; the ordering comparisons of a merge are not, in V8).
+  let lo = 0;
+  while (lo < before.length && lo < after.length && before[lo] === after[lo]) lo++;
+  let endA = before.length;
+  let endB = after.length;
+  while (endA > lo && endB > lo && before[endA - 1] === after[endB - 1]) {
+    endA--;
+    endB--;
+  }
+  let i = lo;
+  let j = lo;
   let sorted = true;
-  while (i < before.length || j < after.length) {
+  while (i < endA || j < endB) {
     const a = before[i];
     const b = after[j];
-    if ((i > 0 && i < before.length && a < before[i - 1]) || (j > 0 && j < after.length && b < after[j - 1])) {
+    if ((i > lo && i < endA && a < before[i - 1]) || (j > lo && j < endB && b < after[j - 1])) {
       sorted = false;
       break;
     }
-    if (i < before.length && j < after.length && a === b) {
+    if (i < endA && j < endB && a === b) {
       i++;
       j++;
-    } else if (j >= after.length || (i < before.length && a < b)) {
+    } else if (j >= endB || (i < endA && a < b)) {
       removed.push(a);
       i++;
     } else {
@@ -218,20 +228,23 @@ export class DeviceMirror {
   private mergeDiff(before: readonly PeerConfig[], after: readonly PeerConfig[]): DeviceOp[] | null {
     const removes: DeviceOp[] = [];
     const puts: DeviceOp[] = [];
-    let i = 0;
-    let j = 0;
-    while (i < before.length || j < after.length) {
-      const a = before[i];
-      const b = after[j];
-      if (a !== undefined && b !== undefined && a === b) {
-        if ((i > 0 && a.publicKey <= before[i - 1].publicKey) || (j > 0 && b.publicKey <= after[j - 1].publicKey)) return null;
-        i++;
-        j++;
-        continue;
-      }
-      if ((a !== undefined && i > 0 && a.publicKey <= before[i - 1].publicKey) || (b !== undefined && j > 0 && b.publicKey <= after[j - 1].publicKey)) return null;
+    // The same objects at the start and at the end are unchanged peers: only the middle is merged.
+    let lo = 0;
+    while (lo < before.length && lo < after.length && before[lo] === after[lo]) lo++;
+    let endA = before.length;
+    let endB = after.length;
+    while (endA > lo && endB > lo && before[endA - 1] === after[endB - 1]) {
+      endA--;
+      endB--;
+    }
+    let i = lo;
+    let j = lo;
+    while (i < endA || j < endB) {
+      const a = i < endA ? before[i] : undefined;
+      const b = j < endB ? after[j] : undefined;
+      if ((a !== undefined && i > lo && a.publicKey <= before[i - 1].publicKey) || (b !== undefined && j > lo && b.publicKey <= after[j - 1].publicKey)) return null;
       if (a !== undefined && b !== undefined && a.publicKey === b.publicKey) {
-        if (samePeerConfig(a, b)) {
+        if (a === b || samePeerConfig(a, b)) {
           // Rebuilt with the same content: remember the new object so the next pass short-circuits on it.
           const m = this.peers.get(b.publicKey);
           if (m) m.from = b;
@@ -241,7 +254,7 @@ export class DeviceMirror {
         i++;
         j++;
       } else if (b === undefined || (a !== undefined && a.publicKey < b.publicKey)) {
-        removes.push({ op: 'remove', publicKey: a.publicKey });
+        removes.push({ op: 'remove', publicKey: (a as PeerConfig).publicKey });
         i++;
       } else {
         puts.push({ op: 'put', peer: b, created: true });
