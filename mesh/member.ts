@@ -9,6 +9,7 @@
  */
 import {
   autoMtu,
+  canonicalIp,
   createWireguardGo,
   deleteAddress,
   ensureRule,
@@ -28,15 +29,15 @@ import { Backoff } from './backoff.ts';
 import type { BackoffOptions } from './backoff.ts';
 import type { GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
 import { checkObject } from './crd/validate.ts';
-import { failClosedCidrs } from './failclosed.ts';
+import { Fallbacks } from './fallbacks.ts';
 import { compareText } from './topology/order.ts';
 import { NOT_READY_TAINT, apiMessage, httpStatus, sameSpec } from './kube.ts';
 import type { MeshApi, OwnObjectOutcome } from './kube.ts';
 import { Reconciler } from './reconcile/index.ts';
-import type { DesiredState, SyncResult } from './reconcile/index.ts';
-import type { PeerSource } from './source/index.ts';
-import { allocateMeshIP, computeTopology, meshIPHolders } from './topology/index.ts';
-import type { MeshSettings, ObjectKind, Refusal, Topology } from './topology/index.ts';
+import type { DesiredDevice, DesiredState, SyncResult } from './reconcile/index.ts';
+import type { PeerSource, Snapshot } from './source/index.ts';
+import { TopologyEngine, allocateMeshIP, meshIPHolders } from './topology/index.ts';
+import type { DesiredPeer, MeshIPHolder, MeshSettings, ObjectKind, Refusal, Topology } from './topology/index.ts';
 
 export interface MemberOptions {
   /** 'node': a node's agent; 'gateway': the Konnectivity-side gateway. */
@@ -85,6 +86,12 @@ export interface MemberOptions {
   log?: Logger;
   /** Called before every UAPI request (metrics, tests). */
   onRequest?: UapiClientOptions['onRequest'];
+  /**
+   * How peer changes reach the device (ReconcilerOptions.applyMode): 'incremental' (default) sets
+   * only what changed; 'replace' rewrites every peer with replace_peers whenever any differs (the
+   * Go prototype's and Kilo's way; the benchmarks' reference).
+   */
+  applyMode?: 'incremental' | 'replace';
   /** Called after every reconcile pass. */
   onSync?: (result: SyncResult, topology: Topology) => void;
   /** Retries of a failed registration (default: 500 ms doubling to 30 s, jittered). */
@@ -131,6 +138,38 @@ export class MeshMember {
   /** API writes not awaited where they start (status, taint): stop() lets them settle, within its deadline. */
   private readonly writes = new Set<Promise<unknown>>();
 
+  // Issue 10: an event costs what it changes. Everything a pass and afterSync derive from the
+  // snapshot is kept by the identity of what it came from (the sources keep unchanged objects and
+  // lists identical, the engine unchanged peers and topologies), so a pass that changes one Peer
+  // recomputes what depends on that Peer and does O(N) trivial work (identity checks) elsewhere.
+  private readonly engine = new TopologyEngine();
+  private readonly meshSettings: MeshSettings;
+  private readonly fallbacks: Fallbacks;
+  /** leaveOffOwnKey's last input and output (the engine's Topology is never mutated). */
+  private ownKeyIn: Topology | null = null;
+  private ownKeyOut: Topology | null = null;
+  /** A gateway's routes (topology routes plus its --pod-cidr list), by the topology's routes. */
+  private gatewayRoutesIn: readonly string[] | null = null;
+  private gatewayRoutesOut: string[] = [];
+  /** The DesiredDevice handed to the reconciler, by the peers it holds. */
+  private device: DesiredDevice | null = null;
+  /** Mesh IP holders, per raw object (the checked path is a pure function of the object) and per snapshot lists. */
+  private readonly holderOf = new WeakMap<object, MeshIPHolder | null>();
+  private holdersFor: { peers: unknown[]; gateways: unknown[]; holders: MeshIPHolder[] } | null = null;
+  private allocation: { holders: MeshIPHolder[]; last: string | undefined; created: number | undefined; meshIP: string } | null = null;
+  private ownFor: { list: unknown[]; own: OwnObject | undefined } | null = null;
+  private nodeFor: { nodes: Snapshot['nodes']; node: Snapshot['nodes'][number] | undefined } | null = null;
+  private readonly ownChecked = new WeakMap<object, ReturnType<typeof checkObject>>();
+  /** The mesh IP syncAddress last found on (or put on) the interface: an event pass checks nothing more. */
+  private addressSynced: string | null = null;
+  private loggedRefused: readonly Refusal[] | null = null;
+  /** Objects whose Accepted condition was found True or set True (by identity: a changed object is looked at again). */
+  private readonly acceptedChecked = new WeakSet<object>();
+  private acceptedLists: { peers: unknown[]; gateways: unknown[]; refused: readonly Refusal[] } | null = null;
+  /** The public keys on the device, by the reconciler's live state (the same object while the device did not change). */
+  private liveKeysFor: { live: DeviceState | null; keys: Set<string> } | null = null;
+  private counts: { peers: readonly DesiredPeer[]; live: DeviceState | null; configured: number; handshakeWithin3m: number } | null = null;
+
   constructor(options: MemberOptions) {
     this.o = options;
     this.log = options.log ?? silentLogger;
@@ -152,6 +191,14 @@ export class MeshMember {
         await this.reconciler.syncNow();
       },
     });
+    this.meshSettings = {
+      meshCIDR: options.meshCIDR,
+      defaultPersistentKeepalive: options.persistentKeepalive,
+      ...(options.serviceCIDRs ? { serviceCIDRs: options.serviceCIDRs } : {}),
+      ...(options.clusterCIDRs ? { clusterCIDRs: options.clusterCIDRs } : {}),
+      ...(options.nodeSubnets ? { nodeSubnets: options.nodeSubnets } : {}),
+    };
+    this.fallbacks = new Fallbacks({ role: options.role, nodeName: options.nodeName, podCIDRs: options.podCIDRs, meshCIDR: options.meshCIDR });
     this.reconciler = new Reconciler({
       device: this.wireguard.client,
       routes: { table: options.table, dev: options.interfaceName, netns: options.netns },
@@ -159,6 +206,7 @@ export class MeshMember {
       log: this.log,
       resyncMs: options.resyncMs,
       debounceMs: options.debounceMs,
+      applyMode: options.applyMode,
       onSync: (result) => this.afterSync(result),
     });
   }
@@ -244,37 +292,47 @@ export class MeshMember {
   desired(): DesiredState | null {
     if (!this.o.source.synced()) return null;
     const snapshot = this.o.source.snapshot();
-    const topology = computeTopology({
+    const computed = this.engine.compute({
       self: { role: this.o.role, name: this.o.name },
       peers: snapshot.peers,
       gateways: snapshot.gateways,
       nodes: snapshot.nodes,
-      settings: this.settings(),
+      settings: this.meshSettings,
     });
     // Unusable settings accept nothing: acting on that would empty the device. The reconciler keeps it as it is and says why.
-    if (topology.settingsProblems?.length) throw new Error(`the mesh settings are unusable: ${topology.settingsProblems.join('; ')}`);
-    this.leaveOffOwnKey(topology);
+    if (computed.settingsProblems?.length) throw new Error(`the mesh settings are unusable: ${computed.settingsProblems.join('; ')}`);
+    const topology = this.leaveOffOwnKey(computed);
     this.topology = topology;
-    // A gateway routes all of its pod CIDRs into the tunnel, even parts no node has yet: pod traffic
-    // must never leave through the underlay in clear.
-    const routes = this.o.role === 'gateway' ? [...new Set([...topology.routes, ...(this.o.podCIDRs ?? [])])].sort(compareText) : topology.routes;
+    const routes = this.routesOf(topology);
     // Fail closed for every pod CIDR, not only the routed ones: a node whose Peer is refused or not
     // registered yet has no route here, and its pods must be unreachable rather than reached in clear.
-    const fallbacks = failClosedCidrs({ role: this.o.role, nodeName: this.o.nodeName, nodes: snapshot.nodes, routes, podCIDRs: this.o.podCIDRs, meshCIDR: this.o.meshCIDR });
-    return {
-      device: { privateKey: this.privateKey, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: topology.peers },
-      routes,
-      fallbacks,
-    };
+    const fallbacks = this.fallbacks.compute(snapshot.nodes, routes);
+    if (this.device?.peers !== topology.peers) this.device = { privateKey: this.privateKey, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: topology.peers };
+    return { device: this.device, routes, fallbacks };
+  }
+
+  /**
+   * A gateway routes all of its pod CIDRs into the tunnel, even parts no node has yet: pod traffic
+   * must never leave through the underlay in clear. (Recomputed only when the topology's routes change.)
+   */
+  private routesOf(topology: Topology): readonly string[] {
+    if (this.o.role !== 'gateway') return topology.routes;
+    if (topology.routes !== this.gatewayRoutesIn) {
+      this.gatewayRoutesIn = topology.routes;
+      this.gatewayRoutesOut = [...new Set([...topology.routes, ...(this.o.podCIDRs ?? [])])].sort(compareText);
+    }
+    return this.gatewayRoutesOut;
   }
 
   /**
    * Never put a peer with this device's own public key on the device: wireguard-go ignores it, so
    * the device would never match the desired state and every pass would retry the set. Such an
    * object (another object carrying our key, e.g. while our own is refused or not registered) is
-   * dropped with its routes, and logged once like a refusal.
+   * dropped with its routes, and logged once like a refusal. The engine's Topology is never
+   * changed: a copy goes without them (and the same copy comes back while the topology is the same).
    */
-  private leaveOffOwnKey(topology: Topology): void {
+  private leaveOffOwnKey(topology: Topology): Topology {
+    if (topology === this.ownKeyIn && this.ownKeyOut) return this.ownKeyOut;
     const mine = topology.peers.filter((p) => p.publicKey === this.publicKey);
     const names = new Set(mine.map((p) => `${p.kind}/${p.name}`));
     for (const p of mine) {
@@ -290,44 +348,81 @@ export class MeshMember {
       });
     }
     for (const id of [...this.selfKeyWarned]) if (!names.has(id)) this.selfKeyWarned.delete(id);
-    if (mine.length === 0) return;
-    topology.peers = topology.peers.filter((p) => p.publicKey !== this.publicKey);
-    topology.routes = [...new Set(topology.peers.flatMap((p) => p.allowedIPs))].sort(compareText);
+    let out = topology;
+    if (mine.length > 0) {
+      const peers = topology.peers.filter((p) => p.publicKey !== this.publicKey);
+      out = { ...topology, peers, routes: [...new Set(peers.flatMap((p) => p.allowedIPs))].sort(compareText) };
+    }
+    this.ownKeyIn = topology;
+    this.ownKeyOut = out;
+    return out;
   }
 
   /** The settings every member must share (the trust rules depend on them). */
   settings(): MeshSettings {
-    return {
-      meshCIDR: this.o.meshCIDR,
-      defaultPersistentKeepalive: this.o.persistentKeepalive,
-      ...(this.o.serviceCIDRs ? { serviceCIDRs: this.o.serviceCIDRs } : {}),
-      ...(this.o.clusterCIDRs ? { clusterCIDRs: this.o.clusterCIDRs } : {}),
-      ...(this.o.nodeSubnets ? { nodeSubnets: this.o.nodeSubnets } : {}),
-    };
+    return this.meshSettings;
   }
 
   /** The mesh IP this member should hold, from what the source says now (kept while it wins). */
   private allocate(): string {
-    const snapshot = this.o.source.snapshot();
-    // The same checked path as the desired state: a malformed mesh IP elsewhere is skipped, never parsed.
-    let holders = meshIPHolders(snapshot.peers, snapshot.gateways);
+    let holders = this.holders(this.o.source.snapshot());
     const own = this.ownObject();
+    const created = time(own?.metadata.creationTimestamp);
     // Once this process has written (or adopted) its own object, the mesh IP it wrote is its current
     // one, not what the object says now: a foreign change of the mesh IP is then restored (and
     // announced) instead of silently adopted. It still moves when an older holder wins that address.
     const last = this.lastWritten?.meshIP;
+    const a = this.allocation;
+    if (a && a.holders === holders && a.last === last && a.created === created) return a.meshIP;
+    const unchangedHolders = holders;
+    const isOwn = (h: { kind: string; name: string }): boolean => h.kind === this.kind && h.name === this.o.name;
     if (last) {
-      const isOwn = (h: { kind: string; name: string }): boolean => h.kind === this.kind && h.name === this.o.name;
-      const created = holders.find(isOwn)?.created ?? time(own?.metadata.creationTimestamp);
-      holders = [...holders.filter((h) => !isOwn(h)), { kind: this.kind, name: this.o.name, meshIP: last, ...(created === undefined ? {} : { created }) }];
+      const createdHeld = holders.find(isOwn)?.created ?? created;
+      holders = [...holders.filter((h) => !isOwn(h)), { kind: this.kind, name: this.o.name, meshIP: last, ...(createdHeld === undefined ? {} : { created: createdHeld }) }];
     }
-    return allocateMeshIP({ kind: this.kind, name: this.o.name, created: time(own?.metadata.creationTimestamp) }, this.o.meshCIDR, holders);
+    const self = { kind: this.kind, name: this.o.name, created };
+    // Whether the current address stays depends only on the holders of that same address (the
+    // allocator keeps it unless one of them wins over us): ask with those alone first, and go
+    // through every holder (which parses every address) only when it has to move.
+    let meshIP: string | undefined;
+    const current = holders.find(isOwn)?.meshIP;
+    const canonical = current === undefined ? undefined : canonicalOrUndefined(current);
+    if (canonical !== undefined) {
+      const kept = allocateMeshIP(self, this.o.meshCIDR, holders.filter((h) => isOwn(h) || h.meshIP === canonical));
+      if (kept === current || canonicalOrUndefined(kept) === canonical) meshIP = kept;
+    }
+    meshIP ??= allocateMeshIP(self, this.o.meshCIDR, holders);
+    this.allocation = { holders: unchangedHolders, last, created, meshIP };
+    return meshIP;
   }
 
-  private ownObject(): { metadata: { name: string; creationTimestamp?: string | Date }; spec: { publicKey: string; meshIP?: string } } | undefined {
+  /** Every mesh IP holder through the checked path (meshIPHolders), each object checked once while it is the same object. */
+  private holders(snapshot: Snapshot): MeshIPHolder[] {
+    const h = this.holdersFor;
+    if (h && h.peers === snapshot.peers && h.gateways === snapshot.gateways) return h.holders;
+    const holders: MeshIPHolder[] = [];
+    for (const [kind, list] of [['Peer', snapshot.peers], ['Gateway', snapshot.gateways]] as const) {
+      for (const raw of list as unknown[]) {
+        if (raw === null || typeof raw !== 'object') continue;
+        let held = this.holderOf.get(raw);
+        if (held === undefined) {
+          held = (kind === 'Peer' ? meshIPHolders([raw], []) : meshIPHolders([], [raw]))[0] ?? null;
+          this.holderOf.set(raw, held);
+        }
+        if (held) holders.push(held);
+      }
+    }
+    this.holdersFor = { peers: snapshot.peers, gateways: snapshot.gateways, holders };
+    return holders;
+  }
+
+  private ownObject(): OwnObject | undefined {
     const snapshot = this.o.source.snapshot();
     const list = this.o.role === 'node' ? snapshot.peers : snapshot.gateways;
-    return list.find((o) => o.metadata.name === this.o.name);
+    if (this.ownFor?.list === list) return this.ownFor.own;
+    const own = (list as OwnObject[]).find((o) => o.metadata.name === this.o.name);
+    this.ownFor = { list, own };
+    return own;
   }
 
   /** The spec this member's own object should have, from what the source says now (null: not yet). */
@@ -345,7 +440,9 @@ export class MeshMember {
       if (this.o.endpoint) spec.endpoint = this.o.endpoint;
       return spec;
     }
-    const node = this.o.source.snapshot().nodes.find((n) => n.name === this.o.nodeName);
+    const nodes = this.o.source.snapshot().nodes;
+    if (this.nodeFor?.nodes !== nodes) this.nodeFor = { nodes, node: nodes.find((n) => n.name === this.o.nodeName) };
+    const node = this.nodeFor.node;
     if (!node) {
       this.log.warn('no Node object for this node yet; not registering', { node: this.o.nodeName });
       return null;
@@ -438,15 +535,23 @@ export class MeshMember {
     await setLinkUp(ifName, this.ipOpts);
   }
 
-  /** The interface holds exactly this node's mesh IP (/32 or /128; mesh routes live in the table). */
-  private async syncAddress(): Promise<void> {
+  /**
+   * The interface holds exactly this node's mesh IP (/32 or /128; mesh routes live in the table).
+   * After an event pass, nothing is read when the address wanted is the one last found there (two
+   * `ip` processes a pass otherwise); a full pass (start, resync, device reset) looks again.
+   */
+  private async syncAddress(full = true): Promise<void> {
     const want = this.ownMeshIP();
     this.meshIP = want;
-    if (!want || !(await getLink(this.o.interfaceName, this.ipOpts))) return;
+    if (!want) return;
+    if (!full && want === this.addressSynced) return;
+    this.addressSynced = null;
+    if (!(await getLink(this.o.interfaceName, this.ipOpts))) return;
     const cidr = `${want}/${want.includes(':') ? 128 : 32}`;
     const have = await listAddresses(this.o.interfaceName, this.ipOpts);
     for (const a of have) if (a !== cidr && !a.startsWith('fe80:')) await deleteAddress(this.o.interfaceName, a, this.ipOpts);
     if (!have.includes(cidr)) await replaceAddress(this.o.interfaceName, cidr, this.ipOpts);
+    this.addressSynced = want;
   }
 
   /**
@@ -459,7 +564,11 @@ export class MeshMember {
     if (!this.o.source.synced()) return null;
     const own = this.ownObject();
     if (!own) return null;
-    const checked = checkObject(this.kind, own);
+    let checked = this.ownChecked.get(own);
+    if (!checked) {
+      checked = checkObject(this.kind, own);
+      this.ownChecked.set(own, checked);
+    }
     if (!checked.ok || checked.object.spec.publicKey !== this.publicKey || checked.object.spec.meshIP === null) return null;
     const want = this.ownSpec()?.meshIP;
     return want !== undefined && checked.object.spec.meshIP === want ? want : null;
@@ -474,7 +583,7 @@ export class MeshMember {
       this.log.error('an onSync listener failed', { error: (err as Error).message });
     }
     this.register();
-    void this.syncAddress().catch((err: Error) => this.log.warn('could not set the interface address', { error: err.message }));
+    void this.syncAddress(result.full).catch((err: Error) => this.log.warn('could not set the interface address', { error: err.message }));
     this.logRefusals(topology.refused);
     if (!this.o.api || this.stopped) return;
     this.track(this.writeStatus(result, topology).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) })));
@@ -492,8 +601,14 @@ export class MeshMember {
     const spec = this.ownSpec();
     if (!own || !spec || !sameSpec(own.spec, spec)) return false;
     if (topology.refused.some((r) => r.kind === this.kind && r.name === this.o.name)) return false;
-    const live = new Set((result.live?.peers ?? []).map((p) => p.publicKey));
+    const live = this.liveKeys(result.live);
     return topology.peers.every((p) => live.has(p.publicKey));
+  }
+
+  /** The public keys on the device (rebuilt only when the reconciler's live state is another object). */
+  private liveKeys(live: DeviceState | null): Set<string> {
+    if (!this.liveKeysFor || this.liveKeysFor.live !== live) this.liveKeysFor = { live, keys: new Set((live?.peers ?? []).map((p) => p.publicKey)) };
+    return this.liveKeysFor.keys;
   }
 
   /**
@@ -529,13 +644,24 @@ export class MeshMember {
   private async writeStatus(result: SyncResult, topology: Topology): Promise<void> {
     const api = this.o.api as MeshApi;
     const live: DeviceState | null = result.live;
-    const now = Math.floor(Date.now() / 1000);
-    const byKey = new Map((live?.peers ?? []).map((p) => [p.publicKey, p]));
-    const configured = topology.peers.filter((p) => byKey.has(p.publicKey)).length;
-    const handshakeWithin3m = topology.peers.filter((p) => {
-      const hs = byKey.get(p.publicKey)?.lastHandshake;
-      return hs !== null && hs !== undefined && now - Number(hs.sec) < 180;
-    }).length;
+    // Counted again only when the peers or the device changed, or on a full pass (which re-reads
+    // the handshakes; an event pass's live state carries the last full pass's handshakes anyway).
+    let counts = this.counts;
+    if (!counts || counts.peers !== topology.peers || counts.live !== live || result.full) {
+      const now = Math.floor(Date.now() / 1000);
+      const byKey = new Map((live?.peers ?? []).map((p) => [p.publicKey, p]));
+      let configured = 0;
+      let handshakeWithin3m = 0;
+      for (const p of topology.peers) {
+        const got = byKey.get(p.publicKey);
+        if (!got) continue;
+        configured++;
+        const hs = got.lastHandshake;
+        if (hs !== null && hs !== undefined && now - Number(hs.sec) < 180) handshakeWithin3m++;
+      }
+      counts = this.counts = { peers: topology.peers, live, configured, handshakeWithin3m };
+    }
+    const { configured, handshakeWithin3m } = counts;
     const ownRefused = topology.refused.find((r) => r.kind === this.kind && r.name === this.o.name);
     // Refused by the trust rules, this member is not part of the mesh, however well its device is set up.
     const ok = !result.error && configured === topology.peers.length && !ownRefused;
@@ -558,6 +684,8 @@ export class MeshMember {
 
   /** Each refusal is logged once per distinct message, in every mode: with --peers-dir the log is where refusals show. */
   private logRefusals(refused: readonly Refusal[]): void {
+    if (refused === this.loggedRefused) return;
+    this.loggedRefused = refused;
     const current = new Map(refused.map((r) => [`${r.kind}/${r.name}`, r]));
     for (const [key, r] of current) {
       if (this.logged.get(key) === r.message) continue;
@@ -567,7 +695,11 @@ export class MeshMember {
     for (const key of [...this.logged.keys()]) if (!current.has(key)) this.logged.delete(key);
   }
 
-  /** Each refusal is written once per distinct message by this agent; an accepted object's old refusal is cleared. */
+  /**
+   * Each refusal is written once per distinct message by this agent; an accepted object's old
+   * refusal is cleared. Only objects that are new or changed (by identity) or whose verdict changed
+   * are looked at: each pass would otherwise visit every object.
+   */
   private async reportRefusals(api: MeshApi, refused: readonly Refusal[]): Promise<void> {
     const current = new Map(refused.map((r) => [`${r.kind}/${r.name}`, r]));
     for (const [key, r] of current) {
@@ -575,16 +707,43 @@ export class MeshMember {
       await api.reportRefusal(r);
       this.reported.set(key, r.message);
     }
-    for (const key of [...this.reported.keys()]) if (!current.has(key)) this.reported.delete(key);
+    const cleared = new Set<string>();
+    for (const key of [...this.reported.keys()]) {
+      if (current.has(key)) continue;
+      this.reported.delete(key);
+      cleared.add(key);
+    }
     // An object refused before (by anyone) and accepted now gets its Accepted condition back to True.
     const snapshot = this.o.source.snapshot();
-    const all = [...snapshot.peers.map((o) => ['Peer', o] as const), ...snapshot.gateways.map((o) => ['Gateway', o] as const)];
-    for (const [kind, obj] of all) {
-      if (current.has(`${kind}/${obj.metadata.name}`)) continue;
-      await api.reportAccepted(kind, obj.metadata.name, obj.status);
+    const seen = this.acceptedLists;
+    if (seen && seen.peers === snapshot.peers && seen.gateways === snapshot.gateways && seen.refused === refused && cleared.size === 0) return;
+    for (const [kind, list] of [['Peer', snapshot.peers], ['Gateway', snapshot.gateways]] as const) {
+      for (const obj of list) {
+        const key = `${kind}/${obj.metadata.name}`;
+        if (current.has(key)) {
+          // Refused now: once accepted again, it is looked at again.
+          this.acceptedChecked.delete(obj);
+          continue;
+        }
+        if (this.acceptedChecked.has(obj) && !cleared.has(key)) continue;
+        await api.reportAccepted(kind, obj.metadata.name, obj.status);
+        this.acceptedChecked.add(obj);
+      }
     }
+    this.acceptedLists = { peers: snapshot.peers, gateways: snapshot.gateways, refused };
   }
 }
+
+/** An IP in canonical form, or undefined when it is not one. */
+function canonicalOrUndefined(ip: string): string | undefined {
+  try {
+    return canonicalIp(ip);
+  } catch {
+    return undefined;
+  }
+}
+
+type OwnObject = { metadata: { name: string; creationTimestamp?: string | Date }; spec: { publicKey: string; meshIP?: string } };
 
 function time(t: string | Date | undefined): number | undefined {
   if (t === undefined) return undefined;

@@ -14,8 +14,14 @@ export interface PeerSource {
   stop(): Promise<void>;
   /** True once every kind has been read completely at least once; before that, nothing may act. */
   synced(): boolean;
+  /**
+   * What the source holds now. While nothing changed, the same Snapshot object and the same arrays
+   * come back; an object whose content did not change keeps its identity, and so does a NodeInfo
+   * while its name, podCIDRs and internalIPs are unchanged: consumers short-circuit on `===`
+   * (issue 10: an event costs what it changes). Callers must never mutate it.
+   */
   snapshot(): Snapshot;
-  /** Called (without arguments) after anything changed. */
+  /** Called (without arguments) after anything changed; never for a change the mesh does not read (a Node's heartbeat). */
   onChange(cb: () => void): void;
 }
 
