@@ -22,7 +22,31 @@ export type DeviceOp =
   /** Every peer rewritten in one `set` with replace_peers (the reference apply mode: handshakes are lost). */
   | { op: 'replace'; peers: readonly PeerConfig[] };
 
-const cidrSet = (cidrs: readonly string[]): string => [...new Set(cidrs.map((c) => canonicalCidr(c)))].sort().join(',');
+/**
+ * The canonical form of CIDR text, parsed once per distinct string: the desired state and the
+ * table repeat the same strings every pass, and canonicalCidr parses each one twice (ipaddr.js),
+ * which made CIDR parsing the largest part of a 5,000-peer full pass.
+ */
+class CanonicalCidrs {
+  private readonly cache = new Map<string, string>();
+
+  get(text: string): string {
+    let c = this.cache.get(text);
+    if (c === undefined) {
+      c = canonicalCidr(text);
+      // Bounded: CIDRs that came and went are forgotten together, now and then.
+      if (this.cache.size >= 65_536) this.cache.clear();
+      this.cache.set(text, c);
+      if (c !== text) this.cache.set(c, c);
+    }
+    return c;
+  }
+}
+
+/** The shared cache of canonical CIDRs (errors are not cached: a bad CIDR throws every time, naming itself). */
+export const canonical = new CanonicalCidrs();
+
+const cidrSet = (cidrs: readonly string[]): string => [...new Set(cidrs.map((c) => canonical.get(c)))].sort().join(',');
 
 /** The same strings in the same order: the common case (the topology's CIDRs are canonical), decided without parsing. */
 function sameList(a: readonly string[], b: readonly string[]): boolean {
@@ -149,11 +173,11 @@ export interface RouteChanges {
 
 /** Routes to add and remove so a table holds exactly `want` through `dev`. */
 export function diffRoutes(want: readonly string[], live: ReadonlyArray<{ dst: string; dev: string }>, dev: string): RouteChanges {
-  const wanted = new Set(want.map((c) => canonicalCidr(c)));
-  const ours = new Set(live.filter((r) => r.dev === dev).map((r) => canonicalCidr(r.dst)));
+  const wanted = new Set(want.map((c) => canonical.get(c)));
+  const ours = new Set(live.filter((r) => r.dev === dev).map((r) => canonical.get(r.dst)));
   return {
     add: [...wanted].filter((c) => !ours.has(c)).sort(),
     // A route through another device in our table is replaced (`ip route replace`), not removed.
-    remove: live.filter((r) => !wanted.has(canonicalCidr(r.dst))).map((r) => canonicalCidr(r.dst)).sort(),
+    remove: live.filter((r) => !wanted.has(canonical.get(r.dst))).map((r) => canonical.get(r.dst)).sort(),
   };
 }

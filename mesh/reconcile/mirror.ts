@@ -6,9 +6,9 @@
  * changes. Full passes (start, resync, after a refused set or any error, a device reset) read
  * everything and rebuild the mirror from what is really there.
  */
-import { canonicalCidr, publicKeyOf } from '../../native/index.ts';
+import { publicKeyOf } from '../../native/index.ts';
 import type { DeviceState, PeerConfig, PeerState } from '../../native/index.ts';
-import { samePeerConfig } from './diff.ts';
+import { canonical, samePeerConfig } from './diff.ts';
 import type { DesiredDevice, DeviceOp, DevicePlan } from './diff.ts';
 
 interface MirrorPeer {
@@ -20,26 +20,6 @@ interface MirrorPeer {
   seen: number;
 }
 
-/** The canonical form of CIDR text, parsed once per distinct string (the desired arrays repeat the same strings every pass). */
-class CanonicalCidrs {
-  private readonly cache = new Map<string, string>();
-
-  get(text: string): string {
-    let canonical = this.cache.get(text);
-    if (canonical === undefined) {
-      canonical = canonicalCidr(text);
-      this.cache.set(text, canonical);
-    }
-    return canonical;
-  }
-
-  /** Drop entries when the cache outgrows what is wanted (CIDRs that came and went). */
-  trim(wanted: number): void {
-    if (this.cache.size > 2 * wanted + 1024) this.cache.clear();
-  }
-}
-
-const canonical = new CanonicalCidrs();
 
 /**
  * The occurrences that differ between two lists of the same strings: `removed` from `before`, `added`
