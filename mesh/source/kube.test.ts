@@ -11,6 +11,8 @@ import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
+import { TestCluster, kubeTestsUnavailable } from '../../e2e/kube/apiserver.ts';
+import { createNode, createPeer, installCrds, updatePeerSpec, waitFor } from '../../e2e/kube/mesh.ts';
 import { KubeSource } from './kube.ts';
 
 let server: Server;
@@ -77,4 +79,66 @@ test('a listener that throws is logged, and the next listener still hears the ch
   assert.equal(heard, 1);
   assert.match(errors[0] ?? '', /a change listener failed.*listener bug/);
   await source.stop();
+});
+
+// ---------------------------------------------------------------- against a real kube-apiserver
+
+const why = kubeTestsUnavailable();
+
+test('against a real API server: paged lists, slim objects, and a snapshot that changes only with what the mesh reads', { skip: why ?? false, timeout: 120_000 }, async () => {
+  const cluster = await TestCluster.start();
+  const source = new KubeSource(cluster.kubeConfig(), { listPage: 2 });
+  try {
+    await installCrds(cluster);
+    const kc = cluster.kubeConfig();
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    for (let i = 0; i < 5; i++) await createNode(kc, `node-${i}`, [`10.244.${i}.0/24`], `198.18.0.${i + 1}`);
+    const key = (i: number): string => Buffer.alloc(32, i + 1).toString('base64');
+    for (let i = 0; i < 3; i++) await createPeer(kc, `node-${i}`, { publicKey: key(i), allowedIPs: [`10.244.${i}.0/24`], nodeName: `node-${i}` });
+    // A Node as a kubelet writes it: images and conditions the mesh never reads.
+    const images = Array.from({ length: 50 }, (_, i) => ({ names: [`registry.example/image-${i}@sha256:${'0'.repeat(64)}`], sizeBytes: 1e6 }));
+    const n0 = await core.readNode({ name: 'node-0' });
+    await core.replaceNodeStatus({ name: 'node-0', body: { ...n0, status: { ...n0.status, images, conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'ok', lastHeartbeatTime: new Date() }] } } });
+
+    let changes = 0;
+    source.onChange(() => changes++);
+    await source.start();
+    await until('synced', () => source.synced());
+    await waitFor('every object listed (in pages of 2)', () => source.snapshot().nodes.length === 5 && source.snapshot().peers.length === 3);
+    assert.ok(source.lists >= 3, 'one list per kind');
+    const first = source.snapshot();
+    assert.equal(source.snapshot(), first, 'nothing changed: the same Snapshot');
+    assert.deepEqual(first.nodes.find((n) => n.name === 'node-0'), { name: 'node-0', podCIDRs: ['10.244.0.0/24'], internalIPs: ['198.18.0.1'], creationTimestamp: first.nodes.find((n) => n.name === 'node-0')?.creationTimestamp });
+    const cached = (source as unknown as { watched: Array<{ informer: k8s.ObjectCache<k8s.V1Node> }> }).watched[2].informer.get('node-0');
+    assert.equal(cached?.status?.images, undefined, 'the informer caches no images');
+    assert.equal(cached?.status?.conditions, undefined, 'nor conditions');
+    const peer0 = first.peers.find((p) => p.metadata.name === 'node-0');
+    assert.equal((peer0?.metadata as { managedFields?: unknown }).managedFields, undefined, 'no managedFields kept');
+
+    // A heartbeat: the Node changes, nothing the mesh reads does.
+    const before = changes;
+    const n0b = await core.readNode({ name: 'node-0' });
+    await core.replaceNodeStatus({ name: 'node-0', body: { ...n0b, status: { ...n0b.status, conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'ok', lastHeartbeatTime: new Date(Date.now() + 10_000) }] } } });
+    // A change that matters, after it, so that when it is seen the heartbeat was seen too.
+    await updatePeerSpec(kc, 'node-1', (spec) => ({ ...spec, endpoint: '198.18.0.2:51820' }));
+    await waitFor('the Peer change seen', () => source.snapshot().peers.find((p) => p.metadata.name === 'node-1')?.spec.endpoint === '198.18.0.2:51820');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(changes, before + 1, 'one change: the Peer; the heartbeat woke nobody');
+    const second = source.snapshot();
+    assert.notEqual(second, first);
+    assert.equal(second.nodes, first.nodes, 'the Nodes array is the same array: no NodeInfo changed');
+    assert.equal(second.peers.find((p) => p.metadata.name === 'node-0'), peer0, 'an unchanged Peer keeps its identity');
+    assert.equal(second.gateways, first.gateways);
+
+    // A label is not a change to the mesh (the NodeInfo stays); a deleted Node is.
+    await core.patchNode({ name: 'node-4', body: { metadata: { labels: { x: 'y' } } } }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch));
+    await core.deleteNode({ name: 'node-3' });
+    await waitFor('the deleted Node gone', () => source.snapshot().nodes.length === 4);
+    const third = source.snapshot();
+    assert.equal(third.nodes.find((n) => n.name === 'node-4'), second.nodes.find((n) => n.name === 'node-4'), 'a label change keeps the NodeInfo');
+    assert.equal(third.peers, second.peers, 'Peers untouched: the same array');
+  } finally {
+    await source.stop();
+    await cluster.stop();
+  }
 });
