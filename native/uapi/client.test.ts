@@ -348,6 +348,75 @@ describe('UAPI client errors a person can act on', () => {
     await assert.rejects(new UapiClient(short, { timeoutMs: 30_000 }).get(), (err: Error) => isNativeError(err, 'protocol') && /without a complete answer \(got \d+ bytes\)/.test(err.message));
   });
 
+  /** A fake socket that answers each connection with `answerFor(n)` (n counts connections), written in the pieces it returns, a few ms apart. */
+  const servePieces = async (name: string, answerFor: (n: number) => Buffer[]): Promise<string> => {
+    const path = join(dir, name);
+    let n = 0;
+    const server = createServer((s) => {
+      const pieces = answerFor(n++);
+      s.on('error', () => undefined);
+      const next = (): void => {
+        const piece = pieces.shift();
+        if (piece === undefined || s.destroyed) return;
+        s.write(piece);
+        // Apart in time, so that the client reads them apart (the kernel would join them otherwise).
+        setTimeout(next, 2);
+      };
+      next();
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(path, r));
+    return path;
+  };
+
+  test('an answer split in two at every byte, a multi-byte character included, reads as the whole answer', async () => {
+    // Fake: wireguard-go writes its answer in one piece and its errno line in another; where the
+    // kernel splits them is up to it. A hostile endpoint carries a 2-byte UTF-8 character, split too.
+    const device = {
+      privateKey: null,
+      publicKey: null,
+      listenPort: 51820,
+      fwmark: 0,
+      peers: [blankPeerState(publicKeyOf(generatePrivateKey()), { endpoint: 'h\u00e9:1', allowedIPs: ['10.7.0.0/24'], txBytes: 12345678901234567890n })],
+    };
+    const answer = Buffer.from(renderGet(device), 'utf8');
+    const path = await servePieces('wg-split.sock', (at) => [answer.subarray(0, at), answer.subarray(at)].filter((b) => b.length > 0));
+    const client = new UapiClient(path, { timeoutMs: 30_000 });
+    for (let at = 0; at < answer.length; at++) {
+      assert.deepEqual(await client.get(), device, `split after byte ${at}`);
+    }
+    // A two-digit errno split inside its line: "errno=-2" then "2\n\n" is not errno 2, and "errno=-22\n" is not complete.
+    const refused = Buffer.from('listen_port=1\nerrno=-22\n\n', 'latin1');
+    const errPath = await servePieces('wg-split-errno.sock', (at) => [refused.subarray(0, at), refused.subarray(at)].filter((b) => b.length > 0));
+    for (let at = 0; at < refused.length; at++) {
+      await assert.rejects(new UapiClient(errPath, { timeoutMs: 30_000 }).get(), /failed with EINVAL$/, `split after byte ${at}`);
+    }
+  });
+
+  test('answers across the read buffer\'s sizes, growing and shrinking, read whole; one byte over the cap does not', async () => {
+    // Fake, to choose exact sizes: the client reads into one buffer sized from its last answer and
+    // doubled when full, up to the cap. Sizes around each doubling step, in one client.
+    const cap = 300_000;
+    const answerOf = (bytes: number): Buffer => {
+      // An unknown key pads the answer to exactly `bytes` (parseGet skips it).
+      const head = 'listen_port=7\nfuture_key=';
+      const tail = '\nerrno=0\n\n';
+      return Buffer.from(head + 'x'.repeat(bytes - head.length - tail.length) + tail, 'latin1');
+    };
+    const sizes = [100, 65_535, 65_536, 65_537, 131_073, 40, 262_145, 300_000, 73_729, 300_000];
+    const path = await servePieces('wg-sizes.sock', (n) => {
+      const answer = answerOf(n < sizes.length ? sizes[n] : n === sizes.length ? cap + 1 : 100);
+      // In pieces of 50,000 bytes: several reads, each landing where the last one stopped.
+      return Array.from({ length: Math.ceil(answer.length / 50_000) }, (_, i) => answer.subarray(i * 50_000, (i + 1) * 50_000));
+    });
+    const client = new UapiClient(path, { timeoutMs: 30_000, maxReplyBytes: cap });
+    for (const size of sizes) {
+      assert.equal((await client.getRaw()).length, size, `an answer of ${size} bytes`);
+    }
+    await assert.rejects(client.get(), (err: Error) => isNativeError(err, 'reply-too-large') && err.message.includes(`the cap of ${cap} bytes`));
+    assert.equal((await client.get()).listenPort, 7, 'the client reads again after refusing one answer');
+  });
+
   test('a malformed private_key line in an answer is reported without its value', async () => {
     // Fake: wireguard-go never sends a malformed key; a foreign socket might.
     const key = generatePrivateKey();
