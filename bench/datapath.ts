@@ -54,6 +54,7 @@ const USAGE = `usage: node bench/datapath.ts [options]
   --ways LIST         agent,hand,clear (default all three)
   --offloads MODE     default (veths as the kernel makes them) or gro (GRO on every veth, all ways)
   --veth-mtu N        MTU of every veth and bridge (default 1500; e.g. 9000 for a jumbo-frame underlay, all ways)
+  --wg-env K=V,...    environment for wireguard-go (agent and hand ways alike), e.g. GOGC=400
   --profile           perf record -a during one extra run of the agent way per build: top processes and symbols
   --show-offloads     print ethtool -k of the veths and the WireGuard TUN of each build
   --json              one JSON object instead of tables
@@ -67,6 +68,7 @@ const { values: v } = parseArgs({
     ways: { type: 'string', default: 'agent,hand,clear' },
     offloads: { type: 'string', default: 'default' },
     'veth-mtu': { type: 'string', default: '1500' },
+    'wg-env': { type: 'string', default: '' },
     profile: { type: 'boolean', default: false },
     'show-offloads': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
@@ -87,6 +89,15 @@ function whole(text: string, name: string, min: number, max: number): number {
 }
 const runs = whole(v.runs, 'runs', 1, 50);
 const vethMtu = whole(v['veth-mtu'], 'veth-mtu', 1280, 65535);
+const wgEnv: Record<string, string> = {};
+for (const pair of v['wg-env'].split(',').filter(Boolean)) {
+  const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(pair);
+  if (!m) {
+    console.error(`--wg-env: ${JSON.stringify(pair)} is not NAME=value`);
+    process.exit(2);
+  }
+  wgEnv[m[1]] = m[2];
+}
 const seconds = whole(v.seconds, 'seconds', 1, 60);
 const suites = v.builds.split(',').filter(Boolean);
 for (const s of suites) {
@@ -208,7 +219,7 @@ function writePeers(c: MeshCluster): void {
 async function agentCell(build: Build): Promise<Cell> {
   const c = await newCluster();
   writePeers(c);
-  for (const n of c.nodes) await c.startAgent(n.name, { env: { AKS_MESH_WIREGUARD_GO: build.binary } });
+  for (const n of c.nodes) await c.startAgent(n.name, { env: { ...wgEnv, AKS_MESH_WIREGUARD_GO: build.binary } });
   await c.waitForMatrix({ timeoutMs: 60_000 });
   return cell('agent', build, c);
 }
@@ -218,7 +229,7 @@ async function handCell(build: Build, mtu: number): Promise<Cell> {
   const c = await newCluster();
   const [a, b] = c.nodes;
   for (const [self, other, i] of [[a, b, 1], [b, a, 2]] as Array<[ClusterNode, ClusterNode, number]>) {
-    c.box.spawn(self.ns, build.binary, ['-f', self.interfaceName], { env: { ...process.env, WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: 'error' } });
+    c.box.spawn(self.ns, build.binary, ['-f', self.interfaceName], { env: { ...process.env, ...wgEnv, WG_PROCESS_FOREGROUND: '1', LOG_LEVEL: 'error' } });
     await c.waitFor(`the UAPI socket of ${self.interfaceName}`, () => existsSync(join(SOCKET_DIR, `${self.interfaceName}.sock`)), { timeoutMs: 10_000, failOnAgentExit: false });
     const inNs = (cmd: string, ...args: string[]) => execFileAsync('ip', ['netns', 'exec', self.ns, cmd, ...args]);
     await inNs('wg', 'set', self.interfaceName, 'private-key', self.keyFile, 'listen-port', String(self.listenPort),
@@ -366,11 +377,18 @@ async function wireguardSymbols(data: string, binary: string, pids: number[]): P
     counts.set(name, (counts.get(name) ?? 0) + 1);
     total++;
   }
-  return [...counts.entries()]
+  // Grouped by package too: where the time goes at a glance (crypto, runtime, the kernel, ...).
+  const groups = new Map<string, number>();
+  for (const [name, n] of counts) {
+    const group = name.startsWith('go ') ? name.slice(3).replace(/^(.*?)\.[^/]*$/, '$1').replace(/\.\(.*$/, '') : name.split(' ')[0];
+    groups.set(group, (groups.get(group) ?? 0) + n);
+  }
+  const byGroup = [...groups.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([g, n]) => `${((n / total) * 100).toFixed(0)}% ${g}`).join(', ');
+  return `${byGroup}\n${[...counts.entries()]
     .sort((a, b) => b[1] - a[1])
     .slice(0, 20)
     .map(([name, n]) => `${((n / total) * 100).toFixed(1).padStart(6)}%  ${name}`)
-    .join('\n');
+    .join('\n')}`;
 }
 
 // ---------------------------------------------------------------- main
@@ -444,7 +462,7 @@ try {
   });
   if (v.json) console.log(JSON.stringify({ runs, seconds, offloads: v.offloads, vethMtu, wireguardMtu: mtu, rows, profiles }, null, 2));
   else {
-    console.log(`iperf3 TCP pod → pod, ${seconds} s × ${runs} runs per cell, interleaved; offloads: ${v.offloads}; veth MTU ${vethMtu}, WireGuard MTU ${mtu}`);
+    console.log(`iperf3 TCP pod → pod, ${seconds} s × ${runs} runs per cell, interleaved; offloads: ${v.offloads}; wireguard-go env: ${v['wg-env'] || 'none'}; veth MTU ${vethMtu}, WireGuard MTU ${mtu}`);
     console.log('cell              version        Gbit/s med    p95    min  wg CPU s/GB  agents CPU ms run/idle  retr  ours/hand  /clear');
     for (const r of rows) {
       console.log(
