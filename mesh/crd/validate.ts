@@ -139,15 +139,29 @@ const NOUNS = new Map<(text: string, what: string) => string, string>([
   [canonicalEndpoint, 'an endpoint (host:port)'],
 ]);
 
+/**
+ * What each parser made of a text it accepted (the canonical form depends on the text alone): every
+ * desired-state pass checks every object again, and the same few thousand addresses and CIDRs
+ * would otherwise be parsed again on each pass. Cleared when it grows past PARSED_LIMIT.
+ */
+const PARSED = new Map<(text: string, what: string) => string, Map<string, string>>([...NOUNS.keys()].map((parse) => [parse, new Map()]));
+const PARSED_LIMIT = 100_000;
+
 /** An IP address or CIDR field: a string, short enough, parsed strictly (no leading zeros, no host names). */
 function parseText(v: unknown, field: string, max: number, parse: (text: string, what: string) => string): { value: string } | { problem: string } {
   if (typeof v !== 'string') return { problem: `${field}: expected a string, got ${typeName(v)}` };
   if (v.length > max) return { problem: `${field}: ${shown(v)} is longer than ${max} characters` };
+  const memo = PARSED.get(parse) as Map<string, string>;
+  const known = memo.get(v);
+  if (known !== undefined) return { value: known };
   // The parsers quote what they could not parse, which can be a fragment of a key (a base64 key
   // holds '/', where a CIDR is split): key-shaped text is refused without the parser's words.
   if (redactKeys(v) !== v) return { problem: `${field}: ${shown(v)} is not ${NOUNS.get(parse) ?? 'valid here'}` };
   try {
-    return { value: parse(v, field) };
+    const value = parse(v, field);
+    if (memo.size >= PARSED_LIMIT) memo.clear();
+    memo.set(v, value);
+    return { value };
   } catch (err) {
     // The parser's message quotes the value: redacted like shown().
     return { problem: redactKeys((err as Error).message) };
