@@ -140,6 +140,42 @@ describe('Reconciler: event passes trust what was applied; full passes repair', 
     await wg.client.set({ replacePeers: true });
   });
 
+  test("an event pass never takes over or deletes another device's route in the table", async () => {
+    // A veth end inside the namespace stands for the other tool's device.
+    const other = box.ifName('ve', 'a');
+    await box.ip(ns, 'link', 'add', other, 'type', 'veth', 'peer', 'name', box.ifName('ve', 'b'));
+    await box.ip(ns, 'link', 'set', other, 'up');
+    await box.ip(ns, 'route', 'add', '10.77.0.0/24', 'dev', other, 'table', String(table));
+    try {
+      const peers = makePeers(3);
+      let desired: DesiredState = { device: { privateKey, listenPort: port, fwmark: 0, peers }, routes: peers.flatMap((p) => p.allowedIPs) };
+      const warnings: string[] = [];
+      const log = { error: () => undefined, info: () => undefined, debug: () => undefined, warn: (m: string, meta?: Record<string, unknown>) => void warnings.push(`${m} ${JSON.stringify(meta)}`) };
+      const r = new Reconciler({ device: wg.client, routes: { table, dev, netns: ns }, desired: () => desired, resyncMs: 0, debounceMs: 5, log });
+      await r.syncNow();
+      // A peer now claims the destination the dummy device holds.
+      const claimant = { ...peers[0], allowedIPs: [...peers[0].allowedIPs, '10.77.0.0/24'] };
+      desired = { ...desired, device: { ...desired.device, peers: [claimant, ...peers.slice(1)] }, routes: [...desired.routes, '10.77.0.0/24'].sort() };
+      r.trigger('claims a foreign destination');
+      await r.idle();
+      assert.equal(r.lastResult?.full, false);
+      assert.equal(r.lastResult?.error, undefined);
+      const held = async (): Promise<string[]> => (await listRoutes(table, { netns: ns })).filter((x) => x.dst === '10.77.0.0/24').map((x) => x.dev);
+      assert.deepEqual(await held(), [other], 'still through the other device');
+      assert.ok(warnings.some((w) => /belong to another device/.test(w) && w.includes('10.77.0.0/24')), warnings.join('\n'));
+      // The claim goes: the other device's route stays.
+      desired = { ...desired, device: { ...desired.device, peers }, routes: peers.flatMap((p) => p.allowedIPs) };
+      r.trigger('claim withdrawn');
+      await r.idle();
+      assert.equal(r.lastResult?.error, undefined);
+      assert.deepEqual(await held(), [other]);
+      await r.stop();
+    } finally {
+      await box.ip(ns, 'link', 'del', other);
+      await wg.client.set({ replacePeers: true });
+    }
+  });
+
   test('desired arrays rebuilt without identity: equal values send nothing, one changed value sends one set', async () => {
     const peers = makePeers(10);
     let desired: DesiredState = { device: { privateKey, listenPort: port, fwmark: 0, peers }, routes: [] };

@@ -15,7 +15,7 @@
  * It never acts without a desired state: while the source is not synced (API server away at
  * start), `desired()` returns null and the device is left exactly as it is.
  */
-import { deleteFallbacks, deleteRoutes, listFallbacks, listRoutes, replaceFallbacks, replaceRoutes, silentLogger } from '../../native/index.ts';
+import { listFallbacks, listRoutes, silentLogger } from '../../native/index.ts';
 import type { DeviceState, Logger, SetRequest } from '../../native/index.ts';
 import { batchOps, batchRequest, canonical, diffRoutes, opRequest, planDevice } from './diff.ts';
 import type { DesiredDevice, DeviceOp } from './diff.ts';
@@ -54,7 +54,7 @@ export interface RouteTable {
 
 export interface SyncResult {
   at: Date;
-  /** Whether this pass read the device and the table (start, resync, syncNow, after a refusal) or trusted the mirror (an event). */
+  /** False for an event pass that read nothing (trusted the mirror); true when it read the device or listed the table (start, resync, syncNow, after a refusal or a failed route change). */
   full: boolean;
   /** UAPI operations applied in this pass (a batch of peers is one `set`; see `sets`). */
   applied: DeviceOp[];
@@ -234,7 +234,11 @@ export class Reconciler {
         await this.fullDevice(desired.device, result);
       }
       if (this.o.routes) {
-        if (result.full || !(await this.eventRoutes(desired, this.o.routes, result))) await this.fullRoutes(desired, this.o.routes, result);
+        if (result.full || !(await this.eventRoutes(desired, this.o.routes, result))) {
+          // An event pass whose route batch failed lists the table too: it is no longer one that read nothing.
+          result.full = true;
+          await this.fullRoutes(desired, this.o.routes, result);
+        }
       }
       result.live = this.mirror.live();
       if (result.applied.length || result.routesAdded.length || result.routesRemoved.length) {
@@ -414,34 +418,50 @@ export class Reconciler {
     return true;
   }
 
-  /** List the table and make it hold the desired routes and fallbacks; rebuild the route mirrors from it. */
+  /**
+   * List the table once (routes, then fallbacks) and make it hold the desired routes and fallbacks
+   * in one `ip -batch`; rebuild the route mirrors from it. Only routes through our own device are
+   * deleted (each line names it), and a destination another device holds in this table (a --table
+   * shared by mistake with another tool) is left alone and reported.
+   */
   private async fullRoutes(desired: DesiredState, rt: RouteTable, result: SyncResult): Promise<void> {
     const { table, dev, netns } = rt;
+    const failClosed = rt.failClosed ?? true;
     this.mirror.routes.reset();
     this.mirror.fallbacks.reset();
     const current = await listRoutes(table, { netns });
+    const held = failClosed ? new Set(await listFallbacks(table, { netns })) : null;
     const changes = diffRoutes(desired.routes, current, dev);
-    // Only routes through our own device are deleted (deleteRoutes names the device): whatever else
-    // is in this table (a --table shared by mistake with another tool) is left alone.
-    result.routesRemoved = await deleteRoutes(table, dev, changes.remove, { netns });
-    const { conflicts } = await replaceRoutes(table, changes.add.map((dst) => ({ dst, dev })), { netns });
-    const taken = new Set(conflicts.map((r) => r.dst));
-    result.routesAdded = changes.add.filter((c) => !taken.has(c));
-    if (conflicts.length) this.warnConflicts(table, conflicts.map((r) => `${r.dst} dev ${r.dev}`));
+    const ours = new Set<string>();
     const foreign = new Map<string, string>();
-    for (const r of current) if (r.dev !== dev) foreign.set(r.dst, r.dev);
-    for (const r of conflicts) foreign.set(r.dst, r.dev);
-    this.mirror.foreign = foreign;
-    this.mirror.routes.replace([desired.routes]);
-    if (rt.failClosed ?? true) {
-      const fallbacks = new Set(await listFallbacks(table, { netns }));
-      const lists = this.fallbackLists(desired);
+    for (const r of current) {
+      if (r.dev === dev) ours.add(r.dst);
+      else if (!foreign.has(r.dst)) foreign.set(r.dst, r.dev);
+    }
+    const add: string[] = [];
+    const conflicts: string[] = [];
+    for (const c of changes.add) {
+      const other = foreign.get(c);
+      if (other === undefined) add.push(c);
+      else conflicts.push(`${c} dev ${other}`);
+    }
+    const remove = changes.remove.filter((c) => ours.has(c));
+    const lists = this.fallbackLists(desired);
+    let addFallbacks: string[] = [];
+    let removeFallbacks: string[] = [];
+    if (held) {
       const wanted = new Set<string>();
       for (const list of lists) for (const c of list) wanted.add(canonical.get(c));
-      await deleteFallbacks(table, [...fallbacks].filter((c) => !wanted.has(c)), { netns });
-      await replaceFallbacks(table, [...wanted].filter((c) => !fallbacks.has(c)).sort(), { netns });
-      this.mirror.fallbacks.replace(lists);
+      removeFallbacks = [...held].filter((c) => !wanted.has(c));
+      addFallbacks = [...wanted].filter((c) => !held.has(c)).sort();
     }
+    await applyRouteBatch({ table, dev, addRoutes: add, addVerb: 'replace', removeRoutes: remove, addFallbacks, removeFallbacks }, { netns });
+    result.routesAdded = add;
+    result.routesRemoved = remove;
+    if (conflicts.length) this.warnConflicts(table, conflicts);
+    this.mirror.foreign = foreign;
+    this.mirror.routes.replace([desired.routes]);
+    if (held) this.mirror.fallbacks.replace(lists);
   }
 
   private warnConflicts(table: number, routes: string[]): void {

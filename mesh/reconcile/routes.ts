@@ -1,12 +1,12 @@
 /**
- * Route changes for an event pass, already decided against what this reconciler last applied, in
- * one `ip -batch` and without listing the table first. native/link's replaceRoutes and deleteRoutes
- * list the table (two `ip route show`, one per family) before they change it, so they can refuse to
- * take over another device's route: right for a full pass, which has the listing anyway, but an
- * event pass must cost what it changes. Here the same safety comes from the kernel: a new route is
- * `route add` (never `replace`), which fails on any route already there, and a removal names our
- * device, so the kernel deletes only the route through it. Any failure means the table is not what
- * we last applied: the caller marks its mirror untrusted and repairs with a full pass.
+ * Route and fallback changes, already decided, in one `ip -batch` and without listing the table
+ * again. native/link's replaceRoutes and deleteRoutes each list the table (two `ip route show`, one
+ * per family, every route parsed) before they change it, so they can refuse to take over another
+ * device's route: a full pass here lists the table once and decides that itself, and an event pass
+ * must cost what it changes and lists nothing. There the same safety comes from the kernel: a new
+ * route is `route add` (never `replace`), which fails on any route already there, and a removal
+ * names our device, so the kernel deletes only the route through it. Any failure means the table is
+ * not what we last applied: the caller marks its mirror untrusted and repairs with a full pass.
  */
 import { execFile } from 'node:child_process';
 import { FALLBACK_METRIC, NativeError, validateTable } from '../../native/index.ts';
@@ -15,8 +15,14 @@ import type { IpOptions } from '../../native/index.ts';
 export interface RouteBatch {
   table: number;
   dev: string;
-  /** Canonical CIDRs to route through `dev` (none may be in the table yet). */
+  /** Canonical CIDRs to route through `dev`. */
   addRoutes: readonly string[];
+  /**
+   * How they are added: 'add' (event passes: fails on any route already there, so nothing is taken
+   * over on the strength of a stale mirror) or 'replace' (full passes, which have just listed the
+   * table and left out every destination another device holds).
+   */
+  addVerb?: 'add' | 'replace';
   /** Canonical CIDRs whose route through `dev` goes. */
   removeRoutes: readonly string[];
   /** Canonical CIDRs that get an `unreachable` fallback (metric FALLBACK_METRIC). */
@@ -29,7 +35,7 @@ export function routeBatchLines(b: RouteBatch): string[] {
   const lines: string[] = [];
   const t = `table ${b.table}`;
   for (const c of b.addFallbacks) lines.push(`route replace unreachable ${c} ${t} metric ${FALLBACK_METRIC}`);
-  for (const c of b.addRoutes) lines.push(`route add ${c} dev ${b.dev} ${t}`);
+  for (const c of b.addRoutes) lines.push(`route ${b.addVerb ?? 'add'} ${c} dev ${b.dev} ${t}`);
   for (const c of b.removeRoutes) lines.push(`route del ${c} dev ${b.dev} ${t}`);
   for (const c of b.removeFallbacks) lines.push(`route del unreachable ${c} ${t} metric ${FALLBACK_METRIC}`);
   return lines;
