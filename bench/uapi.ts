@@ -2,6 +2,13 @@
  * UAPI benchmark: how fast our UAPI client reads a big wireguard-go device compared with
  * `wg show <if> dump`, and whether a single-peer update gets slower as the device grows.
  *
+ * Reading: every run times UapiClient.get() and `wg show <if> dump` on the same socket (in
+ * alternating order) and takes their ratio; the table shows median and p95 of each and of the
+ * per-run ratio, and, measured in the same run, the socket round trip alone (getBytes) and the
+ * parse alone (parseGetBytes of those bytes), so the note can say where the time goes. CPU per
+ * read is shown too (ours: this process; wg's: its process, from /proc/self/stat's children
+ * times, in 10 ms ticks, so only a mean over all runs): wall times swing on a busy machine.
+ *
  *   node bench/uapi.ts [--runs 20] [--warmup 3] [--peers 5000] [--small-peers 10]
  *                      [--binary /path/to/wireguard-go] [--seed 1] [--json]
  *
@@ -16,6 +23,7 @@
  * (the device holds what we wrote), so that a broken setup cannot print plausible numbers.
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
@@ -24,7 +32,7 @@ import {
   findWireguardGo,
   fullPeerChange,
   generatePrivateKey,
-  parseGet,
+  parseGetBytes,
   publicKeyOf,
   wireguardGoVersion,
 } from '../native/index.ts';
@@ -123,6 +131,19 @@ function stats(samples: number[]): Stats {
 
 function round(ms: number): number {
   return Math.round(ms * 1000) / 1000;
+}
+
+/** CPU time of this process's waited-for children (the `wg` processes), in ms: /proc/self/stat cutime + cstime, 100 ticks a second. */
+function childrenCpuMs(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  // Fields after the command name (which may hold spaces) start at ") "; cutime and cstime are fields 16 and 17.
+  const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) * 10;
+}
+
+function cpuMs(since: NodeJS.CpuUsage): number {
+  const d = process.cpuUsage(since);
+  return (d.user + d.system) / 1000;
 }
 
 function ratio(a: number, b: number): number {
@@ -277,10 +298,17 @@ interface Result {
   };
   get: {
     ours: Stats;
+    /** getBytes(): connect, request, read the answer into one buffer; no decoding. */
     oursRoundTripOnly: Stats;
+    /** parseGetBytes() of those bytes. */
     parseOnly: Stats;
     wgDump: Stats;
-    ratioOursToWg: { median: number; p95: number };
+    /** ours / wg dump of the same run, as stats over the runs (no unit). */
+    ratioPerRun: Stats;
+    /** Medians of the round trip alone and of the parse alone, as fractions of get()'s median. */
+    shares: { roundTrip: number; parse: number };
+    /** Mean CPU per read: get() in this process; wg dump in its own process (children's CPU, 10 ms ticks). */
+    cpuPerReadMs: { ours: number; wgDump: number };
   };
   update: {
     large: Stats;
@@ -337,29 +365,41 @@ async function bench(opts: Options, log: (line: string) => void): Promise<Result
     const roundTrip: number[] = [];
     const parse: number[] = [];
     const wg: number[] = [];
-    let raw = '';
+    let oursCpu = 0;
+    let wgCpu = 0;
+    let raw: Buffer = Buffer.alloc(0);
     let dump = '';
     for (let r = -opts.warmup; r < opts.runs; r++) {
       const measured = r >= 0;
       // Alternate which reader goes first, so neither always gets the warmer caches.
       const readers: Array<() => Promise<void>> = [
         async () => {
+          const cpu = process.cpuUsage();
           const t = await timed(() => large.client.get());
+          const used = cpuMs(cpu);
           if (t.value.peers.length !== opts.peers) throw new Error(`get() returned ${t.value.peers.length} peers`);
-          if (measured) ours.push(t.ms);
+          if (measured) {
+            ours.push(t.ms);
+            oursCpu += used;
+          }
         },
         async () => {
+          const cpu = childrenCpuMs();
           const t = await timed(() => wgDump(large.wg.interfaceName));
+          const used = childrenCpuMs() - cpu;
           dump = t.value;
-          if (measured) wg.push(t.ms);
+          if (measured) {
+            wg.push(t.ms);
+            wgCpu += used;
+          }
         },
       ];
       if (r % 2) readers.reverse();
       for (const read of readers) await read();
-      const rt = await timed(() => large.client.getRaw());
+      const rt = await timed(() => large.client.getBytes());
       raw = rt.value;
-      const p = await timed(() => parseGet(raw));
-      if (p.value.peers.length !== opts.peers) throw new Error(`parseGet() returned ${p.value.peers.length} peers`);
+      const p = await timed(() => parseGetBytes(raw));
+      if (p.value.peers.length !== opts.peers) throw new Error(`parseGetBytes() returned ${p.value.peers.length} peers`);
       if (measured) {
         roundTrip.push(rt.ms);
         parse.push(p.ms);
@@ -403,6 +443,8 @@ async function bench(opts: Options, log: (line: string) => void): Promise<Result
       oursRoundTripOnly: stats(roundTrip),
       parseOnly: stats(parse),
       wgDump: stats(wg),
+      // Each run's two reads were back to back: their ratio cancels much of the machine's load swings.
+      ratioPerRun: stats(ours.map((o, i) => o / wg[i])),
     };
     const update = { large: stats(updateLarge), small: stats(updateSmall) };
     const cpu = cpus();
@@ -416,8 +458,8 @@ async function bench(opts: Options, log: (line: string) => void): Promise<Result
         runs: opts.runs,
         warmup: opts.warmup,
         seed: opts.seed,
-        getAnswerBytes: Buffer.byteLength(raw),
-        getAnswerLines: raw.split('\n').filter((l) => l !== '').length,
+        getAnswerBytes: raw.length,
+        getAnswerLines: raw.toString('latin1').split('\n').filter((l) => l !== '').length,
         wgDumpBytes: Buffer.byteLength(dump),
         setup: {
           keygenMs: round(keygen.ms),
@@ -428,10 +470,11 @@ async function bench(opts: Options, log: (line: string) => void): Promise<Result
       },
       get: {
         ...get,
-        ratioOursToWg: {
-          median: ratio(get.ours.medianMs, get.wgDump.medianMs),
-          p95: ratio(get.ours.p95Ms, get.wgDump.p95Ms),
+        shares: {
+          roundTrip: ratio(get.oursRoundTripOnly.medianMs, get.ours.medianMs),
+          parse: ratio(get.parseOnly.medianMs, get.ours.medianMs),
         },
+        cpuPerReadMs: { ours: round(oursCpu / opts.runs), wgDump: round(wgCpu / opts.runs) },
       },
       update: {
         ...update,
@@ -465,6 +508,13 @@ function statRow(label: string, s: Stats): string[] {
   return [label, ms(s.medianMs), ms(s.p95Ms), ms(s.minMs), ms(s.maxMs)];
 }
 
+/** A row of ratios (no unit) in a table of milliseconds. */
+function ratioRow(label: string, s: Stats): string[] {
+  return [label, ...[s.medianMs, s.p95Ms, s.minMs, s.maxMs].map((x) => `${x.toFixed(2)}x`)];
+}
+
+const percent = (fraction: number): string => `${Math.round(fraction * 100)}%`;
+
 function render(res: Result): string {
   const m = res.meta;
   const L = int(m.peers.large);
@@ -488,14 +538,16 @@ function render(res: Result): string {
       true,
     ),
     '',
-    `1. Reading the ${L}-peer device`,
+    `1. Reading the ${L}-peer device (both readers in every run, alternating which goes first)`,
     table(head, [
       statRow('UapiClient.get() (round trip + parse)', res.get.ours),
-      statRow('  of which getRaw() (round trip only)', res.get.oursRoundTripOnly),
-      statRow('  of which parseGet(raw) (parse only)', res.get.parseOnly),
-      statRow('wg show <if> dump (execFileSync)', res.get.wgDump),
+      statRow('  its socket round trip alone (getBytes)', res.get.oursRoundTripOnly),
+      statRow('  its parse alone (parseGetBytes)', res.get.parseOnly),
+      statRow('wg show <if> dump (execFileSync, spawn included)', res.get.wgDump),
+      ratioRow('ratio get() / wg dump, per run', res.get.ratioPerRun),
     ]),
-    `  ratio get() / wg dump: ${res.get.ratioOursToWg.median.toFixed(2)} at the median, ${res.get.ratioOursToWg.p95.toFixed(2)} at p95`,
+    `  shares of get()'s median: socket round trip ${percent(res.get.shares.roundTrip)}, parse ${percent(res.get.shares.parse)} (separate reads: they need not add to 100%)`,
+    `  CPU per read (mean of ${m.runs}): get() ${ms(res.get.cpuPerReadMs.ours)} ms in this process; wg dump ${ms(res.get.cpuPerReadMs.wgDump)} ms in the wg process (10 ms ticks)`,
     '',
     '2. One single-peer update (putPeer, updateOnly, replace allowed IPs)',
     table(head, [statRow(`on the ${L}-peer device`, res.update.large), statRow(`on the ${S}-peer device`, res.update.small)]),

@@ -162,16 +162,16 @@ export class UapiClient {
 
   /** Read the whole device. */
   async get(): Promise<DeviceState> {
-    return parseGetBytes(await this.getAnswer());
+    return parseGetBytes(await this.getBytes());
   }
 
   /** The raw `get` answer (for benchmarks and debugging). */
   async getRaw(): Promise<string> {
-    return (await this.getAnswer()).toString('utf8');
+    return (await this.getBytes()).toString('utf8');
   }
 
-  /** The bytes of a `get` answer whose errno is 0, as they came from the socket. */
-  private async getAnswer(): Promise<Buffer> {
+  /** The bytes of a `get` answer whose errno is 0, as they came from the socket (parseGetBytes reads them). */
+  async getBytes(): Promise<Buffer> {
     this.onRequest?.('get', []);
     const answer = await this.exchange('get=1\n\n', 'get');
     const errno = errnoOf(answer, this.socketPath);

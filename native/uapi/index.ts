@@ -5,6 +5,7 @@ export {
   fullPeerChange,
   locateRefusedLine,
   parseGet,
+  parseGetBytes,
   renderGet,
   renderSet,
   replaceDeviceRequest,
