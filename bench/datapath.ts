@@ -457,16 +457,18 @@ try {
       agentIdleCpuMs: cl.agentIdleCpu * 1000,
       retransmits: median(cl.retransmits),
       vsHand: cl.way === 'agent' && hand ? median(cl.gbps) / median(hand.gbps) : NaN,
+      // CPU per GB is steadier than Gbit/s on a busy machine: the same work costs the same CPU.
+      cpuVsHand: cl.way === 'agent' && hand ? median(cl.wgCpuPerGB) / median(hand.wgCpuPerGB) : NaN,
       vsClear: cl.way !== 'clear' && clear ? median(cl.gbps) / median(clear.gbps) : NaN,
     };
   });
   if (v.json) console.log(JSON.stringify({ runs, seconds, offloads: v.offloads, vethMtu, wireguardMtu: mtu, rows, profiles }, null, 2));
   else {
     console.log(`iperf3 TCP pod → pod, ${seconds} s × ${runs} runs per cell, interleaved; offloads: ${v.offloads}; wireguard-go env: ${v['wg-env'] || 'none'}; veth MTU ${vethMtu}, WireGuard MTU ${mtu}`);
-    console.log('cell              version        Gbit/s med    p95    min  wg CPU s/GB  agents CPU ms run/idle  retr  ours/hand  /clear');
+    console.log('cell              version        Gbit/s med    p95    min  wg CPU s/GB  agents CPU ms run/idle  retr  ours/hand  CPU/GB ours/hand  /clear');
     for (const r of rows) {
       console.log(
-        `${r.cell.padEnd(17)} ${r.version.padEnd(14)} ${fmt(r.median).padStart(10)} ${fmt(r.p95).padStart(6)} ${fmt(r.min).padStart(6)} ${fmt(r.wgCpuPerGB).padStart(12)} ${`${fmt(r.agentCpuMs, 0)}/${fmt(r.agentIdleCpuMs, 0)}`.padStart(23)} ${fmt(r.retransmits, 0).padStart(5)} ${fmt(r.vsHand).padStart(10)} ${fmt(r.vsClear).padStart(7)}`,
+        `${r.cell.padEnd(17)} ${r.version.padEnd(14)} ${fmt(r.median).padStart(10)} ${fmt(r.p95).padStart(6)} ${fmt(r.min).padStart(6)} ${fmt(r.wgCpuPerGB).padStart(12)} ${`${fmt(r.agentCpuMs, 0)}/${fmt(r.agentIdleCpuMs, 0)}`.padStart(23)} ${fmt(r.retransmits, 0).padStart(5)} ${fmt(r.vsHand).padStart(10)} ${fmt(r.cpuVsHand).padStart(18)} ${fmt(r.vsClear).padStart(7)}`,
       );
     }
     for (const [k, p] of Object.entries(profiles)) console.log(`\nperf during one ${seconds} s run, ${k}:\n${p}`);
