@@ -15,16 +15,19 @@
  * through the API. No simulated peer has a persistent keepalive and nothing sends traffic, so
  * wireguard-go sends nothing to them (the node namespaces have no route to 198.19.0.0/16 anyway).
  *
- * Once every real agent's device holds every peer, each mode runs the same change sequence (a
+ * The agents start while no simulated Peer exists (a starting agent prompts a handshake with every
+ * peer on its device, and wireguard-go would retry towards peers that never answer, logging each
+ * failure, for 90 s: load a real cluster does not have); then the simulated Peers are written, and
+ * once every real agent's device holds every peer, each mode runs the same change sequence (a
  * seeded mix of Peer creates, endpoint changes, allowedIPs changes within the Node's pod CIDR and
- * Peer deletes; a delete keeps its Node, so a later create can bring the Peer back with a new key),
- * one write every 1/rate seconds, on simulated Peers only, never the same Peer twice within
- * `cooldown` writes:
+ * Peer deletes; a delete keeps its Node, so a later create brings the Peer back with a new key),
+ * one write every 1/rate seconds whatever the answers take, on simulated Peers only, never the
+ * same Peer twice within `--cooldown` writes:
  *   - incremental: the agents as they ship (one small `set` per changed peer);
  *   - replace: the same agents restarted with `--apply-mode replace` (every change rewrites the
  *     whole device with replace_peers, as the Go prototype and Kilo do): the reference.
- * Between modes the simulated Peers are put back to their starting state and the devices converge
- * again before the next sequence starts.
+ * Between modes the simulated Peers are deleted, the agents restarted in the next mode, and the
+ * simulated Peers written again in their starting state.
  *
  * Latency of a change = max over the real agents of (landed - t0): t0 is when the API server's
  * response to the write arrived (client side), landed is the timestamp of the agent's debug line
@@ -449,6 +452,8 @@ interface PhaseResult {
   phaseS: number;
   /** Time from the last write to every device verified (UAPI reads). */
   verifyS: number;
+  /** Every landed change: its write, kind, latency and delivery (ms; --json only). */
+  samples: Array<{ write: number; kind: ChangeKind; ms: number; deliveryMs: number | null }>;
   /** The first changes that never landed on some agent (for the report). */
   missing: string[];
 }
@@ -540,6 +545,7 @@ async function runPhase(
   writes.sort((a, b) => a.change.index - b.change.index);
   const latencies: number[] = [];
   const delivery: number[] = [];
+  const samples: PhaseResult['samples'] = [];
   const missing: string[] = [];
   let beforeResponse = 0;
   for (const w of writes) {
@@ -555,10 +561,12 @@ async function runPhase(
       continue;
     }
     const requested = entries.map((e) => requestedAt(e, w));
-    if (requested.every((r) => r !== undefined)) delivery.push(Math.max(0, Math.max(...(requested as number[])) - w.acceptedAt));
+    const deliveryMs = requested.every((r) => r !== undefined) ? Math.max(0, Math.max(...(requested as number[])) - w.acceptedAt) : null;
+    if (deliveryMs !== null) delivery.push(deliveryMs);
     const latency = worst - w.acceptedAt;
     if (latency < 0) beforeResponse++;
     latencies.push(Math.max(0, latency));
+    samples.push({ write: w.change.index, kind: w.change.kind, ms: Math.max(0, latency), deliveryMs });
   }
   return {
     mode,
@@ -574,6 +582,7 @@ async function runPhase(
     memoryMiB: memory,
     phaseS: round3(phaseS),
     verifyS: round3(verifyMs / 1000),
+    samples,
     missing,
   };
 }
@@ -695,12 +704,18 @@ async function main(): Promise<number> {
 function print(o: Options, results: PhaseResult[], loadS: Partial<Record<Mode, number>>): void {
   const machine = `${cpus().length} vCPU ${cpus()[0]?.model.trim() ?? '?'}, Linux ${release()}, Node ${process.versions.node}, wireguard-go ${wireguardGoVersion(findWireguardGo())}`;
   if (o.json) {
+    // The table goes to stderr then, so a run's JSON still shows it to a person.
+    printTable(o, results, loadS, machine, process.stderr);
     process.stdout.write(`${JSON.stringify({ options: o, machine, loadS, results }, null, 2)}\n`);
     return;
   }
+  printTable(o, results, loadS, machine, process.stdout);
+}
+
+function printTable(o: Options, results: PhaseResult[], loadS: Partial<Record<Mode, number>>, machine: string, out: NodeJS.WritableStream): void {
   const ours = results.find((r) => r.mode === 'incremental');
   const ref = results.find((r) => r.mode === 'replace');
-  const rows: Array<Array<string | number>> = [['mode', 'changes', 'landed', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'agent CPU s (mean/max)', 'wireguard-go CPU s (mean)', 'agent RSS MiB (max)']];
+  const rows: Array<Array<string | number>> = [['mode', 'changes', 'landed', 'p50 ms', 'p95 ms', 'p99 ms', 'max ms', 'agent CPU s (mean/max)', 'wireguard-go CPU s (mean)', 'CPU ms per change (agent + wg-go)', 'agent RSS MiB (max)']];
   for (const r of results) {
     rows.push([
       r.mode === 'replace' ? 'replace (reference)' : r.mode,
@@ -712,6 +727,7 @@ function print(o: Options, results: PhaseResult[], loadS: Partial<Record<Mode, n
       r.latency.max,
       `${mean(r.agentCpuS)} / ${Math.max(...r.agentCpuS)}`,
       mean(r.wireguardGoCpuS),
+      perChange(r),
       Math.max(...r.memoryMiB.map((m) => m?.rss ?? NaN)),
     ]);
   }
@@ -726,6 +742,7 @@ function print(o: Options, results: PhaseResult[], loadS: Partial<Record<Mode, n
       ratio(ref.latency.max, ours.latency.max),
       String(ratio(mean(ref.agentCpuS), mean(ours.agentCpuS))),
       ratio(mean(ref.wireguardGoCpuS), mean(ours.wireguardGoCpuS)),
+      ratio(perChange(ref), perChange(ours)),
       '',
     ]);
   }
@@ -750,7 +767,12 @@ function print(o: Options, results: PhaseResult[], loadS: Partial<Record<Mode, n
     ),
     `machine: ${machine}`,
   ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  out.write(`${lines.join('\n')}\n`);
+}
+
+/** One agent's and its wireguard-go's CPU per change, in ms (the means over the agents). */
+function perChange(r: PhaseResult): number {
+  return Math.round(((mean(r.agentCpuS) + mean(r.wireguardGoCpuS)) / r.changes) * 1000 * 100) / 100;
 }
 
 function mean(xs: number[]): number {
