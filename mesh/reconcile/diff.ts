@@ -6,7 +6,6 @@
 import { canonicalCidr, canonicalEndpoint } from '../../native/index.ts';
 import type { DeviceState, PeerConfig, PeerState, SetRequest } from '../../native/index.ts';
 import { fullPeerChange } from '../../native/index.ts';
-import { compareText } from '../topology/order.ts';
 
 export interface DesiredDevice {
   privateKey: string;
@@ -98,10 +97,19 @@ export function planDevice(want: DesiredDevice, live: DeviceState): DevicePlan {
 
   const wanted = new Map(want.peers.map((p) => [p.publicKey, p]));
   const have = new Map(live.peers.map((p) => [p.publicKey, p]));
-  for (const p of [...have.keys()].sort()) if (!wanted.has(p)) ops.push({ op: 'remove', publicKey: p });
-  for (const [key, peer] of [...wanted].sort(([a], [b]) => compareText(a, b))) {
+  // Only the operations are sorted (a default sort: UTF-16 code units, as compareText), not every
+  // key: a device that matches sorts nothing.
+  const removals: string[] = [];
+  for (const key of have.keys()) if (!wanted.has(key)) removals.push(key);
+  for (const key of removals.sort()) ops.push({ op: 'remove', publicKey: key });
+  const puts: string[] = [];
+  for (const [key, peer] of wanted) {
     const current = have.get(key);
-    if (!current || !peerMatches(peer, current)) ops.push({ op: 'put', peer, created: !current });
+    if (!current || !peerMatches(peer, current)) puts.push(key);
+  }
+  for (const key of puts.sort()) {
+    const peer = wanted.get(key) as PeerConfig;
+    ops.push({ op: 'put', peer, created: !have.has(key) });
   }
   return { ops, have, wanted };
 }
