@@ -1,47 +1,14 @@
 #!/usr/bin/env node
 /**
- * aks-mesh: one command for the node agent, the gateway, and the operator's tools.
- * Bad input prints one line naming what is wrong and exits 1; never a stack trace.
+ * The aks-mesh entry point. It turns on Node's on-disk compile cache before anything else loads,
+ * then runs the CLI (cli.ts). The agent loads about 400 modules (the Kubernetes client alone is
+ * most of them); compiling them, and stripping the TypeScript, is most of its start-up CPU: with the
+ * cache a start costs about half (0.75 s instead of 1.45 s of CPU here). The cache lives in
+ * $NODE_COMPILE_CACHE (the image bakes one at build time), else <tmpdir>/node-compile-cache;
+ * NODE_DISABLE_COMPILE_CACHE=1 turns it off. A cache that cannot be written is skipped silently.
+ * Static imports would be compiled before this line runs, hence the dynamic import.
  */
-import yargs from 'yargs';
-import { hideBin } from 'yargs/helpers';
-import { NativeError } from '../native/index.ts';
-import { UsageError } from './format.ts';
-import { crdsCommand } from './commands/crds.ts';
-import { agentCommand, gatewayCommand } from './commands/member.ts';
-import { demoCommand } from './commands/demo.ts';
-import { inspectCommand } from './commands/inspect.ts';
-import { statusCommand } from './commands/status.ts';
-import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
+import { enableCompileCache } from 'node:module';
 
-function reportAndExit(message: string, code = 1): never {
-  process.stderr.write(`aks-mesh: ${message.split('\n')[0]}\n`);
-  process.exit(code);
-}
-
-export async function main(argv: string[]): Promise<void> {
-  let parser = yargs(argv)
-    .scriptName('aks-mesh')
-    .usage('$0 <command> [options]\n\nWireGuard mesh for Kubernetes nodes without the WireGuard kernel module.')
-    .strict()
-    .demandCommand(1, 'say which command: aks-mesh --help lists them')
-    .epilogue('Every flag can also come from the environment: --node-name as AKS_MESH_NODE_NAME, --peers-dir as AKS_MESH_PEERS_DIR, and so on.')
-    .help()
-    .alias('h', 'help')
-    .version()
-    .wrap(Math.min(110, process.stdout.columns || 110))
-    .fail((msg, err) => {
-      if (err instanceof UsageError) msg = err.message;
-      else if (err) throw err;
-      process.stderr.write(`aks-mesh: ${msg}\nRun "aks-mesh --help" for usage.\n`);
-      process.exit(2);
-    });
-  for (const add of [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, statusCommand, crdsCommand, demoCommand]) parser = add(parser);
-  await parser.parseAsync();
-}
-
-main(hideBin(process.argv)).catch((err: unknown) => {
-  if (err instanceof NativeError) reportAndExit(err.message);
-  if (err instanceof Error && process.env.AKS_MESH_DEBUG !== '1') reportAndExit(err.message);
-  throw err;
-});
+enableCompileCache();
+await import('./cli.ts');
