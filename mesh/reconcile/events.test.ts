@@ -223,15 +223,15 @@ describe('Reconciler: event passes trust what was applied; full passes repair', 
     await wg.client.set({ replacePeers: true });
   });
 
-  test('600 new peers go in 5 batched sets, and later changes to them are single sets', async () => {
+  test('600 new peers go in 10 batched sets, and later changes to them are single sets', async () => {
     const peers = makePeers(600);
     let desired: DesiredState = { device: { privateKey, listenPort: port, fwmark: 0, peers }, routes: [] };
     const r = new Reconciler({ device: wg.client, desired: () => desired, resyncMs: 0, debounceMs: 5 });
     const result = await r.syncNow();
     assert.equal(result?.error, undefined);
-    // The device settings (key, port) in one set, then 128 + 128 + 128 + 128 + 88 peers.
-    assert.equal(result?.sets, 6);
-    assert.equal(count('set'), 6);
+    // The device settings (key, port) in one set, then 9 sets of 64 peers and one of 24.
+    assert.equal(result?.sets, 11);
+    assert.equal(count('set'), 11);
     assert.equal(count('get'), 1, 'read once, trusted after: no re-read after a clean apply');
     assert.deepEqual(peerLines(await wg.client.get()), wantedLines(peers));
     assert.equal(result?.live?.peers.length, 600);
