@@ -3,12 +3,12 @@
  * with the parts of mesh/topology/ranges.ts it uses, kept to compare verdicts and speed. The property
  * tests check that computeTopology and TopologyEngine reach exactly its verdicts and messages, and
  * bench/topology.ts runs it beside ours. A deliberate copy: it must not change when the live code is
- * optimised (only its imports of validate.ts, order.ts and native/ are shared: those checks are what
- * both must agree on).
+ * optimised. mesh/crd/validate.ts of 3c259c8 is frozen beside it (./validate.ts); only
+ * order.ts, the CRD schema and native/'s parsers are shared.
  */
 import { canonicalCidr } from '../../native/index.ts';
-import { checkNodeInfo, checkObject, isObject, redactKeys, shown } from '../../mesh/crd/validate.ts';
-import type { CheckedObject } from '../../mesh/crd/validate.ts';
+import { checkNodeInfo, checkObject, isObject, redactKeys, shown } from './validate.ts';
+import type { CheckedObject } from './validate.ts';
 import type { NodeInfo } from '../../mesh/crd/types.ts';
 import type { CheckedSettings, DesiredPeer, ObjectKind, Refusal, Self, Topology, TopologyInput } from '../../mesh/topology/topology.ts';
 import { compareText } from '../../mesh/topology/order.ts';

@@ -94,11 +94,19 @@ interface SettingsSeen {
 }
 
 const EMPTY: readonly unknown[] = [];
+/** Shared empty lists (never written to): most names and keys have nothing to list. */
+const NO_REFUSALS: Refusal[] = [];
+const NO_CLAIMS: CheckedObject[] = [];
 const asArray = (v: unknown): readonly unknown[] => (Array.isArray(v) ? v : EMPTY);
-const sameList = (a: readonly unknown[], b: readonly unknown[]): boolean => a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
+function sameList(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 const sameSetting = (a: unknown, b: unknown): boolean => a === b || (Array.isArray(a) && Array.isArray(b) && sameList(a, b));
 const byKindName = (a: { kind: string; name: string }, b: { kind: string; name: string }): number => compareText(a.kind, b.kind) || compareText(a.name, b.name);
-const byPublicKey = (a: DesiredPeer, b: DesiredPeer): number => compareText(a.publicKey, b.publicKey);
+const byPublicKey = (a: DesiredPeer, b: DesiredPeer): number => (a.publicKey < b.publicKey ? -1 : a.publicKey > b.publicKey ? 1 : 0);
 
 /** The first position in a sorted list at which `probe` sorts (lower bound). */
 function lowerBound<T, K>(list: readonly T[], probe: K, compare: (x: T, probe: K) => number): number {
@@ -159,7 +167,7 @@ export class TopologyEngine {
   private readonly groups = new Map<string, Group>();
   private readonly members = new Map<CheckedObject, Member>();
   /** Members by public key (every object a group puts forward, claimant or not). */
-  private readonly byKey = new Map<string, Set<Member>>();
+  private readonly byKey = new Map<string, Member[]>();
   private readonly keyVerdicts = new Map<string, KeyVerdict>();
   /** Members with a preshared key reference (re-checked when the Secrets change). */
   private readonly withPresharedKey = new Set<Member>();
@@ -236,7 +244,7 @@ export class TopologyEngine {
         let group = this.groups.get(id);
         if (!group) {
           const named = check.ok || check.problems[0].field !== 'metadata.name';
-          group = { kind, name, named, entries: [], winner: null, entryRefusals: [], shown: [] };
+          group = { kind, name, named, entries: [], winner: null, entryRefusals: NO_REFUSALS, shown: NO_REFUSALS };
           this.groups.set(id, group);
         }
         group.entries.push({ raw: r, check });
@@ -261,20 +269,17 @@ export class TopologyEngine {
       this.members.delete(m.object);
       this.withPresharedKey.delete(m);
       const key = m.object.spec.publicKey;
-      const holders = this.byKey.get(key) as Set<Member>;
-      holders.delete(m);
-      if (holders.size === 0) this.byKey.delete(key);
+      const holders = this.byKey.get(key) as Member[];
+      holders.splice(holders.indexOf(m), 1);
+      if (holders.length === 0) this.byKey.delete(key);
       dirtyKeys.add(key);
     }
     for (const m of added) {
       if (m.object.spec.presharedKeySecretRef) this.withPresharedKey.add(m);
       const key = m.object.spec.publicKey;
-      let holders = this.byKey.get(key);
-      if (!holders) {
-        holders = new Set();
-        this.byKey.set(key, holders);
-      }
-      holders.add(m);
+      const holders = this.byKey.get(key);
+      if (holders) holders.push(m);
+      else this.byKey.set(key, [m]);
       dirtyKeys.add(key);
     }
 
@@ -404,7 +409,7 @@ export class TopologyEngine {
     const { kind, name, entries } = group;
     if (entries.length === 0) {
       group.winner = null;
-      group.entryRefusals = [];
+      group.entryRefusals = NO_REFUSALS;
       this.groups.delete(`${kind}/${name}`);
       return;
     }
@@ -413,9 +418,11 @@ export class TopologyEngine {
       const list = this.rawObjects[kind];
       entries.sort((a, b) => compareText(a.text as string, b.text as string) || (a.raw === b.raw ? 0 : list.indexOf(a.raw) - list.indexOf(b.raw)));
     }
-    const refusals: Refusal[] = [];
+    // (Most names have one well-formed object: no list allocated for them.)
+    let refusals = NO_REFUSALS;
     let winner: CheckedObject | null = null;
     entries.forEach((e, i) => {
+      if (refusals === NO_REFUSALS && !(i === 0 && e.check.ok)) refusals = [];
       if (group.named && i > 0) {
         refusals.push({ kind, name, reason: 'DuplicateName', field: 'metadata.name', message: `${kind} ${name}: metadata.name: another ${kind} has the same name` });
       } else if (!e.check.ok) {
@@ -452,10 +459,10 @@ export class TopologyEngine {
       return undefined;
     }
     let owner: CheckedObject | undefined;
-    const claims: CheckedObject[] = [];
+    let claims = NO_CLAIMS;
     for (const { object: o } of holders) {
       if (o.kind === 'Peer' && o.spec.nodeName !== null && !this.isNodePeer(o)) continue;
-      if (this.isNodePeer(o)) claims.push(o);
+      if (this.isNodePeer(o)) claims = claims === NO_CLAIMS ? [o] : [...claims, o];
       if (!owner || rank(o) < rank(owner) || (rank(o) === rank(owner) && precedes(o, owner) < 0)) owner = o;
     }
     if (claims.length > 1) claims.sort((a, b) => compareText(a.name, b.name));
@@ -517,9 +524,9 @@ export class TopologyEngine {
     let index = this.candidateIndex;
     if (!index) {
       index = new CidrIndex<Candidate>();
-      const all: Array<[string, Candidate]> = [];
-      for (const m of this.members.values()) if (m.candidate) for (const a of m.candidate.allowedIPs) all.push([a, m.candidate]);
-      index.load(all);
+      index.load((add) => {
+        for (const m of this.members.values()) if (m.candidate) for (const a of m.candidate.allowedIPs) add(a, m.candidate);
+      });
       this.candidateIndex = index;
       return index;
     }
@@ -537,7 +544,9 @@ export class TopologyEngine {
   private decideOverlaps(candidates: Candidate[], dirtyGroups: Set<Group>, peersOut: DesiredPeer[], joined: Member[]): void {
     candidates.sort((a, b) => overlapOrder(a.member.object, b.member.object));
     const space = new CidrIndex<number>();
-    space.load(candidates.flatMap((c, i) => c.allowedIPs.map((a) => [a, i] as const)));
+    space.load((add) => {
+      for (const [i, c] of candidates.entries()) for (const a of c.allowedIPs) add(a, i);
+    });
     const selfKind: ObjectKind = this.self.role === 'node' ? 'Peer' : 'Gateway';
     for (const [i, c] of candidates.entries()) {
       const m = c.member;
@@ -631,24 +640,23 @@ export class TopologyEngine {
   /** Take out and put in peers (and their routes), keeping both lists sorted. */
   private splicePeers(out: readonly DesiredPeer[], into: readonly DesiredPeer[]): void {
     if (out.length + into.length === 0) return;
-    const routes = this.routes;
     this.peers = this.peers.slice();
-    this.routes = this.routes.slice();
     for (const p of out) {
       const at = lowerBound(this.peers, p, byPublicKey);
       if (this.peers[at] === p) this.peers.splice(at, 1);
-      for (const a of p.allowedIPs) {
-        const r = lowerBound(this.routes, a, compareText);
-        if (this.routes[r] === a) this.routes.splice(r, 1);
-      }
     }
-    for (const p of into) {
-      this.peers.splice(lowerBound(this.peers, p, byPublicKey), 0, p);
-      // Accepted peers never share an address, so a route is never held twice.
-      for (const a of p.allowedIPs) this.routes.splice(lowerBound(this.routes, a, compareText), 0, a);
+    for (const p of into) this.peers.splice(lowerBound(this.peers, p, byPublicKey), 0, p);
+    // The routes often stay the same (a new endpoint, a new key): then the same array, untouched.
+    const gone = out.flatMap((p) => p.allowedIPs).sort();
+    const come = into.flatMap((p) => p.allowedIPs).sort();
+    if (sameList(gone, come)) return;
+    this.routes = this.routes.slice();
+    for (const a of gone) {
+      const r = lowerBound(this.routes, a, compareText);
+      if (this.routes[r] === a) this.routes.splice(r, 1);
     }
-    // Routes are often the same after a change of endpoint or key: then the same array.
-    if (sameList(this.routes, routes)) this.routes = routes;
+    // Accepted peers never share an address, so a route is never held twice.
+    for (const a of come) this.routes.splice(lowerBound(this.routes, a, compareText), 0, a);
   }
 
   /** Replace each dirty group's refusals in the refused list (sorted by kind and name; a group's are contiguous). */
@@ -679,7 +687,8 @@ export class TopologyEngine {
       const peers: DesiredPeer[] = [];
       for (const m of this.members.values()) if (m.peer) peers.push(m.peer);
       peers.sort(byPublicKey);
-      const routes = peers.flatMap((p) => p.allowedIPs).sort(compareText);
+      // (The default sort compares strings by UTF-16 code units, as compareText does.)
+      const routes = peers.flatMap((p) => p.allowedIPs).sort();
       const groups: Group[] = [];
       for (const g of this.groups.values()) {
         g.shown = this.groupRefusals(g);

@@ -258,7 +258,7 @@ export class NodeState {
   externalProblem(c: string, settings: CheckedSettings): Problem | null {
     if (!this.pods) {
       this.pods = new CidrIndex<number>();
-      this.pods.load(this.list.flatMap((n, i) => n.podCIDRs.map((p) => [p, i] as const)));
+      this.pods.load((add) => this.list.forEach((n, i) => n.podCIDRs.forEach((p) => add(p, i))));
     }
     const withPod = NodeState.first(this.pods, c);
     if (withPod >= 0) {
@@ -277,7 +277,7 @@ export class NodeState {
     }
     if (!this.addresses) {
       this.addresses = new CidrIndex<number>();
-      this.addresses.load(this.list.flatMap((n, i) => n.internalIPs.map((a) => [hostCidr(a), i] as const)));
+      this.addresses.load((add) => this.list.forEach((n, i) => n.internalIPs.forEach((a) => add(hostCidr(a), i))));
     }
     const withAddress = NodeState.first(this.addresses, c);
     if (withAddress >= 0) {
@@ -339,5 +339,7 @@ export function ownCheck(o: CheckedObject, nodes: NodeState, settings: CheckedSe
     if (problem) return { ok: false, ...problem };
     allowedIPs = own ? [...spec.cidrs, own] : [...spec.cidrs];
   }
-  return { ok: true, allowedIPs: allowedIPs.length === 1 ? allowedIPs : [...new Set(allowedIPs)].sort(compareText) };
+  // Sorted by code units (the default sort, as compareText), duplicates dropped.
+  allowedIPs.sort();
+  return { ok: true, allowedIPs: allowedIPs.filter((a, i) => i === 0 || a !== allowedIPs[i - 1]) };
 }
