@@ -13,7 +13,7 @@ export default {
       'native/addr.test.ts',
       'native/addr.mutants.test.ts',
       'native/uapi/codec.test.ts',
-      'native/uapi/codec.mutants.test.ts',
+      'native/uapi/parse.test.ts',
       'native/keys/keys.test.ts',
       'native/keys/keys.mutants.test.ts',
       'mesh/reconcile/diff.test.ts',
