@@ -12,16 +12,21 @@
  * (0.0.20250522), each fetched with a private apt state by scripts/fetch-wireguard-go.sh.
  *
  *   node bench/datapath.ts [--builds bookworm,trixie,sid] [--runs 5] [--seconds 5]
- *                          [--ways agent,hand,clear] [--offloads default|gro] [--profile]
- *                          [--show-offloads] [--json]
+ *                          [--ways agent,hand,clear] [--offloads default|gro] [--veth-mtu 1500]
+ *                          [--wg-env K=V,...] [--tun-qdisc noqueue] [--profile] [--show-offloads] [--json]
+ *
+ * About 6 minutes with the defaults here (7 cells × 5 runs × 5 s, plus set-up and warm-up).
  *
  * Setup: e2e/cluster.ts MeshCluster in peers-directory mode (no API server; agents with the default
  * --resync 60), 2 nodes each, one
  * cluster per (build, way) and one clear cluster: node namespaces on an underlay bridge, a pod
  * namespace behind each node (veths, MTU 1500). An iperf3 server runs in node-1's pod of each
  * cluster; each run is `iperf3 -c <pod ip> -t <seconds> -J` from node-0's pod.
- * --offloads gro turns on GRO (and rx-udp-gro-forwarding) on every veth of every cluster, for all
- * three ways alike: a property of the test topology (veths), not of the agent.
+ * --offloads gro turns on GRO (and rx-udp-gro-forwarding) on every veth of every cluster, and
+ * --veth-mtu sets every veth's and bridge's MTU (the agent's automatic MTU follows; the hand way takes
+ * the agent's), for all three ways alike: properties of the test topology, not of the agent.
+ * --wg-env and --tun-qdisc are experiments with wireguard-go's environment and its TUN's qdisc,
+ * applied to the agent and hand ways alike.
  * --profile records `perf record -a` during one extra run of the agent way per build and prints
  * where the CPU went (by process and object, then the top symbols inside wireguard-go).
  *
@@ -55,6 +60,7 @@ const USAGE = `usage: node bench/datapath.ts [options]
   --offloads MODE     default (veths as the kernel makes them) or gro (GRO on every veth, all ways)
   --veth-mtu N        MTU of every veth and bridge (default 1500; e.g. 9000 for a jumbo-frame underlay, all ways)
   --wg-env K=V,...    environment for wireguard-go (agent and hand ways alike), e.g. GOGC=400
+  --tun-qdisc Q       replace the WireGuard TUN's root qdisc (e.g. noqueue, as the kernel module's device has), agent and hand alike
   --profile           perf record -a during one extra run of the agent way per build: top processes and symbols
   --show-offloads     print ethtool -k of the veths and the WireGuard TUN of each build
   --json              one JSON object instead of tables
@@ -69,6 +75,7 @@ const { values: v } = parseArgs({
     offloads: { type: 'string', default: 'default' },
     'veth-mtu': { type: 'string', default: '1500' },
     'wg-env': { type: 'string', default: '' },
+    'tun-qdisc': { type: 'string', default: '' },
     profile: { type: 'boolean', default: false },
     'show-offloads': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
@@ -113,6 +120,10 @@ for (const w of ways) {
     console.error(`--ways: ${w} is not one of agent, hand, clear`);
     process.exit(2);
   }
+}
+if (v['tun-qdisc'] && !/^[a-z_]+$/.test(v['tun-qdisc'])) {
+  console.error(`--tun-qdisc: ${JSON.stringify(v['tun-qdisc'])} is not a qdisc name`);
+  process.exit(2);
 }
 if (!['default', 'gro'].includes(v.offloads)) {
   console.error(`--offloads: ${v.offloads} is not default or gro`);
@@ -221,6 +232,7 @@ async function agentCell(build: Build): Promise<Cell> {
   writePeers(c);
   for (const n of c.nodes) await c.startAgent(n.name, { env: { ...wgEnv, AKS_MESH_WIREGUARD_GO: build.binary } });
   await c.waitForMatrix({ timeoutMs: 60_000 });
+  await tunQdisc(c);
   return cell('agent', build, c);
 }
 
@@ -238,8 +250,15 @@ async function handCell(build: Build, mtu: number): Promise<Cell> {
     await inNs('ip', 'link', 'set', self.interfaceName, 'mtu', String(mtu), 'up');
     await inNs('ip', 'route', 'add', other.podCIDR, 'dev', self.interfaceName);
   }
+  await tunQdisc(c);
   await c.waitForMatrix({ timeoutMs: 30_000 });
   return cell('hand', build, c);
+}
+
+/** --tun-qdisc: the same root qdisc on both nodes' WireGuard TUN. */
+async function tunQdisc(c: MeshCluster): Promise<void> {
+  if (!v['tun-qdisc']) return;
+  for (const n of c.nodes) await execFileAsync('ip', ['netns', 'exec', n.ns, 'tc', 'qdisc', 'replace', 'dev', n.interfaceName, 'root', v['tun-qdisc']]);
 }
 
 async function clearCell(): Promise<Cell> {
@@ -464,7 +483,7 @@ try {
   });
   if (v.json) console.log(JSON.stringify({ runs, seconds, offloads: v.offloads, vethMtu, wireguardMtu: mtu, rows, profiles }, null, 2));
   else {
-    console.log(`iperf3 TCP pod → pod, ${seconds} s × ${runs} runs per cell, interleaved; offloads: ${v.offloads}; wireguard-go env: ${v['wg-env'] || 'none'}; veth MTU ${vethMtu}, WireGuard MTU ${mtu}`);
+    console.log(`iperf3 TCP pod → pod, ${seconds} s × ${runs} runs per cell, interleaved; offloads: ${v.offloads}; wireguard-go env: ${v['wg-env'] || 'none'}; TUN qdisc ${v['tun-qdisc'] || 'default'}; veth MTU ${vethMtu}, WireGuard MTU ${mtu}`);
     console.log('cell              version        Gbit/s med    p95    min  wg CPU s/GB  agents CPU ms run/idle  retr  ours/hand  CPU/GB ours/hand  /clear');
     for (const r of rows) {
       console.log(
