@@ -8,8 +8,10 @@
  *   hand   the same wireguard-go binary configured by hand with `wg` and `ip` (a route in the main
  *          table, no policy routing), the same MTU as the agent chose;
  *   clear  the same topology with clear routes through the underlay (no tunnel): the limit here.
- * For each wireguard-go build: Debian bookworm's (0.0.20220316), trixie's (0.0.20230223) and sid's
- * (0.0.20250522), each fetched with a private apt state by scripts/fetch-wireguard-go.sh.
+ * For each wireguard-go build: Debian bookworm's (package 0.0.20220316-1+b4), trixie's (package
+ * 0.0.20231211-1+b9, which calls itself v0.0.20230223: upstream did not bump its version string) and
+ * sid's (package 0.0.20260522-1, v0.0.20250522), each fetched with a private apt state by
+ * scripts/fetch-wireguard-go.sh; the table names each by what `--version` says.
  *
  *   node bench/datapath.ts [--builds bookworm,trixie,sid] [--runs 5] [--seconds 5]
  *                          [--ways agent,hand,clear] [--offloads default|gro] [--veth-mtu 1500]
@@ -18,8 +20,7 @@
  * About 6 minutes with the defaults here (7 cells × 5 runs × 5 s, plus set-up and warm-up).
  *
  * Setup: e2e/cluster.ts MeshCluster in peers-directory mode (no API server; agents with the default
- * --resync 60), 2 nodes each, one
- * cluster per (build, way) and one clear cluster: node namespaces on an underlay bridge, a pod
+ * --resync 60), 2 nodes each, one cluster per (build, way) and one clear cluster: node namespaces on an underlay bridge, a pod
  * namespace behind each node (veths, MTU 1500). An iperf3 server runs in node-1's pod of each
  * cluster; each run is `iperf3 -c <pod ip> -t <seconds> -J` from node-0's pod.
  * --offloads gro turns on GRO (and rx-udp-gro-forwarding) on every veth of every cluster, and

@@ -2,8 +2,9 @@
 # Fetch one Debian suite's wireguard-go into a cache folder, without touching the machine's apt
 # sources: a private apt state directory holding one line for that suite, `apt-get download`,
 # `dpkg -x`. Prints the path of the binary on stdout. Idempotent: a cached binary is reused.
-# bench/datapath.ts compares the suites' builds (bookworm 0.0.20220316, trixie 0.0.20230223,
-# sid 0.0.20250522) to choose the one we ship.
+# bench/datapath.ts compares the suites' builds to choose the one we ship: bookworm's package
+# 0.0.20220316-1+b4, trixie's 0.0.20231211-1+b9 (its binary says v0.0.20230223: upstream left the
+# version string behind) and sid's 0.0.20260522-1 (v0.0.20250522).
 #
 #   scripts/fetch-wireguard-go.sh [SUITE]    SUITE: bookworm, trixie (default), sid, ...
 #
