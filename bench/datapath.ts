@@ -20,8 +20,8 @@
  * About 6 minutes with the defaults here (7 cells × 5 runs × 5 s, plus set-up and warm-up).
  *
  * Setup: e2e/cluster.ts MeshCluster in peers-directory mode (no API server; agents with the default
- * --resync 60), 2 nodes each, one cluster per (build, way) and one clear cluster: node namespaces on an underlay bridge, a pod
- * namespace behind each node (veths, MTU 1500). An iperf3 server runs in node-1's pod of each
+ * --resync 60), 2 nodes each, one cluster per (build, way) and one clear cluster: node namespaces on
+ * an underlay bridge, a pod namespace behind each node (veths, MTU 1500). An iperf3 server runs in node-1's pod of each
  * cluster; each run is `iperf3 -c <pod ip> -t <seconds> -J` from node-0's pod.
  * --offloads gro turns on GRO (and rx-udp-gro-forwarding) on every veth of every cluster, and
  * --veth-mtu sets every veth's and bridge's MTU (the agent's automatic MTU follows; the hand way takes
