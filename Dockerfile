@@ -2,8 +2,11 @@
 # DESIGN §3.4) on Node 24. Not built on the development machine (no Docker engine there).
 FROM node:24-trixie-slim
 
+# wireguard-go: trixie's package 0.0.20231211 (its binary says v0.0.20230223), the build that
+# bench/datapath.ts measured; a different upstream version fails the build until it is measured too.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends wireguard-go wireguard-tools iproute2 ca-certificates \
+ && dpkg-query -W -f='${Version}\n' wireguard-go | grep -q '^0\.0\.20231211-' \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/aks-mesh
