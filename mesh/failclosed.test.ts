@@ -1,8 +1,12 @@
 /** Which pod CIDRs fail closed: every Node's but this one's, whatever its Peer's state; a gateway's own list too. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
+import { canonicalCidr, cidrOverlaps } from '../native/index.ts';
 import { failClosedCidrs } from './failclosed.ts';
+import type { FailClosedInput } from './failclosed.ts';
 import type { NodeInfo } from './crd/types.ts';
+import { compareText } from './topology/order.ts';
 
 const node = (name: string, podCIDRs: string[], ip: string): NodeInfo => ({ name, podCIDRs, internalIPs: [ip] });
 const nodes = [node('a', ['10.244.0.0/24'], '198.18.0.1'), node('b', ['10.244.1.0/24'], '198.18.0.2'), node('c', ['10.244.2.0/24', 'fd00:1::/64'], '198.18.0.3')];
@@ -47,4 +51,50 @@ test("the mesh CIDR fails closed: a refused or missing member's mesh IP is refus
 test('a mesh CIDR covering a node address or this node\'s pods gets no fallback (it would cut them off)', () => {
   assert.deepEqual(failClosedCidrs({ role: 'node', nodeName: 'a', nodes, routes: [], meshCIDR: '198.18.0.0/16' }), ['10.244.1.0/24', '10.244.2.0/24', 'fd00:1::/64']);
   assert.deepEqual(failClosedCidrs({ role: 'node', nodeName: 'a', nodes, routes: [], meshCIDR: 'not a cidr' }), ['10.244.1.0/24', '10.244.2.0/24', 'fd00:1::/64']);
+});
+
+/** The list as first written (every pod CIDR against every address, with the native parser): the oracle for the indexed one. */
+function quadratic(input: FailClosedInput): string[] {
+  const parse = (c: unknown): string[] => {
+    if (typeof c !== 'string') return [];
+    try {
+      return [canonicalCidr(c)];
+    } catch {
+      return [];
+    }
+  };
+  const podsOf = (n: NodeInfo): string[] => (Array.isArray(n.podCIDRs) ? n.podCIDRs.flatMap(parse) : []);
+  const own = input.role === 'node' ? input.nodes.filter((n) => n.name === input.nodeName).flatMap(podsOf) : [];
+  const addresses = input.nodes.flatMap((n) => (Array.isArray(n.internalIPs) ? n.internalIPs : [])).flatMap((ip) => parse(`${ip}/${String(ip).includes(':') ? 128 : 32}`));
+  const free = (c: string): boolean => !own.some((o) => cidrOverlaps(o, c)) && !addresses.some((a) => cidrOverlaps(a, c));
+  const others = input.nodes.filter((n) => input.role !== 'node' || n.name !== input.nodeName).flatMap(podsOf).filter(free);
+  const mesh = parse(input.meshCIDR).filter(free);
+  const all = [...input.routes.flatMap(parse), ...others, ...(input.podCIDRs ?? []).flatMap(parse), ...mesh];
+  return [...new Set(all)].sort(compareText);
+}
+
+test('property: the same list as comparing every pod CIDR with every address, on random Nodes, routes and mesh CIDRs; the same array again for the same inputs', () => {
+  const cidr = fc.constantFrom('10.244.0.0/24', '10.244.1.0/24', '10.244.0.0/16', '10.244.0.5/24', '198.18.0.0/24', '198.18.0.1/32', '100.96.0.0/16', '100.96.0.3/32', 'fd00:1::/64', 'fd00::/16', '0.0.0.0/0', 'not a cidr', '10.300.0.0/24');
+  const ip = fc.constantFrom('198.18.0.1', '198.18.0.2', '10.244.0.7', '100.96.0.9', 'fd00:1::5', '198.18.0.09', 'x');
+  const nodeArb = fc.record({ name: fc.constantFrom('a', 'b', 'c', 'd'), podCIDRs: fc.array(cidr, { maxLength: 3 }), internalIPs: fc.array(ip, { maxLength: 2 }) });
+  fc.assert(
+    fc.property(
+      fc.record({
+        role: fc.constantFrom('node' as const, 'gateway' as const),
+        nodeName: fc.constantFrom('a', 'b', 'g'),
+        nodes: fc.array(nodeArb, { maxLength: 6 }),
+        routes: fc.array(cidr, { maxLength: 5 }),
+        podCIDRs: fc.option(fc.array(cidr, { maxLength: 3 }), { nil: undefined }),
+        meshCIDR: fc.option(cidr, { nil: undefined }),
+      }),
+      (input) => {
+        const got = failClosedCidrs(input);
+        assert.deepEqual(got, quadratic(input));
+        assert.equal(failClosedCidrs({ ...input }), got, 'the same inputs: the same array');
+        const routes = [...input.routes, '10.250.0.0/24'];
+        assert.deepEqual(failClosedCidrs({ ...input, routes }), quadratic({ ...input, routes }), 'new routes, the same Nodes');
+      },
+    ),
+    { numRuns: 2000 },
+  );
 });

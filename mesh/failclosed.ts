@@ -8,10 +8,17 @@
  * too: a refused or missing member's mesh IP has no /32 through the tunnel, and must be refused
  * rather than sent out by the default route (the /32s of accepted members are more specific and
  * win; this member's own mesh IP is in the local table, consulted first).
+ *
+ * O(N log N): what no fallback may cut off (this node's pods, every node's address) goes into a
+ * CidrIndex, so each pod CIDR is one search instead of a comparison with every address (which made
+ * 1,000 Nodes cost tens of seconds). Called again with the same inputs (by identity: the sources
+ * hand over the same arrays while nothing changed) it returns the same array; with the same Nodes
+ * and new routes, only the routes are parsed and merged in. Callers must not mutate what it returns.
  */
-import { canonicalCidr, cidrOverlaps } from '../native/index.ts';
+import { canonicalCidr } from '../native/index.ts';
 import type { NodeInfo } from './crd/types.ts';
 import { compareText } from './topology/order.ts';
+import { CidrIndex } from './topology/ranges.ts';
 
 export interface FailClosedInput {
   role: 'node' | 'gateway';
@@ -26,27 +33,101 @@ export interface FailClosedInput {
   meshCIDR?: string;
 }
 
+/** Canonical forms of CIDR texts seen (null: does not parse), so a route list is not parsed again on every call. */
+const forms = new Map<string, string | null>();
+
+/** The canonical form of a CIDR, or null (malformed: skipped, never thrown). */
+function canonical(c: unknown): string | null {
+  if (typeof c !== 'string') return null;
+  let form = forms.get(c);
+  if (form === undefined) {
+    try {
+      form = canonicalCidr(c);
+    } catch {
+      form = null;
+    }
+    if (forms.size >= 100_000) forms.clear();
+    forms.set(c, form);
+  }
+  return form;
+}
+
+/** Canonical, sorted by compareText, without duplicates (a sort only when not sorted already). */
+function sortedForms(list: readonly unknown[]): string[] {
+  const out: string[] = [];
+  let sorted = true;
+  for (const c of list) {
+    const form = canonical(c);
+    if (form === null) continue;
+    if (out.length > 0 && compareText(out[out.length - 1], form) >= 0) sorted = false;
+    out.push(form);
+  }
+  return sorted ? out : [...new Set(out)].sort(compareText);
+}
+
+/** Sorted lists without duplicates, merged into one (linear). */
+function merge(lists: ReadonlyArray<readonly string[]>): string[] {
+  let out: string[] = [];
+  for (const b of lists) {
+    if (b.length === 0) continue;
+    const a = out;
+    out = [];
+    let i = 0;
+    let j = 0;
+    while (i < a.length || j < b.length) {
+      const c = i >= a.length ? 1 : j >= b.length ? -1 : compareText(a[i], b[j]);
+      if (c <= 0) out.push(a[i++]);
+      else out.push(b[j++]);
+      if (c === 0) j++;
+    }
+  }
+  return out;
+}
+
+/** The part that depends on the Nodes (and role, name, mesh CIDR) alone: the other Nodes' pod CIDRs and the mesh CIDR that may fail closed. */
+function nodePart(role: FailClosedInput['role'], nodeName: string, nodes: readonly NodeInfo[], meshCIDR: string | undefined): string[] {
+  const podForms = (list: unknown): string[] => (Array.isArray(list) ? list.map(canonical).filter((c): c is string => c !== null) : []);
+  const kept = new CidrIndex<true>();
+  // What no fallback may cut off: this node's own pods and every node's address.
+  kept.load((add) => {
+    for (const n of nodes) {
+      if (role === 'node' && n.name === nodeName) for (const c of podForms(n.podCIDRs)) add(c, true);
+      for (const ip of Array.isArray(n.internalIPs) ? n.internalIPs : []) {
+        const c = canonical(`${ip}/${String(ip).includes(':') ? 128 : 32}`);
+        if (c !== null) add(c, true);
+      }
+    }
+  });
+  // A Node whose pod CIDR covers this node's own pods or a node's address (a bad or hostile Node
+  // object) must not make them unreachable: such a CIDR gets no fallback. Nor does such a mesh CIDR.
+  const free = (c: string): boolean => {
+    let hit = false;
+    kept.forEachOverlapping(c, () => (hit = true));
+    return !hit;
+  };
+  const out: string[] = [];
+  for (const n of nodes) if (role !== 'node' || n.name !== nodeName) for (const c of podForms(n.podCIDRs)) if (free(c)) out.push(c);
+  const mesh = canonical(meshCIDR);
+  if (mesh !== null && free(mesh)) out.push(mesh);
+  return [...new Set(out)].sort(compareText);
+}
+
+let lastNodes: { role: string; nodeName: string; nodes: readonly NodeInfo[]; meshCIDR: string | undefined; part: string[] } | null = null;
+let lastResult: { input: FailClosedInput; routes: readonly string[]; podCIDRs: readonly string[] | undefined; result: string[] } | null = null;
+
 /** Canonical, sorted, without duplicates. Never throws: malformed pod CIDRs (a directory's Node) are skipped. */
 export function failClosedCidrs(input: FailClosedInput): string[] {
-  const parse = (c: unknown): string[] => {
-    if (typeof c !== 'string') return [];
-    try {
-      return [canonicalCidr(c)];
-    } catch {
-      return [];
-    }
-  };
-  const podsOf = (n: NodeInfo): string[] => (Array.isArray(n.podCIDRs) ? n.podCIDRs.flatMap(parse) : []);
-  const own = input.role === 'node' ? input.nodes.filter((n) => n.name === input.nodeName).flatMap(podsOf) : [];
-  const addresses = input.nodes.flatMap((n) => (Array.isArray(n.internalIPs) ? n.internalIPs : [])).flatMap((ip) => parse(`${ip}/${String(ip).includes(':') ? 128 : 32}`));
-  const others = input.nodes
-    .filter((n) => input.role !== 'node' || n.name !== input.nodeName)
-    .flatMap(podsOf)
-    // A Node whose pod CIDR covers this node's own pods or a node's address (a bad or hostile Node
-    // object) must not make them unreachable: such a CIDR gets no fallback.
-    .filter((c) => !own.some((o) => cidrOverlaps(o, c)) && !addresses.some((a) => cidrOverlaps(a, c)));
-  // Like a Node's pod CIDR, a mesh CIDR covering this node's pods or a node address gets no fallback.
-  const mesh = parse(input.meshCIDR).filter((c) => !own.some((o) => cidrOverlaps(o, c)) && !addresses.some((a) => cidrOverlaps(a, c)));
-  const all = [...input.routes.flatMap(parse), ...others, ...(input.podCIDRs ?? []).flatMap(parse), ...mesh];
-  return [...new Set(all)].sort(compareText);
+  const { role, nodeName, nodes, routes, podCIDRs, meshCIDR } = input;
+  const last = lastResult;
+  if (last && last.routes === routes && last.podCIDRs === podCIDRs && last.input.nodes === nodes && last.input.role === role && last.input.nodeName === nodeName && last.input.meshCIDR === meshCIDR) {
+    return last.result;
+  }
+  let fixed = lastNodes;
+  if (!fixed || fixed.nodes !== nodes || fixed.role !== role || fixed.nodeName !== nodeName || fixed.meshCIDR !== meshCIDR) {
+    fixed = { role, nodeName, nodes, meshCIDR, part: nodePart(role, nodeName, nodes, meshCIDR) };
+    lastNodes = fixed;
+  }
+  const result = merge([fixed.part, sortedForms(routes), sortedForms(podCIDRs ?? [])]);
+  lastResult = { input: { role, nodeName, nodes, routes, meshCIDR }, routes, podCIDRs, result };
+  return result;
 }
