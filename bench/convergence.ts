@@ -32,9 +32,12 @@
  * Latency of a change = max over the real agents of (landed - t0): t0 is when the API server's
  * response to the write arrived (client side), landed is the timestamp of the agent's debug line
  * 'applied' {op, publicKey} for that peer's key (native/log.ts timestamps, millisecond precision,
- * the same machine clock). In replace mode the line is 'applied' {op: 'replace'} without a key: a
- * change counts as landed at the first replace logged at or after the write was sent (a lower bound:
- * a rewrite already under way may not carry it, so the reference can only look faster than it is).
+ * the same machine clock). In replace mode the line is 'applied' {op: 'replace'} without a key: when
+ * the agent logs 'replace carries' {publicKeys} before each rewrite (the keys whose put or remove
+ * the rewrite stands for), a change lands with the first rewrite after a line naming its key
+ * (exact); otherwise with the first rewrite logged at or after the write was sent, a lower bound
+ * (a rewrite already under way may not carry it, so the reference can only look faster than it
+ * is), and the output says which.
  * Without 'applied' lines (agents older than issue 10) the pass's 'reconciled' info line is used the
  * same way, and the table says so.
  *
@@ -437,9 +440,9 @@ interface PhaseResult {
   landed: number;
   /** How `landed` was read from the logs. */
   landing: Landing;
+  /** Replace mode: whether the agents named the keys each rewrite carries (exact), or not (a lower bound). */
+  exactReplace: boolean;
   latency: Summary;
-  /** From the API response until the last agent logged the event's reconcile request (see requestedAt). */
-  delivery: Summary;
   /** API write round trip (sent → response), for context. */
   apiMs: Summary;
   /** Changes whose line came before the response arrived (latency counted as 0). */
@@ -452,8 +455,8 @@ interface PhaseResult {
   phaseS: number;
   /** Time from the last write to every device verified (UAPI reads). */
   verifyS: number;
-  /** Every landed change: its write, kind, latency and delivery (ms; --json only). */
-  samples: Array<{ write: number; kind: ChangeKind; ms: number; deliveryMs: number | null }>;
+  /** Every landed change (--json only): its write, kind, latency, and the times (ms since the epoch) it was sent, answered and logged by each agent. */
+  samples: Array<{ write: number; kind: ChangeKind; ms: number; sentAt: number; acceptedAt: number; landedAt: number[] }>;
   /** The first changes that never landed on some agent (for the report). */
   missing: string[];
 }
@@ -473,26 +476,28 @@ function landingOf(mode: Mode, entries: LogEntry[][]): Landing {
   return applied.some((e) => typeof e.fields.publicKey === 'string') ? 'key' : 'pass';
 }
 
-/** When a change landed on one agent: the first matching line at or after the write was sent. */
-function landedAt(entries: LogEntry[], landing: Landing, w: Write): number | undefined {
+/** The message a replace-mode agent logs before each rewrite, with the keys of the peers the rewrite changes. */
+const REPLACE_CARRIES = 'replace carries';
+
+/**
+ * When a change landed on one agent: the first matching line at or after the write was sent. In
+ * replace mode, when the agent says which keys a rewrite carries (REPLACE_CARRIES {publicKeys}), the
+ * rewrite after the first such line naming the key (exact); otherwise the first rewrite at all (a
+ * lower bound).
+ */
+function landedAt(entries: LogEntry[], landing: Landing, w: Write, exactReplace: boolean): number | undefined {
+  let carried = false;
   for (const e of entries) {
     if (e.at < w.sentAt) continue;
     if (landing === 'key') {
       if (e.message === 'applied' && typeof e.fields.publicKey === 'string' && base64Key(e.fields.publicKey) === w.change.publicKey) return e.at;
     } else if (landing === 'replace') {
-      if (e.message === 'applied' && e.fields.op === 'replace') return e.at;
+      if (exactReplace && e.message === REPLACE_CARRIES && Array.isArray(e.fields.publicKeys)) {
+        carried ||= e.fields.publicKeys.some((k) => typeof k === 'string' && base64Key(k) === w.change.publicKey);
+      }
+      if (e.message === 'applied' && e.fields.op === 'replace' && (carried || !exactReplace)) return e.at;
     } else if (e.message === 'reconciled') return e.at;
   }
-  return undefined;
-}
-
-/**
- * When the watch event reached an agent: its first 'reconcile requested' {reason: 'source
- * changed'} at or after the write was sent (other objects' events can come first, so this is an
- * early estimate). Splits the latency into delivery (API server, informer) and the agent's pass.
- */
-function requestedAt(entries: LogEntry[], w: Write): number | undefined {
-  for (const e of entries) if (e.at >= w.sentAt && e.message === 'reconcile requested' && e.fields.reason === 'source changed') return e.at;
   return undefined;
 }
 
@@ -542,39 +547,36 @@ async function runPhase(
 
   const entries = realNodes.map((n, i) => readLogEntries(n.logFile, offsets[i]));
   const landing = landingOf(mode, entries);
+  const exactReplace = entries.some((list) => list.some((e) => e.message === REPLACE_CARRIES));
   writes.sort((a, b) => a.change.index - b.change.index);
   const latencies: number[] = [];
-  const delivery: number[] = [];
   const samples: PhaseResult['samples'] = [];
   const missing: string[] = [];
   let beforeResponse = 0;
   for (const w of writes) {
-    let worst = -Infinity;
+    const landed: number[] = [];
     let lost = '';
     for (let a = 0; a < realNodes.length; a++) {
-      const at = landedAt(entries[a], landing, w);
+      const at = landedAt(entries[a], landing, w, exactReplace);
       if (at === undefined) lost ||= realNodes[a].name;
-      else worst = Math.max(worst, at);
+      else landed.push(at);
     }
     if (lost) {
       if (missing.length < 5) missing.push(`write ${w.change.index} (${w.change.kind} Peer ${w.change.node.name}) not logged by ${lost}`);
       continue;
     }
-    const requested = entries.map((e) => requestedAt(e, w));
-    const deliveryMs = requested.every((r) => r !== undefined) ? Math.max(0, Math.max(...(requested as number[])) - w.acceptedAt) : null;
-    if (deliveryMs !== null) delivery.push(deliveryMs);
-    const latency = worst - w.acceptedAt;
+    const latency = Math.max(...landed) - w.acceptedAt;
     if (latency < 0) beforeResponse++;
     latencies.push(Math.max(0, latency));
-    samples.push({ write: w.change.index, kind: w.change.kind, ms: Math.max(0, latency), deliveryMs });
+    samples.push({ write: w.change.index, kind: w.change.kind, ms: Math.max(0, latency), sentAt: w.sentAt, acceptedAt: w.acceptedAt, landedAt: landed });
   }
   return {
     mode,
     changes: changes.length,
     landed: latencies.length,
     landing,
+    exactReplace,
     latency: summarize(latencies),
-    delivery: summarize(delivery),
     apiMs: summarize(writes.map((w) => w.acceptedAt - w.sentAt)),
     beforeResponse,
     agentCpuS,
@@ -757,12 +759,15 @@ function printTable(o: Options, results: PhaseResult[], loadS: Partial<Record<Mo
       .join(', ')}`,
     ...results.map(
       (r) =>
-        `${r.mode}: API write round trip p50 ${r.apiMs.p50} ms, p99 ${r.apiMs.p99} ms; response to the event's reconcile request on the last agent p50 ${r.delivery.p50} ms, p99 ${r.delivery.p99} ms`,
+        `${r.mode}: API write round trip (sent to answered) p50 ${r.apiMs.p50} ms, p99 ${r.apiMs.p99} ms`,
     ),
     ...results.map(
       (r) =>
         `${r.mode}: landed read from ${
-          r.landing === 'key' ? "each agent's 'applied' {publicKey} line" : r.landing === 'replace' ? "the first 'applied' {op: replace} line after the write (a lower bound)" : "the first 'reconciled' line after the write (approximate: the agents log no 'applied' lines)"
+          r.landing === 'key' ? "each agent's 'applied' {publicKey} line" : r.landing === 'replace'
+            ? r.exactReplace
+              ? `the first 'applied' {op: replace} line after the agent's '${REPLACE_CARRIES}' line naming the key`
+              : "the first 'applied' {op: replace} line after the write (a lower bound: the agents do not say which keys a rewrite carries)" : "the first 'reconciled' line after the write (approximate: the agents log no 'applied' lines)"
         }; CPU over ${r.phaseS} s; ${r.beforeResponse} set(s) logged before the API response arrived (counted as 0 ms)`,
     ),
     `machine: ${machine}`,
