@@ -47,6 +47,9 @@ test('Fallbacks: the same answer as failClosedCidrs through a sequence of change
         routes = r;
         last = f.compute(nodes, routes);
         assert.deepEqual(last, failClosedCidrs({ ...first, nodes, routes }));
+        // Routes the caller vouches for (canonical, sorted, unique, as a Topology's are) give the same.
+        const vouched = failClosedCidrs({ role: 'gateway', nodeName: 'none', nodes: [], routes });
+        assert.deepEqual(new Fallbacks({ role: first.role, nodeName: first.nodeName, podCIDRs: first.podCIDRs, meshCIDR: first.meshCIDR }).compute(nodes, vouched, true), failClosedCidrs({ ...first, nodes, routes }));
       }
     }),
     { numRuns: 500 },

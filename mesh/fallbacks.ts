@@ -35,7 +35,8 @@ export function indexedFailClosedCidrs(input: FailClosedInput): string[] {
   const addresses = input.nodes.flatMap((n) => (Array.isArray(n.internalIPs) ? n.internalIPs : [])).flatMap((ip) => parse(`${ip}/${String(ip).includes(':') ? 128 : 32}`));
   // What no fallback may cut off: this node's own pods and every node's address.
   const kept = new CidrIndex<true>();
-  kept.load([...own, ...addresses].map((c) => [c, true] as const));
+  // One by one (CidrIndex.add keeps each list sorted): addresses mostly come in order, so each lands at the end.
+  for (const c of [...own, ...addresses]) kept.add(c, true);
   const free = (c: string): boolean => {
     let hit = false;
     kept.forEachOverlapping(c, () => (hit = true));
@@ -67,7 +68,7 @@ export class Fallbacks {
   private nodes: readonly NodeInfo[] | null = null;
   private nodePart: string[] = [];
   private routes: readonly string[] | null = null;
-  private canonicalRoutes: string[] = [];
+  private canonicalRoutes: readonly string[] = [];
   private result: string[] = [];
   /** Canonical forms of route texts seen (routes are canonical already, so this is mostly identity). */
   private readonly forms = new Map<string, string | null>();
@@ -76,8 +77,13 @@ export class Fallbacks {
     this.fixed = fixed;
   }
 
-  /** failClosedCidrs({...fixed, nodes, routes}): the same array while nodes and routes are the same arrays (or hold the same routes). */
-  compute(nodes: readonly NodeInfo[], routes: readonly string[]): string[] {
+  /**
+   * failClosedCidrs({...fixed, nodes, routes}): the same array while nodes and routes are the same
+   * arrays (or hold the same routes). `routesCanonical`: the caller vouches that the routes are
+   * canonical, sorted by compareText and without duplicates (a Topology's routes are), so they are
+   * merged in without being parsed again.
+   */
+  compute(nodes: readonly NodeInfo[], routes: readonly string[], routesCanonical = false): string[] {
     let changed = false;
     if (nodes !== this.nodes) {
       this.nodes = nodes;
@@ -85,7 +91,7 @@ export class Fallbacks {
       changed = true;
     }
     if (routes !== this.routes) {
-      const next = this.canonicalize(routes);
+      const next = routesCanonical ? routes : this.canonicalize(routes);
       if (this.routes === null || next.length !== this.canonicalRoutes.length || next.some((r, i) => r !== this.canonicalRoutes[i])) {
         this.canonicalRoutes = next;
         changed = true;

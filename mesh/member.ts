@@ -155,8 +155,8 @@ export class MeshMember {
   private device: DesiredDevice | null = null;
   /** Mesh IP holders, per raw object (the checked path is a pure function of the object) and per snapshot lists. */
   private readonly holderOf = new WeakMap<object, MeshIPHolder | null>();
-  private holdersFor: { peers: unknown[]; gateways: unknown[]; holders: MeshIPHolder[] } | null = null;
-  private allocation: { holders: MeshIPHolder[]; last: string | undefined; created: number | undefined; meshIP: string } | null = null;
+  private readonly holdersIndex: HolderIndex = { lists: { Peer: [], Gateway: [] }, byObject: new Map(), byIP: new Map() };
+  private allocation: { peers: unknown[]; gateways: unknown[]; last: string | undefined; created: number | undefined; meshIP: string } | null = null;
   private ownFor: { list: unknown[]; own: OwnObject | undefined } | null = null;
   private nodeFor: { nodes: Snapshot['nodes']; node: Snapshot['nodes'][number] | undefined } | null = null;
   private readonly ownChecked = new WeakMap<object, ReturnType<typeof checkObject>>();
@@ -306,7 +306,8 @@ export class MeshMember {
     const routes = this.routesOf(topology);
     // Fail closed for every pod CIDR, not only the routed ones: a node whose Peer is refused or not
     // registered yet has no route here, and its pods must be unreachable rather than reached in clear.
-    const fallbacks = this.fallbacks.compute(snapshot.nodes, routes);
+    // A node's routes are the Topology's (canonical and sorted: merged in as they are); a gateway's add its --pod-cidr list as given.
+    const fallbacks = this.fallbacks.compute(snapshot.nodes, routes, this.o.role === 'node');
     if (this.device?.peers !== topology.peers) this.device = { privateKey: this.privateKey, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: topology.peers };
     return { device: this.device, routes, fallbacks };
   }
@@ -333,7 +334,9 @@ export class MeshMember {
    */
   private leaveOffOwnKey(topology: Topology): Topology {
     if (topology === this.ownKeyIn && this.ownKeyOut) return this.ownKeyOut;
-    const mine = topology.peers.filter((p) => p.publicKey === this.publicKey);
+    // A plain loop: this runs over every peer whenever the topology changes.
+    const mine: DesiredPeer[] = [];
+    for (const p of topology.peers) if (p.publicKey === this.publicKey) mine.push(p);
     const names = new Set(mine.map((p) => `${p.kind}/${p.name}`));
     for (const p of mine) {
       const id = `${p.kind}/${p.name}`;
@@ -365,7 +368,7 @@ export class MeshMember {
 
   /** The mesh IP this member should hold, from what the source says now (kept while it wins). */
   private allocate(): string {
-    let holders = this.holders(this.o.source.snapshot());
+    const snapshot = this.o.source.snapshot();
     const own = this.ownObject();
     const created = time(own?.metadata.creationTimestamp);
     // Once this process has written (or adopted) its own object, the mesh IP it wrote is its current
@@ -373,54 +376,77 @@ export class MeshMember {
     // announced) instead of silently adopted. It still moves when an older holder wins that address.
     const last = this.lastWritten?.meshIP;
     const a = this.allocation;
-    if (a && a.holders === holders && a.last === last && a.created === created) return a.meshIP;
-    const unchangedHolders = holders;
+    if (a && a.peers === snapshot.peers && a.gateways === snapshot.gateways && a.last === last && a.created === created) return a.meshIP;
+    const index = this.holderIndex(snapshot);
     const isOwn = (h: { kind: string; name: string }): boolean => h.kind === this.kind && h.name === this.o.name;
-    if (last) {
-      const createdHeld = holders.find(isOwn)?.created ?? created;
-      holders = [...holders.filter((h) => !isOwn(h)), { kind: this.kind, name: this.o.name, meshIP: last, ...(createdHeld === undefined ? {} : { created: createdHeld }) }];
-    }
+    const held = own ? index.byObject.get(own) : undefined;
+    const ownHolder: MeshIPHolder | undefined = last
+      ? { kind: this.kind, name: this.o.name, meshIP: last, ...((held?.created ?? created) === undefined ? {} : { created: held?.created ?? created }) }
+      : held;
+    const others = (hs: Iterable<MeshIPHolder>): MeshIPHolder[] => [...hs].filter((h) => !isOwn(h));
+    const withOwn = (hs: MeshIPHolder[]): MeshIPHolder[] => (ownHolder ? [...hs, ownHolder] : hs);
     const self = { kind: this.kind, name: this.o.name, created };
     // Whether the current address stays depends only on the holders of that same address (the
     // allocator keeps it unless one of them wins over us): ask with those alone first, and go
     // through every holder (which parses every address) only when it has to move.
     let meshIP: string | undefined;
-    const current = holders.find(isOwn)?.meshIP;
-    const canonical = current === undefined ? undefined : canonicalOrUndefined(current);
+    const canonical = ownHolder ? canonicalOrUndefined(ownHolder.meshIP) : undefined;
     if (canonical !== undefined) {
-      const kept = allocateMeshIP(self, this.o.meshCIDR, holders.filter((h) => isOwn(h) || h.meshIP === canonical));
-      if (kept === current || canonicalOrUndefined(kept) === canonical) meshIP = kept;
+      const kept = allocateMeshIP(self, this.o.meshCIDR, withOwn(others(index.byIP.get(canonical) ?? [])));
+      if (canonicalOrUndefined(kept) === canonical) meshIP = kept;
     }
-    meshIP ??= allocateMeshIP(self, this.o.meshCIDR, holders);
-    this.allocation = { holders: unchangedHolders, last, created, meshIP };
+    meshIP ??= allocateMeshIP(self, this.o.meshCIDR, withOwn(others(index.byObject.values())));
+    this.allocation = { peers: snapshot.peers, gateways: snapshot.gateways, last, created, meshIP };
     return meshIP;
   }
 
-  /** Every mesh IP holder through the checked path (meshIPHolders), each object checked once while it is the same object. */
-  private holders(snapshot: Snapshot): MeshIPHolder[] {
-    const h = this.holdersFor;
-    if (h && h.peers === snapshot.peers && h.gateways === snapshot.gateways) return h.holders;
-    const holders: MeshIPHolder[] = [];
+  /**
+   * Every mesh IP holder through the checked path (meshIPHolders), by object and by address, kept
+   * in step with the snapshot's lists: only objects that came or went since the last call (found
+   * by identity) are looked at, each checked once while it is the same object.
+   */
+  private holderIndex(snapshot: Snapshot): HolderIndex {
+    const index = this.holdersIndex;
     for (const [kind, list] of [['Peer', snapshot.peers], ['Gateway', snapshot.gateways]] as const) {
-      for (const raw of list as unknown[]) {
-        if (raw === null || typeof raw !== 'object') continue;
-        let held = this.holderOf.get(raw);
-        if (held === undefined) {
-          held = (kind === 'Peer' ? meshIPHolders([raw], []) : meshIPHolders([], [raw]))[0] ?? null;
-          this.holderOf.set(raw, held);
-        }
-        if (held) holders.push(held);
+      const before = index.lists[kind];
+      if (before === list) continue;
+      const { gone, added } = listDelta(before, list as readonly unknown[]);
+      for (const raw of gone) {
+        const h = index.byObject.get(raw);
+        if (!h) continue;
+        index.byObject.delete(raw);
+        const at = index.byIP.get(h.meshIP);
+        at?.delete(h);
+        if (at?.size === 0) index.byIP.delete(h.meshIP);
       }
+      for (const raw of added) {
+        if (raw === null || typeof raw !== 'object') continue;
+        let h = this.holderOf.get(raw);
+        if (h === undefined) {
+          h = (kind === 'Peer' ? meshIPHolders([raw], []) : meshIPHolders([], [raw]))[0] ?? null;
+          this.holderOf.set(raw, h);
+        }
+        if (!h) continue;
+        index.byObject.set(raw, h);
+        let at = index.byIP.get(h.meshIP);
+        if (!at) index.byIP.set(h.meshIP, (at = new Set()));
+        at.add(h);
+      }
+      index.lists[kind] = list as readonly unknown[];
     }
-    this.holdersFor = { peers: snapshot.peers, gateways: snapshot.gateways, holders };
-    return holders;
+    return index;
   }
 
   private ownObject(): OwnObject | undefined {
     const snapshot = this.o.source.snapshot();
     const list = this.o.role === 'node' ? snapshot.peers : snapshot.gateways;
     if (this.ownFor?.list === list) return this.ownFor.own;
-    const own = (list as OwnObject[]).find((o) => o.metadata.name === this.o.name);
+    let own: OwnObject | undefined;
+    for (const o of list as OwnObject[]) {
+      if (o.metadata.name !== this.o.name) continue;
+      own = o;
+      break;
+    }
     this.ownFor = { list, own };
     return own;
   }
@@ -741,6 +767,33 @@ function canonicalOrUndefined(ip: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Mesh IP holders by raw object and by (canonical) address, with the lists they were taken from. */
+interface HolderIndex {
+  lists: Record<ObjectKind, readonly unknown[]>;
+  byObject: Map<unknown, MeshIPHolder>;
+  byIP: Map<string, Set<MeshIPHolder>>;
+}
+
+/**
+ * The objects in `before` and not in `after`, and the other way round, by identity. The shared
+ * start and end are skipped first: one changed object in a list of thousands costs pointer
+ * comparisons, not a set of thousands.
+ */
+function listDelta(before: readonly unknown[], after: readonly unknown[]): { gone: unknown[]; added: unknown[] } {
+  let start = 0;
+  while (start < before.length && start < after.length && before[start] === after[start]) start++;
+  let endBefore = before.length;
+  let endAfter = after.length;
+  while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
+    endBefore--;
+    endAfter--;
+  }
+  const middle = new Set(before.slice(start, endBefore));
+  const added: unknown[] = [];
+  for (let i = start; i < endAfter; i++) if (!middle.delete(after[i])) added.push(after[i]);
+  return { gone: [...middle], added };
 }
 
 type OwnObject = { metadata: { name: string; creationTimestamp?: string | Date }; spec: { publicKey: string; meshIP?: string } };

@@ -69,6 +69,13 @@ export class MemorySource implements PeerSource {
 
 /** The list with `item` in place of the one of its name (or appended): a new list, the other items the same objects. */
 function put<T>(list: readonly T[], item: T, name: (x: T) => string): T[] {
-  const i = list.findIndex((x) => name(x) === name(item));
-  return i < 0 ? [...list, item] : list.map((x, j) => (j === i ? item : x));
+  const key = name(item);
+  const next = list.slice();
+  for (let i = 0; i < next.length; i++) {
+    if (name(next[i]) !== key) continue;
+    next[i] = item;
+    return next;
+  }
+  next.push(item);
+  return next;
 }
