@@ -117,6 +117,23 @@ describe('attach mode', { skip }, () => {
     await agent.stop();
   });
 
+  test('between full checks the agent does not read the device: it only checks that the same socket answers', async () => {
+    const ops: string[] = [];
+    const agent = new AttachedWireguardGo({ interfaceName, pollMs: 30, fullCheckEvery: 1000, onRequest: (op) => ops.push(op) });
+    await agent.start();
+    const afterStart = ops.length;
+    await new Promise((r) => setTimeout(r, 600)); // about 20 polls
+    assert.deepEqual(ops.slice(afterStart), [], 'no UAPI request between full checks (a get of 5,000 peers is 1.5 MB)');
+    // A restart still shows at once: the new socket file is read in full.
+    const reapplied = once(agent, 'ready');
+    sidecar.kill('SIGTERM');
+    for (let i = 0; i < 100 && existsSync(socketPathFor(interfaceName)); i++) await new Promise((r) => setTimeout(r, 50));
+    await startSidecar();
+    const [ctx] = (await reapplied) as [ReadyContext];
+    assert.equal(ctx.restart, true);
+    await agent.stop();
+  });
+
   test('a device whose key was wiped in place is re-applied', async () => {
     const agent = attach();
     await agent.start();

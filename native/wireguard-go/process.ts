@@ -9,6 +9,8 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { watch as fsWatch } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { createConnection } from 'node:net';
 import type { FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -378,6 +380,14 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
 export interface AttachOptions extends WireguardGoOptions {
   /** How often to check the device for a reset or a vanished socket (a change in the socket folder checks sooner; a lost socket every 200 ms). */
   pollMs?: number;
+  /**
+   * Read the whole device every this many polls (default 15: every 30 s), to notice a device reset
+   * in place (a private key wiped by hand). The polls in between only check that the same socket
+   * file still accepts a connection: a `get` of 5,000 peers is 1.5 MB that wireguard-go formats under
+   * its device lock, too much to repeat every 2 s (issue 10). A new socket file (the sidecar
+   * restarted) is always read at once.
+   */
+  fullCheckEvery?: number;
 }
 
 /**
@@ -399,6 +409,9 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
   /** What the device looked like after our last apply: a difference means it was reset. */
   private applied: { publicKey: string | null; listenPort: number } | null = null;
   private lost = false;
+  /** The socket file (inode) the device was last read through, and polls since that read. */
+  private socketIno: number | null = null;
+  private polls = 0;
   private watcher: FSWatcher | null = null;
   private checking = false;
   private kicked = false;
@@ -456,6 +469,8 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
     if (this.opts.onReady) await this.opts.onReady(ctx);
     const device = await this.client.get();
     this.applied = { publicKey: device.publicKey, listenPort: device.listenPort };
+    this.socketIno = await socketInode(this.client.socketPath);
+    this.polls = 0;
     // After a reset no peer has a session with us; on a first attach only the peers that never
     // completed a handshake here (a sidecar that restarted while no agent ran), the others are left alone.
     await prompt(this.client, this.log, this.interfaceName, { all: restart, waitMs: this.opts.promptWaitMs }, reason);
@@ -515,6 +530,12 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
 
   /** One look at the device: re-apply if it was reset; note when the socket goes away and comes back. */
   async check(): Promise<void> {
+    const every = this.opts.fullCheckEvery ?? 15;
+    if (!this.lost && this.socketIno !== null && ++this.polls < every) {
+      // The same socket file as at the last read, and it accepts a connection: the same wireguard-go.
+      if ((await socketInode(this.client.socketPath)) === this.socketIno && (await accepts(this.client.socketPath))) return;
+    }
+    this.polls = 0;
     let device: DeviceState;
     try {
       device = await this.client.get();
@@ -530,6 +551,7 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
       }
       throw err;
     }
+    this.socketIno = await socketInode(this.client.socketPath);
     const why = this.resetReason(device);
     if (this.lost || why) {
       this.lost = false;
@@ -557,6 +579,31 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
     this.watcher = null;
     this.setState('stopped');
   }
+}
+
+/** The inode of a socket file, or null when there is none. */
+async function socketInode(path: string): Promise<number | null> {
+  try {
+    const st = await stat(path);
+    return st.isSocket() ? st.ino : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a Unix socket accepts a connection (closed at once without a request; wireguard-go reads EOF and drops it). */
+function accepts(path: string, timeoutMs = 2000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const conn = createConnection(path);
+    const done = (ok: boolean): void => {
+      clearTimeout(timer);
+      conn.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    conn.once('connect', () => done(true));
+    conn.once('error', () => done(false));
+  });
 }
 
 export function createWireguardGo(mode: WireguardMode, options: SpawnOptions & AttachOptions): WireguardGo {
