@@ -7,7 +7,10 @@
  *          and its `ip rule` itself);
  *   hand   the same wireguard-go binary configured by hand with `wg` and `ip` (a route in the main
  *          table, no policy routing), the same MTU as the agent chose;
- *   clear  the same topology with clear routes through the underlay (no tunnel): the limit here.
+ *   clear  the same topology with clear routes through the underlay (no tunnel): the limit here;
+ *   rules  (only when asked for) by hand as above plus the agent's policy routing: fwmark 0x2000 on
+ *          wireguard-go, `ip rule not fwmark 0x2000/0x2000 lookup 51820`, the routes in that table
+ *          and their `unreachable` twins: what the routing itself costs.
  * For each wireguard-go build: Debian bookworm's (package 0.0.20220316-1+b4), trixie's (package
  * 0.0.20231211-1+b9, which calls itself v0.0.20230223: upstream did not bump its version string) and
  * sid's (package 0.0.20260522-1, v0.0.20250522), each fetched with a private apt state by
@@ -57,7 +60,7 @@ const USAGE = `usage: node bench/datapath.ts [options]
                       fetched by scripts/fetch-wireguard-go.sh into ~/.cache/aks-mesh when missing
   --runs N            measured iperf3 runs per cell (default 5)
   --seconds N         iperf3 -t (default 5)
-  --ways LIST         agent,hand,clear (default all three)
+  --ways LIST         agent,hand,clear (default); also rules: by hand plus the agent's policy routing
   --offloads MODE     default (veths as the kernel makes them) or gro (GRO on every veth, all ways)
   --veth-mtu N        MTU of every veth and bridge (default 1500; e.g. 9000 for a jumbo-frame underlay, all ways)
   --wg-env K=V,...    environment for wireguard-go (agent and hand ways alike), e.g. GOGC=400
@@ -114,11 +117,11 @@ for (const s of suites) {
     process.exit(2);
   }
 }
-type Way = 'agent' | 'hand' | 'clear';
+type Way = 'agent' | 'hand' | 'rules' | 'clear';
 const ways = v.ways.split(',').filter(Boolean) as Way[];
 for (const w of ways) {
-  if (!['agent', 'hand', 'clear'].includes(w)) {
-    console.error(`--ways: ${w} is not one of agent, hand, clear`);
+  if (!['agent', 'hand', 'rules', 'clear'].includes(w)) {
+    console.error(`--ways: ${w} is not one of agent, hand, rules, clear`);
     process.exit(2);
   }
 }
@@ -238,7 +241,7 @@ async function agentCell(build: Build): Promise<Cell> {
 }
 
 /** wireguard-go started and configured by hand in each node namespace, with the agent's MTU. */
-async function handCell(build: Build, mtu: number): Promise<Cell> {
+async function handCell(build: Build, mtu: number, way: 'hand' | 'rules' = 'hand'): Promise<Cell> {
   const c = await newCluster();
   const [a, b] = c.nodes;
   for (const [self, other, i] of [[a, b, 1], [b, a, 2]] as Array<[ClusterNode, ClusterNode, number]>) {
@@ -249,11 +252,21 @@ async function handCell(build: Build, mtu: number): Promise<Cell> {
       'peer', other.publicKey, 'endpoint', other.endpoint, 'allowed-ips', `${other.podCIDR},100.96.0.${3 - i}/32`);
     await inNs('ip', 'addr', 'add', `100.96.0.${i}/16`, 'dev', self.interfaceName);
     await inNs('ip', 'link', 'set', self.interfaceName, 'mtu', String(mtu), 'up');
-    await inNs('ip', 'route', 'add', other.podCIDR, 'dev', self.interfaceName);
+    if (way === 'hand') await inNs('ip', 'route', 'add', other.podCIDR, 'dev', self.interfaceName);
+    else {
+      // The agent's layout (native/link, mesh/failclosed.ts): a table of its own behind an ip rule that
+      // wireguard-go's own marked packets skip, each route with an unreachable twin behind it.
+      await inNs('wg', 'set', self.interfaceName, 'fwmark', '0x2000');
+      await inNs('ip', 'rule', 'add', 'not', 'fwmark', '0x2000/0x2000', 'lookup', '51820', 'priority', '5280');
+      for (const dst of [other.podCIDR, `100.96.0.${3 - i}/32`]) {
+        await inNs('ip', 'route', 'add', dst, 'dev', self.interfaceName, 'table', '51820');
+        await inNs('ip', 'route', 'add', 'unreachable', dst, 'table', '51820', 'metric', '4000000000');
+      }
+    }
   }
   await tunQdisc(c);
   await c.waitForMatrix({ timeoutMs: 30_000 });
-  return cell('hand', build, c);
+  return cell(way, build, c);
 }
 
 /** --tun-qdisc: the same root qdisc on both nodes' WireGuard TUN. */
@@ -432,10 +445,11 @@ try {
       if (link) mtu = link.mtu;
     }
     if (ways.includes('hand')) cells.push(await handCell(build, mtu));
+    if (ways.includes('rules')) cells.push(await handCell(build, mtu, 'rules'));
   }
   log(`set up ${cells.length} clusters; WireGuard MTU ${mtu}`);
   if (v['show-offloads']) {
-    for (const cl of cells.filter((x) => x.way !== 'hand')) console.error(`# offloads, ${cl.key}:\n${await offloadsOf(cl.cluster, cl.way !== 'clear')}`);
+    for (const cl of cells.filter((x) => x.way === 'agent' || x.way === 'clear')) console.error(`# offloads, ${cl.key}:\n${await offloadsOf(cl.cluster, cl.way !== 'clear')}`);
   }
   // Warm-up: the iperf3 servers listen, the handshakes are done, TCP and the kernel are warm.
   for (const cl of cells) {
@@ -476,9 +490,9 @@ try {
       agentCpuMs: median(cl.agentCpu) * 1000,
       agentIdleCpuMs: cl.agentIdleCpu * 1000,
       retransmits: median(cl.retransmits),
-      vsHand: cl.way === 'agent' && hand ? median(cl.gbps) / median(hand.gbps) : NaN,
+      vsHand: cl.way !== 'hand' && cl.way !== 'clear' && hand ? median(cl.gbps) / median(hand.gbps) : NaN,
       // CPU per GB is steadier than Gbit/s on a busy machine: the same work costs the same CPU.
-      cpuVsHand: cl.way === 'agent' && hand ? median(cl.wgCpuPerGB) / median(hand.wgCpuPerGB) : NaN,
+      cpuVsHand: cl.way !== 'hand' && cl.way !== 'clear' && hand ? median(cl.wgCpuPerGB) / median(hand.wgCpuPerGB) : NaN,
       vsClear: cl.way !== 'clear' && clear ? median(cl.gbps) / median(clear.gbps) : NaN,
     };
   });
