@@ -58,16 +58,34 @@ export class MemberMetrics {
     this.uapi.inc({ op });
   }
 
+  /** Whether a pass has written the per-peer series yet (the first pass does, full or not). */
+  private perPeerDone = false;
+
   record(result: SyncResult, topology: Topology): void {
     this.lastPass = result;
     this.lastPassAt = Date.now();
     this.passes.inc({ result: result.error ? 'error' : 'ok' });
     this.duration.observe((Date.now() - result.at.getTime()) / 1000);
-    const live = new Map((result.live?.peers ?? []).map((p) => [p.publicKey, p]));
-    const now = Date.now() / 1000;
     this.peers.set({ state: 'desired' }, topology.peers.length);
-    this.peers.set({ state: 'configured' }, topology.peers.filter((p) => live.has(p.publicKey)).length);
     this.peers.set({ state: 'refused' }, topology.refused.length);
+    this.routes.set(result.desired.routes.length);
+    // Per-peer figures come from a read of the device, which only a full pass makes (at start and
+    // every resync): an event pass has nothing new to say about handshakes and counters, and
+    // rewriting 3 series per peer on every event was O(mesh) work per change (issue 10).
+    const livePeers = result.live?.peers ?? [];
+    if (!result.full && this.perPeerDone) {
+      // What is configured does change with an event (result.live holds what was applied since).
+      const keys = new Set<string>();
+      for (const p of livePeers) keys.add(p.publicKey);
+      let configured = 0;
+      for (const p of topology.peers) if (keys.has(p.publicKey)) configured++;
+      this.peers.set({ state: 'configured' }, configured);
+      return;
+    }
+    this.perPeerDone = true;
+    const live = new Map(livePeers.map((p) => [p.publicKey, p]));
+    const now = Date.now() / 1000;
+    this.peers.set({ state: 'configured' }, topology.peers.filter((p) => live.has(p.publicKey)).length);
     this.handshake.reset();
     this.rx.reset();
     this.tx.reset();
@@ -83,7 +101,6 @@ export class MemberMetrics {
       this.tx.set({ peer }, Number(state.txBytes));
     }
     this.peers.set({ state: 'handshake_within_3m' }, recent);
-    this.routes.set(result.desired.routes.length);
   }
 
   /**
