@@ -12,9 +12,10 @@
  *   hold a changed candidate, old or new. The first-winner rule (in overlapOrder) only looks at
  *   earlier candidates that overlap, so a component recomputed on its own is exact, and a component
  *   no change reached keeps its verdicts.
- * A Node, the settings or self changing recompute everything but each object's own parse (which
- * depends on the object alone): the rules for an external Peer read every Node, and Nodes change
- * rarely (a node joining or leaving), so that is simpler than tracking which Peers a Node reaches.
+ * - when Nodes change: the Peer named after each changed Node and every external Peer (whose own
+ *   checks read every Node's pod CIDRs and addresses), through the same steps.
+ * The settings or self changing (or hundreds of objects at once) recompute everything but each
+ * object's own parse (which depends on the object alone).
  * An unchanged accepted peer keeps its DesiredPeer object, an unchanged list its array, and a pass
  * that changes nothing returns the previous Topology itself, so consumers can stop at `===`.
  * Callers must not mutate what it returns.
@@ -160,6 +161,10 @@ export class TopologyEngine {
   private presharedKeys: ReadonlyMap<string, string> = new Map();
   private rawNodes: readonly unknown[] = EMPTY;
   private nodes = new NodeState(new Map());
+  /** Raw Nodes that pass the check, by name (a name listed twice keeps one: nodeFor()). */
+  private readonly nodeRaws = new Map<string, unknown[]>();
+  /** External Peers (no nodeName): the ones whose own checks read every Node. */
+  private readonly externals = new Set<Member>();
   private readonly rawObjects: Record<ObjectKind, readonly unknown[]> = { Peer: EMPTY, Gateway: EMPTY };
   /** checkObject() and checkNodeInfo() by raw object (pure functions of the object). */
   private readonly checks: Record<ObjectKind, WeakMap<object, ObjectCheck>> = { Peer: new WeakMap(), Gateway: new WeakMap() };
@@ -214,11 +219,18 @@ export class TopologyEngine {
     const keysChanged = presharedKeys !== this.presharedKeys;
     this.presharedKeys = presharedKeys;
     const rawNodes = asArray(raw.nodes);
-    const nodesChanged = !sameList(rawNodes, this.rawNodes);
-    if (nodesChanged) this.setNodes(rawNodes);
+    let full = this.result === null || this.result.settingsProblems !== undefined || settingsChanged || selfChanged;
+    // Nodes whose NodeInfo changed (came, went or changed), or everything again when too many did.
+    let nodesTouched: string[] = [];
+    if (!sameList(rawNodes, this.rawNodes)) {
+      const touched = full ? null : this.updateNodes(this.rawNodes, rawNodes);
+      if (touched === null) {
+        this.setNodes(rawNodes);
+        full = true;
+      } else nodesTouched = touched;
+    }
     this.rawNodes = rawNodes;
 
-    const full = this.result === null || this.result.settingsProblems !== undefined || settingsChanged || nodesChanged || selfChanged;
     if (full) this.generation++;
 
     // Which objects each name puts forward now.
@@ -269,6 +281,7 @@ export class TopologyEngine {
     for (const m of gone) {
       this.members.delete(m.object);
       this.withPresharedKey.delete(m);
+      this.externals.delete(m);
       const key = m.object.spec.publicKey;
       const holders = this.byKey.get(key) as Member[];
       holders.splice(holders.indexOf(m), 1);
@@ -277,6 +290,7 @@ export class TopologyEngine {
     }
     for (const m of added) {
       if (m.object.spec.presharedKeySecretRef) this.withPresharedKey.add(m);
+      if (m.object.kind === 'Peer' && m.object.spec.nodeName === null) this.externals.add(m);
       const key = m.object.spec.publicKey;
       const holders = this.byKey.get(key);
       if (holders) holders.push(m);
@@ -286,9 +300,25 @@ export class TopologyEngine {
 
     if (full || gone.length + added.length > SPLICE_LIMIT) return this.recomputeAll(dirtyGroups);
 
-    // Members whose verdict may have changed: new ones, those of a key whose verdict changed, and
-    // (when the Secrets changed) those with a preshared key.
+    // Members whose verdict may have changed: new ones, those of a key whose verdict changed,
+    // (when the Secrets changed) those with a preshared key, and (when Nodes changed) the Peer of
+    // each changed Node (its pod CIDRs; whether it claims its key first) and every external Peer
+    // (the cluster's own space it must stay out of).
     const recheck = new Set<Member>(added);
+    if (nodesTouched.length > 0) {
+      const touch = (m: Member): void => {
+        m.own = null;
+        recheck.add(m);
+      };
+      for (const name of nodesTouched) {
+        const winner = this.groups.get(`Peer/${name}`)?.winner;
+        const m = winner ? this.members.get(winner) : undefined;
+        if (!m) continue;
+        touch(m);
+        dirtyKeys.add(m.object.spec.publicKey);
+      }
+      for (const m of this.externals) touch(m);
+    }
     for (const key of dirtyKeys) {
       const before = this.keyVerdicts.get(key);
       const verdict = this.decideKey(key);
@@ -363,27 +393,84 @@ export class TopologyEngine {
     return this.publish(false, dirtyGroups);
   }
 
-  /** The Nodes, checked again (a directory can say anything); a name given twice keeps its first occurrence in JSON-text order. */
-  private setNodes(rawNodes: readonly unknown[]): void {
-    const byName = new Map<string, { node: NodeInfo; text?: string; at: number }>();
-    rawNodes.forEach((r, at) => {
-      let node: NodeInfo | null;
-      if (isObject(r)) {
-        const known = this.nodeChecks.get(r);
-        node = known === undefined ? checkNodeInfo(r) : known;
-        if (known === undefined) this.nodeChecks.set(r, node);
-      } else node = checkNodeInfo(r);
-      if (!node) return;
-      const held = byName.get(node.name);
-      if (!held) {
-        byName.set(node.name, { node, at });
-        return;
+  /** A raw Node, checked (remembered by identity), or null when it has no usable name. */
+  private nodeInfo(r: unknown): NodeInfo | null {
+    if (!isObject(r)) return checkNodeInfo(r);
+    const known = this.nodeChecks.get(r);
+    if (known !== undefined) return known;
+    const node = checkNodeInfo(r);
+    this.nodeChecks.set(r, node);
+    return node;
+  }
+
+  /**
+   * The Node of a name given once or more (a directory can say anything): the first in JSON-text
+   * order, ties in input order, so the result does not depend on the input's order.
+   */
+  private nodeFor(name: string, rawNodes: readonly unknown[]): NodeInfo | undefined {
+    const raws = this.nodeRaws.get(name);
+    if (!raws) return undefined;
+    let best = raws[0];
+    if (raws.length > 1) {
+      let text = fingerprint(best);
+      for (const r of raws.slice(1)) {
+        const t = fingerprint(r);
+        const c = compareText(t, text);
+        if (c < 0 || (c === 0 && r !== best && rawNodes.indexOf(r) < rawNodes.indexOf(best))) {
+          best = r;
+          text = t;
+        }
       }
-      held.text ??= fingerprint(rawNodes[held.at]);
-      const text = fingerprint(r);
-      if (compareText(text, held.text) < 0) byName.set(node.name, { node, text, at });
-    });
-    this.nodes = new NodeState(new Map([...byName].map(([name, n]) => [name, n.node])));
+    }
+    return this.nodeInfo(best) as NodeInfo;
+  }
+
+  /** The Nodes, checked again, from scratch. */
+  private setNodes(rawNodes: readonly unknown[]): void {
+    this.nodeRaws.clear();
+    for (const r of rawNodes) {
+      const node = this.nodeInfo(r);
+      if (!node) continue;
+      const raws = this.nodeRaws.get(node.name);
+      if (raws) raws.push(r);
+      else this.nodeRaws.set(node.name, [r]);
+    }
+    const byName = new Map<string, NodeInfo>();
+    for (const name of this.nodeRaws.keys()) byName.set(name, this.nodeFor(name, rawNodes) as NodeInfo);
+    this.nodes = new NodeState(byName);
+  }
+
+  /** The Nodes after a change: the names whose NodeInfo changed, or null when too many changed to go one by one. */
+  private updateNodes(before: readonly unknown[], after: readonly unknown[]): string[] | null {
+    const change = diff(before, after);
+    if (change.gone.length + change.added.length > SPLICE_LIMIT) return null;
+    const names = new Set<string>();
+    for (const r of change.gone) {
+      const node = this.nodeInfo(r);
+      if (!node) continue;
+      const raws = this.nodeRaws.get(node.name) as unknown[];
+      const at = raws.findIndex((x) => x === r || (x !== x && r !== r));
+      if (at >= 0) raws.splice(at, 1);
+      if (raws.length === 0) this.nodeRaws.delete(node.name);
+      names.add(node.name);
+    }
+    for (const r of change.added) {
+      const node = this.nodeInfo(r);
+      if (!node) continue;
+      const raws = this.nodeRaws.get(node.name);
+      if (raws) raws.push(r);
+      else this.nodeRaws.set(node.name, [r]);
+      names.add(node.name);
+    }
+    const touched: string[] = [];
+    for (const name of names) {
+      const was = this.nodes.get(name);
+      const now = this.nodeFor(name, after);
+      if (now === was) continue;
+      this.nodes.set(name, was, now);
+      touched.push(name);
+    }
+    return touched;
   }
 
   private check(kind: ObjectKind, r: unknown): ObjectCheck {
@@ -441,7 +528,7 @@ export class TopologyEngine {
 
   /** Whether `o` is the Peer of an existing Node, named after it (it then claims its key before anyone else). */
   private isNodePeer(o: CheckedObject): boolean {
-    return o.kind === 'Peer' && o.spec.nodeName !== null && o.spec.nodeName === o.name && this.nodes.byName.has(o.name);
+    return o.kind === 'Peer' && o.spec.nodeName !== null && o.spec.nodeName === o.name && this.nodes.has(o.name);
   }
 
   /**

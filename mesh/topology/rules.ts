@@ -229,42 +229,61 @@ export function reservedProblem(c: string): Problem | null {
 
 /**
  * The Nodes as the rules see them, with indexes over their pod CIDRs and addresses (built when an
- * external Peer first needs them): which Node, first by name, holds address space that overlaps a
- * CIDR is O(log n) instead of a walk over every Node for every external CIDR.
+ * external Peer first needs them, then kept up to date as Nodes come, change and go): which Node,
+ * first by name, holds address space that overlaps a CIDR is O(log n) instead of a walk over every
+ * Node for every external CIDR.
  */
 export class NodeState {
-  /** By name: one NodeInfo per name (checked, canonical). */
-  readonly byName: ReadonlyMap<string, NodeInfo>;
-  /** Sorted by name (code units): the order in which refusals name the first Node that conflicts. */
-  readonly list: readonly NodeInfo[];
-  private pods: CidrIndex<number> | null = null;
-  private addresses: CidrIndex<number> | null = null;
+  private readonly nodes: Map<string, NodeInfo>;
+  private pods: CidrIndex<string> | null = null;
+  private addresses: CidrIndex<string> | null = null;
 
-  constructor(byName: ReadonlyMap<string, NodeInfo>) {
-    this.byName = byName;
-    this.list = [...byName.values()].sort((a, b) => compareText(a.name, b.name));
+  /** One NodeInfo per name (checked, canonical). */
+  constructor(byName: Map<string, NodeInfo>) {
+    this.nodes = byName;
   }
 
-  /** The position in `list` of the first Node holding a CIDR (in `index`) that overlaps `c`, or -1. */
-  private static first(index: CidrIndex<number>, c: string): number {
-    let best = Infinity;
+  get(name: string): NodeInfo | undefined {
+    return this.nodes.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.nodes.has(name);
+  }
+
+  /** Node `name` is now `node` (undefined: gone); `before` is what it was. */
+  set(name: string, before: NodeInfo | undefined, node: NodeInfo | undefined): void {
+    if (node) this.nodes.set(name, node);
+    else this.nodes.delete(name);
+    if (before) {
+      for (const p of before.podCIDRs) this.pods?.delete(p, name);
+      for (const a of before.internalIPs) this.addresses?.delete(hostCidr(a), name);
+    }
+    if (node) {
+      for (const p of node.podCIDRs) this.pods?.add(p, name);
+      for (const a of node.internalIPs) this.addresses?.add(hostCidr(a), name);
+    }
+  }
+
+  /** The first Node by name (code units) holding a CIDR in `index` that overlaps `c`. */
+  private first(index: CidrIndex<string>, c: string): NodeInfo | undefined {
+    let best: string | undefined;
     index.forEachOverlapping(c, (e) => {
-      for (const v of e.values) if (v < best) best = v;
+      for (const v of e.values) if (best === undefined || compareText(v, best) < 0) best = v;
     });
-    return best === Infinity ? -1 : best;
+    return best === undefined ? undefined : this.nodes.get(best);
   }
 
   /** The cluster's own address space, which no machine outside it may claim. */
   externalProblem(c: string, settings: CheckedSettings): Problem | null {
     if (!this.pods) {
-      this.pods = new CidrIndex<number>();
-      this.pods.load((add) => this.list.forEach((n, i) => n.podCIDRs.forEach((p) => add(p, i))));
+      this.pods = new CidrIndex<string>();
+      this.pods.load((add) => this.nodes.forEach((n) => n.podCIDRs.forEach((p) => add(p, n.name))));
     }
-    const withPod = NodeState.first(this.pods, c);
-    if (withPod >= 0) {
-      const node = this.list[withPod];
-      const pod = node.podCIDRs.find((p) => cidrOverlaps(p, c)) as string;
-      return { reason: 'OverlapsPodCIDR', why: `overlaps Node ${node.name}'s podCIDR ${pod}` };
+    const withPod = this.first(this.pods, c);
+    if (withPod) {
+      const pod = withPod.podCIDRs.find((p) => cidrOverlaps(p, c)) as string;
+      return { reason: 'OverlapsPodCIDR', why: `overlaps Node ${withPod.name}'s podCIDR ${pod}` };
     }
     const ranges: Array<[string[], string, string]> = [
       [settings.clusterCIDRs, 'OverlapsClusterCIDR', "the cluster's pod CIDR"],
@@ -276,14 +295,13 @@ export class NodeState {
       if (hit) return { reason, why: `overlaps ${what} ${hit}${reason === 'OverlapsMeshCIDR' ? ' (only its own meshIP/32 may)' : ''}` };
     }
     if (!this.addresses) {
-      this.addresses = new CidrIndex<number>();
-      this.addresses.load((add) => this.list.forEach((n, i) => n.internalIPs.forEach((a) => add(hostCidr(a), i))));
+      this.addresses = new CidrIndex<string>();
+      this.addresses.load((add) => this.nodes.forEach((n) => n.internalIPs.forEach((a) => add(hostCidr(a), n.name))));
     }
-    const withAddress = NodeState.first(this.addresses, c);
-    if (withAddress >= 0) {
-      const node = this.list[withAddress];
-      const ip = node.internalIPs.find((a) => cidrContains(c, hostCidr(a))) as string;
-      return { reason: 'OverlapsNodeAddress', why: `contains Node ${node.name}'s address ${ip}` };
+    const withAddress = this.first(this.addresses, c);
+    if (withAddress) {
+      const ip = withAddress.internalIPs.find((a) => cidrContains(c, hostCidr(a))) as string;
+      return { reason: 'OverlapsNodeAddress', why: `contains Node ${withAddress.name}'s address ${ip}` };
     }
     const subnet = settings.nodeSubnets.find((r) => cidrOverlaps(r, c));
     return subnet ? { reason: 'OverlapsNodeSubnet', why: `overlaps the node subnet ${subnet}` } : null;
@@ -320,7 +338,7 @@ export function ownCheck(o: CheckedObject, nodes: NodeState, settings: CheckedSe
     if (spec.nodeName !== name) {
       return { ok: false, reason: 'NodeNameMismatch', field: 'spec.nodeName', why: `spec.nodeName ${spec.nodeName} differs from the Peer's name: a node's Peer is named after its node` };
     }
-    const node = nodes.byName.get(spec.nodeName);
+    const node = nodes.get(spec.nodeName);
     if (!node) return { ok: false, reason: 'NodeNotFound', field: 'spec.nodeName', why: `spec.nodeName: Node ${spec.nodeName} does not exist` };
     const problem = firstProblem(spec.cidrs, own, (c) => {
       const reserved = reservedProblem(c);
