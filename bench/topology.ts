@@ -13,7 +13,9 @@
  * time per pass, GC threads included); the reference is skipped at a size where its first pass took
  * more than --reference-limit seconds (the table says so). Then
  * --changes single-Peer changes (a Peer replaced by a new object with another endpoint, as an
- * informer hands it over) through one TopologyEngine: the CPU time of compute() alone, in µs.
+ * informer hands it over) through one TopologyEngine: the CPU time of compute() alone, in µs; then
+ * --changes / 4 Node changes (one Node's InternalIP replaced) through the same engine. The first
+ * 20 changes of each kind are not counted (compiling the code paths).
  *
  * Never asserts a time. What it checks, so that a broken setup cannot print plausible numbers:
  * every node Peer but this node's own and every external one is accepted and every hostile one
@@ -75,7 +77,7 @@ function checkVerdicts(t: Topology, n: number): void {
 
 const round = (x: number, digits = 1): number => Math.round(x * 10 ** digits) / 10 ** digits;
 const full: Array<Array<string | number>> = [['nodes', 'objects', 'ours median ms', 'ours p95 ms', 'reference median ms', 'reference p95 ms', 'reference / ours']];
-const single: Array<Array<string | number>> = [['nodes', 'changes', 'engine median µs', 'engine p95 µs', 'reference full pass median µs', 'reference / engine']];
+const single: Array<Array<string | number>> = [['nodes', 'changes', 'engine median µs', 'engine p95 µs', 'reference full pass median µs', 'reference / engine', 'Node change median µs', 'Node change p95 µs']];
 
 console.log(`desired state: ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, node ${process.version}, ${runs} full passes and ${changes} single-Peer changes per size`);
 for (const n of sizes) {
@@ -103,21 +105,36 @@ for (const n of sizes) {
   checkVerdicts(engine.compute(input), n);
   let current = input;
   const costs: number[] = [];
-  for (let c = 0; c < changes; c++) {
-    const i = (c * 7919) % n;
+  // The first 20 changes of each kind are not counted (compiling the code paths).
+  const warm = 20;
+  for (let c = -warm; c < changes; c++) {
+    const i = ((c + warm) * 7919) % n;
     const peers = [...current.peers];
     const was = peers[i];
-    const endpoint = `203.0.113.${c % 250}:${51820 + (c % 1000)}`;
+    const endpoint = `203.0.113.${(c + warm) % 250}:${51820 + ((c + warm) % 1000)}`;
     peers[i] = { ...was, spec: { ...was.spec, endpoint } };
     current = { ...current, peers };
     const { ms, value } = cpu(() => engine.compute(current));
-    costs.push(ms * 1000);
+    if (c >= 0) costs.push(ms * 1000);
     checkVerdicts(value, n);
     if (i !== 0 && value.peers.find((p) => p.name === `node-${i}`)?.endpoint !== endpoint) throw new Error(`the change to node-${i} did not reach its peer`);
   }
+  // One Node at a time given another InternalIP (a node's address changing): its Peer and the
+  // external Peers are checked again.
+  const nodeCosts: number[] = [];
+  for (let c = -warm; c < Math.max(1, changes >> 2); c++) {
+    const i = ((c + warm) * 104729) % n;
+    const nodes = [...current.nodes];
+    nodes[i] = { ...nodes[i], internalIPs: [`198.19.${at(c + warm + 1)}`] };
+    current = { ...current, nodes };
+    const { ms, value } = cpu(() => engine.compute(current));
+    if (c >= 0) nodeCosts.push(ms * 1000);
+    checkVerdicts(value, n);
+  }
   assert.deepStrictEqual(engine.compute(current), computeTopology(current), `the engine differs from a fresh pass at ${n} nodes`);
   const s = summarize(costs);
-  single.push([n, changes, Math.round(s.p50), Math.round(s.p95), skipped ? '-' : Math.round(ref.p50 * 1000), skipped ? '-' : ratio(ref.p50 * 1000, s.p50)]);
+  const nc = summarize(nodeCosts);
+  single.push([n, changes, Math.round(s.p50), Math.round(s.p95), skipped ? '-' : Math.round(ref.p50 * 1000), skipped ? '-' : ratio(ref.p50 * 1000, s.p50), Math.round(nc.p50), Math.round(nc.p95)]);
 }
 console.log('\nFull pass (CPU per pass)');
 console.log(table(full));

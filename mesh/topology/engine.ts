@@ -12,8 +12,9 @@
  *   hold a changed candidate, old or new. The first-winner rule (in overlapOrder) only looks at
  *   earlier candidates that overlap, so a component recomputed on its own is exact, and a component
  *   no change reached keeps its verdicts.
- * - when Nodes change: the Peer named after each changed Node and every external Peer (whose own
- *   checks read every Node's pod CIDRs and addresses), through the same steps.
+ * - when Nodes change: the Peer named after each changed Node and the external Peers whose CIDRs
+ *   overlap the changed Node's pod CIDRs or addresses, before or after (the only Nodes their own
+ *   checks can see), through the same steps.
  * The settings or self changing (or hundreds of objects at once) recompute everything but each
  * object's own parse (which depends on the object alone).
  * An unchanged accepted peer keeps its DesiredPeer object, an unchanged list its array, and a pass
@@ -29,7 +30,7 @@ import type { NodeInfo } from '../crd/types.ts';
 import { compareText } from './order.ts';
 import { CidrIndex, overlaps as cidrOverlaps } from './ranges.ts';
 import type { IndexEntry } from './ranges.ts';
-import { NodeState, checkSettings, describe, fingerprint, ownCheck, overlapOrder, rank, precedes, whyKeeps, whyWins } from './rules.ts';
+import { NodeState, checkSettings, describe, fingerprint, hostCidr, ownCheck, overlapOrder, rank, precedes, whyKeeps, whyWins } from './rules.ts';
 import type { OwnCheck } from './rules.ts';
 import type { CheckedSettings, DesiredPeer, ObjectKind, Refusal, Self, Topology, TopologyInput } from './topology.ts';
 
@@ -77,6 +78,12 @@ interface Candidate {
   member: Member;
   allowedIPs: string[];
   presharedKey: string | null;
+}
+
+interface NodeChange {
+  name: string;
+  was: NodeInfo | undefined;
+  now: NodeInfo | undefined;
 }
 
 interface KeyVerdict {
@@ -163,8 +170,10 @@ export class TopologyEngine {
   private nodes = new NodeState(new Map());
   /** Raw Nodes that pass the check, by name (a name listed twice keeps one: nodeFor()). */
   private readonly nodeRaws = new Map<string, unknown[]>();
-  /** External Peers (no nodeName): the ones whose own checks read every Node. */
+  /** External Peers (no nodeName): the ones whose own checks read the Nodes' pod CIDRs and addresses. */
   private readonly externals = new Set<Member>();
+  /** Their CIDRs, to find those a Node change reaches (built on the first Node change). */
+  private externalSpace: CidrIndex<Member> | null = null;
   private readonly rawObjects: Record<ObjectKind, readonly unknown[]> = { Peer: EMPTY, Gateway: EMPTY };
   /** checkObject() and checkNodeInfo() by raw object (pure functions of the object). */
   private readonly checks: Record<ObjectKind, WeakMap<object, ObjectCheck>> = { Peer: new WeakMap(), Gateway: new WeakMap() };
@@ -221,7 +230,7 @@ export class TopologyEngine {
     const rawNodes = asArray(raw.nodes);
     let full = this.result === null || this.result.settingsProblems !== undefined || settingsChanged || selfChanged;
     // Nodes whose NodeInfo changed (came, went or changed), or everything again when too many did.
-    let nodesTouched: string[] = [];
+    let nodesTouched: NodeChange[] = [];
     if (!sameList(rawNodes, this.rawNodes)) {
       const touched = full ? null : this.updateNodes(this.rawNodes, rawNodes);
       if (touched === null) {
@@ -281,7 +290,7 @@ export class TopologyEngine {
     for (const m of gone) {
       this.members.delete(m.object);
       this.withPresharedKey.delete(m);
-      this.externals.delete(m);
+      if (this.externals.delete(m)) for (const c of m.object.spec.cidrs) this.externalSpace?.delete(c, m);
       const key = m.object.spec.publicKey;
       const holders = this.byKey.get(key) as Member[];
       holders.splice(holders.indexOf(m), 1);
@@ -290,7 +299,10 @@ export class TopologyEngine {
     }
     for (const m of added) {
       if (m.object.spec.presharedKeySecretRef) this.withPresharedKey.add(m);
-      if (m.object.kind === 'Peer' && m.object.spec.nodeName === null) this.externals.add(m);
+      if (m.object.kind === 'Peer' && m.object.spec.nodeName === null) {
+        this.externals.add(m);
+        for (const c of m.object.spec.cidrs) this.externalSpace?.add(c, m);
+      }
       const key = m.object.spec.publicKey;
       const holders = this.byKey.get(key);
       if (holders) holders.push(m);
@@ -310,14 +322,28 @@ export class TopologyEngine {
         m.own = null;
         recheck.add(m);
       };
-      for (const name of nodesTouched) {
+      let space = this.externalSpace;
+      if (!space) {
+        space = new CidrIndex<Member>();
+        space.load((add) => {
+          for (const m of this.externals) for (const c of m.object.spec.cidrs) add(c, m);
+        });
+        this.externalSpace = space;
+      }
+      for (const { name, was, now } of nodesTouched) {
         const winner = this.groups.get(`Peer/${name}`)?.winner;
         const m = winner ? this.members.get(winner) : undefined;
-        if (!m) continue;
-        touch(m);
-        dirtyKeys.add(m.object.spec.publicKey);
+        if (m) {
+          touch(m);
+          dirtyKeys.add(m.object.spec.publicKey);
+        }
+        // An external Peer's checks only see Nodes whose pod CIDRs overlap its CIDRs or whose
+        // addresses lie in them: those that overlap the Node as it was or as it is now.
+        for (const n of [was, now]) {
+          if (!n) continue;
+          for (const c of [...n.podCIDRs, ...n.internalIPs.map(hostCidr)]) space.forEachOverlapping(c, (e) => e.values.forEach(touch));
+        }
       }
-      for (const m of this.externals) touch(m);
     }
     for (const key of dirtyKeys) {
       const before = this.keyVerdicts.get(key);
@@ -440,8 +466,8 @@ export class TopologyEngine {
     this.nodes = new NodeState(byName);
   }
 
-  /** The Nodes after a change: the names whose NodeInfo changed, or null when too many changed to go one by one. */
-  private updateNodes(before: readonly unknown[], after: readonly unknown[]): string[] | null {
+  /** The Nodes after a change: those whose NodeInfo changed, or null when too many changed to go one by one. */
+  private updateNodes(before: readonly unknown[], after: readonly unknown[]): NodeChange[] | null {
     const change = diff(before, after);
     if (change.gone.length + change.added.length > SPLICE_LIMIT) return null;
     const names = new Set<string>();
@@ -462,13 +488,13 @@ export class TopologyEngine {
       else this.nodeRaws.set(node.name, [r]);
       names.add(node.name);
     }
-    const touched: string[] = [];
+    const touched: NodeChange[] = [];
     for (const name of names) {
       const was = this.nodes.get(name);
       const now = this.nodeFor(name, after);
       if (now === was) continue;
       this.nodes.set(name, was, now);
-      touched.push(name);
+      touched.push({ name, was, now });
     }
     return touched;
   }
