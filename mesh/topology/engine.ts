@@ -809,7 +809,8 @@ export class TopologyEngine {
         g.shown = this.groupRefusals(g);
         if (g.shown.length > 0) groups.push(g);
       }
-      for (const g of dirtyGroups) if (!this.groups.has(`${g.kind}/${g.name}`)) g.shown = [];
+      // (A group that lost its last object is out of the map: nothing of it is shown any more.)
+      for (const g of dirtyGroups) if (g.entries.length === 0) g.shown = NO_REFUSALS;
       const refused = groups.sort(byKindName).flatMap((g) => g.shown);
       this.peers = last && !last.settingsProblems && sameList(peers, last.peers) ? last.peers : peers;
       this.routes = last && !last.settingsProblems && sameList(routes, last.routes) ? last.routes : routes;
