@@ -323,6 +323,8 @@ export class Reconciler {
   /** In replace mode, any peer difference becomes one rewrite of every desired peer. */
   private forMode(ops: DeviceOp[], want: DesiredDevice): DeviceOp[] {
     if (this.o.applyMode !== 'replace' || !ops.some((o) => o.op === 'put' || o.op === 'remove')) return ops;
+    // The convergence benchmark matches a change to the rewrite that carries it by these keys.
+    if (this.debug) this.log.debug('replace carries', { publicKeys: ops.flatMap((o) => (o.op === 'put' ? [o.peer.publicKey] : o.op === 'remove' ? [o.publicKey] : [])) });
     return [...ops.filter((o) => o.op === 'device'), { op: 'replace', peers: want.peers }];
   }
 
