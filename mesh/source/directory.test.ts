@@ -404,6 +404,31 @@ spec: {publicKey: "${publicKeyOf(generatePrivateKey())}", allowedIPs: [192.168.9
     }
   });
 
+  test('a changed duplicate stays left out; a changed winner takes its place, in order', async () => {
+    const dir = await freshDir();
+    await writeFile(join(dir, 'a.yaml'), `${peer('198.18.0.2:51820')}---\n${peer('198.18.0.3:51820', 'node-c', '10.244.2.0/24', '100.96.0.3')}`);
+    await writeFile(join(dir, 'b.yaml'), peer('198.18.0.99:51820'));
+    const { source } = sourceOf(dir);
+    await source.start();
+    try {
+      const shown = (): string[] => source.snapshot().peers.map((p) => `${p.metadata.name} ${p.spec.endpoint}`);
+      assert.deepEqual(shown(), ['node-b 198.18.0.2:51820', 'node-c 198.18.0.3:51820']);
+      await writeFile(join(dir, 'b.yaml'), peer('198.18.0.98:51820'));
+      await source.reload();
+      assert.deepEqual(shown(), ['node-b 198.18.0.2:51820', 'node-c 198.18.0.3:51820'], 'the duplicate in b.yaml is still left out');
+      const before = source.snapshot();
+      await writeFile(join(dir, 'a.yaml'), `${peer('198.18.0.22:51820')}---\n${peer('198.18.0.3:51820', 'node-c', '10.244.2.0/24', '100.96.0.3')}`);
+      await source.reload();
+      assert.deepEqual(shown(), ['node-b 198.18.0.22:51820', 'node-c 198.18.0.3:51820']);
+      assert.equal(source.snapshot().peers[1], before.peers[1], 'node-c is the same object');
+      await rm(join(dir, 'a.yaml'));
+      await source.reload();
+      assert.deepEqual(shown(), ['node-b 198.18.0.98:51820'], 'with a.yaml gone, b.yaml\'s node-b is the one');
+    } finally {
+      await source.stop();
+    }
+  });
+
   test('parseObjects: not YAML at all throws naming the file and document; aliases cannot blow up', () => {
     assert.throws(() => parseObjects('a: [1\n', 'x.yaml'), /^Error: x\.yaml: document 1: /);
     const bomb = ['a: &a [x, x, x, x, x, x, x, x, x]', ...Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [*${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}, *${String.fromCharCode(97 + i)}]`)].join('\n');

@@ -37,7 +37,7 @@ import { join, sep } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { silentLogger } from '../../native/index.ts';
 import type { Logger } from '../../native/index.ts';
-import type { Gateway, Peer } from '../crd/types.ts';
+import type { Gateway, NodeInfo, Peer } from '../crd/types.ts';
 import { checkNode, checkSpec, isObject, isObjectName, shown, unknownFields } from '../crd/validate.ts';
 import { compareText } from '../topology/order.ts';
 import type { PeerSource, Snapshot } from './types.ts';
@@ -471,9 +471,10 @@ export class DirectorySource implements PeerSource {
       this.retry.unref();
     }
     if (files === this.files && !listChanged && wasLoaded) return;
+    const previousFiles = this.files;
     this.files = files;
     const before = this.merged;
-    this.merge();
+    if (listChanged || !wasLoaded || !this.replaceInPlace(previousFiles)) this.merge();
     if (this.merged === before && wasLoaded) return;
     for (const cb of this.listeners) {
       try {
@@ -485,21 +486,59 @@ export class DirectorySource implements PeerSource {
   }
 
   /**
+   * The common change, without a full merge: files whose objects changed but kept their kinds and
+   * names, in the same order, each of which was in the merged lists (no duplicate involved). Their
+   * new objects take the old ones' places (found by identity). False: merge() must run.
+   */
+  private replaceInPlace(previousFiles: Map<string, FileObjects>): boolean {
+    const lists = { peers: this.merged.peers, gateways: this.merged.gateways, nodes: this.merged.nodes };
+    const copied = { peers: false, gateways: false, nodes: false };
+    const names = { peers: (p: Peer) => p.metadata.name, gateways: (g: Gateway) => g.metadata.name, nodes: (n: NodeInfo) => n.name };
+    for (const [file, after] of this.files) {
+      const before = previousFiles.get(file);
+      if (before === after) continue;
+      if (!before) return false;
+      for (const kind of ['peers', 'gateways', 'nodes'] as const) {
+        const old = before.snapshot[kind] as Array<Peer | Gateway | NodeInfo>;
+        const now = after.snapshot[kind] as Array<Peer | Gateway | NodeInfo>;
+        if (old === now) continue;
+        const name = names[kind] as (x: Peer | Gateway | NodeInfo) => string;
+        if (old.length !== now.length || old.some((o, i) => name(o) !== name(now[i]))) return false;
+        for (let i = 0; i < old.length; i++) {
+          if (old[i] === now[i]) continue;
+          const list = lists[kind] as Array<Peer | Gateway | NodeInfo>;
+          const at = list.indexOf(old[i]);
+          if (at < 0) return false;
+          if (!copied[kind]) {
+            (lists as Record<string, unknown[]>)[kind] = list.slice();
+            copied[kind] = true;
+          }
+          (lists[kind] as Array<Peer | Gateway | NodeInfo>)[at] = now[i];
+        }
+      }
+    }
+    // Files that went away are not handled here (the list of names changed: merge()).
+    for (const file of previousFiles.keys()) if (!this.files.has(file)) return false;
+    if (copied.peers || copied.gateways || copied.nodes) this.merged = lists;
+    return true;
+  }
+
+  /**
    * All files' objects in file-name order; a kind and name given twice keeps its first, the others
    * are named. A kind's list that holds the same objects as before is the same list, and the
    * snapshot is the same object when none changed.
    */
   private merge(): void {
     const all: Snapshot = { peers: [], gateways: [], nodes: [] };
-    const seen = new Map<string, string>();
-    const keep = (kind: string, name: string, file: string): boolean => {
-      const id = `${kind}/${name}`;
-      const where = seen.get(id);
+    // By kind, so that no "kind/name" text is built per object.
+    const seen = { Peer: new Map<string, string>(), Gateway: new Map<string, string>(), Node: new Map<string, string>() };
+    const keep = (kind: 'Peer' | 'Gateway' | 'Node', name: string, file: string): boolean => {
+      const where = seen[kind].get(name);
       if (where === undefined) {
-        seen.set(id, file);
+        seen[kind].set(name, file);
         return true;
       }
-      this.report(`${file}:${id}`, `leaving out ${kind} ${name}: ${where} has one of that name already`, { file: join(this.dir, file) });
+      this.report(`${file}:${kind}/${name}`, `leaving out ${kind} ${name}: ${where} has one of that name already`, { file: join(this.dir, file) });
       return false;
     };
     for (const file of this.names) {
