@@ -2,14 +2,21 @@
  * Benchmark 3 of issue 10, "Full resync": one real agent process brings 5,000 peers from nothing to
  * applied (desired state + diff + apply), and its CPU time and memory are read from /proc.
  *
- *   node bench/resync.ts [--peers 5000] [--runs 5] [--resync 10] [--apply-mode incremental|replace]
- *                        [--profile] [--imports] [--json]
+ *   node bench/resync.ts [--source kube|dir] [--peers 5000] [--runs 5] [--resync 10]
+ *                        [--apply-mode incremental|replace] [--node-flags=--max-semi-space-size=1]
+ *                        [--profile] [--imports] [--modules] [--json]
  *
- * Setup, per run: a fresh network namespace of our own (only `lo`), a peers directory of N Nodes
- * with a Peer each (random keys, pod CIDRs 10.1.0.0/24 …, mesh IPs in 100.96.0.0/16, endpoints in
- * 10.224.0.0/12 that no route reaches, so nothing leaves the namespace), and
- * `aks-mesh agent --peers-dir … --wireguard spawn` started through the CLI in that namespace (it
- * starts the real wireguard-go itself). Measured on the agent process alone (not wireguard-go):
+ * Setup: N simulated Nodes with a Peer each (random keys, pod CIDRs 10.1.0.0/24 …, mesh IPs in
+ * 100.96.0.0/16, InternalIPs and endpoints in 10.224.0.0/12, routed in the agent's namespace to a
+ * sink namespace that drops them, so nothing leaves our namespaces), and one real agent
+ * (`aks-mesh agent … --wireguard spawn` through the CLI; it starts the real wireguard-go itself).
+ *   kube (default, what operators run): node-0 of a one-node e2e MeshCluster (its namespace, a real
+ *     kube-apiserver + etcd on the underlay, the shipped agent role); the Nodes carry a kubelet-like
+ *     status (~9 KB: conditions, capacity, nodeInfo, 40 images); creating 5,000 takes ~4 min here,
+ *     once; between runs the mesh table is flushed (wireguard-go starts empty with each agent).
+ *   dir: a fresh namespace per run and a peers directory of YAML (250 Nodes+Peers a file).
+ * --node-flags are the agent's node flags (given through NODE_OPTIONS in kube mode); the image is
+ * meant to run with --max-semi-space-size=1 (see README). Measured on the agent process alone:
  *   - CPU (utime + stime, /proc/<pid>/stat) from exec to converged: the device holds all N peers
  *     with their allowed IPs (read through the UAPI socket) and the mesh table holds a route through
  *     the device for each of them (`ip route`); module loading and start-up included;
@@ -29,17 +36,22 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { NODE_BINARY, REPO_ROOT } from '../e2e/cluster.ts';
+import * as k8s from '@kubernetes/client-node';
+import { MeshCluster, NODE_BINARY, REPO_ROOT } from '../e2e/cluster.ts';
 import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
 import { UapiClient } from '../native/uapi/client.ts';
 import { DEFAULT_TABLE } from '../native/link/marks.ts';
-import { sample, simulatedNode, sleep, startAgent, stopAgent, writePeersDir } from './lib/member-run.ts';
+import { GROUP, VERSION } from '../mesh/crd/types.ts';
+import { readLogEntries } from './lib/agentlog.ts';
+import { inParallel, kubeletStatus, simulatedNode, simulatedObjects, sleep, startAgent, stopAgent, writePeersDir } from './lib/member-run.ts';
+import { cpuSeconds, memoryMiB } from './lib/procstat.ts';
 import { percentile, table } from './lib/stats.ts';
 
 const execFileAsync = promisify(execFile);
 
 const USAGE = `usage: node bench/resync.ts [options]
   --peers N           Nodes with a Peer each (default 5000)
+  --source S          kube (default: a real kube-apiserver, what operators run) or dir (--peers-dir)
   --runs N            agent starts measured (default 5)
   --resync S          the agent's --resync seconds; one such period is measured after convergence (default 10)
   --apply-mode M      incremental (default) or replace (the full-rewrite reference)
@@ -55,6 +67,7 @@ interface Options {
   runs: number;
   resync: number;
   applyMode: 'incremental' | 'replace';
+  source: 'kube' | 'dir';
   nodeFlags: string[];
   profile: boolean;
   imports: boolean;
@@ -72,6 +85,7 @@ function options(argv: string[]): Options | null {
       resync: { type: 'string' },
       'apply-mode': { type: 'string' },
       'node-flags': { type: 'string' },
+      source: { type: 'string' },
       profile: { type: 'boolean', default: false },
       imports: { type: 'boolean', default: false },
       modules: { type: 'boolean', default: false },
@@ -87,7 +101,10 @@ function options(argv: string[]): Options | null {
   };
   const mode = values['apply-mode'] ?? 'incremental';
   if (mode !== 'incremental' && mode !== 'replace') throw new Error(`--apply-mode ${JSON.stringify(mode)}: expected incremental or replace`);
+  const source = values.source ?? 'kube';
+  if (source !== 'kube' && source !== 'dir') throw new Error(`--source ${JSON.stringify(source)}: expected kube or dir`);
   return {
+    source,
     peers: whole(values.peers, 5000, 'peers', 1, 60_000),
     runs: whole(values.runs, 5, 'runs', 1, 100),
     resync: whole(values.resync, 10, 'resync', 2, 600),
@@ -139,30 +156,111 @@ async function converged(ns: string, iface: string, n: number): Promise<boolean>
   return device.peers.every((p) => p.allowedIPs.length === 2 && p.allowedIPs.some((c) => want.has(c)));
 }
 
-async function oneRun(box: Sandbox, o: Options, run: number, peersDir: string, extra: { nodeFlags?: string[]; modulesFile?: string } = {}): Promise<RunResult> {
-  const ns = await box.addNamespace(`r${run}`);
-  await underlay(box, ns, `r${run}`);
-  const iface = box.ifName('wg', `r${run}`);
-  const keyDir = mkdtempSync(join(tmpdir(), 'aks-mesh-resync-key-'));
-  const args = [
-    '--node-name', 'bench-self',
-    '--peers-dir', peersDir,
-    '--interface', iface,
-    '--key-file', join(keyDir, 'private.key'),
-    '--wireguard', 'spawn',
-    '--endpoint', '10.239.255.254:51820',
-    '--mtu', '1420',
-    '--metrics-address', 'off',
-    '--log-format', 'json',
-    '--log-level', 'info',
-    '--resync', String(o.resync),
-    '--apply-mode', o.applyMode,
-  ];
-  const agent = startAgent(box, ns, args, { ...extra, nodeFlags: [...o.nodeFlags, ...(extra.nodeFlags ?? [])] });
+/** One agent process as a run sees it, whichever mode started it. */
+interface Launched {
+  pid: number;
+  ns: string;
+  iface: string;
+  exited(): boolean;
+  /** When the agent logged `message` first (epoch ms). */
+  loggedAt(message: string): number | undefined;
+  tail(): string;
+  stop(): Promise<void>;
+}
+
+/** --peers-dir mode: a fresh namespace (and sink) per run, the agent started by startAgent(). */
+function dirLauncher(box: Sandbox, o: Options, peersDir: string) {
+  return async (run: number, extra: { nodeFlags?: string[]; modulesFile?: string }): Promise<Launched> => {
+    const ns = await box.addNamespace(`r${run}`);
+    await underlay(box, ns, `r${run}`);
+    const iface = box.ifName('wg', `r${run}`);
+    const keyDir = mkdtempSync(join(tmpdir(), 'aks-mesh-resync-key-'));
+    const args = [
+      '--node-name', 'bench-self', '--peers-dir', peersDir, '--interface', iface, '--key-file', join(keyDir, 'private.key'),
+      '--wireguard', 'spawn', '--endpoint', '10.239.255.254:51820', '--mtu', '1420', '--metrics-address', 'off',
+      '--log-format', 'json', '--log-level', 'info', '--resync', String(o.resync), '--apply-mode', o.applyMode,
+    ];
+    const agent = startAgent(box, ns, args, { ...extra, nodeFlags: [...o.nodeFlags, ...(extra.nodeFlags ?? [])] });
+    return {
+      pid: agent.pid,
+      ns,
+      iface,
+      exited: () => agent.child.exitCode !== null || agent.child.signalCode !== null,
+      loggedAt: (message) => agent.logs.find((l) => l.message === message)?.at,
+      tail: () => agent.other.slice(-20).join('\n'),
+      stop: async () => {
+        await stopAgent(agent);
+        rmSync(keyDir, { recursive: true, force: true });
+        for (const n of [ns, box.nsName(`sr${run}`)]) await execFileAsync('ip', ['netns', 'del', n]).catch(() => undefined);
+      },
+    };
+  };
+}
+
+/**
+ * Kube mode: node-0 of a one-node MeshCluster (its namespace, a real kube-apiserver + etcd on the
+ * underlay, the shipped agent role) with N simulated Nodes (kubelet-like status) and their Peers in
+ * the API. Between runs the mesh table is flushed; each run's wireguard-go starts empty (spawn
+ * mode: it goes with the agent), so every run goes from nothing to applied.
+ */
+async function kubeLauncher(o: Options, log: (line: string) => void) {
+  const c = await MeshCluster.start({ nodes: 1, source: 'kube', resyncSeconds: o.resync, log });
+  const node = c.node('node-0');
+  try {
+    await underlay(c.box, node.ns, 'k');
+    const kc = c.kubeConfig();
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+    const t0 = performance.now();
+    const sims = simulatedObjects(o.peers);
+    await inParallel(sims.map((x, i) => ({ ...x, i })), 24, async ({ node: n, peer, i }) => {
+      const name = `sim-${i}`;
+      const sim = simulatedNode(i);
+      const created = await core.createNode({ body: { ...(n as k8s.V1Node), metadata: { name } } });
+      await core.replaceNodeStatus({ name, body: { ...created, status: kubeletStatus(sim.internalIP, name) as k8s.V1NodeStatus } });
+      const p = peer as { spec: Record<string, unknown> };
+      await custom.createClusterCustomObject({ group: GROUP, version: VERSION, plural: 'peers', body: { ...p, metadata: { name }, spec: { ...p.spec, nodeName: name } } });
+    });
+    log(`created ${o.peers} Nodes and Peers in ${Math.round((performance.now() - t0) / 1000)} s`);
+  } catch (err) {
+    await c.stop();
+    throw err;
+  }
+  const launch = async (_run: number, extra: { nodeFlags?: string[] }): Promise<Launched> => {
+    await execFileAsync('ip', ['-n', node.ns, 'route', 'flush', 'table', String(DEFAULT_TABLE)]).catch(() => undefined);
+    const flags = [...o.nodeFlags, ...(extra.nodeFlags ?? [])];
+    const since = Date.now();
+    const { pid } = await c.startAgent('node-0', {
+      flags: { '--log-format': 'json', '--log-level': 'info', '--resync': String(o.resync), '--apply-mode': o.applyMode, '--mtu': '1420' },
+      env: flags.length ? { NODE_OPTIONS: flags.join(' ') } : {},
+    });
+    return {
+      pid,
+      ns: node.ns,
+      iface: node.interfaceName,
+      exited: () => c.agentExit('node-0') !== undefined,
+      loggedAt: (message) => readLogEntries(node.logFile).find((e) => e.message === message && e.at >= since)?.at,
+      tail: () => c.logTail('node-0', 20),
+      stop: async () => void (await c.stopAgent('node-0')),
+    };
+  };
+  return { launch, stop: () => c.stop() };
+}
+
+async function oneRun(o: Options, run: number, launch: (run: number, extra: { nodeFlags?: string[]; modulesFile?: string }) => Promise<Launched>, extra: { nodeFlags?: string[]; modulesFile?: string } = {}): Promise<RunResult> {
+  const startedAt = performance.now();
+  const agent = await launch(run, extra);
+  const { ns, iface } = agent;
+  const read = (): { cpu: number; rss: number; peak: number } => {
+    const cpu = cpuSeconds(agent.pid);
+    const mem = memoryMiB(agent.pid);
+    if (cpu === null || mem === null) throw new Error(`the agent (pid ${agent.pid}) is gone:\n${agent.tail()}`);
+    return { cpu, rss: mem.rss, peak: mem.peak };
+  };
   const timeline: Array<{ wall: number; rss: number; cpu: number }> = [];
   const sampler = setInterval(() => {
     try {
-      const s = sample(agent);
+      const s = read();
       timeline.push({ wall: Date.now(), rss: s.rss, cpu: s.cpu });
     } catch {
       /* gone: the wait below reports it */
@@ -171,39 +269,34 @@ async function oneRun(box: Sandbox, o: Options, run: number, peersDir: string, e
   try {
     const deadline = performance.now() + 300_000;
     for (;;) {
-      if (agent.child.exitCode !== null) throw new Error(`the agent exited (${agent.child.exitCode}):\n${agent.other.slice(-20).join('\n')}`);
-      if (performance.now() > deadline) throw new Error(`not converged after 300 s:\n${agent.other.slice(-20).join('\n')}`);
+      if (agent.exited()) throw new Error(`the agent exited:\n${agent.tail()}`);
+      if (performance.now() > deadline) throw new Error(`not converged after 300 s:\n${agent.tail()}`);
       if (await converged(ns, iface, o.peers).catch(() => false)) break;
       await sleep(100);
     }
-    const at = sample(agent);
-    const wallS = (performance.now() - agent.startedAt) / 1000;
+    const at = read();
+    const wallS = (performance.now() - startedAt) / 1000;
     await sleep(2000);
-    const steady = sample(agent);
+    const steady = read();
     await sleep(o.resync * 1000);
-    const after = sample(agent);
+    const after = read();
     if (!(await converged(ns, iface, o.peers))) throw new Error('the device or the routes changed after convergence');
-    const rssAtLog = (message: string): number => {
-      const entry = agent.logs.find((l) => l.message === message);
-      const s = entry ? timeline.find((t) => t.wall >= entry.at) : undefined;
-      return s?.rss ?? NaN;
+    const sampleAt = (message: string) => {
+      const when = agent.loggedAt(message);
+      return when === undefined ? undefined : timeline.find((t) => t.wall >= when);
     };
-    const starting = agent.logs.find((l) => l.message === 'starting');
-    const startSample = starting ? timeline.find((t) => t.wall >= starting.at) : undefined;
     return {
       wallS,
       cpuS: at.cpu,
-      startCpuS: startSample?.cpu ?? NaN,
+      startCpuS: sampleAt('starting')?.cpu ?? NaN,
       steadyMiB: steady.rss,
       peakMiB: steady.peak,
       resyncCpuS: after.cpu - steady.cpu,
-      rssAt: { starting: rssAtLog('starting'), 'wireguard-go ready': rssAtLog('wireguard-go ready'), converged: at.rss, steady: steady.rss },
+      rssAt: { starting: sampleAt('starting')?.rss ?? NaN, 'wireguard-go ready': sampleAt('wireguard-go ready')?.rss ?? NaN, converged: at.rss, steady: steady.rss },
     };
   } finally {
     clearInterval(sampler);
-    await stopAgent(agent);
-    rmSync(keyDir, { recursive: true, force: true });
-    for (const n of [ns, box.nsName(`sr${run}`)]) await execFileAsync('ip', ['netns', 'del', n]).catch(() => undefined);
+    await agent.stop();
   }
 }
 
@@ -263,15 +356,26 @@ async function main(): Promise<void> {
   if (why) throw new Error(`cannot run: ${why}`);
   const box = new Sandbox();
   const dataDir = mkdtempSync(join(tmpdir(), 'aks-mesh-resync-'));
-  const out: Record<string, unknown> = { peers: o.peers, applyMode: o.applyMode };
+  const out: Record<string, unknown> = { peers: o.peers, source: o.source, applyMode: o.applyMode };
+  let stopCluster: (() => Promise<unknown>) | undefined;
   try {
     const peersDir = join(dataDir, 'peers');
-    writePeersDir(peersDir, o.peers, [
-      { apiVersion: 'v1', kind: 'Node', metadata: { name: 'bench-self' }, spec: { podCIDR: '10.250.0.0/24', podCIDRs: ['10.250.0.0/24'] }, status: { addresses: [{ type: 'InternalIP', address: '10.239.255.254' }] } },
-    ]);
+    let launch: (run: number, extra: { nodeFlags?: string[]; modulesFile?: string }) => Promise<Launched>;
+    const writeDir = (): void =>
+      writePeersDir(peersDir, o.peers, [
+        { apiVersion: 'v1', kind: 'Node', metadata: { name: 'bench-self' }, spec: { podCIDR: '10.250.0.0/24', podCIDRs: ['10.250.0.0/24'] }, status: { addresses: [{ type: 'InternalIP', address: '10.239.255.254' }] } },
+      ]);
+    if (o.source === 'dir') {
+      writeDir();
+      launch = dirLauncher(box, o, peersDir);
+    } else {
+      const kube = await kubeLauncher(o, (line) => o.json || process.stderr.write(`${line}\n`));
+      launch = kube.launch;
+      stopCluster = kube.stop;
+    }
     const runs: RunResult[] = [];
     for (let r = 0; r < o.runs; r++) {
-      runs.push(await oneRun(box, o, r, peersDir));
+      runs.push(await oneRun(o, r, launch));
       if (!o.json) process.stderr.write(`run ${r + 1}/${o.runs}: ${round(runs[r].cpuS)} s CPU, ${round(runs[r].wallS)} s wall, steady ${runs[r].steadyMiB} MiB, peak ${runs[r].peakMiB} MiB\n`);
     }
     const col = (f: (r: RunResult) => number): { p50: number; p95: number; samples: number[] } => {
@@ -288,14 +392,15 @@ async function main(): Promise<void> {
     ];
     out.runs = runs;
     if (!o.json) {
-      console.log(`\nBenchmark 3, full resync: ${o.peers} peers, --peers-dir, --apply-mode ${o.applyMode}${o.nodeFlags.length ? `, node ${o.nodeFlags.join(' ')}` : ''}, ${o.runs} runs (agent process only)\n`);
+      console.log(`\nBenchmark 3, full resync: ${o.peers} peers, ${o.source === 'dir' ? '--peers-dir' : 'a real kube-apiserver (kubelet-like Node status)'}, --apply-mode ${o.applyMode}${o.nodeFlags.length ? `, node ${o.nodeFlags.join(' ')}` : ''}, ${o.runs} runs (agent process only)\n`);
       console.log(table([['measurement', 'median', 'p95', 'goal', 'median / goal'], ...rows.map(([name, s, goal, text]) => [name, round(s.p50), round(s.p95), text, Number.isFinite(goal) ? round(s.p50 / goal) : NaN])]));
       const points = Object.keys(runs[0].rssAt);
       console.log(`\nRSS during a start (MiB, median): ${points.map((p) => `${p} ${percentile(runs.map((r) => r.rssAt[p]).sort((a, b) => a - b), 50)}`).join(', ')}`);
     }
     if (o.modules) {
       const file = join(dataDir, 'modules.txt');
-      await oneRun(box, { ...o, resync: 2 }, o.runs, peersDir, { modulesFile: file });
+      if (o.source === 'kube') writeDir();
+      await oneRun({ ...o, resync: 2 }, o.runs, dirLauncher(box, o, peersDir), { modulesFile: file });
       const mods = readFileSync(file, 'utf8').split('\n').filter(Boolean);
       const kube = mods.filter((m) => m.includes('@kubernetes/client-node'));
       out.modules = { total: mods.length, clientNode: kube.length };
@@ -303,7 +408,7 @@ async function main(): Promise<void> {
     }
     if (o.profile) {
       const profDir = join(dataDir, 'profile');
-      await oneRun(box, { ...o, resync: 2 }, o.runs + 1, peersDir, { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', profDir] });
+      await oneRun({ ...o, resync: 2 }, o.runs + 1, launch, { nodeFlags: ['--cpu-prof', '--cpu-prof-dir', profDir] });
       const groups = profileGroups(profDir);
       out.profile = Object.fromEntries(groups.map(([g, ms]) => [g, round(ms, 1)]));
       if (!o.json) console.log(`\nWhere the agent's CPU goes (one run under --cpu-prof, self time, ms; the profiler adds its own):\n${table([['group', 'ms'], ...groups.map(([g, ms]) => [g, round(ms, 1)])])}`);
@@ -328,6 +433,7 @@ async function main(): Promise<void> {
     }
     if (o.json) console.log(JSON.stringify(out));
   } finally {
+    await stopCluster?.();
     await box.cleanup();
     rmSync(dataDir, { recursive: true, force: true });
   }
