@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { canonicalCidr, cidrOverlaps } from '../native/index.ts';
-import { failClosedCidrs } from './failclosed.ts';
+import { Fallbacks, failClosedCidrs } from './failclosed.ts';
 import type { FailClosedInput } from './failclosed.ts';
 import type { NodeInfo } from './crd/types.ts';
 import { compareText } from './topology/order.ts';
@@ -90,11 +90,38 @@ test('property: the same list as comparing every pod CIDR with every address, on
       (input) => {
         const got = failClosedCidrs(input);
         assert.deepEqual(got, quadratic(input));
-        assert.equal(failClosedCidrs({ ...input }), got, 'the same inputs: the same array');
         const routes = [...input.routes, '10.250.0.0/24'];
         assert.deepEqual(failClosedCidrs({ ...input, routes }), quadratic({ ...input, routes }), 'new routes, the same Nodes');
       },
     ),
     { numRuns: 2000 },
+  );
+});
+
+test('property: Fallbacks gives what failClosedCidrs gives through a sequence of Node and route changes, and the same array while nothing changed', () => {
+  const cidr = fc.constantFrom('10.244.0.0/24', '10.244.1.0/24', '10.244.0.0/16', '198.18.0.1/32', '100.96.0.0/16', '100.96.0.3/32', 'fd00:1::/64', 'not a cidr');
+  const ip = fc.constantFrom('198.18.0.1', '198.18.0.2', '10.244.0.7', 'fd00:1::5', 'x');
+  const nodeArb = fc.record({ name: fc.constantFrom('a', 'b', 'c', 'd'), podCIDRs: fc.array(cidr, { maxLength: 3 }), internalIPs: fc.array(ip, { maxLength: 2 }) });
+  const fixedArb = fc.record({
+    role: fc.constantFrom('node' as const, 'gateway' as const),
+    nodeName: fc.constantFrom('a', 'b', 'g'),
+    podCIDRs: fc.option(fc.array(cidr, { maxLength: 3 }), { nil: undefined }),
+    meshCIDR: fc.option(cidr, { nil: undefined }),
+  });
+  const step = fc.tuple(fc.array(nodeArb, { maxLength: 6 }), fc.array(cidr, { maxLength: 5 }));
+  fc.assert(
+    fc.property(fixedArb, fc.array(step, { minLength: 1, maxLength: 5 }), (fixed, steps) => {
+      const f = new Fallbacks(fixed);
+      for (const [nodes, routes] of steps) {
+        const got = f.compute(nodes, routes);
+        assert.deepEqual(got, quadratic({ ...fixed, nodes, routes }));
+        assert.equal(f.compute(nodes, routes), got, 'the same inputs: the same array');
+        assert.equal(f.compute(nodes, [...routes]), got, 'the same routes in a new array: the same array');
+        // Routes the caller vouches for (canonical, sorted, unique, as a Topology's are) give the same.
+        const vouched = failClosedCidrs({ role: 'gateway', nodeName: 'none', nodes: [], routes });
+        assert.deepEqual(new Fallbacks(fixed).compute(nodes, vouched, true), got);
+      }
+    }),
+    { numRuns: 500 },
   );
 });

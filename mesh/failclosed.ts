@@ -112,22 +112,56 @@ function nodePart(role: FailClosedInput['role'], nodeName: string, nodes: readon
   return [...new Set(out)].sort(compareText);
 }
 
-let lastNodes: { role: string; nodeName: string; nodes: readonly NodeInfo[]; meshCIDR: string | undefined; part: string[] } | null = null;
-let lastResult: { input: FailClosedInput; routes: readonly string[]; podCIDRs: readonly string[] | undefined; result: string[] } | null = null;
-
 /** Canonical, sorted, without duplicates. Never throws: malformed pod CIDRs (a directory's Node) are skipped. */
 export function failClosedCidrs(input: FailClosedInput): string[] {
   const { role, nodeName, nodes, routes, podCIDRs, meshCIDR } = input;
-  const last = lastResult;
-  if (last && last.routes === routes && last.podCIDRs === podCIDRs && last.input.nodes === nodes && last.input.role === role && last.input.nodeName === nodeName && last.input.meshCIDR === meshCIDR) {
-    return last.result;
-  }
-  let fixed = lastNodes;
-  if (!fixed || fixed.nodes !== nodes || fixed.role !== role || fixed.nodeName !== nodeName || fixed.meshCIDR !== meshCIDR) {
-    fixed = { role, nodeName, nodes, meshCIDR, part: nodePart(role, nodeName, nodes, meshCIDR) };
-    lastNodes = fixed;
-  }
-  const result = merge([fixed.part, sortedForms(routes), sortedForms(podCIDRs ?? [])]);
-  lastResult = { input: { role, nodeName, nodes, routes, meshCIDR }, routes, podCIDRs, result };
-  return result;
+  return merge([nodePart(role, nodeName, nodes, meshCIDR), sortedForms(routes), sortedForms(podCIDRs ?? [])]);
 }
+
+/**
+ * The fallbacks of one member, recomputed only in the part that changed (a member asks on every
+ * event): the Node part only when the Nodes array changes (sources keep it while no Node changed),
+ * the routes merged in linearly when they change, and the same array back while neither did.
+ */
+export class Fallbacks {
+  private readonly fixed: Omit<FailClosedInput, 'nodes' | 'routes'>;
+  private nodes: readonly NodeInfo[] | null = null;
+  private nodePart: string[] = [];
+  private routes: readonly string[] | null = null;
+  private routeForms: readonly string[] = [];
+  private result: string[] = [];
+
+  constructor(fixed: Omit<FailClosedInput, 'nodes' | 'routes'>) {
+    this.fixed = fixed;
+  }
+
+  /**
+   * failClosedCidrs({...fixed, nodes, routes}), as the same array while nodes and routes are the
+   * same arrays (or hold the same routes). `routesCanonical`: the caller vouches that the routes are
+   * canonical, sorted by compareText and without duplicates (a Topology's are): merged unparsed.
+   */
+  compute(nodes: readonly NodeInfo[], routes: readonly string[], routesCanonical = false): string[] {
+    let changed = false;
+    if (nodes !== this.nodes) {
+      const { role, nodeName, meshCIDR, podCIDRs } = this.fixed;
+      this.nodes = nodes;
+      this.nodePart = merge([nodePart(role, nodeName, nodes, meshCIDR), sortedForms(podCIDRs ?? [])]);
+      changed = true;
+    }
+    if (routes !== this.routes) {
+      const next = routesCanonical ? routes : sortedForms(routes);
+      if (this.routes === null || !sameList(next, this.routeForms)) {
+        this.routeForms = next;
+        changed = true;
+      }
+      this.routes = routes;
+    }
+    if (changed) {
+      const merged = merge([this.nodePart, this.routeForms]);
+      if (!sameList(merged, this.result)) this.result = merged;
+    }
+    return this.result;
+  }
+}
+
+const sameList = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((x, i) => x === b[i]);

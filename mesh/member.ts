@@ -29,7 +29,7 @@ import { Backoff } from './backoff.ts';
 import type { BackoffOptions } from './backoff.ts';
 import type { GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
 import { checkObject } from './crd/validate.ts';
-import { Fallbacks } from './fallbacks.ts';
+import { Fallbacks } from './failclosed.ts';
 import { compareText } from './topology/order.ts';
 import { NOT_READY_TAINT, apiMessage, httpStatus, sameSpec } from './kube.ts';
 import type { MeshApi, OwnObjectOutcome } from './kube.ts';
