@@ -245,6 +245,36 @@ describe('Reconciler: event passes trust what was applied; full passes repair', 
     await wg.client.set({ replacePeers: true });
   });
 
+  test('a new peer added by an event pass gets a handshake initiation from us at once (its own first one may have been dropped before we knew its key)', async () => {
+    const known = makePeers(3);
+    let desired: DesiredState = { device: { privateKey, listenPort: port, fwmark: 0, peers: known }, routes: [] };
+    const r = new Reconciler({ device: wg.client, desired: () => desired, resyncMs: 0, debounceMs: 5 });
+    assert.equal((await r.syncNow())?.error, undefined);
+    // A node that just registered: an endpoint (the namespace's loopback, nobody answers) and no keepalive.
+    const newcomer: PeerConfig = { publicKey: publicKeyOf(generatePrivateKey()), endpoint: '127.0.0.1:9', allowedIPs: ['10.197.0.0/24'], persistentKeepalive: 0 };
+    const quiet: PeerConfig = { publicKey: publicKeyOf(generatePrivateKey()), allowedIPs: ['10.197.1.0/24'], persistentKeepalive: 0 };
+    desired = { ...desired, device: { ...desired.device, peers: [...known, newcomer, quiet] } };
+    requests.length = 0;
+    r.trigger('a node joined');
+    await r.idle();
+    assert.equal(r.lastResult?.full, false);
+    // The prompt: keepalive on then off for the newcomer alone, in one set after the one that created it.
+    assert.deepEqual(requests.map((q) => q.op), ['set', 'set']);
+    assert.deepEqual(requests[1].lines.filter((l) => l.startsWith('public_key=') || l.startsWith('persistent_keepalive_interval=')), [
+      `public_key=${Buffer.from(newcomer.publicKey, 'base64').toString('hex')}`,
+      'persistent_keepalive_interval=25',
+      `public_key=${Buffer.from(newcomer.publicKey, 'base64').toString('hex')}`,
+      'persistent_keepalive_interval=0',
+    ]);
+    const live = await wg.client.get();
+    const peer = live.peers.find((p) => p.publicKey === newcomer.publicKey);
+    assert.ok(peer && peer.txBytes > 0n, 'an initiation left for the newcomer without any traffic of ours');
+    assert.equal(peer.persistentKeepalive, 0, 'its keepalive is back to what the desired state says');
+    assert.equal(live.peers.find((p) => p.publicKey === quiet.publicKey)?.txBytes, 0n, 'a peer without an endpoint is not prompted');
+    await r.stop();
+    await wg.client.set({ replacePeers: true });
+  });
+
   test('a wireguard-go that restarts with an empty device is restored by syncNow (its ready hook)', async () => {
     const peers = makePeers(8);
     const routes = peers.flatMap((p) => p.allowedIPs);

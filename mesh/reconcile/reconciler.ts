@@ -15,8 +15,8 @@
  * It never acts without a desired state: while the source is not synced (API server away at
  * start), `desired()` returns null and the device is left exactly as it is.
  */
-import { listFallbacks, listRoutes, silentLogger } from '../../native/index.ts';
-import type { DeviceState, Logger, SetRequest } from '../../native/index.ts';
+import { PROMPT_KEEPALIVE, listFallbacks, listRoutes, silentLogger } from '../../native/index.ts';
+import type { DeviceState, Logger, PeerChange, SetRequest } from '../../native/index.ts';
 import { batchOps, batchRequest, canonical, diffRoutes, opRequest, planDevice } from './diff.ts';
 import type { DesiredDevice, DeviceOp } from './diff.ts';
 import { DeviceMirror } from './mirror.ts';
@@ -107,6 +107,8 @@ const MAX_ATTEMPTS = 3;
  * new peers are 79 round trips instead of 5,000, about 0.2 ms of agent CPU each.
  */
 const DEFAULT_BATCH = 64;
+/** At most this many new peers of one event pass get a handshake prompt (greet()). */
+const GREET_LIMIT = 16;
 
 /** Whether the logger would print debug lines: winston formats a line before its transport drops it, so skip the call when not. */
 function debugEnabled(log: Logger): boolean {
@@ -289,7 +291,34 @@ export class Reconciler {
       return false;
     }
     this.mirror.settled(want);
+    await this.greet(ops);
     return true;
+  }
+
+  /**
+   * Peers an event pass created get a handshake initiation from us at once. A new node starts
+   * sending before the others know its key: its first initiation is dropped, and WireGuard tries
+   * again only after 5 s (REKEY_TIMEOUT), so its first packets would wait that long. wireguard-go
+   * sends a keepalive, and so an initiation, when a `set` turns a peer's persistent keepalive from 0
+   * to non-zero (native/wireguard-go/prompt.ts): one `set` turns it on and off again for each new
+   * peer with an endpoint (two blocks of the same peer; the first is acted on before the second is
+   * read). A peer created with a keepalive already got one. Only a few at a time (GREET_LIMIT): a
+   * start-up or a burst of many new peers is not worth a storm of handshakes. Best effort: a refusal
+   * changes nothing the mirror holds (the keepalive ends where it was), so it is only logged.
+   */
+  private async greet(ops: readonly DeviceOp[]): Promise<void> {
+    if (this.o.applyMode === 'replace') return;
+    const peers: PeerChange[] = [];
+    for (const op of ops) {
+      if (op.op !== 'put' || !op.created || !op.peer.endpoint || (op.peer.persistentKeepalive ?? 0) > 0) continue;
+      peers.push({ publicKey: op.peer.publicKey, updateOnly: true, persistentKeepalive: PROMPT_KEEPALIVE }, { publicKey: op.peer.publicKey, updateOnly: true, persistentKeepalive: 0 });
+    }
+    if (peers.length === 0 || peers.length > 2 * GREET_LIMIT) return;
+    try {
+      await this.o.device.set({ peers });
+    } catch (err) {
+      this.log.debug('could not prompt a handshake with new peers', { peers: peers.length / 2, error: (err as Error).message });
+    }
   }
 
   /** Read the device, apply the difference, and re-read only after a refusal (up to MAX_ATTEMPTS). */
