@@ -137,6 +137,25 @@ test('against a real API server: paged lists, slim objects, and a snapshot that 
     const third = source.snapshot();
     assert.equal(third.nodes.find((n) => n.name === 'node-4'), second.nodes.find((n) => n.name === 'node-4'), 'a label change keeps the NodeInfo');
     assert.equal(third.peers, second.peers, 'Peers untouched: the same array');
+
+    // A Node deleted and recreated under its name (a reimage) while this source could not watch: the
+    // relist brings it back as an update with a new uid, and the snapshot holds the new one alone.
+    await cluster.stopApiServer({ graceMs: 0 });
+    const second2 = await cluster.startSecondApiServer();
+    try {
+      const core2 = second2.kubeConfig().makeApiClient(k8s.CoreV1Api);
+      await core2.deleteNode({ name: 'node-2' });
+      await createNode(second2.kubeConfig(), 'node-2', ['10.244.9.0/24'], '198.18.0.9');
+    } finally {
+      await second2.stop();
+    }
+    await cluster.startApiServer();
+    await waitFor('the recreated Node seen after the relist', () => source.snapshot().nodes.some((n) => n.name === 'node-2' && n.podCIDRs[0] === '10.244.9.0/24'), 60_000);
+    assert.deepEqual(
+      source.snapshot().nodes.filter((n) => n.name === 'node-2').map((n) => n.podCIDRs),
+      [['10.244.9.0/24']],
+      'one node-2, the new one: the old object does not linger beside it',
+    );
   } finally {
     await source.stop();
     await cluster.stop();

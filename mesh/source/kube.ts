@@ -176,7 +176,10 @@ export class KubeSource implements PeerSource {
   async start(): Promise<void> {
     this.stopped = false;
     for (const w of this.watched) {
-      const keyOf = (obj: Obj): string => obj.metadata?.uid ?? obj.metadata?.name ?? '';
+      // By name, as the informer's own cache: these kinds are cluster-scoped, and an object deleted and
+      // recreated under its name while the watch was down comes back from the relist as an update of
+      // that name with a new uid (keyed by uid, the old object would stay in the snapshot for good).
+      const keyOf = (obj: Obj): string => obj.metadata?.name ?? '';
       // Only what the desired state reads counts as a change: status writes (every member writes its
       // own) and Node heartbeats would otherwise wake every agent for nothing. A status write still
       // replaces the object in the snapshot (the member reads its own status there), quietly.
