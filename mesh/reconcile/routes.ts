@@ -53,11 +53,15 @@ export function applyRouteBatch(b: RouteBatch, o: IpOptions = {}): Promise<void>
   if (!/^[A-Za-z0-9_=+.-]{1,15}$/.test(b.dev)) return Promise.reject(new NativeError('invalid-config', `route device ${JSON.stringify(b.dev)} is not an interface name`));
   const argv = [...(o.netns ? ['-n', o.netns] : []), '-force', '-batch', '-'];
   return new Promise((resolve, reject) => {
-    const child = execFile('ip', argv, { encoding: 'utf8', timeout: 30_000 }, (err, _stdout, stderr) => {
+    // stderr grows with every failed line under -force: room for all of them.
+    const child = execFile('ip', argv, { encoding: 'utf8', timeout: 30_000, maxBuffer: 16 * 1024 * 1024 }, (err, _stdout, stderr) => {
       if (!err) return resolve();
       const why = (stderr || err.message).trim().split('\n').slice(0, 3).join('; ');
       reject(new NativeError('ip-command', `ip ${argv.join(' ')} (${lines.length} route changes in table ${b.table}) failed: ${why}`, { cause: err }));
     });
+    // An ip that exits before reading its batch (a namespace that is gone) must not end the agent
+    // with an EPIPE nobody listens for: the exit status and stderr, in the callback, say what failed.
+    child.stdin?.on('error', () => undefined);
     child.stdin?.end(`${lines.join('\n')}\n`);
   });
 }

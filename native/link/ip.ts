@@ -27,7 +27,12 @@ function run(args: string[], o: IpOptions, input?: string): Promise<string> {
         resolve(stdout);
       }
     });
-    if (input !== undefined) child.stdin?.end(input);
+    if (input !== undefined) {
+      // An ip that exits before reading its input must not end the process with an unhandled EPIPE:
+      // its exit status and stderr say what failed.
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(input);
+    }
   });
 }
 
