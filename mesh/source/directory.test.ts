@@ -337,9 +337,9 @@ spec: {publicKey: "${publicKeyOf(generatePrivateKey())}", allowedIPs: [192.168.9
       peer(endpoint, `node-${i}`, `10.${10 + (i >> 8)}.${i & 255}.0/24`, `100.96.${i >> 8}.${(i & 255) + 1}`);
     const texts = Array.from({ length: N }, (_, i) => content(i));
     await Promise.all(texts.map((t, i) => writeFile(join(dir, fileOf(i)), t)));
-    // Written long ago (a real directory's files are): fresh files are read again until they are RACY_MS old.
-    const old = new Date(Date.now() - 10 * RACY_MS);
-    await Promise.all(texts.map((_, i) => utimes(join(dir, fileOf(i)), old, old)));
+    // Older than RACY_MS (a real directory's files are): fresh files are read again until they are
+    // that old, by the later of mtime and ctime (setting mtime back, as cp -p does, does not count).
+    await new Promise((r) => setTimeout(r, RACY_MS + 100));
     const reads: string[] = [];
     const { source } = sourceOf(dir, { onRead: (f) => reads.push(f) });
     let changes = 0;
@@ -396,6 +396,27 @@ spec: {publicKey: "${publicKeyOf(generatePrivateKey())}", allowedIPs: [192.168.9
       for (const last of ['3', '4', '5']) {
         // Same length, same inode, written within the same timestamp tick as the last read, as often as not.
         await writeFile(file, peer(`198.18.0.${last}:51820`));
+        await source.reload();
+        assert.equal(source.snapshot().peers[0].spec.endpoint, `198.18.0.${last}:51820`);
+      }
+    } finally {
+      await source.stop();
+    }
+  });
+
+  test('a same-size rewrite that keeps an old mtime (cp -p, rsync -t) right after a read is not missed', async () => {
+    const dir = await freshDir();
+    const file = join(dir, 'node-b.yaml');
+    const old = new Date(Date.now() - 10 * RACY_MS);
+    const { source } = sourceOf(dir);
+    await writeFile(file, peer('198.18.0.2:51820'));
+    await utimes(file, old, old);
+    await source.start();
+    try {
+      for (const last of ['3', '4', '5']) {
+        // Same length, same inode, the same old mtime every time: only ctime says it is fresh.
+        await writeFile(file, peer(`198.18.0.${last}:51820`));
+        await utimes(file, old, old);
         await source.reload();
         assert.equal(source.snapshot().peers[0].spec.endpoint, `198.18.0.${last}:51820`);
       }

@@ -386,7 +386,10 @@ export class DirectorySource implements PeerSource {
       }
       ids.set(name, id);
       const seen = this.seen.get(name);
-      if (id === null || !seen || !sameIdentity(seen.id, id) || seen.readAtMs - Number(id.mtimeNs / 1_000_000n) < RACY_MS) toRead.push(name);
+      // Racily clean by the later of mtime and ctime: a writer may set mtime back (cp -p, rsync -t,
+      // tar x), but not ctime.
+      const changedNs = id === null ? 0n : id.ctimeNs > id.mtimeNs ? id.ctimeNs : id.mtimeNs;
+      if (id === null || !seen || !sameIdentity(seen.id, id) || seen.readAtMs - Number(changedNs / 1_000_000n) < RACY_MS) toRead.push(name);
     }
 
     const first = new Map<string, ReadResult>();
@@ -422,7 +425,9 @@ export class DirectorySource implements PeerSource {
         continue;
       }
       const id = ids.get(name);
-      if (id) this.seen.set(name, { id, readAtMs: startedMs });
+      // A file that could not be used is read again on every look: many of its problems are not the
+      // file's own (EMFILE, EIO, a folder's permissions fixed later) and would leave its identity as it is.
+      if (id && !('problem' in r)) this.seen.set(name, { id, readAtMs: startedMs });
       else this.seen.delete(name);
       if ('gone' in r) {
         gone.add(name);
