@@ -47,10 +47,6 @@ export function canonicalIp(text: string, what = 'address'): string {
 }
 
 /**
- * Canonical form of a CIDR as wireguard-go stores it: host bits cleared, IPv6 compressed.
- * "10.0.0.5/24" becomes "10.0.0.0/24". A bare address is refused: allowed IPs need a prefix length.
- */
-/**
  * Canonical forms already computed, by input text: every pass spells the same few thousand CIDRs
  * (the device's allowed IPs, the table's routes), and parsing each again cost most of a 5,000-peer
  * pass (issue 10). Only successes are kept; cleared when it grows past CANONICAL_CACHE_LIMIT.
@@ -58,6 +54,10 @@ export function canonicalIp(text: string, what = 'address'): string {
 const canonicalCache = new Map<string, string>();
 const CANONICAL_CACHE_LIMIT = 65_536;
 
+/**
+ * Canonical form of a CIDR as wireguard-go stores it: host bits cleared, IPv6 compressed.
+ * "10.0.0.5/24" becomes "10.0.0.0/24". A bare address is refused: allowed IPs need a prefix length.
+ */
 export function canonicalCidr(text: string, what = 'CIDR'): string {
   const hit = typeof text === 'string' ? canonicalCache.get(text) : undefined;
   if (hit !== undefined) return hit;

@@ -22,28 +22,11 @@ export type DeviceOp =
   | { op: 'replace'; peers: readonly PeerConfig[] };
 
 /**
- * The canonical form of CIDR text, parsed once per distinct string: the desired state and the
- * table repeat the same strings every pass, and canonicalCidr parses each one twice (ipaddr.js),
- * which made CIDR parsing the largest part of a 5,000-peer full pass.
+ * The canonical form of CIDR text (canonicalCidr remembers what it computed: the desired state and
+ * the table repeat the same strings every pass). Errors are not remembered: a bad CIDR throws every
+ * time, naming itself.
  */
-class CanonicalCidrs {
-  private readonly cache = new Map<string, string>();
-
-  get(text: string): string {
-    let c = this.cache.get(text);
-    if (c === undefined) {
-      c = canonicalCidr(text);
-      // Bounded: CIDRs that came and went are forgotten together, now and then.
-      if (this.cache.size >= 65_536) this.cache.clear();
-      this.cache.set(text, c);
-      if (c !== text) this.cache.set(c, c);
-    }
-    return c;
-  }
-}
-
-/** The shared cache of canonical CIDRs (errors are not cached: a bad CIDR throws every time, naming itself). */
-export const canonical = new CanonicalCidrs();
+export const canonical = { get: (text: string): string => canonicalCidr(text) };
 
 const cidrSet = (cidrs: readonly string[]): string => [...new Set(cidrs.map((c) => canonical.get(c)))].sort().join(',');
 

@@ -173,8 +173,8 @@ export class Reconciler {
   }
 
   /**
-   * Run one pass now and wait for it; never concurrent with another pass. A full pass unless
-   * `{ full: false }` (wireguard-go (re)started or the device was reset: nothing applied can be trusted).
+   * Run one pass now and wait for it; never concurrent with another pass. A full pass (for when
+   * wireguard-go (re)started or the device was reset: nothing applied can be trusted) unless `{ full: false }`.
    */
   syncNow(options: { full?: boolean } = {}): Promise<SyncResult | null> {
     return this.exclusive(() => this.pass(options.full ?? true));
@@ -215,6 +215,13 @@ export class Reconciler {
   }
 
   private async pass(forceFull: boolean): Promise<SyncResult | null> {
+    // A full pass asked for (wireguard-go restarted, the device reset) stays due even when this one
+    // cannot run (no desired state yet, or it cannot be computed): the next pass must not trust a
+    // mirror of a device that is gone.
+    if (forceFull) {
+      this.fullNext = true;
+      this.mirror.distrust();
+    }
     let desired: DesiredState | null;
     try {
       desired = this.o.desired();
@@ -303,8 +310,8 @@ export class Reconciler {
    * to non-zero (native/wireguard-go/prompt.ts): one `set` turns it on and off again for each new
    * peer with an endpoint (two blocks of the same peer; the first is acted on before the second is
    * read). A peer created with a keepalive already got one. Only a few at a time (GREET_LIMIT): a
-   * start-up or a burst of many new peers is not worth a storm of handshakes. Best effort: a refusal
-   * changes nothing the mirror holds (the keepalive ends where it was), so it is only logged.
+   * start-up or a burst of many new peers is not worth a storm of handshakes. Best effort: a failure
+   * is logged, and the mirror is no longer trusted (a keepalive may be left on) until a full pass.
    */
   private async greet(ops: readonly DeviceOp[]): Promise<void> {
     if (this.o.applyMode === 'replace') return;
@@ -317,6 +324,8 @@ export class Reconciler {
     try {
       await this.o.device.set({ peers });
     } catch (err) {
+      // The keepalive may be left on (a timeout after the first block): the next pass is full and repairs it.
+      this.mirror.distrust();
       this.log.debug('could not prompt a handshake with new peers', { peers: peers.length / 2, error: (err as Error).message });
     }
   }
