@@ -409,8 +409,8 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
   /** What the device looked like after our last apply: a difference means it was reset. */
   private applied: { publicKey: string | null; listenPort: number } | null = null;
   private lost = false;
-  /** The socket file (inode) the device was last read through, and polls since that read. */
-  private socketIno: number | null = null;
+  /** The socket file (its identity) the device was last read through, and polls since that read. */
+  private socketId: string | null = null;
   private polls = 0;
   private watcher: FSWatcher | null = null;
   private checking = false;
@@ -469,7 +469,7 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
     if (this.opts.onReady) await this.opts.onReady(ctx);
     const device = await this.client.get();
     this.applied = { publicKey: device.publicKey, listenPort: device.listenPort };
-    this.socketIno = await socketInode(this.client.socketPath);
+    this.socketId = await socketIdentity(this.client.socketPath);
     this.polls = 0;
     // After a reset no peer has a session with us; on a first attach only the peers that never
     // completed a handshake here (a sidecar that restarted while no agent ran), the others are left alone.
@@ -496,9 +496,11 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
     }
   }
 
-  /** Check soon (the socket changed), instead of at the next poll. */
+  /** Check soon (the socket changed), instead of at the next poll, with a read of the whole device. */
   private kick(): void {
     if (this.stopped) return;
+    // Something happened to the socket file: read the device, whatever the file looks like now.
+    this.polls = Number.MAX_SAFE_INTEGER;
     if (this.checking) {
       this.kicked = true;
       return;
@@ -531,9 +533,9 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
   /** One look at the device: re-apply if it was reset; note when the socket goes away and comes back. */
   async check(): Promise<void> {
     const every = this.opts.fullCheckEvery ?? 15;
-    if (!this.lost && this.socketIno !== null && ++this.polls < every) {
+    if (!this.lost && this.socketId !== null && ++this.polls < every) {
       // The same socket file as at the last read, and it accepts a connection: the same wireguard-go.
-      if ((await socketInode(this.client.socketPath)) === this.socketIno && (await accepts(this.client.socketPath))) return;
+      if ((await socketIdentity(this.client.socketPath)) === this.socketId && (await accepts(this.client.socketPath))) return;
     }
     this.polls = 0;
     let device: DeviceState;
@@ -551,7 +553,7 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
       }
       throw err;
     }
-    this.socketIno = await socketInode(this.client.socketPath);
+    this.socketId = await socketIdentity(this.client.socketPath);
     const why = this.resetReason(device);
     if (this.lost || why) {
       this.lost = false;
@@ -581,11 +583,14 @@ export class AttachedWireguardGo extends EventEmitter implements WireguardGo {
   }
 }
 
-/** The inode of a socket file, or null when there is none. */
-async function socketInode(path: string): Promise<number | null> {
+/**
+ * Which socket file is at `path` (device, inode, change and birth times), or null when there is none:
+ * a file system may give a new socket the inode number of the one just removed.
+ */
+async function socketIdentity(path: string): Promise<string | null> {
   try {
-    const st = await stat(path);
-    return st.isSocket() ? st.ino : null;
+    const st = await stat(path, { bigint: true });
+    return st.isSocket() ? `${st.dev}:${st.ino}:${st.ctimeNs}:${st.birthtimeNs}` : null;
   } catch {
     return null;
   }
