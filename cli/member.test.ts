@@ -30,6 +30,7 @@ const cases: Array<[string, string[], Record<string, string>, number, RegExp]> =
   ['the local table, from the environment', ['agent', '--node-name', 'a'], { AKS_MESH_TABLE: '255' }, 2, /--table 255: .*"local"/],
   ['a rule priority before the local rule', ['agent', '--node-name', 'a', '--rule-priority', '0'], {}, 2, /--rule-priority 0: expected a whole number from 1 to 32765/],
   ['a rule priority after main', ['agent', '--node-name', 'a', '--rule-priority', '40000'], {}, 2, /--rule-priority 40000/],
+  ['--resync 0 (drift would never be repaired: event passes read nothing)', ['agent', '--node-name', 'a', '--resync', '0'], {}, 2, /--resync 0: expected at least 1 second/],
   ['a bad service CIDR in a list', ['agent', '--node-name', 'a', '--peers-dir', '/nonexistent', '--service-cidr', '10.0.0.0/16,10.0.0.0/40'], {}, 1, /--service-cidr\[1\]: "10\.0\.0\.0\/40" is not a CIDR/],
   ['a bad cluster CIDR from the environment (a comma list)', ['agent', '--node-name', 'a', '--peers-dir', '/nonexistent'], { AKS_MESH_CLUSTER_CIDR: '10.244.0.0/16,fd00::/300' }, 1, /--cluster-cidr\[1\]/],
   ['a bad node CIDR', ['gateway', '--node-name', 'a', '--gateway-endpoint', '198.18.0.9:51820', '--pod-cidr', '10.244.0.0/16', '--node-cidr', 'nodes'], {}, 1, /--node-cidr\[0\]: "nodes" is not a CIDR/],

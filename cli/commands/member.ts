@@ -99,7 +99,7 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
     .option('cluster-cidr', { type: 'string', array: true, coerce: cidrList, describe: "The cluster's pod CIDRs (kube-controller-manager --cluster-cidr): no external Peer may route them. Same on every member (default 10.244.0.0/16)" })
     .option('node-cidr', { type: 'string', array: true, coerce: cidrList, describe: 'The subnets node addresses come from: no external Peer may route them. Same on every member (default 10.224.0.0/12)' })
     .option('keepalive', { type: 'number', default: defaults.keepalive, describe: 'Persistent keepalive in seconds for peers that set none, and on this member\'s own object (0: off)' })
-    .option('resync', { type: 'number', default: 60, describe: 'Seconds between full reconcile passes that undo drift (someone ran wg set by hand)' })
+    .option('resync', { type: 'number', default: 60, describe: 'Seconds between full reconcile passes, which read the device and the routing table and undo drift (someone ran wg set by hand); between them a change costs only what it changes' })
     .option('apply-mode', {
       choices: ['incremental', 'replace'] as const,
       default: 'incremental' as const,
@@ -121,6 +121,9 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
       for (const k of ['resync', 'keepalive'] as const) {
         if (!Number.isInteger(a[k]) || a[k] < 0) throw new UsageError(`--${k} ${a[k]}: expected a whole number`);
       }
+      // Between resyncs the agent trusts what it applied and reads neither the device nor the routes:
+      // without them, a change made by hand (wg set, ip route) would never be undone.
+      if (a.resync < 1) throw new UsageError(`--resync ${a.resync}: expected at least 1 second (full passes are what repair drift)`);
       const mark = parseMark(a.fwmark);
       const markProblem = Number.isNaN(mark)
         ? `--fwmark ${JSON.stringify(a.fwmark)}: expected a whole number (decimal or 0x hex), such as the default ${formatMark(DEFAULT_FWMARK)}`
