@@ -60,6 +60,9 @@ export class MemberMetrics {
 
   /** Whether a pass has written the per-peer series yet (the first pass does, full or not). */
   private perPeerDone = false;
+  /** The per-peer series written, by public key (their `peer` label), and the topology they were last checked against. */
+  private readonly series = new Map<string, string>();
+  private seriesTopology: Topology | null = null;
 
   record(result: SyncResult, topology: Topology): void {
     this.lastPass = result;
@@ -80,9 +83,25 @@ export class MemberMetrics {
       let configured = 0;
       for (const p of topology.peers) if (keys.has(p.publicKey)) configured++;
       this.peers.set({ state: 'configured' }, configured);
+      // A peer that left takes its series with it now, not at the next resync (alerts on a peer
+      // that no longer exists would keep firing).
+      if (topology !== this.seriesTopology) {
+        const wanted = new Set<string>();
+        for (const p of topology.peers) wanted.add(p.publicKey);
+        for (const [key, peer] of this.series) {
+          if (wanted.has(key)) continue;
+          this.handshake.remove({ peer, public_key: key });
+          this.rx.remove({ peer });
+          this.tx.remove({ peer });
+          this.series.delete(key);
+        }
+        this.seriesTopology = topology;
+      }
       return;
     }
     this.perPeerDone = true;
+    this.seriesTopology = topology;
+    this.series.clear();
     const live = new Map(livePeers.map((p) => [p.publicKey, p]));
     const now = Date.now() / 1000;
     this.peers.set({ state: 'configured' }, topology.peers.filter((p) => live.has(p.publicKey)).length);
@@ -96,6 +115,7 @@ export class MemberMetrics {
       const peer = `${p.kind}/${p.name}`;
       const sec = state.lastHandshake ? Number(state.lastHandshake.sec) : 0;
       if (sec && now - sec < 180) recent++;
+      this.series.set(p.publicKey, peer);
       this.handshake.set({ peer, public_key: p.publicKey }, sec);
       this.rx.set({ peer }, Number(state.rxBytes));
       this.tx.set({ peer }, Number(state.txBytes));
