@@ -107,6 +107,14 @@ export interface MemberOptions {
 /** Why a Warning event says a member restored its own object. */
 export const SPEC_OVERWRITTEN_REASON = 'SpecOverwritten';
 
+/**
+ * A status whose Ready condition keeps its status and reason (only counts or the message moved) is
+ * written at most this often; a flip of Ready is written at once. Every member's counts change with
+ * every Peer added or removed anywhere: written each time, one change would cost the API server a
+ * read and a write per member (2,000 requests on a 1,000-node cluster, issue 10).
+ */
+export const STATUS_MIN_INTERVAL_MS = 10_000;
+
 export class MeshMember {
   readonly o: MemberOptions;
   readonly log: Logger;
@@ -135,6 +143,10 @@ export class MeshMember {
   private readonly announcedRestores = new Map<string, number>();
   /** Objects carrying this member's own public key that were left off the device (each warned about once). */
   private readonly selfKeyWarned = new Set<string>();
+  /** When this member last wrote its status, and a counts-only status waiting for STATUS_MIN_INTERVAL_MS. */
+  private lastStatusWrite = 0;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private pendingStatus: { result: SyncResult; topology: Topology } | null = null;
   /** API writes not awaited where they start (status, taint): stop() lets them settle, within its deadline. */
   private readonly writes = new Set<Promise<unknown>>();
 
@@ -252,6 +264,8 @@ export class MeshMember {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.registerRetry);
+    clearTimeout(this.statusTimer);
+    this.statusTimer = undefined;
     await this.reconciler.stop();
     await this.o.source.stop();
     this.o.api?.abortInFlight();
@@ -668,6 +682,7 @@ export class MeshMember {
   }
 
   private async writeStatus(result: SyncResult, topology: Topology): Promise<void> {
+    if (this.stopped) return;
     const api = this.o.api as MeshApi;
     const live: DeviceState | null = result.live;
     // Counted again only when the peers or the device changed, or on a full pass (which re-reads
@@ -692,17 +707,36 @@ export class MeshMember {
     // Refused by the trust rules, this member is not part of the mesh, however well its device is set up.
     const ok = !result.error && configured === topology.peers.length && !ownRefused;
     const own = this.ownObject() as { metadata: { generation?: number }; status?: MeshStatus } | undefined;
-    await api.updateStatus(
-      this.kind,
-      this.o.name,
-      { listenPort: this.o.listenPort, peers: { desired: topology.peers.length, configured, handshakeWithin3m }, lastSyncTime: result.at.toISOString().replace(/\.\d+Z$/, 'Z') },
-      ok
-        ? { type: 'Ready', status: 'True', reason: 'Configured', message: `${configured} of ${topology.peers.length} peers configured on ${this.o.interfaceName}` }
-        : ownRefused
-          ? { type: 'Ready', status: 'False', reason: 'Refused', message: ownRefused.message }
-          : { type: 'Ready', status: 'False', reason: result.error ? 'ReconcileFailed' : 'Converging', message: result.error?.message ?? `${configured} of ${topology.peers.length} peers configured` },
-      { cached: own?.status, generation: own?.metadata.generation },
-    );
+    const ready = ok
+      ? { type: 'Ready', status: 'True' as const, reason: 'Configured', message: `${configured} of ${topology.peers.length} peers configured on ${this.o.interfaceName}` }
+      : ownRefused
+        ? { type: 'Ready', status: 'False' as const, reason: 'Refused', message: ownRefused.message }
+        : { type: 'Ready', status: 'False' as const, reason: result.error ? 'ReconcileFailed' : 'Converging', message: result.error?.message ?? `${configured} of ${topology.peers.length} peers configured` };
+    const was = own?.status?.conditions?.find((c) => c.type === 'Ready');
+    const sinceWrite = Date.now() - this.lastStatusWrite;
+    if (was && was.status === ready.status && was.reason === ready.reason && sinceWrite < STATUS_MIN_INTERVAL_MS) {
+      // Only counts moved: the latest of them goes out once the interval is over.
+      this.pendingStatus = { result, topology };
+      if (!this.statusTimer) {
+        this.statusTimer = setTimeout(() => {
+          this.statusTimer = undefined;
+          const p = this.pendingStatus;
+          this.pendingStatus = null;
+          if (p && !this.stopped) this.track(this.writeStatus(p.result, p.topology).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) })));
+        }, STATUS_MIN_INTERVAL_MS - sinceWrite);
+        this.statusTimer.unref();
+      }
+    } else {
+      this.pendingStatus = null;
+      const wrote = await api.updateStatus(
+        this.kind,
+        this.o.name,
+        { listenPort: this.o.listenPort, peers: { desired: topology.peers.length, configured, handshakeWithin3m }, lastSyncTime: result.at.toISOString().replace(/\.\d+Z$/, 'Z') },
+        ready,
+        { cached: own?.status, generation: own?.metadata.generation },
+      );
+      if (wrote) this.lastStatusWrite = Date.now();
+    }
     if (ownRefused) this.log.warn(`this member's own ${this.kind} is refused by the trust rules`, { reason: ownRefused.message });
     // The gateway may not write Peer status (its RBAC): the agents, which reach the same verdicts, mark refused objects.
     if (this.o.role === 'node') await this.reportRefusals(api, topology.refused);

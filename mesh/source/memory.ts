@@ -3,6 +3,10 @@
  * already has the objects) and for benchmarks that must measure the mesh, not a file system or an
  * API server. It keeps the snapshot contract (types.ts): each change makes a new Snapshot whose
  * untouched lists and objects are the same as before.
+ *
+ * A change is a new object: everything downstream (the topology engine, the reconciler's mirror)
+ * recognises unchanged objects by identity, so an object changed in place and put back is taken as
+ * unchanged. Never mutate an object once it was put.
  */
 import type { Gateway, NodeInfo, Peer } from '../crd/types.ts';
 import type { PeerSource, Snapshot } from './types.ts';
