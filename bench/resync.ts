@@ -34,7 +34,7 @@
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import { MeshCluster, NODE_BINARY, REPO_ROOT } from '../e2e/cluster.ts';
@@ -56,6 +56,7 @@ const USAGE = `usage: node bench/resync.ts [options]
   --resync S          the agent's --resync seconds; one such period is measured after convergence (default 10)
   --apply-mode M      incremental (default) or replace (the full-rewrite reference)
   --node-flags F      V8/Node flags for the agent's process, e.g. "--max-semi-space-size=2" (default: none)
+  --program P         run this instead of cli/main.ts, e.g. dist/aks-mesh.mjs (node scripts/build.ts: what the image runs)
   --profile           one more run under node --cpu-prof: self time by module group
   --imports           RSS of each part of the agent imported alone
   --modules           list what a --peers-dir agent loaded (and whether @kubernetes/client-node is among it)
@@ -69,6 +70,8 @@ interface Options {
   applyMode: 'incremental' | 'replace';
   source: 'kube' | 'dir';
   nodeFlags: string[];
+  /** What the agent runs (default cli/main.ts). */
+  program?: string;
   profile: boolean;
   imports: boolean;
   modules: boolean;
@@ -85,6 +88,7 @@ function options(argv: string[]): Options | null {
       resync: { type: 'string' },
       'apply-mode': { type: 'string' },
       'node-flags': { type: 'string' },
+      program: { type: 'string' },
       source: { type: 'string' },
       profile: { type: 'boolean', default: false },
       imports: { type: 'boolean', default: false },
@@ -110,6 +114,7 @@ function options(argv: string[]): Options | null {
     resync: whole(values.resync, 10, 'resync', 2, 600),
     applyMode: mode,
     nodeFlags: (values['node-flags'] ?? '').split(/\s+/).filter(Boolean),
+    program: values.program === undefined ? undefined : resolve(values.program),
     profile: values.profile,
     imports: values.imports,
     modules: values.modules,
@@ -180,7 +185,7 @@ function dirLauncher(box: Sandbox, o: Options, peersDir: string) {
       '--wireguard', 'spawn', '--endpoint', '10.239.255.254:51820', '--mtu', '1420', '--metrics-address', 'off',
       '--log-format', 'json', '--log-level', 'info', '--resync', String(o.resync), '--apply-mode', o.applyMode,
     ];
-    const agent = startAgent(box, ns, args, { ...extra, nodeFlags: [...o.nodeFlags, ...(extra.nodeFlags ?? [])] });
+    const agent = startAgent(box, ns, args, { ...extra, program: o.program, nodeFlags: [...o.nodeFlags, ...(extra.nodeFlags ?? [])] });
     return {
       pid: agent.pid,
       ns,
@@ -231,6 +236,7 @@ async function kubeLauncher(o: Options, log: (line: string) => void) {
     const flags = [...o.nodeFlags, ...(extra.nodeFlags ?? [])];
     const since = Date.now();
     const { pid } = await c.startAgent('node-0', {
+      ...(o.program ? { program: o.program } : {}),
       flags: { '--log-format': 'json', '--log-level': 'info', '--resync': String(o.resync), '--apply-mode': o.applyMode, '--mtu': '1420' },
       env: flags.length ? { NODE_OPTIONS: flags.join(' ') } : {},
     });

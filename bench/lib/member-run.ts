@@ -78,12 +78,12 @@ export interface AgentProcess {
  * Start `aks-mesh agent <args>` in `ns` (`ip netns exec` execs node itself, so the pid is the
  * agent's). With `modulesFile`, the process records the modules it loads there at exit.
  */
-export function startAgent(box: Sandbox, ns: string, args: string[], options: { nodeFlags?: string[]; modulesFile?: string; env?: Record<string, string> } = {}): AgentProcess {
+export function startAgent(box: Sandbox, ns: string, args: string[], options: { nodeFlags?: string[]; modulesFile?: string; env?: Record<string, string>; program?: string } = {}): AgentProcess {
   const hook = options.modulesFile ? ['--import', LOADED_MODULES_HOOK] : [];
   const env = { ...process.env, ...options.env, ...(options.modulesFile ? { AKS_MESH_LOADED_MODULES: options.modulesFile } : {}) };
   const startedAt = performance.now();
   const startedWall = Date.now();
-  const child = spawn('ip', ['netns', 'exec', ns, NODE_BINARY, ...(options.nodeFlags ?? []), ...hook, CLI, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn('ip', ['netns', 'exec', ns, NODE_BINARY, ...(options.nodeFlags ?? []), ...hook, options.program ?? CLI, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   box.track(child);
   if (child.pid === undefined) throw new Error(`could not start the agent in ${ns}`);
   const p: AgentProcess = {
