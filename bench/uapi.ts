@@ -37,6 +37,8 @@ import {
   wireguardGoVersion,
 } from '../native/index.ts';
 import type { DeviceState, PeerConfig, UapiClient } from '../native/index.ts';
+// mulberry32, seeded: the same --seed updates the same peers.
+import { prng } from './lib/stats.ts';
 
 const MAX_PEERS = 254 * 256; // 10.1.0.0/24 .. 10.254.255.0/24
 const FILL_BATCH = 1000;
@@ -154,18 +156,6 @@ async function timed<T>(fn: () => Promise<T> | T): Promise<{ ms: number; value: 
   const start = performance.now();
   const value = await fn();
   return { ms: performance.now() - start, value };
-}
-
-/** mulberry32: a tiny seeded PRNG, so the same --seed updates the same peers. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 // ---------------------------------------------------------------- devices
