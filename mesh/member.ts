@@ -38,6 +38,7 @@ import type { DesiredDevice, DesiredState, SyncResult } from './reconcile/index.
 import type { PeerSource, Snapshot } from './source/index.ts';
 import { TopologyEngine, allocateMeshIP, meshIPHolders } from './topology/index.ts';
 import type { DesiredPeer, MeshIPHolder, MeshSettings, ObjectKind, Refusal, Topology } from './topology/index.ts';
+import { identityDelta } from './delta.ts';
 
 export interface MemberOptions {
   /** 'node': a node's agent; 'gateway': the Konnectivity-side gateway. */
@@ -424,7 +425,7 @@ export class MeshMember {
     for (const [kind, list] of [['Peer', snapshot.peers], ['Gateway', snapshot.gateways]] as const) {
       const before = index.lists[kind];
       if (before === list) continue;
-      const { gone, added } = listDelta(before, list as readonly unknown[]);
+      const { gone, added } = identityDelta(before, list as readonly unknown[]);
       for (const raw of gone) {
         const h = index.byObject.get(raw);
         if (!h) continue;
@@ -808,26 +809,6 @@ interface HolderIndex {
   lists: Record<ObjectKind, readonly unknown[]>;
   byObject: Map<unknown, MeshIPHolder>;
   byIP: Map<string, Set<MeshIPHolder>>;
-}
-
-/**
- * The objects in `before` and not in `after`, and the other way round, by identity. The shared
- * start and end are skipped first: one changed object in a list of thousands costs pointer
- * comparisons, not a set of thousands.
- */
-function listDelta(before: readonly unknown[], after: readonly unknown[]): { gone: unknown[]; added: unknown[] } {
-  let start = 0;
-  while (start < before.length && start < after.length && before[start] === after[start]) start++;
-  let endBefore = before.length;
-  let endAfter = after.length;
-  while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
-    endBefore--;
-    endAfter--;
-  }
-  const middle = new Set(before.slice(start, endBefore));
-  const added: unknown[] = [];
-  for (let i = start; i < endAfter; i++) if (!middle.delete(after[i])) added.push(after[i]);
-  return { gone: [...middle], added };
 }
 
 type OwnObject = { metadata: { name: string; creationTimestamp?: string | Date }; spec: { publicKey: string; meshIP?: string } };

@@ -33,6 +33,7 @@ import type { IndexEntry } from './ranges.ts';
 import { NodeState, checkSettings, describe, fingerprint, hostCidr, ownCheck, overlapOrder, rank, precedes, whyKeeps, whyWins } from './rules.ts';
 import type { OwnCheck } from './rules.ts';
 import type { CheckedSettings, DesiredPeer, ObjectKind, Refusal, Self, Topology, TopologyInput } from './topology.ts';
+import { identityDelta } from '../delta.ts';
 
 /** One occurrence of a raw object in the input. */
 interface Entry {
@@ -128,35 +129,6 @@ function lowerBound<T, K>(list: readonly T[], probe: K, compare: (x: T, probe: K
   return lo;
 }
 
-/**
- * Which raw objects left and which arrived between two arrays (occurrences: an object listed twice
- * counts twice). Sources keep their order, so a change is a short run between a common prefix and
- * a common suffix; anything in between is matched by identity.
- */
-function diff(before: readonly unknown[], after: readonly unknown[]): { gone: unknown[]; added: unknown[] } {
-  let start = 0;
-  while (start < before.length && start < after.length && before[start] === after[start]) start++;
-  let endBefore = before.length;
-  let endAfter = after.length;
-  while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
-    endBefore--;
-    endAfter--;
-  }
-  if (endBefore === start) return { gone: [], added: after.slice(start, endAfter) };
-  if (endAfter === start) return { gone: before.slice(start, endBefore), added: [] };
-  const counts = new Map<unknown, number>();
-  for (let i = start; i < endBefore; i++) counts.set(before[i], (counts.get(before[i]) ?? 0) + 1);
-  const added: unknown[] = [];
-  for (let i = start; i < endAfter; i++) {
-    const n = counts.get(after[i]) ?? 0;
-    if (n > 0) counts.set(after[i], n - 1);
-    else added.push(after[i]);
-  }
-  const gone: unknown[] = [];
-  for (const [raw, n] of counts) for (let i = 0; i < n; i++) gone.push(raw);
-  return { gone, added };
-}
-
 /** Above this many changed objects, the lists are rebuilt by sorting rather than edited in place. */
 const SPLICE_LIMIT = 256;
 
@@ -250,7 +222,7 @@ export class TopologyEngine {
       const after = asArray(kind === 'Peer' ? raw.peers : raw.gateways);
       const before = this.rawObjects[kind];
       if (after === before) continue;
-      const change = diff(before, after);
+      const change = identityDelta(before, after);
       this.rawObjects[kind] = after;
       for (const r of change.gone) {
         const group = this.groups.get(this.groupId(kind, r)) as Group;
@@ -468,7 +440,7 @@ export class TopologyEngine {
 
   /** The Nodes after a change: those whose NodeInfo changed, or null when too many changed to go one by one. */
   private updateNodes(before: readonly unknown[], after: readonly unknown[]): NodeChange[] | null {
-    const change = diff(before, after);
+    const change = identityDelta(before, after);
     if (change.gone.length + change.added.length > SPLICE_LIMIT) return null;
     const names = new Set<string>();
     for (const r of change.gone) {
