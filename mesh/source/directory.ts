@@ -153,6 +153,8 @@ interface SeenFile {
  * until it is older than this (git's "racily clean" rule). Costs one file, only while it is fresh.
  */
 export const RACY_MS = 2000;
+/** Files parsed between two yields to the event loop. */
+const PARSE_CHUNK = 100;
 
 /** How many files a full scan stats synchronously before yielding to the event loop. */
 const STAT_CHUNK = 256;
@@ -416,7 +418,14 @@ export class DirectorySource implements PeerSource {
 
     let files = this.files;
     const write = (): Map<string, FileObjects> => (files === this.files ? (files = new Map(this.files)) : files);
+    let parsedFiles = 0;
     for (const name of toRead) {
+      // Parsing is synchronous: thousands of files at start would block the event loop (and the
+      // health probes) for seconds. Reads are one at a time, so yielding here lets nothing else in.
+      if (parsedFiles > 0 && parsedFiles % PARSE_CHUNK === 0) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.stopped) return;
+      }
       const path = join(this.dir, name);
       const r = first.get(name) as ReadResult;
       const previous = this.files.get(name);
@@ -442,6 +451,7 @@ export class DirectorySource implements PeerSource {
       this.stable.set(name, r.text);
       if (previous?.text === r.text) continue;
       try {
+        parsedFiles++;
         const parsed = parseObjects(r.text, path);
         for (const p of parsed.problems) this.log.warn(p, { file: path });
         write().set(name, { text: r.text, snapshot: keepIdentity(previous?.snapshot, parsed.snapshot) });
