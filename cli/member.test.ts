@@ -34,7 +34,7 @@ const cases: Array<[string, string[], Record<string, string>, number, RegExp]> =
   ['a bad service CIDR in a list', ['agent', '--node-name', 'a', '--peers-dir', '/nonexistent', '--service-cidr', '10.0.0.0/16,10.0.0.0/40'], {}, 1, /--service-cidr\[1\]: "10\.0\.0\.0\/40" is not a CIDR/],
   ['a bad cluster CIDR from the environment (a comma list)', ['agent', '--node-name', 'a', '--peers-dir', '/nonexistent'], { AKS_MESH_CLUSTER_CIDR: '10.244.0.0/16,fd00::/300' }, 1, /--cluster-cidr\[1\]/],
   ['a bad node CIDR', ['gateway', '--node-name', 'a', '--gateway-endpoint', '198.18.0.9:51820', '--pod-cidr', '10.244.0.0/16', '--node-cidr', 'nodes'], {}, 1, /--node-cidr\[0\]: "nodes" is not a CIDR/],
-  ['a gateway endpoint without a port', ['gateway', '--node-name', 'a', '--gateway-endpoint', '198.18.0.9', '--pod-cidr', '10.244.0.0/16'], {}, 1, /--gateway-endpoint: "198\.18\.0\.9" is not an endpoint/],
+  ['a gateway endpoint that is a name, not an address', ['gateway', '--node-name', 'a', '--gateway-endpoint', 'gw.example:51820', '--pod-cidr', '10.244.0.0/16'], {}, 1, /--gateway-endpoint: "gw\.example" is not an IPv4 or IPv6 address/],
 ];
 
 for (const [what, args, env, code, message] of cases) {

@@ -242,7 +242,7 @@ export function gatewayCommand(y: Argv): Argv {
     (c) =>
       fromEnvironment(common(c, { interface: 'wg-gw', keyFile: '/var/lib/aks-mesh/gateway.key', keepalive: 25, metrics: '0.0.0.0:9587' })
         .option('name', { type: 'string', describe: 'Name of the Gateway object (default: the node name)' })
-        .option('gateway-endpoint', { type: 'string', demandOption: true, describe: 'Where nodes reach this gateway, IP:port (its port is the listen port unless --listen-port is given)' })
+        .option('gateway-endpoint', { type: 'string', demandOption: true, describe: 'Where nodes reach this gateway: IP:port (its port is the listen port unless --listen-port is given), or a bare IP such as $(NODE_IP) (that IP on the listen port)' })
         .option('pod-cidr', {
           type: 'string',
           array: true,
@@ -251,8 +251,18 @@ export function gatewayCommand(y: Argv): Argv {
           coerce: cidrList,
         }), [...COMMON_FLAGS, 'name', 'gateway-endpoint', 'pod-cidr']) as unknown as Argv<GatewayArgs>,
     async (a) => {
-      const { canonicalCidr, canonicalEndpoint } = await import('../../native/index.ts');
-      const endpoint = canonicalEndpoint(a['gateway-endpoint'], '--gateway-endpoint');
+      const { canonicalCidr, canonicalEndpoint, canonicalIp } = await import('../../native/index.ts');
+      // The seed's deployment snippet passes "--gateway-endpoint=$(NODE_IP)": a bare address means
+      // that address on the listen port.
+      const bare = ((): string | null => {
+        try {
+          return canonicalIp(a['gateway-endpoint'], '--gateway-endpoint');
+        } catch {
+          return null;
+        }
+      })();
+      const endpoint =
+        bare === null ? canonicalEndpoint(a['gateway-endpoint'], '--gateway-endpoint') : bare.includes(':') ? `[${bare}]:${a['listen-port']}` : `${bare}:${a['listen-port']}`;
       const podCIDRs = a['pod-cidr'].map((c, i) => canonicalCidr(c, `--pod-cidr[${i}]`));
       const explicitPort = process.argv.some((x) => x.startsWith('--listen-port')) || Boolean(process.env.AKS_MESH_LISTEN_PORT);
       const listenPort = explicitPort ? a['listen-port'] : Number(/:(\d+)$/.exec(endpoint)?.[1]);

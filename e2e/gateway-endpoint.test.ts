@@ -1,0 +1,34 @@
+/**
+ * The seed's deployment snippet passes `--gateway-endpoint=$(NODE_IP)`: a bare address. It means
+ * that address on the listen port: the gateway registers `<IP>:51820` and the nodes reach it there.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import * as k8s from '@kubernetes/client-node';
+import { GROUP, VERSION } from '../mesh/crd/types.ts';
+import { MeshCluster } from './cluster.ts';
+import { kubeTestsUnavailable } from './kube/apiserver.ts';
+import { networkTestsUnavailable } from './sandbox.ts';
+
+const skip = networkTestsUnavailable() ?? kubeTestsUnavailable() ?? false;
+
+describe('--gateway-endpoint as a bare IP', { skip }, () => {
+  let c: MeshCluster;
+  before(async () => {
+    c = await MeshCluster.start({ nodes: 1, gateway: true, source: 'kube', resyncSeconds: 5 });
+  });
+  after(async () => {
+    await c?.stop();
+  });
+
+  test('the gateway registers that IP on its listen port, and reaches the pods', async () => {
+    const gw = c.gateway;
+    assert.ok(gw);
+    await c.startAgent(c.nodes[0].name);
+    await c.startAgent(gw.name, { flags: { '--gateway-endpoint': gw.underlayIp } });
+    await c.waitForMatrix({ timeoutMs: 60_000 });
+    const api = c.kubeConfig().makeApiClient(k8s.CustomObjectsApi);
+    const object = (await api.getClusterCustomObject({ group: GROUP, version: VERSION, plural: 'gateways', name: gw.name })) as { spec: { endpoint?: string } };
+    assert.equal(object.spec.endpoint, `${gw.underlayIp}:51820`);
+  });
+});
