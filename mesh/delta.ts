@@ -10,14 +10,7 @@
  * a common suffix; anything in between is matched by identity.
  */
 export function identityDelta(before: readonly unknown[], after: readonly unknown[]): { gone: unknown[]; added: unknown[] } {
-  let start = 0;
-  while (start < before.length && start < after.length && before[start] === after[start]) start++;
-  let endBefore = before.length;
-  let endAfter = after.length;
-  while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
-    endBefore--;
-    endAfter--;
-  }
+  const { start, endBefore, endAfter } = sharedEnds(before, after);
   if (endBefore === start) return { gone: [], added: after.slice(start, endAfter) };
   if (endAfter === start) return { gone: before.slice(start, endBefore), added: [] };
   const counts = new Map<unknown, number>();
@@ -31,4 +24,20 @@ export function identityDelta(before: readonly unknown[], after: readonly unknow
   const gone: unknown[] = [];
   for (const [raw, n] of counts) for (let i = 0; i < n; i++) gone.push(raw);
   return { gone, added };
+}
+
+/**
+ * The middle where two lists differ: they hold the same items (`===`) before `start` and from
+ * `endBefore` / `endAfter` on. A change to one item of thousands is then a walk of comparisons.
+ */
+export function sharedEnds<T>(before: readonly T[], after: readonly T[]): { start: number; endBefore: number; endAfter: number } {
+  let start = 0;
+  while (start < before.length && start < after.length && before[start] === after[start]) start++;
+  let endBefore = before.length;
+  let endAfter = after.length;
+  while (endBefore > start && endAfter > start && before[endBefore - 1] === after[endAfter - 1]) {
+    endBefore--;
+    endAfter--;
+  }
+  return { start, endBefore, endAfter };
 }

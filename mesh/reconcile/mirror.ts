@@ -10,6 +10,7 @@ import { publicKeyOf } from '../../native/index.ts';
 import type { DeviceState, PeerConfig, PeerState } from '../../native/index.ts';
 import { canonical, samePeerConfig } from './diff.ts';
 import type { DesiredDevice, DeviceOp, DevicePlan } from './diff.ts';
+import { sharedEnds } from '../delta.ts';
 
 interface MirrorPeer {
   /** The desired object this peer was last applied from (or found matching on the device). */
@@ -32,14 +33,7 @@ function listDelta(before: readonly string[], after: readonly string[]): { added
   if (before === after) return { added, removed };
   // What both share at the start and at the end is no change, whatever the order: only the middle
   // is merged (string equality is cheap; the ordering comparisons of a merge are not, in V8).
-  let lo = 0;
-  while (lo < before.length && lo < after.length && before[lo] === after[lo]) lo++;
-  let endA = before.length;
-  let endB = after.length;
-  while (endA > lo && endB > lo && before[endA - 1] === after[endB - 1]) {
-    endA--;
-    endB--;
-  }
+  const { start: lo, endBefore: endA, endAfter: endB } = sharedEnds(before, after);
   let i = lo;
   let j = lo;
   let sorted = true;
@@ -209,14 +203,7 @@ export class DeviceMirror {
     const removes: DeviceOp[] = [];
     const puts: DeviceOp[] = [];
     // The same objects at the start and at the end are unchanged peers: only the middle is merged.
-    let lo = 0;
-    while (lo < before.length && lo < after.length && before[lo] === after[lo]) lo++;
-    let endA = before.length;
-    let endB = after.length;
-    while (endA > lo && endB > lo && before[endA - 1] === after[endB - 1]) {
-      endA--;
-      endB--;
-    }
+    const { start: lo, endBefore: endA, endAfter: endB } = sharedEnds(before, after);
     let i = lo;
     let j = lo;
     while (i < endA || j < endB) {
