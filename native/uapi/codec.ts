@@ -277,6 +277,10 @@ function zeroKeyAt(view: DataView, start: number): boolean {
   return true;
 }
 
+/** What a queued key entry sets on its owner. */
+const KeyKind = { Public: 0, Preshared: 1, NoPreshared: 2 } as const;
+type KeyKind = (typeof KeyKind)[keyof typeof KeyKind];
+
 /**
  * The base64 forms of the keys one parse reads, written as ASCII into one buffer and made strings
  * by one decode at the end: a Buffer and a decode per key cost more than the rest of the scan.
@@ -284,8 +288,11 @@ function zeroKeyAt(view: DataView, start: number): boolean {
 class KeyBatch {
   private out: Buffer;
   private readonly owners: PeerState[] = [];
-  /** Per key: true when it is its owner's preshared key, false for its public key. */
-  private readonly preshared: boolean[] = [];
+  /**
+   * Per entry: its owner's public key, its preshared key, or no preshared key (an all-zero
+   * `preshared_key=` line, which must undo an earlier key of the same peer, so it keeps its place).
+   */
+  private readonly kinds: KeyKind[] = [];
 
   /** Room for the keys of a usual answer of `answerBytes` (a peer with a preshared key has 2 in about 330 bytes); it grows if needed. */
   constructor(answerBytes: number) {
@@ -295,11 +302,7 @@ class KeyBatch {
   /** Queue the key in bytes[start, start + 64) for `owner`; false if those are not 64 hex digits. */
   add(bytes: Buffer, start: number, owner: PeerState, preshared: boolean): boolean {
     const n = this.owners.length;
-    if ((n + 1) * B64_KEY > this.out.length) {
-      const bigger = Buffer.allocUnsafe(this.out.length * 2);
-      this.out.copy(bigger, 0, 0, n * B64_KEY);
-      this.out = bigger;
-    }
+    this.reserve(n);
     const out = this.out;
     let o = n * B64_KEY;
     let i = start;
@@ -328,8 +331,23 @@ class KeyBatch {
     out[o++] = BASE64_ALPHABET[d3 << 2];
     out[o] = 61; // '='
     this.owners.push(owner);
-    this.preshared.push(preshared);
+    this.kinds.push(preshared ? KeyKind.Preshared : KeyKind.Public);
     return true;
+  }
+
+  /** Queue "no preshared key" for `owner`, in order with the keys queued before and after it. */
+  clearPreshared(owner: PeerState): void {
+    this.reserve(this.owners.length);
+    this.owners.push(owner);
+    this.kinds.push(KeyKind.NoPreshared);
+  }
+
+  /** Room for entry n (every entry keeps its slot, so entry k sits at k * B64_KEY). */
+  private reserve(n: number): void {
+    if ((n + 1) * B64_KEY <= this.out.length) return;
+    const bigger = Buffer.allocUnsafe(this.out.length * 2);
+    this.out.copy(bigger, 0, 0, n * B64_KEY);
+    this.out = bigger;
   }
 
   /** Give every queued key to its owner. */
@@ -338,9 +356,10 @@ class KeyBatch {
     if (n === 0) return;
     const all = this.out.toString('latin1', 0, n * B64_KEY);
     for (let k = 0; k < n; k++) {
-      const key = all.slice(k * B64_KEY, (k + 1) * B64_KEY);
-      if (this.preshared[k]) this.owners[k].presharedKey = key;
-      else this.owners[k].publicKey = key;
+      const kind = this.kinds[k];
+      if (kind === KeyKind.NoPreshared) this.owners[k].presharedKey = null;
+      else if (kind === KeyKind.Preshared) this.owners[k].presharedKey = all.slice(k * B64_KEY, (k + 1) * B64_KEY);
+      else this.owners[k].publicKey = all.slice(k * B64_KEY, (k + 1) * B64_KEY);
     }
   }
 }
@@ -444,7 +463,7 @@ export function parseGetBytes(bytes: Buffer): DeviceState {
         case K_PRESHARED_KEY:
           end = v + HEX_KEY;
           if (!endsLine(bytes, end)) throw lineError(bytes, lineNo, start, 'expected a 64-digit hex key');
-          if (zeroKeyAt(view, v)) peer.presharedKey = null;
+          if (zeroKeyAt(view, v)) keys.clearPreshared(peer);
           else if (!keys.add(bytes, v, peer, true)) throw lineError(bytes, lineNo, start, 'expected a 64-digit hex key');
           break;
         case K_PROTOCOL_VERSION:

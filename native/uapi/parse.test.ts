@@ -224,6 +224,20 @@ describe('parseGet matches the parser it replaced', () => {
     fc.assert(fc.property(answer, assertSameAsReference), { numRuns: 2000 });
   });
 
+  test('an all-zero preshared_key after a key clears it, and a key after a zero sets it (the last line wins)', () => {
+    // Found by the property above (CI, seed 1056985212): the zero line used to be applied before
+    // the queued key, so the peer kept a preshared key wireguard-go no longer had.
+    const peer = `public_key=${'00'.repeat(32)}`;
+    const one = `${'00'.repeat(31)}01`;
+    const zero = '00'.repeat(32);
+    for (const order of [[one, zero], [zero, one], [one, zero, one], [zero, one, zero]]) {
+      const text = [peer, ...order.map((k) => `preshared_key=${k}`)].join('\n');
+      assertSameAsReference(text);
+      const last = order[order.length - 1];
+      assert.equal(parseGet(text).peers[0].presharedKey === null, last === zero, `after ${order.length} preshared_key lines`);
+    }
+  });
+
   test('on answers that are not UTF-8: bytes are decoded as the whole answer was', () => {
     // A hostile socket's bytes: the reference decoded the whole answer, then split it.
     const valid = renderGet({
