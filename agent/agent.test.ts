@@ -13,10 +13,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
-import { TestCluster, kubeTestsUnavailable } from '../e2e/kube/apiserver.ts';
-import { createNode, createPeer, deletePeer, getPeer, grantShippedRole, installCrds, parseDump, updatePeerSpec, waitFor } from '../e2e/kube/mesh.ts';
-import type { DumpPeer } from '../e2e/kube/mesh.ts';
-import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { createNode, createPeer, deletePeer, getPeer, grantShippedRole, installCrds, parseDump, updatePeerSpec, waitFor } from '../sandbox/kube.ts';
+import type { DumpPeer } from '../sandbox/kube.ts';
+import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { DEFAULT_FWMARK, generatePrivateKey, listFallbacks, listRoutes, publicKeyOf } from '../native/index.ts';
 import { GROUP, KubeSource, MeshApi, NOT_READY_TAINT, SPEC_OVERWRITTEN_REASON, VERSION } from '../mesh/index.ts';
 

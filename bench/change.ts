@@ -44,7 +44,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { Session } from 'node:inspector';
 import { parseArgs } from 'node:util';
-import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { DEFAULT_FWMARK, findWireguardGo, loadOrCreatePrivateKey, publicKeyOf, wireguardGoVersion } from '../native/index.ts';
 import type { Logger } from '../native/index.ts';
 import { MeshMember } from '../mesh/member.ts';

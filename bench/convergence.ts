@@ -6,7 +6,7 @@
  *                             [--modes incremental,replace] [--resync 60] [--seed 1]
  *                             [--concurrency 16] [--keep-logs] [--json]
  *
- * Setup: e2e/cluster.ts MeshCluster with `--agents` real nodes (each a network namespace on one
+ * Setup: sandbox/cluster.ts MeshCluster with `--agents` real nodes (each a network namespace on one
  * underlay bridge with its own `aks-mesh agent` process driving its own wireguard-go, started with
  * `--log-format json --log-level debug`) against a real kube-apiserver + etcd with the CRDs and the
  * shipped RBAC, exactly as the e2e tests have them. The other `--nodes` minus `--agents` nodes are
@@ -54,11 +54,11 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
-import { MeshCluster, REPO_ROOT } from '../e2e/cluster.ts';
-import type { ClusterNode } from '../e2e/cluster.ts';
-import { kubeTestsUnavailable } from '../e2e/kube/apiserver.ts';
-import { createNode, customApi } from '../e2e/kube/mesh.ts';
-import { networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { MeshCluster, REPO_ROOT } from '../sandbox/cluster.ts';
+import type { ClusterNode } from '../sandbox/cluster.ts';
+import { kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { createNode, customApi } from '../sandbox/kube.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { API_VERSION, GROUP, VERSION } from '../mesh/index.ts';
 import type { PeerSpec } from '../mesh/index.ts';
 import { UapiClient, findWireguardGo, wireguardGoVersion } from '../native/index.ts';

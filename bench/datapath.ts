@@ -22,7 +22,7 @@
  *
  * About 6 minutes with the defaults here (7 cells × 5 runs × 5 s, plus set-up and warm-up).
  *
- * Setup: e2e/cluster.ts MeshCluster in peers-directory mode (no API server; agents with the default
+ * Setup: sandbox/cluster.ts MeshCluster in peers-directory mode (no API server; agents with the default
  * --resync 60), 2 nodes each, one cluster per (build, way) and one clear cluster: node namespaces on
  * an underlay bridge, a pod namespace behind each node (veths, MTU 1500). An iperf3 server runs in node-1's pod of each
  * cluster; each run is `iperf3 -c <pod ip> -t <seconds> -J` from node-0's pod.
@@ -45,9 +45,9 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { MeshCluster, REPO_ROOT, SOCKET_DIR } from '../e2e/cluster.ts';
-import type { ClusterNode } from '../e2e/cluster.ts';
-import { networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { MeshCluster, REPO_ROOT, SOCKET_DIR } from '../sandbox/cluster.ts';
+import type { ClusterNode } from '../sandbox/cluster.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { getLink, wireguardGoVersion } from '../native/index.ts';
 import { cpuSeconds } from './lib/procstat.ts';
 import { percentile } from './lib/stats.ts';

@@ -4,7 +4,7 @@
  *
  *   node bench/start.ts [--runs 5] [--nodes 3] [--source kube|dir] [--node-flags "--max-semi-space-size=2"]
  *
- * Setup: the e2e cluster in network namespaces (e2e/cluster.ts MeshCluster: an underlay bridge,
+ * Setup: the e2e cluster in network namespaces (sandbox/cluster.ts MeshCluster: an underlay bridge,
  * nodes each with a pod namespace behind them, a real kube-apiserver + etcd on the underlay), with
  * --nodes agents running and converged. Each run then adds a new node (its Node object exists, as a
  * kubelet would have registered it; in dir mode its Node and Peer files are written first, as an
@@ -23,9 +23,9 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { MeshCluster } from '../e2e/cluster.ts';
-import type { ClusterNode } from '../e2e/cluster.ts';
-import { networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { MeshCluster } from '../sandbox/cluster.ts';
+import type { ClusterNode } from '../sandbox/cluster.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { API_VERSION } from '../mesh/crd/types.ts';
 import { readLogEntries } from './lib/agentlog.ts';
 import type { LogEntry } from './lib/agentlog.ts';

@@ -26,7 +26,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import {
   SpawnedWireguardGo,
   findWireguardGo,

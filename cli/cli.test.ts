@@ -10,7 +10,7 @@ import type { Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { startTunnel, stopTunnel, waitForPing } from '../e2e/tunnel.ts';
 import type { TunnelNode } from '../e2e/tunnel.ts';
 import { DEFAULT_MAX_REPLY_BYTES } from '../native/uapi/client.ts';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 
 const skip = networkTestsUnavailable() ?? false;
 

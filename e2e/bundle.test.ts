@@ -11,10 +11,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { MeshCluster, NODE_BINARY, REPO_ROOT } from './cluster.ts';
-import { kubeTestsUnavailable } from './kube/apiserver.ts';
-import { getPeer } from './kube/mesh.ts';
-import { networkTestsUnavailable } from './sandbox.ts';
+import { MeshCluster, NODE_BINARY, REPO_ROOT } from '../sandbox/cluster.ts';
+import { kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { getPeer } from '../sandbox/kube.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 
 const skip = networkTestsUnavailable() ?? kubeTestsUnavailable() ?? false;
 

@@ -20,7 +20,7 @@ import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
 import { AGENT_NOT_READY_TAINT, CRDS, GROUP, NODE_BOUND_POLICY, NODE_TAINT_ROLE, VERSION, agentNodeTaintGrant, nodeBoundWritesPolicy } from '../mesh/index.ts';
-import { TestCluster, kubeTestsUnavailable } from './kube/apiserver.ts';
+import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 // AKS_MESH_CHART: another copy of the chart (to check this test catches a broken one).

@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { DirectorySource } from '../mesh/index.ts';
-import { MeshCluster, NODE_BINARY, UNDERLAY_RESERVATIONS, formatPacket, hostRoutesOverlapping, wireguardGoPids } from './cluster.ts';
-import type { ClusterMember } from './cluster.ts';
-import { isRunning, kubeTestsUnavailable } from './kube/apiserver.ts';
-import { networkTestsUnavailable, toolsUnavailable } from './sandbox.ts';
+import { MeshCluster, NODE_BINARY, UNDERLAY_RESERVATIONS, formatPacket, hostRoutesOverlapping, wireguardGoPids } from '../sandbox/cluster.ts';
+import type { ClusterMember } from '../sandbox/cluster.ts';
+import { isRunning, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { networkTestsUnavailable, toolsUnavailable } from '../sandbox/sandbox.ts';
 
 const noNetwork = networkTestsUnavailable(['wg']);
 // Under AKS_MESH_REQUIRE_NETWORK=1 a missing tcpdump fails here instead of skipping the capture tests.

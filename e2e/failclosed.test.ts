@@ -11,11 +11,11 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { MeshCluster } from './cluster.ts';
-import type { CapturedPacket, ClusterNode } from './cluster.ts';
-import { kubeTestsUnavailable } from './kube/apiserver.ts';
-import { getPeer, parseDump, updatePeerSpec } from './kube/mesh.ts';
-import { networkTestsUnavailable } from './sandbox.ts';
+import { MeshCluster } from '../sandbox/cluster.ts';
+import type { CapturedPacket, ClusterNode } from '../sandbox/cluster.ts';
+import { kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { getPeer, parseDump, updatePeerSpec } from '../sandbox/kube.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { NOT_READY_TAINT } from '../mesh/index.ts';
 import { listFallbacks, listRoutes } from '../native/index.ts';
 

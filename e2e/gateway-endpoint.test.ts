@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { GROUP, VERSION } from '../mesh/crd/types.ts';
-import { MeshCluster } from './cluster.ts';
-import { kubeTestsUnavailable } from './kube/apiserver.ts';
-import { networkTestsUnavailable } from './sandbox.ts';
+import { MeshCluster } from '../sandbox/cluster.ts';
+import { kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 
 const skip = networkTestsUnavailable() ?? kubeTestsUnavailable() ?? false;
 

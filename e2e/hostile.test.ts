@@ -19,11 +19,11 @@ import * as k8s from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { API_VERSION, GROUP, VERSION, allocateMeshIP, apiMessage } from '../mesh/index.ts';
 import { generatePrivateKey, publicKeyOf } from '../native/index.ts';
-import { MeshCluster } from './cluster.ts';
-import type { ClusterMember } from './cluster.ts';
-import { createNode, customApi, parseDump } from './kube/mesh.ts';
-import { kubeTestsUnavailable } from './kube/apiserver.ts';
-import { networkTestsUnavailable } from './sandbox.ts';
+import { MeshCluster } from '../sandbox/cluster.ts';
+import type { ClusterMember } from '../sandbox/cluster.ts';
+import { createNode, customApi, parseDump } from '../sandbox/kube.ts';
+import { kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 
 const networkSkip = networkTestsUnavailable() ?? false;
 const kubeSkip = networkSkip || (kubeTestsUnavailable() ?? false);

@@ -12,11 +12,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { MeshCluster } from './cluster.ts';
-import type { ClusterNode } from './cluster.ts';
-import { parseDump } from './kube/mesh.ts';
-import { kubeTestsUnavailable } from './kube/apiserver.ts';
-import { networkTestsUnavailable } from './sandbox.ts';
+import { MeshCluster } from '../sandbox/cluster.ts';
+import type { ClusterNode } from '../sandbox/cluster.ts';
+import { parseDump } from '../sandbox/kube.ts';
+import { kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { DEFAULT_FWMARK, DEFAULT_TABLE, formatMark, listFallbacks, listRoutes } from '../native/index.ts';
 
 const OLD_FWMARK = 51820;

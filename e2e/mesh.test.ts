@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { MeshCluster } from './cluster.ts';
-import type { CapturedPacket } from './cluster.ts';
-import { createPeer, deletePeer, getPeer, parseDump } from './kube/mesh.ts';
-import { kubeTestsUnavailable } from './kube/apiserver.ts';
-import { networkTestsUnavailable } from './sandbox.ts';
+import { MeshCluster } from '../sandbox/cluster.ts';
+import type { CapturedPacket } from '../sandbox/cluster.ts';
+import { createPeer, deletePeer, getPeer, parseDump } from '../sandbox/kube.ts';
+import { kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { DEFAULT_FWMARK, generatePrivateKey, listFallbacks, listRoutes, publicKeyOf } from '../native/index.ts';
 
 const skip = networkTestsUnavailable(['wg', 'tcpdump', 'kubectl']) ?? kubeTestsUnavailable() ?? false;

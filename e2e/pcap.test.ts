@@ -1,7 +1,7 @@
 /** The pcap decoder on hand-built frames (no root, no tcpdump needed). */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { formatPacket, parsePcap, tcpdumpSummaries, wireguardMessage } from './pcap.ts';
+import { formatPacket, parsePcap, tcpdumpSummaries, wireguardMessage } from '../sandbox/pcap.ts';
 
 function pcap(frames: Buffer[], options: { linkType?: number; bigEndian?: boolean; nano?: boolean } = {}): Buffer {
   const be = options.bigEndian ?? false;

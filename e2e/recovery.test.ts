@@ -16,9 +16,9 @@ import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { MeshCluster } from './cluster.ts';
-import type { CapturedPacket, ClusterNode } from './cluster.ts';
-import { networkTestsUnavailable } from './sandbox.ts';
+import { MeshCluster } from '../sandbox/cluster.ts';
+import type { CapturedPacket, ClusterNode } from '../sandbox/cluster.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { API_VERSION } from '../mesh/crd/types.ts';
 import { STABLE_MS, findWireguardGo, wireguardGoVersion } from '../native/index.ts';
 

@@ -9,10 +9,10 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
-import { MeshCluster } from './cluster.ts';
-import { kubeTestsUnavailable } from './kube/apiserver.ts';
-import { getPeer } from './kube/mesh.ts';
-import { networkTestsUnavailable } from './sandbox.ts';
+import { MeshCluster } from '../sandbox/cluster.ts';
+import { kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { getPeer } from '../sandbox/kube.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
 
 const skip = networkTestsUnavailable() ?? kubeTestsUnavailable() ?? false;
 

@@ -15,7 +15,7 @@ import {
   trixieBinaryPath,
 } from '../native/index.ts';
 import type { DeviceConfig, Logger } from '../native/index.ts';
-import type { Sandbox } from './sandbox.ts';
+import type { Sandbox } from '../sandbox/sandbox.ts';
 
 export interface TunnelNode {
   name: string;

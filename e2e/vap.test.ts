@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { parseAllDocuments, stringify } from 'yaml';
-import { installCrds, waitFor } from './kube/mesh.ts';
+import { installCrds, waitFor } from '../sandbox/kube.ts';
 import { startVapServer, vapTestsUnavailable } from './kube/vap/server.ts';
 import type { Identity, Reply, VapServer } from './kube/vap/server.ts';
 import { AGENT_NOT_READY_TAINT, GROUP, NAMESPACE, NODE_NAME_EXTRA, VERSION } from '../mesh/index.ts';

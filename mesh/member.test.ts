@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { DEFAULT_FWMARK, generatePrivateKey, loadOrCreatePrivateKey, publicKeyOf } from '../native/index.ts';
 import type { Peer } from './crd/types.ts';
 import { MeshMember } from './member.ts';

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { SpawnedWireguardGo, findWireguardGo, generatePrivateKey } from '../native/index.ts';
 import { MemberMetrics } from './metrics.ts';
 

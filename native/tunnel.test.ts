@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, networkTestsUnavailable } from '../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { availableWireguardGoBinaries, startTunnel, stopTunnel, waitForPing } from '../e2e/tunnel.ts';
 import type { TunnelNode } from '../e2e/tunnel.ts';
-import { tcpTransfer } from '../e2e/tcp.ts';
+import { tcpTransfer } from '../sandbox/tcp.ts';
 import { wireguardGoVersion } from './wireguard-go/index.ts';
 
 const skip = networkTestsUnavailable();

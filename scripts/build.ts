@@ -9,7 +9,8 @@
  *
  * Modules stay lazily evaluated where the sources import them dynamically (esbuild keeps each
  * dynamic import as a function run on first use), so a `--peers-dir` agent still never runs
- * client-node's code. The demo's sandbox (e2e/) is left out: it is not part of the product.
+ * client-node's code. The demo's namespace cluster (sandbox/) is in: `aks-mesh demo` is a command
+ * of the product (it needs kube-apiserver and etcd beside it, which the image does not carry).
  */
 import { build } from 'esbuild';
 import { statSync } from 'node:fs';
@@ -34,8 +35,6 @@ const result = await build({
   legalComments: 'none',
   // CommonJS dependencies (client-node's) call require(): give the ES module one.
   banner: { js: "import { createRequire as __aksMeshRequire } from 'node:module'; const require = __aksMeshRequire(import.meta.url);" },
-  // The demo imports the test sandbox; the shipped program has no demo to run.
-  external: ['../../e2e/*'],
   logLevel: 'warning',
   metafile: true,
 });

@@ -10,9 +10,9 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { CLI, NODE_BINARY } from '../../e2e/cluster.ts';
-import type { Sandbox } from '../../e2e/sandbox.ts';
-import { isRunning } from '../../e2e/proc.ts';
+import { CLI, NODE_BINARY } from '../../sandbox/cluster.ts';
+import type { Sandbox } from '../../sandbox/sandbox.ts';
+import { isRunning } from '../../sandbox/proc.ts';
 import { cpuSeconds, memoryMiB } from './procstat.ts';
 
 export const LOADED_MODULES_HOOK = join(import.meta.dirname, 'loaded-modules.ts');

@@ -2,7 +2,7 @@
  * `aks-mesh demo`: the README's first command. Builds a whole mesh on this machine — nodes with a pod
  * each and a Konnectivity-side gateway, each a network namespace on one underlay bridge with its own
  * `aks-mesh agent|gateway` process and wireguard-go — against a real kube-apiserver + etcd when one is
- * built (e2e/kube/build-apiserver.sh), else from a peers directory. Prints the connectivity matrix
+ * built (sandbox/build-apiserver.sh), else from a peers directory. Prints the connectivity matrix
  * and every device, and tears it all down on Ctrl-C (or at once with --once).
  */
 import type { Argv } from 'yargs';
@@ -32,11 +32,11 @@ export function demoCommand(y: Argv): Argv {
 }
 
 async function runDemo(a: DemoArgs): Promise<void> {
-  const { networkTestsUnavailable } = await import('../../e2e/sandbox.ts');
+  const { networkTestsUnavailable } = await import('../../sandbox/sandbox.ts');
   const unavailable = networkTestsUnavailable();
   if (unavailable) throw new Error(`demo ${unavailable}: run it as root (sudo scripts/demo)`);
-  const { MeshCluster } = await import('../../e2e/cluster.ts');
-  const { findApiServer } = await import('../../e2e/kube/apiserver.ts');
+  const { MeshCluster } = await import('../../sandbox/cluster.ts');
+  const { findApiServer } = await import('../../sandbox/apiserver.ts');
   const { UapiClient, wireguardGoVersion, findWireguardGo } = await import('../../native/index.ts');
   const { formatText } = await import('../format.ts');
   const out = (line = ''): boolean => process.stdout.write(`${line}\n`);
@@ -44,7 +44,7 @@ async function runDemo(a: DemoArgs): Promise<void> {
   const source = findApiServer() ? 'kube' : 'dir';
   out(`AKS Mesh demo: ${a.nodes} nodes with a pod each and a gateway, each a network namespace with its own agent and wireguard-go`);
   if (source === 'dir') {
-    out('kube-apiserver is not built yet (e2e/kube/build-apiserver.sh builds it in a few minutes; scripts/test does):');
+    out('kube-apiserver is not built yet (sandbox/build-apiserver.sh builds it in a few minutes; scripts/test does):');
     out('using a peers directory (--peers-dir) instead of the Kubernetes API.');
   }
   const c = await MeshCluster.start({ nodes: a.nodes, gateway: true, source, exitOnSignal: false, resyncSeconds: 30 });
@@ -96,7 +96,7 @@ async function runDemo(a: DemoArgs): Promise<void> {
 }
 
 /** Without an API server nobody registers Peers: write what each agent would have registered. */
-function writeDirectoryPeers(c: import('../../e2e/cluster.ts').MeshCluster): void {
+function writeDirectoryPeers(c: import('../../sandbox/cluster.ts').MeshCluster): void {
   const objects: object[] = c.nodes.map((n, i) => ({
     apiVersion: 'aksmesh.io/v1alpha1',
     kind: 'Peer',

@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { toolsUnavailable } from '../sandbox.ts';
-import { PORT_DIR, TestCluster, isRunning, kubeTestsUnavailable } from './apiserver.ts';
+import { toolsUnavailable } from '../../sandbox/sandbox.ts';
+import { PORT_DIR, TestCluster, isRunning, kubeTestsUnavailable } from '../../sandbox/apiserver.ts';
 
 const skip = kubeTestsUnavailable() ?? false;
 

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { TestCluster, kubeTestsUnavailable } from '../../e2e/kube/apiserver.ts';
+import { TestCluster, kubeTestsUnavailable } from '../../sandbox/apiserver.ts';
 import fc from 'fast-check';
 import { canonicalCidr, canonicalIp, generatePrivateKey, publicKeyOf } from '../../native/index.ts';
 import { apiMessage } from '../kube.ts';

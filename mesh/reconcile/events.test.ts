@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, describe, test } from 'node:test';
-import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../../sandbox/sandbox.ts';
 import { SpawnedWireguardGo, UapiSetError, generatePrivateKey, listFallbacks, listRoutes, publicKeyOf } from '../../native/index.ts';
 import type { DeviceState, PeerConfig, SetRequest } from '../../native/index.ts';
 import { Reconciler } from './reconciler.ts';

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../../sandbox/sandbox.ts';
 import { SpawnedWireguardGo, generatePrivateKey, listFallbacks, listRoutes, publicKeyOf } from '../../native/index.ts';
 import { Reconciler } from './reconciler.ts';
 import type { DesiredState, SyncResult } from './reconciler.ts';

@@ -11,8 +11,8 @@ import { createServer } from 'node:net';
 import type { Server, Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { TestCluster, kubeTestsUnavailable } from '../../e2e/kube/apiserver.ts';
-import { createNode, createPeer, installCrds, updatePeerSpec, waitFor } from '../../e2e/kube/mesh.ts';
+import { TestCluster, kubeTestsUnavailable } from '../../sandbox/apiserver.ts';
+import { createNode, createPeer, installCrds, updatePeerSpec, waitFor } from '../../sandbox/kube.ts';
 import { KubeSource } from './kube.ts';
 
 let server: Server;

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../../sandbox/sandbox.ts';
 import { startTunnel, stopTunnel, waitForPing } from '../../e2e/tunnel.ts';
 import type { TunnelNode } from '../../e2e/tunnel.ts';
 import {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { inspect } from 'node:util';
 import { KeyIndex } from '../../scripts/scan-secrets.ts';
-import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../../sandbox/sandbox.ts';
 import { availableWireguardGoBinaries } from '../../e2e/tunnel.ts';
 import { isNativeError } from '../errors.ts';
 import { REDACTED, generatePresharedKey, generatePrivateKey, keyToHex, publicKeyOf } from '../keys/index.ts';

@@ -13,7 +13,7 @@ import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Sandbox, networkTestsUnavailable } from '../../e2e/sandbox.ts';
+import { Sandbox, networkTestsUnavailable } from '../../sandbox/sandbox.ts';
 import { availableWireguardGoBinaries, startTunnel, stopTunnel } from '../../e2e/tunnel.ts';
 import type { TunnelNode } from '../../e2e/tunnel.ts';
 import { generatePrivateKey, publicKeyOf } from '../keys/index.ts';

@@ -17,7 +17,7 @@
 //     feeds the plugin's informers, instead of from admissionregistration objects stored in etcd:
 //     the plugin's source, matcher, compiler and dispatcher are the ones a cluster runs;
 //   - it serves apiextensions.k8s.io and custom resources only (no core/v1: no Nodes, no Namespaces);
-//   - flags it does not know are ignored, so e2e/kube/apiserver.ts can start it with kube-apiserver's
+//   - flags it does not know are ignored, so sandbox/apiserver.ts can start it with kube-apiserver's
 //     flags (its certificates, etcd, token file, ports and process handling are reused as they are).
 package main
 

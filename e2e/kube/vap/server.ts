@@ -17,7 +17,7 @@ import { request } from 'node:https';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ETCD_BINARY, TestCluster } from '../apiserver.ts';
+import { ETCD_BINARY, TestCluster } from '../../../sandbox/apiserver.ts';
 
 const execFileAsync = promisify(execFile);
 

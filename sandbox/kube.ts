@@ -7,11 +7,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k8s from '@kubernetes/client-node';
 import { parseAllDocuments } from 'yaml';
-import { API_VERSION, CRDS, GROUP, VERSION } from '../../mesh/index.ts';
-import type { PeerSpec } from '../../mesh/index.ts';
+import { API_VERSION, CRDS, GROUP, VERSION } from '../mesh/index.ts';
+import type { PeerSpec } from '../mesh/index.ts';
 import type { TestCluster } from './apiserver.ts';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Poll until `check` returns a truthy value; fail naming `what` and the last value seen. */
 export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 30_000, intervalMs = 200): Promise<Exclude<T, null | undefined | false | 0 | "">> {

@@ -55,9 +55,9 @@ import * as k8s from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { NOT_READY_TAINT } from '../mesh/kube.ts';
 import { cidrOverlaps, findWireguardGo, generatePrivateKey, publicKeyOf, writePrivateKeyFile } from '../native/index.ts';
-import { TestCluster } from './kube/apiserver.ts';
+import { TestCluster } from './apiserver.ts';
 import { claimPidFile, isRunning, signalPid, tailOf } from './proc.ts';
-import { createNode, grantShippedRole, installCrds } from './kube/mesh.ts';
+import { createNode, grantShippedRole, installCrds } from './kube.ts';
 import { parsePcap, tcpdumpSummaries } from './pcap.ts';
 import type { CapturedPacket } from './pcap.ts';
 import { Sandbox } from './sandbox.ts';
@@ -781,7 +781,7 @@ export class MeshCluster {
     }
   }
 
-  /** A hashed TCP transfer from a pod (or the gateway namespace, for 'gateway') to a node's pod (e2e/tcp.ts). */
+  /** A hashed TCP transfer from a pod (or the gateway namespace, for 'gateway') to a node's pod (sandbox/tcp.ts). */
   async tcp(from: string, to: string, bytes: number, options: { port?: number } = {}): Promise<TransferResult> {
     const source = this.member(from);
     const target = this.node(to);

@@ -14,7 +14,7 @@
  * are declared up front with `users`, or added later with `addUser`, which rewrites the token file
  * and restarts the API server on the same port (kube-apiserver reads that file only at start).
  *
- * kube-apiserver comes from `e2e/kube/build-apiserver.sh` (cached in ~/.cache/aks-mesh), etcd from
+ * kube-apiserver comes from `sandbox/build-apiserver.sh` (cached in ~/.cache/aks-mesh), etcd from
  * Debian's etcd-server, certificates from the openssl CLI (OpenSSL 3: `req -CA`), kubectl from
  * /usr/bin/kubectl or $AKS_MESH_KUBECTL.
  */
@@ -30,7 +30,7 @@ import { constants as osConstants, homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
-import { claimPidFile, isRunning, signalPid as signal, tailOf as tailOfFile } from '../proc.ts';
+import { claimPidFile, isRunning, signalPid as signal, tailOf as tailOfFile } from './proc.ts';
 
 const execFileAsync = promisify(execFile);
 const generateKeyPairAsync = promisify(generateKeyPair);
@@ -61,7 +61,7 @@ export function apiServerMissingMessage(): string {
   if (fromEnv) return `AKS_MESH_KUBE_APISERVER=${fromEnv} does not exist`;
   return (
     `kube-apiserver ${APISERVER_VERSION} not found at ${cachedApiServerPath()}: build it once with ` +
-    `e2e/kube/build-apiserver.sh (as root, 7-9 minutes, cached afterwards), or set AKS_MESH_KUBE_APISERVER=/path`
+    `sandbox/build-apiserver.sh (as root, 7-9 minutes, cached afterwards), or set AKS_MESH_KUBE_APISERVER=/path`
   );
 }
 
