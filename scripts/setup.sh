@@ -7,7 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 tcpdump socat procps python3 ca-certificates
-  etcd-server openssl util-linux iptables)
+  etcd-server openssl util-linux iptables
+  # The image (issue 11): a debootstrap base, built by buildah from the Dockerfile, saved by podman.
+  debootstrap buildah podman runc
+  # Real nodes (issue 11): containerd + runc under kubelet, CNI plugins, kube-proxy's conntrack; gcc and
+  # libc6-dev build kubelet's cgo parts and the pause binary.
+  containerd containernetworking-plugins conntrack gcc libc6-dev)
 # kubectl: the machine's own if it has one (any version that talks to 1.20), else Debian's.
 command -v kubectl >/dev/null || packages+=(kubernetes-client)
 missing=()
