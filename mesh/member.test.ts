@@ -12,6 +12,7 @@ import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { DEFAULT_FWMARK, generatePrivateKey, loadOrCreatePrivateKey, publicKeyOf } from '../native/index.ts';
 import type { Peer } from './crd/types.ts';
 import { MeshMember } from './member.ts';
+import { agentRole } from '../agent/role.ts';
 import { MemorySource } from './source/index.ts';
 
 const skip = networkTestsUnavailable() ?? false;
@@ -54,7 +55,7 @@ describe('a member on a MemorySource and a real wireguard-go', { skip, timeout: 
       peers: [0, 1, 2, 3].map((i) => peer(i, keys[i])),
     });
     member = new MeshMember({
-      role: 'node',
+      role: agentRole({ nodeName: 'node-0', listenPort: 51820 }),
       name: 'node-0',
       nodeName: 'node-0',
       interfaceName: box.ifName('wm', 'a'),

@@ -1,8 +1,10 @@
 /**
- * A member of the mesh, wired: a node's agent (role 'node', its own object is the Peer named after
- * its node) or a Konnectivity-side gateway (role 'gateway', its own object is a Gateway). Both have
- * a key, a wireguard-go (spawn or attach), the interface and policy routing, a peer source, the
- * desired state, the reconciler, self-registration and status. agent/ and gateway/ give the flags.
+ * A member of the mesh, wired: the core that a node's agent (agent/, its own object is the Peer
+ * named after its node) and a Konnectivity-side gateway (gateway/, its own object is a Gateway)
+ * share. Both have a key, a wireguard-go (spawn or attach), the interface and policy routing, a peer
+ * source, the desired state, the reconciler, self-registration and status. What differs is a
+ * MemberRole that agent/ (agentRole) or gateway/ (gatewayRole) hands in: this file has no branch
+ * on which one it is.
  *
  *   source change ─▶ register own object ─▶ reconciler.trigger ─▶ topology ─▶ diff ─▶ UAPI + routes
  *                                                                      └────▶ status, events
@@ -31,7 +33,7 @@ import type { GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
 import { checkObject } from './crd/validate.ts';
 import { Fallbacks } from './failclosed.ts';
 import { compareText } from './topology/order.ts';
-import { NOT_READY_TAINT, apiMessage, httpStatus, sameSpec } from './kube.ts';
+import { apiMessage, sameSpec } from './kube.ts';
 import type { MeshApi, OwnObjectOutcome } from './kube.ts';
 import { Reconciler } from './reconcile/index.ts';
 import type { DesiredDevice, DesiredState, SyncResult } from './reconcile/index.ts';
@@ -40,15 +42,61 @@ import { TopologyEngine, allocateMeshIP, meshIPHolders } from './topology/index.
 import type { DesiredPeer, MeshIPHolder, MeshSettings, ObjectKind, Refusal, Topology } from './topology/index.ts';
 import { identityDelta } from './delta.ts';
 
+/** What a role's ownSpec may read: the member's key, its mesh IP (allocated on demand) and the Nodes. */
+export interface OwnSpecContext {
+  readonly publicKey: string;
+  /** The mesh IP this member holds (allocated from the checked path; call only when the spec is otherwise complete). */
+  meshIP(): string;
+  readonly nodes: Snapshot['nodes'];
+  /** The member's persistent keepalive, when it sets one (its own object carries it). */
+  readonly persistentKeepalive?: number;
+  readonly log: Logger;
+}
+
+/** What a role's hooks may use after a pass: the API, the source, and the member's own verdict and write tracking. */
+export interface RoleContext {
+  readonly api: MeshApi;
+  readonly source: PeerSource;
+  readonly log: Logger;
+  /** Whether the member is fully part of the mesh after this pass (MeshMember.converged). */
+  converged(result: SyncResult, topology: Topology): boolean;
+  /** Run an API write nobody awaits, so that stop() lets it settle within its deadline. */
+  track(write: Promise<unknown>): void;
+}
+
+/**
+ * Everything that differs between a node's agent and a gateway, given to the member by agent/
+ * (agentRole) or gateway/ (gatewayRole). One instance per member: a role may keep state.
+ */
+export interface MemberRole {
+  /** How the desired state and the fail-closed routes see this member: 'node' (its own pods are local) or 'gateway'. */
+  readonly self: 'node' | 'gateway';
+  /** The kind of this member's own object. */
+  readonly kind: ObjectKind;
+  /** Who restores the own object, as the Warning event names it ("the agent on node-a", "gateway gw"). */
+  readonly owner: string;
+  /** CIDRs this member routes into its tunnel beyond what the peers bring (a gateway's --pod-cidr): they fail closed too. */
+  readonly podCIDRs?: readonly string[];
+  /**
+   * The routes to hold for a topology's routes. Returning that same array says they are canonical
+   * and sorted (merged unparsed into the fallbacks); a new array is parsed and sorted there.
+   */
+  routes(topologyRoutes: readonly string[]): readonly string[];
+  /** The spec this member's own object should have, or null while that cannot be said yet (no Node object). */
+  ownSpec(context: OwnSpecContext): PeerSpec | GatewaySpec | null;
+  /** After every pass, with an API and not stopped (a node removes its not-ready taint once converged). */
+  afterPass?(context: RoleContext, result: SyncResult, topology: Topology): void;
+  /** After this member wrote its status (a node writes the trust rules' verdicts on the others). */
+  afterStatus?(context: RoleContext, topology: Topology): Promise<void>;
+}
+
 export interface MemberOptions {
-  /** 'node': a node's agent; 'gateway': the Konnectivity-side gateway. */
-  role: 'node' | 'gateway';
+  /** What this member is: agentRole() (agent/) or gatewayRole() (gateway/). */
+  role: MemberRole;
   /** The name of this member's own object: the node name (Peer) or the Gateway's name. */
   name: string;
-  /** The node this runs on (a gateway's Konnectivity agent node; for role node, the same as name). */
+  /** The node this runs on (a gateway's Konnectivity agent node; for a node's agent, the same as name). */
   nodeName: string;
-  /** Gateway only: the pod CIDRs it routes into the mesh (--pod-cidr). */
-  podCIDRs?: string[];
   /** The WireGuard interface (and socket) name; unique per machine. */
   interfaceName: string;
   listenPort: number;
@@ -75,8 +123,6 @@ export interface MemberOptions {
   socketDir?: string;
   /** Act inside this network namespace (tests and the demo); absent: the agent's own. */
   netns?: string;
-  /** This member's endpoint; default (nodes): its Node's first InternalIP and the listen port. */
-  endpoint?: string;
   /** Keepalive for peers that set none (0 = off). */
   persistentKeepalive?: number;
   source: PeerSource;
@@ -128,15 +174,12 @@ export class MeshMember {
   topology: Topology | null = null;
   private registering: Promise<void> | null = null;
   private registerAgain = false;
-  private reported = new Map<string, string>();
   private logged = new Map<string, string>();
   private stopped = false;
   /** The spec this process last wrote to (or found on) its own object: a different one there was written by someone else. */
   private lastWritten: PeerSpec | GatewaySpec | null = null;
   private readonly registerBackoff: Backoff;
   private registerRetry: NodeJS.Timeout | undefined;
-  /** The not-ready taint on this node: still to check, being removed, or done with (removed or never there). */
-  private taint: 'pending' | 'removing' | 'done' = 'pending';
   /**
    * When a Warning event last announced a restore, by own object (kind/name). Keyed by the object,
    * not by the writer: a writer chooses its field-manager name and could take a new one per write.
@@ -161,9 +204,6 @@ export class MeshMember {
   /** leaveOffOwnKey's last input and output (the engine's Topology is never mutated). */
   private ownKeyIn: Topology | null = null;
   private ownKeyOut: Topology | null = null;
-  /** A gateway's routes (topology routes plus its --pod-cidr list), by the topology's routes. */
-  private gatewayRoutesIn: readonly string[] | null = null;
-  private gatewayRoutesOut: string[] = [];
   /** The DesiredDevice handed to the reconciler, by the peers it holds. */
   private device: DesiredDevice | null = null;
   /** Mesh IP holders, per raw object (the checked path is a pure function of the object) and per snapshot lists. */
@@ -171,20 +211,21 @@ export class MeshMember {
   private readonly holdersIndex: HolderIndex = { lists: { Peer: [], Gateway: [] }, byObject: new Map(), byIP: new Map() };
   private allocation: { peers: unknown[]; gateways: unknown[]; last: string | undefined; created: number | undefined; meshIP: string } | null = null;
   private ownFor: { list: unknown[]; own: OwnObject | undefined } | null = null;
-  private nodeFor: { nodes: Snapshot['nodes']; node: Snapshot['nodes'][number] | undefined } | null = null;
   private readonly ownChecked = new WeakMap<object, ReturnType<typeof checkObject>>();
   /** The mesh IP syncAddress last found on (or put on) the interface: an event pass checks nothing more. */
   private addressSynced: string | null = null;
   private loggedRefused: readonly Refusal[] | null = null;
-  /** Objects whose Accepted condition was found True or set True (by identity: a changed object is looked at again). */
-  private readonly acceptedChecked = new WeakSet<object>();
-  private acceptedLists: { peers: unknown[]; gateways: unknown[]; refused: readonly Refusal[] } | null = null;
   /** The public keys on the device, by the reconciler's live state (the same object while the device did not change). */
   private liveKeysFor: { live: DeviceState | null; keys: Set<string> } | null = null;
   private counts: { peers: readonly DesiredPeer[]; live: DeviceState | null; configured: number; handshakeWithin3m: number } | null = null;
 
+  private readonly role: MemberRole;
+  /** What the role's hooks get (built once: the API does not change). */
+  private readonly roleContext: RoleContext | null;
+
   constructor(options: MemberOptions) {
     this.o = options;
+    this.role = options.role;
     this.log = options.log ?? silentLogger;
     this.registerBackoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...options.registerBackoff });
     const key = loadOrCreatePrivateKey(options.keyPath);
@@ -211,7 +252,11 @@ export class MeshMember {
       ...(options.clusterCIDRs ? { clusterCIDRs: options.clusterCIDRs } : {}),
       ...(options.nodeSubnets ? { nodeSubnets: options.nodeSubnets } : {}),
     };
-    this.fallbacks = new Fallbacks({ role: options.role, nodeName: options.nodeName, podCIDRs: options.podCIDRs, meshCIDR: options.meshCIDR });
+    this.fallbacks = new Fallbacks({ role: options.role.self, nodeName: options.nodeName, podCIDRs: options.role.podCIDRs, meshCIDR: options.meshCIDR });
+    const api = options.api;
+    this.roleContext = api
+      ? { api, source: options.source, log: this.log, converged: (result, topology) => this.converged(result, topology), track: (write) => this.track(write) }
+      : null;
     this.reconciler = new Reconciler({
       device: this.wireguard.client,
       routes: { table: options.table, dev: options.interfaceName, netns: options.netns },
@@ -226,7 +271,7 @@ export class MeshMember {
 
   /** The kind of this member's own object. */
   get kind(): ObjectKind {
-    return this.o.role === 'node' ? 'Peer' : 'Gateway';
+    return this.role.kind;
   }
 
   private get ipOpts(): { netns?: string } {
@@ -308,7 +353,7 @@ export class MeshMember {
     if (!this.o.source.synced()) return null;
     const snapshot = this.o.source.snapshot();
     const computed = this.engine.compute({
-      self: { role: this.o.role, name: this.o.name },
+      self: { role: this.role.self, name: this.o.name },
       peers: snapshot.peers,
       gateways: snapshot.gateways,
       nodes: snapshot.nodes,
@@ -318,26 +363,13 @@ export class MeshMember {
     if (computed.settingsProblems?.length) throw new Error(`the mesh settings are unusable: ${computed.settingsProblems.join('; ')}`);
     const topology = this.leaveOffOwnKey(computed);
     this.topology = topology;
-    const routes = this.routesOf(topology);
+    const routes = this.role.routes(topology.routes);
     // Fail closed for every pod CIDR, not only the routed ones: a node whose Peer is refused or not
     // registered yet has no route here, and its pods must be unreachable rather than reached in clear.
-    // A node's routes are the Topology's (canonical and sorted: merged in as they are); a gateway's add its --pod-cidr list as given.
-    const fallbacks = this.fallbacks.compute(snapshot.nodes, routes, this.o.role === 'node');
+    // The Topology's own routes are canonical and sorted (merged in as they are); a role's own list is parsed.
+    const fallbacks = this.fallbacks.compute(snapshot.nodes, routes, routes === topology.routes);
     if (this.device?.peers !== topology.peers) this.device = { privateKey: this.privateKey, listenPort: this.o.listenPort, fwmark: this.o.fwmark, peers: topology.peers };
     return { device: this.device, routes, fallbacks };
-  }
-
-  /**
-   * A gateway routes all of its pod CIDRs into the tunnel, even parts no node has yet: pod traffic
-   * must never leave through the underlay in clear. (Recomputed only when the topology's routes change.)
-   */
-  private routesOf(topology: Topology): readonly string[] {
-    if (this.o.role !== 'gateway') return topology.routes;
-    if (topology.routes !== this.gatewayRoutesIn) {
-      this.gatewayRoutesIn = topology.routes;
-      this.gatewayRoutesOut = [...new Set([...topology.routes, ...(this.o.podCIDRs ?? [])])].sort(compareText);
-    }
-    return this.gatewayRoutesOut;
   }
 
   /**
@@ -454,7 +486,7 @@ export class MeshMember {
 
   private ownObject(): OwnObject | undefined {
     const snapshot = this.o.source.snapshot();
-    const list = this.o.role === 'node' ? snapshot.peers : snapshot.gateways;
+    const list = this.kind === 'Peer' ? snapshot.peers : snapshot.gateways;
     if (this.ownFor?.list === list) return this.ownFor.own;
     let own: OwnObject | undefined;
     for (const o of list as OwnObject[]) {
@@ -469,30 +501,13 @@ export class MeshMember {
   /** The spec this member's own object should have, from what the source says now (null: not yet). */
   ownSpec(): PeerSpec | GatewaySpec | null {
     if (!this.o.source.synced()) return null;
-    const keepalive = this.o.persistentKeepalive ? { persistentKeepalive: this.o.persistentKeepalive } : {};
-    if (this.o.role === 'gateway') {
-      const spec: GatewaySpec = {
-        publicKey: this.publicKey,
-        meshIP: this.allocate(),
-        nodeName: this.o.nodeName,
-        podCIDRs: [...(this.o.podCIDRs ?? [])].sort(compareText),
-        ...keepalive,
-      };
-      if (this.o.endpoint) spec.endpoint = this.o.endpoint;
-      return spec;
-    }
-    const nodes = this.o.source.snapshot().nodes;
-    if (this.nodeFor?.nodes !== nodes) this.nodeFor = { nodes, node: nodes.find((n) => n.name === this.o.nodeName) };
-    const node = this.nodeFor.node;
-    if (!node) {
-      this.log.warn('no Node object for this node yet; not registering', { node: this.o.nodeName });
-      return null;
-    }
-    const endpointIp = node.internalIPs[0];
-    const endpoint = this.o.endpoint ?? (endpointIp ? (endpointIp.includes(':') ? `[${endpointIp}]:${this.o.listenPort}` : `${endpointIp}:${this.o.listenPort}`) : undefined);
-    const spec: PeerSpec = { publicKey: this.publicKey, allowedIPs: [...node.podCIDRs].sort(compareText), meshIP: this.allocate(), nodeName: this.o.nodeName, ...keepalive };
-    if (endpoint) spec.endpoint = endpoint;
-    return spec;
+    return this.role.ownSpec({
+      publicKey: this.publicKey,
+      meshIP: () => this.allocate(),
+      nodes: this.o.source.snapshot().nodes,
+      ...(this.o.persistentKeepalive ? { persistentKeepalive: this.o.persistentKeepalive } : {}),
+      log: this.log,
+    });
   }
 
   /**
@@ -547,7 +562,7 @@ export class MeshMember {
     const before = (r.previous ?? {}) as Record<string, unknown>;
     const after = spec as unknown as Record<string, unknown>;
     const fields = [...new Set([...Object.keys(before), ...Object.keys(after)])].filter((k) => !sameSpec(before[k], after[k])).sort(compareText);
-    const owner = this.o.role === 'node' ? `the agent on ${this.o.nodeName}` : `gateway ${this.o.name}`;
+    const owner = this.role.owner;
     const message =
       `${this.kind} ${this.o.name}: spec changed by ${JSON.stringify(who.manager)} (${who.operation}${who.time ? ` at ${who.time}` : ''}), ` +
       `not by its owner; restored by ${owner} (fields ${fields.map((f) => `spec.${f}`).join(', ') || 'none'})`;
@@ -628,7 +643,7 @@ export class MeshMember {
     this.logRefusals(topology.refused);
     if (!this.o.api || this.stopped) return;
     this.track(this.writeStatus(result, topology).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) })));
-    this.clearNotReadyTaint(result, topology);
+    if (this.roleContext) this.role.afterPass?.(this.roleContext, result, topology);
   }
 
   /**
@@ -650,36 +665,6 @@ export class MeshMember {
   private liveKeys(live: DeviceState | null): Set<string> {
     if (!this.liveKeysFor || this.liveKeysFor.live !== live) this.liveKeysFor = { live, keys: new Set((live?.peers ?? []).map((p) => p.publicKey)) };
     return this.liveKeysFor.keys;
-  }
-
-  /**
-   * Once converged, remove the not-ready taint from this node's own Node (only that taint, only this
-   * Node), so ordinary pods are scheduled here only when the mesh is there for them. Done once per
-   * process; a failure is retried after the next pass. Nodes only; nothing in directory mode.
-   */
-  private clearNotReadyTaint(result: SyncResult, topology: Topology): void {
-    const api = this.o.api;
-    if (this.o.role !== 'node' || !api || this.taint !== 'pending' || !this.converged(result, topology)) return;
-    this.taint = 'removing';
-    this.track(
-      api.removeNodeTaint(this.o.nodeName, NOT_READY_TAINT).then(
-        (outcome) => {
-          this.taint = 'done';
-          if (outcome === 'removed') {
-            this.log.info('converged: removed the not-ready taint from this Node', { node: this.o.nodeName, taint: `${NOT_READY_TAINT.key}:${NOT_READY_TAINT.effect}`, peers: topology.peers.length });
-          }
-        },
-        (err: unknown) => {
-          // Without the right to patch Nodes (an older RBAC) retrying cannot help: say so once.
-          const forbidden = httpStatus(err) === 403;
-          this.taint = forbidden ? 'done' : 'pending';
-          this.log.warn(`could not remove the not-ready taint from this Node${forbidden ? ' (not allowed to patch Nodes: pods stay off this node until an operator removes it)' : '; retrying after the next pass'}`, {
-            node: this.o.nodeName,
-            error: apiMessage(err),
-          });
-        },
-      ),
-    );
   }
 
   private async writeStatus(result: SyncResult, topology: Topology): Promise<void> {
@@ -739,8 +724,7 @@ export class MeshMember {
       if (wrote) this.lastStatusWrite = Date.now();
     }
     if (ownRefused) this.log.warn(`this member's own ${this.kind} is refused by the trust rules`, { reason: ownRefused.message });
-    // The gateway may not write Peer status (its RBAC): the agents, which reach the same verdicts, mark refused objects.
-    if (this.o.role === 'node') await this.reportRefusals(api, topology.refused);
+    if (this.roleContext) await this.role.afterStatus?.(this.roleContext, topology);
   }
 
   /** Each refusal is logged once per distinct message, in every mode: with --peers-dir the log is where refusals show. */
@@ -754,44 +738,6 @@ export class MeshMember {
       this.logged.set(key, r.message);
     }
     for (const key of [...this.logged.keys()]) if (!current.has(key)) this.logged.delete(key);
-  }
-
-  /**
-   * Each refusal is written once per distinct message by this agent; an accepted object's old
-   * refusal is cleared. Only objects that are new or changed (by identity) or whose verdict changed
-   * are looked at: each pass would otherwise visit every object.
-   */
-  private async reportRefusals(api: MeshApi, refused: readonly Refusal[]): Promise<void> {
-    const current = new Map(refused.map((r) => [`${r.kind}/${r.name}`, r]));
-    for (const [key, r] of current) {
-      if (this.reported.get(key) === r.message) continue;
-      await api.reportRefusal(r);
-      this.reported.set(key, r.message);
-    }
-    const cleared = new Set<string>();
-    for (const key of [...this.reported.keys()]) {
-      if (current.has(key)) continue;
-      this.reported.delete(key);
-      cleared.add(key);
-    }
-    // An object refused before (by anyone) and accepted now gets its Accepted condition back to True.
-    const snapshot = this.o.source.snapshot();
-    const seen = this.acceptedLists;
-    if (seen && seen.peers === snapshot.peers && seen.gateways === snapshot.gateways && seen.refused === refused && cleared.size === 0) return;
-    for (const [kind, list] of [['Peer', snapshot.peers], ['Gateway', snapshot.gateways]] as const) {
-      for (const obj of list) {
-        const key = `${kind}/${obj.metadata.name}`;
-        if (current.has(key)) {
-          // Refused now: once accepted again, it is looked at again.
-          this.acceptedChecked.delete(obj);
-          continue;
-        }
-        if (this.acceptedChecked.has(obj) && !cleared.has(key)) continue;
-        await api.reportAccepted(kind, obj.metadata.name, obj.status);
-        this.acceptedChecked.add(obj);
-      }
-    }
-    this.acceptedLists = { peers: snapshot.peers, gateways: snapshot.gateways, refused };
   }
 }
 

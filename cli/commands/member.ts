@@ -1,14 +1,20 @@
 /**
- * `aks-mesh agent` and `aks-mesh gateway`: flags (each with an AKS_MESH_* environment variable),
- * then the long-running member until SIGTERM/SIGINT. The mesh modules load only when one of these
- * runs, so the small commands stay fast.
+ * `aks-mesh agent` and `aks-mesh gateway`: the flags every member shares (each with an AKS_MESH_*
+ * environment variable), the role's own flags (agent/flags.ts, gateway/flags.ts), then the
+ * long-running member from createAgent or createGateway until SIGTERM/SIGINT. The mesh modules load
+ * only when one of these runs, so the small commands stay fast.
  */
 import type { Argv } from 'yargs';
+import { AGENT_DEFAULTS, AGENT_FLAG_NAMES, agentFlags } from '../../agent/flags.ts';
+import type { AgentFlags } from '../../agent/flags.ts';
+import { GATEWAY_DEFAULTS, GATEWAY_FLAG_NAMES, gatewayFlags, resolveGateway, splitList } from '../../gateway/flags.ts';
+import type { GatewayFlags } from '../../gateway/flags.ts';
 // marks.ts is pure (no imports): checking the flags loads nothing of the bridge.
 import { DEFAULT_FWMARK, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE, formatMark, validateFwmark, validateRulePriority, validateTable } from '../../native/link/marks.ts';
 import { UsageError } from '../format.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
 import type { MeshApi } from '../../mesh/api.ts';
+import type { MemberOptions, MeshMember } from '../../mesh/member.ts';
 import type { PeerSource } from '../../mesh/source/types.ts';
 
 interface CommonArgs {
@@ -39,15 +45,11 @@ interface CommonArgs {
   cleanup: boolean;
 }
 
-interface AgentArgs extends CommonArgs {
-  endpoint?: string;
-}
+type AgentArgs = CommonArgs & AgentFlags;
+type GatewayArgs = CommonArgs & GatewayFlags;
 
-interface GatewayArgs extends CommonArgs {
-  name?: string;
-  'gateway-endpoint': string;
-  'pod-cidr': string[];
-}
+/** What the shared flags make: every member option but the role's. */
+type BaseOptions = Omit<MemberOptions, 'role' | 'name'>;
 
 /** Flags given as AKS_MESH_<FLAG> environment variables (only for flags that exist: strict parsing stays on). */
 function fromEnvironment<T>(y: Argv<T>, names: readonly string[]): Argv<T> {
@@ -64,8 +66,6 @@ const LIST_FLAGS = new Set(['pod-cidr', 'service-cidr', 'cluster-cidr', 'node-ci
 
 const COMMON_FLAGS = ['node-name', 'interface', 'listen-port', 'mesh-cidr', 'kubeconfig', 'peers-dir', 'key-file', 'wireguard', 'wireguard-go', 'socket-dir', 'mtu', 'table', 'fwmark', 'allow-kubernetes-mark-bits', 'rule-priority', 'service-cidr', 'cluster-cidr', 'node-cidr', 'keepalive', 'resync', 'apply-mode', 'metrics-address', 'log-level', 'log-format'] as const;
 
-const cidrList = (v: string[]): string[] => v.flatMap((s) => String(s).split(',')).map((s) => s.trim()).filter(Boolean);
-
 /** A mark as written on the command line: decimal or 0x hex (what `ip rule` prints); NaN when it is neither. */
 function parseMark(text: string): number {
   const t = String(text).trim();
@@ -74,11 +74,11 @@ function parseMark(text: string): number {
   return Number.NaN;
 }
 
-function common(y: Argv, defaults: { interface: string; keyFile: string; keepalive: number; metrics: string }): Argv<CommonArgs> {
+function common(y: Argv, defaults: { interface: string; keyFile: string; keepalive: number; metrics: string; listenPort: number }): Argv<CommonArgs> {
   return y
     .option('node-name', { type: 'string', demandOption: true, describe: 'The Kubernetes node this runs on (env AKS_MESH_NODE_NAME; in a pod, from the downward API spec.nodeName)' })
     .option('interface', { type: 'string', default: defaults.interface, describe: 'WireGuard interface name; its UAPI socket is <socket-dir>/<interface>.sock' })
-    .option('listen-port', { type: 'number', default: 51820, describe: 'UDP port wireguard-go listens on' })
+    .option('listen-port', { type: 'number', default: defaults.listenPort, describe: 'UDP port wireguard-go listens on' })
     .option('mesh-cidr', { type: 'string', default: '100.96.0.0/16', describe: 'Where mesh IPs (tunnel addresses) are allocated from; the same on every member' })
     .option('kubeconfig', { type: 'string', describe: 'kubeconfig file (default: in-cluster service account, else $KUBECONFIG or ~/.kube/config)' })
     .option('peers-dir', { type: 'string', describe: 'Standalone mode: read Peer, Gateway and Node YAML from this directory instead of the Kubernetes API (nothing is written back)' })
@@ -95,9 +95,9 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
     })
     .option('allow-kubernetes-mark-bits', { type: 'boolean', default: false, describe: "Allow a --fwmark with kube-proxy's or kubelet's bits (only where --iptables-masquerade-bit / --iptables-drop-bit moved them)" })
     .option('rule-priority', { type: 'number', default: DEFAULT_RULE_PRIORITY, describe: 'Priority of the ip rule "not fwmark <fwmark> table <table>" (1 to 32765: after local, before main)' })
-    .option('service-cidr', { type: 'string', array: true, coerce: cidrList, describe: "The cluster's service CIDRs (both families; comma-separated and/or repeated): no external Peer may route them. Same on every member (default 10.0.0.0/16, AKS's)" })
-    .option('cluster-cidr', { type: 'string', array: true, coerce: cidrList, describe: "The cluster's pod CIDRs (kube-controller-manager --cluster-cidr): no external Peer may route them. Same on every member (default 10.244.0.0/16)" })
-    .option('node-cidr', { type: 'string', array: true, coerce: cidrList, describe: 'The subnets node addresses come from: no external Peer may route them. Same on every member (default 10.224.0.0/12)' })
+    .option('service-cidr', { type: 'string', array: true, coerce: splitList, describe: "The cluster's service CIDRs (both families; comma-separated and/or repeated): no external Peer may route them. Same on every member (default 10.0.0.0/16, AKS's)" })
+    .option('cluster-cidr', { type: 'string', array: true, coerce: splitList, describe: "The cluster's pod CIDRs (kube-controller-manager --cluster-cidr): no external Peer may route them. Same on every member (default 10.244.0.0/16)" })
+    .option('node-cidr', { type: 'string', array: true, coerce: splitList, describe: 'The subnets node addresses come from: no external Peer may route them. Same on every member (default 10.224.0.0/12)' })
     .option('keepalive', { type: 'number', default: defaults.keepalive, describe: 'Persistent keepalive in seconds for peers that set none, and on this member\'s own object (0: off)' })
     .option('resync', { type: 'number', default: 60, describe: 'Seconds between full reconcile passes, which read the device and the routing table and undo drift (someone ran wg set by hand); between them a change costs only what it changes' })
     .option('apply-mode', {
@@ -134,7 +134,8 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
     }) as unknown as Argv<CommonArgs>;
 }
 
-async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: string; endpoint?: string; podCIDRs?: string[] }): Promise<void> {
+/** Run a member: `role` names it in logs and metrics, `create` is createAgent or createGateway given the shared options. */
+async function run(role: 'node' | 'gateway', a: CommonArgs, name: string, create: (options: BaseOptions) => Promise<MeshMember>): Promise<void> {
   // Each mode loads only what it uses: @kubernetes/client-node (with mesh/api.ts and the informers)
   // costs about 85 MB of RSS and most of a second of CPU at start, and a --peers-dir member never
   // talks to an API server. So no mesh/index.ts here (it re-exports everything).
@@ -159,16 +160,12 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: strin
   } else {
     const [kc, { KubeSource }, { MeshApi }] = await Promise.all([loadKubeConfig(a.kubeconfig), import('../../mesh/source/kube.ts'), import('../../mesh/api.ts')]);
     source = new KubeSource(kc, { log });
-    api = new MeshApi(kc, { instance: extra.name, component: role === 'node' ? 'aks-mesh-agent' : 'aks-mesh-gateway', log });
+    api = new MeshApi(kc, { instance: name, component: role === 'node' ? 'aks-mesh-agent' : 'aks-mesh-gateway', log });
   }
-  const [{ MeshMember }, { MemberMetrics }] = await Promise.all([import('../../mesh/member.ts'), import('../../mesh/metrics.ts')]);
-  const metrics = new MemberMetrics({ role, name: extra.name, interface: a.interface });
-  const member = new MeshMember({
-    role,
-    name: extra.name,
+  const { MemberMetrics } = await import('../../mesh/metrics.ts');
+  const metrics = new MemberMetrics({ role, name, interface: a.interface });
+  const member = await create({
     nodeName: a['node-name'],
-    podCIDRs: extra.podCIDRs,
-    endpoint: extra.endpoint,
     interfaceName: a.interface,
     listenPort: a['listen-port'],
     meshCIDR: a['mesh-cidr'],
@@ -203,7 +200,7 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, extra: { name: strin
   const stopped = new Promise<string>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve(sig));
   });
-  log.info('starting', { role, name: extra.name, interface: a.interface, wireguard: a.wireguard, source: a['peers-dir'] ? `directory ${a['peers-dir']}` : 'kubernetes', publicKey: member.publicKey });
+  log.info('starting', { role, name, interface: a.interface, wireguard: a.wireguard, source: a['peers-dir'] ? `directory ${a['peers-dir']}` : 'kubernetes', publicKey: member.publicKey });
   await member.start();
   const sig = await stopped;
   log.info('stopping', { signal: sig, keeps: a.wireguard === 'attach' ? 'the sidecar device, routes and rule (tunnel stays up)' : 'routes and rule (use --cleanup to remove)' });
@@ -223,15 +220,12 @@ export function agentCommand(y: Argv): Argv {
   return y.command<AgentArgs>(
     'agent',
     'Run the node agent: register this node\'s Peer, keep wireguard-go and the routes in step with the mesh',
-    (c) =>
-      fromEnvironment(
-        common(c, { interface: 'wg-mesh', keyFile: '/var/lib/aks-mesh/private.key', keepalive: 0, metrics: '0.0.0.0:9586' }).option('endpoint', {
-          type: 'string',
-          describe: "This node's endpoint IP:port (default: its Node's first InternalIP and --listen-port)",
-        }),
-        [...COMMON_FLAGS, 'endpoint'],
-      ) as unknown as Argv<AgentArgs>,
-    async (a) => run('node', a, { name: a['node-name'], endpoint: a.endpoint }),
+    (c) => fromEnvironment(agentFlags(common(c, AGENT_DEFAULTS)), [...COMMON_FLAGS, ...AGENT_FLAG_NAMES]) as unknown as Argv<AgentArgs>,
+    async (a) =>
+      run('node', a, a['node-name'], async (options) => {
+        const { createAgent } = await import('../../agent/agent.ts');
+        return createAgent({ ...options, ...(a.endpoint ? { endpoint: a.endpoint } : {}) });
+      }),
   );
 }
 
@@ -239,34 +233,14 @@ export function gatewayCommand(y: Argv): Argv {
   return y.command<GatewayArgs>(
     'gateway',
     'Run the Konnectivity-side gateway: register a Gateway, peer with every node, route --pod-cidr into the tunnel',
-    (c) =>
-      fromEnvironment(common(c, { interface: 'wg-gw', keyFile: '/var/lib/aks-mesh/gateway.key', keepalive: 25, metrics: '0.0.0.0:9587' })
-        .option('name', { type: 'string', describe: 'Name of the Gateway object (default: the node name)' })
-        .option('gateway-endpoint', { type: 'string', demandOption: true, describe: 'Where nodes reach this gateway: IP:port (its port is the listen port unless --listen-port is given), or a bare IP such as $(NODE_IP) (that IP on the listen port)' })
-        .option('pod-cidr', {
-          type: 'string',
-          array: true,
-          demandOption: true,
-          describe: 'Pod CIDRs to route through the tunnel; comma-separated and/or repeated',
-          coerce: cidrList,
-        }), [...COMMON_FLAGS, 'name', 'gateway-endpoint', 'pod-cidr']) as unknown as Argv<GatewayArgs>,
+    (c) => fromEnvironment(gatewayFlags(common(c, GATEWAY_DEFAULTS)), [...COMMON_FLAGS, ...GATEWAY_FLAG_NAMES]) as unknown as Argv<GatewayArgs>,
     async (a) => {
-      const { canonicalCidr, canonicalEndpoint, canonicalIp } = await import('../../native/index.ts');
-      // The seed's deployment snippet passes "--gateway-endpoint=$(NODE_IP)": a bare address means
-      // that address on the listen port.
-      const bare = ((): string | null => {
-        try {
-          return canonicalIp(a['gateway-endpoint'], '--gateway-endpoint');
-        } catch {
-          return null;
-        }
-      })();
-      const endpoint =
-        bare === null ? canonicalEndpoint(a['gateway-endpoint'], '--gateway-endpoint') : bare.includes(':') ? `[${bare}]:${a['listen-port']}` : `${bare}:${a['listen-port']}`;
-      const podCIDRs = a['pod-cidr'].map((c, i) => canonicalCidr(c, `--pod-cidr[${i}]`));
-      const explicitPort = process.argv.some((x) => x.startsWith('--listen-port')) || Boolean(process.env.AKS_MESH_LISTEN_PORT);
-      const listenPort = explicitPort ? a['listen-port'] : Number(/:(\d+)$/.exec(endpoint)?.[1]);
-      await run('gateway', { ...a, 'listen-port': listenPort }, { name: a.name ?? a['node-name'], endpoint, podCIDRs });
+      const listenPortGiven = process.argv.some((x) => x.startsWith('--listen-port')) || Boolean(process.env.AKS_MESH_LISTEN_PORT);
+      const g = await resolveGateway(a, listenPortGiven);
+      await run('gateway', { ...a, 'listen-port': g.listenPort }, g.name, async (options) => {
+        const { createGateway } = await import('../../gateway/gateway.ts');
+        return createGateway({ ...options, name: g.name, endpoint: g.endpoint, podCIDRs: g.podCIDRs });
+      });
     },
   );
 }
