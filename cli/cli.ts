@@ -13,6 +13,7 @@ import { demoCommand } from './commands/demo.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { statusCommand } from './commands/status.ts';
 import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
+import { uninstallHookCommand } from './commands/uninstall-hook.ts';
 
 function reportAndExit(message: string, code = 1): never {
   process.stderr.write(`aks-mesh: ${message.split('\n')[0]}\n`);
@@ -37,6 +38,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(2);
     });
   for (const add of [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, statusCommand, crdsCommand, demoCommand]) parser = add(parser);
+  parser = uninstallHookCommand(parser);
   await parser.parseAsync();
 }
 

@@ -51,7 +51,10 @@ test('the chart installs the same policy, in the release namespace, only where t
   assert.equal(lines.at(-1), '{{- end }}');
   // Rendered as Helm would in namespace aks-mesh, the body is config/admission's two files: the policy
   // and the agent's `patch nodes`, which must never be installed without it.
-  const body = `${lines.slice(1, -1).join('\n')}\n`.replaceAll('{{ .Release.Namespace }}', 'aks-mesh');
+  // The chart's standard labels helper stands where config/ has its two fixed labels.
+  const body = `${lines.slice(1, -1).join('\n')}\n`
+    .replaceAll('{{ .Release.Namespace }}', 'aks-mesh')
+    .replace(/^( *)\{\{- include "aks-mesh\.labels" \(dict "ctx" \$ "component" "[a-z-]+"\) \| nindent \d+ \}\}$/gm, '$1app.kubernetes.io/name: aks-mesh\n$1app.kubernetes.io/part-of: aks-mesh');
   const shipped = ['node-bound-writes.yaml', 'agent-node-taint.yaml'].flatMap((f) => docs(files.get(`config/admission/${f}`) as string));
   assert.deepEqual(docs(body), shipped);
   assert.match(readFileSync(resolve(root, 'charts/aks-mesh/values.yaml'), 'utf8'), /^nodeBoundWrites: true$/m);

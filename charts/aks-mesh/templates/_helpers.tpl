@@ -1,10 +1,142 @@
+{{/*
+Names. The mesh is cluster-wide (cluster-scoped CRDs and ClusterRoles, and an admission policy that
+names the service accounts aks-mesh-agent and aks-mesh-gateway), so one release per cluster and fixed
+object names: "aks-mesh-<component>" in the release namespace. No nameOverride/fullnameOverride: a
+renamed service account would fall outside the node-bound-writes policy.
+*/}}
+{{- define "aks-mesh.fullname" -}}
+aks-mesh
+{{- end -}}
+
+{{- define "aks-mesh.namespace" -}}
+{{ .Release.Namespace }}
+{{- end -}}
+
 {{- define "aks-mesh.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
+
+{{/* Standard labels. Call with (dict "ctx" $ "component" "agent"). */}}
 {{- define "aks-mesh.labels" -}}
+{{ include "aks-mesh.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Values.image.tag | default .ctx.Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/part-of: aks-mesh
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end -}}
+
+{{/* The stable subset, for selectors (a selector never changes after install). */}}
+{{- define "aks-mesh.selectorLabels" -}}
 app.kubernetes.io/name: aks-mesh
-app.kubernetes.io/instance: {{ .Release.Name }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
-helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The Linux nodeSelector merged with the user's (theirs win on other keys; the OS stays linux). */}}
+{{- define "aks-mesh.nodeSelector" -}}
+{{- $sel := merge (dict "kubernetes.io/os" "linux") (deepCopy (default (dict) .)) -}}
+{{- $_ := set $sel "kubernetes.io/os" "linux" -}}
+{{ toYaml $sel }}
+{{- end -}}
+
+{{/*
+The container hardening every container of the chart gets: no privilege escalation, a read-only root
+filesystem (writable paths are volumes), the runtime's default seccomp profile, every capability
+dropped but the ones asked for. runAsUser 0: the agent and wireguard-go configure the node's network
+(NET_ADMIN is only effective for root without ambient capabilities), nothing else of root's is kept.
+Call with (dict "caps" (list "NET_ADMIN")) or (dict "caps" (list)).
+*/}}
+{{- define "aks-mesh.securityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsUser: 0
+runAsNonRoot: false
+privileged: false
+seccompProfile: {type: RuntimeDefault}
+capabilities:
+  drop: [ALL]
+  {{- with .caps }}
+  add: {{ toJson . }}
+  {{- end }}
+{{- end -}}
+
+{{/*
+The agent's settings as AKS_MESH_* environment variables: the agent DaemonSet's container gets them,
+and the uninstall hook copies them into the cleanup DaemonSet, so both agree on the interface, table,
+rule priority, fwmark and CIDRs.
+*/}}
+{{- define "aks-mesh.agentEnv" -}}
+- name: AKS_MESH_NODE_NAME
+  valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+- {name: AKS_MESH_WIREGUARD, value: {{ .Values.agent.wireguardMode | quote }}}
+- {name: AKS_MESH_INTERFACE, value: {{ .Values.mesh.interface | quote }}}
+- {name: AKS_MESH_LISTEN_PORT, value: {{ .Values.mesh.listenPort | quote }}}
+- {name: AKS_MESH_MESH_CIDR, value: {{ .Values.mesh.cidr | quote }}}
+- {name: AKS_MESH_TABLE, value: {{ .Values.mesh.table | quote }}}
+- {name: AKS_MESH_FWMARK, value: {{ .Values.mesh.fwmark | quote }}}
+- {name: AKS_MESH_RULE_PRIORITY, value: {{ .Values.mesh.rulePriority | quote }}}
+- {name: AKS_MESH_MTU, value: {{ .Values.mesh.mtu | quote }}}
+- {name: AKS_MESH_KEEPALIVE, value: {{ .Values.mesh.keepalive | quote }}}
+- {name: AKS_MESH_RESYNC, value: {{ .Values.mesh.resyncSeconds | quote }}}
+- {name: AKS_MESH_SERVICE_CIDR, value: {{ join "," .Values.mesh.serviceCIDRs | quote }}}
+- {name: AKS_MESH_CLUSTER_CIDR, value: {{ join "," .Values.mesh.clusterCIDRs | quote }}}
+- {name: AKS_MESH_NODE_CIDR, value: {{ join "," .Values.mesh.nodeCIDRs | quote }}}
+- {name: AKS_MESH_KEY_FILE, value: {{ printf "%s/private.key" .Values.agent.keyDir | quote }}}
+- {name: AKS_MESH_METRICS_ADDRESS, value: {{ printf "0.0.0.0:%v" .Values.agent.metricsPort | quote }}}
+- {name: AKS_MESH_LOG_LEVEL, value: {{ .Values.agent.logLevel | quote }}}
+- {name: AKS_MESH_LOG_FORMAT, value: {{ .Values.agent.logFormat | quote }}}
+{{- end -}}
+
+{{/* The pod CIDRs the gateway routes: konnectivity.gateway.podCIDRs, else the cluster's pod CIDRs. */}}
+{{- define "aks-mesh.gatewayPodCIDRs" -}}
+{{ join "," (default .Values.mesh.clusterCIDRs .Values.konnectivity.gateway.podCIDRs) }}
+{{- end -}}
+
+{{/*
+The gateway sidecar of a Konnectivity agent pod: the seed's container (command ./gateway, its three
+flags from the downward API), the same one `aks-mesh gateway-patch` prints (gateway/sidecar.ts), with
+the chart's mesh settings so the gateway agrees with the agents.
+*/}}
+{{- define "aks-mesh.gatewaySidecar" -}}
+- name: aks-mesh-gateway
+  image: {{ include "aks-mesh.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  command: ["./gateway"]
+  args:
+    - --node-name=$(NODE_NAME)
+    - --gateway-endpoint=$(NODE_IP)
+    - --pod-cidr={{ include "aks-mesh.gatewayPodCIDRs" . }}
+  env:
+    - name: NODE_NAME
+      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+    - name: NODE_IP
+      valueFrom: {fieldRef: {fieldPath: status.hostIP}}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    - {name: AKS_MESH_MESH_CIDR, value: {{ .Values.mesh.cidr | quote }}}
+    - {name: AKS_MESH_LISTEN_PORT, value: {{ .Values.mesh.listenPort | quote }}}
+    - {name: AKS_MESH_FWMARK, value: {{ .Values.mesh.fwmark | quote }}}
+    - {name: AKS_MESH_TABLE, value: {{ .Values.mesh.table | quote }}}
+    - {name: AKS_MESH_RULE_PRIORITY, value: {{ .Values.mesh.rulePriority | quote }}}
+    - {name: AKS_MESH_SERVICE_CIDR, value: {{ join "," .Values.mesh.serviceCIDRs | quote }}}
+    - {name: AKS_MESH_CLUSTER_CIDR, value: {{ join "," .Values.mesh.clusterCIDRs | quote }}}
+    - {name: AKS_MESH_NODE_CIDR, value: {{ join "," .Values.mesh.nodeCIDRs | quote }}}
+    - {name: AKS_MESH_LOG_FORMAT, value: {{ .Values.agent.logFormat | quote }}}
+    - {name: AKS_MESH_LOG_LEVEL, value: {{ .Values.agent.logLevel | quote }}}
+  securityContext:
+    {{- include "aks-mesh.securityContext" (dict "caps" (list "NET_ADMIN")) | nindent 4 }}
+  volumeMounts:
+    - {name: aks-mesh-gateway-run, mountPath: /var/run/wireguard}
+    - {name: aks-mesh-gateway-keys, mountPath: /var/lib/aks-mesh}
+    - {name: aks-mesh-gateway-tmp, mountPath: /tmp}
+    - {name: aks-mesh-dev-net-tun, mountPath: /dev/net/tun}
+  resources: {{- toYaml .Values.konnectivity.gateway.resources | nindent 4 }}
+{{- end -}}
+
+{{/* The volumes the gateway sidecar mounts. The key is regenerated per pod (its Gateway carries the public key). */}}
+{{- define "aks-mesh.gatewayVolumes" -}}
+- {name: aks-mesh-gateway-run, emptyDir: {}}
+- {name: aks-mesh-gateway-keys, emptyDir: {}}
+- {name: aks-mesh-gateway-tmp, emptyDir: {sizeLimit: 64Mi}}
+- {name: aks-mesh-dev-net-tun, hostPath: {path: /dev/net/tun, type: CharDevice}}
 {{- end -}}
