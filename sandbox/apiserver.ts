@@ -112,6 +112,13 @@ export interface TestClusterOptions {
   readyTimeoutMs?: number;
   /** Whether Ctrl-C / SIGTERM stops this cluster and exits (default true); false: the owner stops it. */
   exitOnSignal?: boolean;
+  /**
+   * Keep kube-apiserver's ServiceAccount admission plugin on (default false: it is disabled, because
+   * without a controller-manager no `default` ServiceAccount exists and the plugin would refuse every
+   * pod). Real nodes (sandbox/kubenode.ts) run a controller-manager, and pods there need their
+   * service-account token mounted, as on any cluster.
+   */
+  serviceAccounts?: boolean;
 }
 
 export interface KubectlResult {
@@ -171,6 +178,8 @@ export class TestCluster {
   readonly apiServerLog: string;
   readonly etcdLog: string;
   readonly timings: StartupTimings;
+  /** Whether the ServiceAccount admission plugin runs (TestClusterOptions.serviceAccounts). */
+  readonly serviceAccounts: boolean;
 
   private readonly binary: string;
   private readonly apiServerArgs: string[];
@@ -197,6 +206,7 @@ export class TestCluster {
     apiServerArgs: string[];
     readyTimeoutMs: number;
     timings: StartupTimings;
+    serviceAccounts: boolean;
   }) {
     this.dir = init.dir;
     this.port = init.port;
@@ -206,6 +216,7 @@ export class TestCluster {
     this.apiServerArgs = init.apiServerArgs;
     this.readyTimeoutMs = init.readyTimeoutMs;
     this.timings = init.timings;
+    this.serviceAccounts = init.serviceAccounts;
     this.apiServerLog = join(init.dir, 'kube-apiserver.log');
     this.etcdLog = join(init.dir, 'etcd.log');
   }
@@ -235,6 +246,7 @@ export class TestCluster {
         apiServerArgs: [],
         readyTimeoutMs: opts.readyTimeoutMs ?? 60_000,
         timings,
+        serviceAccounts: opts.serviceAccounts ?? false,
       });
       cluster.reservedPorts.push(port);
       cluster.exitOnSignal = opts.exitOnSignal ?? true;
@@ -248,7 +260,7 @@ export class TestCluster {
       const t1 = performance.now();
       const etcdUrl = await cluster.startEtcd();
       timings.etcdMs = performance.now() - t1;
-      cluster.apiServerArgs.push(...apiServerFlags(dir, { bindAddress, host, port, etcdUrl }), ...(opts.extraArgs ?? []));
+      cluster.apiServerArgs.push(...apiServerFlags(dir, { bindAddress, host, port, etcdUrl, serviceAccounts: opts.serviceAccounts ?? false }), ...(opts.extraArgs ?? []));
 
       await cluster.startApiServer();
       timings.totalMs = performance.now() - t0;
@@ -258,6 +270,16 @@ export class TestCluster {
       else await rm(dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** The cluster CA's certificate (PEM file): a controller-manager's --root-ca-file. */
+  get caCertPath(): string {
+    return join(this.dir, 'ca.crt');
+  }
+
+  /** The service-account signing key (PEM file): a controller-manager's --service-account-private-key-file. */
+  get serviceAccountKeyPath(): string {
+    return join(this.dir, 'sa.key');
   }
 
   /** etcd's client URL (http://127.0.0.1:<free port>). */
@@ -563,7 +585,7 @@ export class TestCluster {
   }
 }
 
-function apiServerFlags(dir: string, o: { bindAddress: string; host: string; port: number; etcdUrl: string }): string[] {
+function apiServerFlags(dir: string, o: { bindAddress: string; host: string; port: number; etcdUrl: string; serviceAccounts: boolean }): string[] {
   const f = (name: string) => join(dir, name);
   return [
     `--bind-address=${o.bindAddress}`,
@@ -584,8 +606,9 @@ function apiServerFlags(dir: string, o: { bindAddress: string; host: string; por
     `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
     '--endpoint-reconciler-type=none',
     '--allow-privileged=true',
-    // No controller-manager creates the `default` ServiceAccount, so this plugin would refuse every pod.
-    '--disable-admission-plugins=ServiceAccount',
+    // No controller-manager creates the `default` ServiceAccount, so this plugin would refuse every pod
+    // (unless the caller runs one: serviceAccounts).
+    ...(o.serviceAccounts ? [] : ['--disable-admission-plugins=ServiceAccount']),
     '--enable-priority-and-fairness=false',
     '--profiling=false',
     '--logtostderr=true',

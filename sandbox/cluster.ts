@@ -95,7 +95,10 @@ export type PeerSourceMode = 'kube' | 'dir';
 export type WireguardMode = 'spawn' | 'attach';
 
 export interface MeshClusterOptions {
-  /** Number of nodes (default 3), named node-0, node-1, ... */
+  /**
+   * Number of nodes (default 3), named node-0, node-1, ... 0 makes only the underlay and the API server
+   * (what real nodes join: sandbox/kubenode.ts).
+   */
   nodes?: number;
   /** A gateway namespace (member name `gateway`) on the bridge (default false). */
   gateway?: boolean;
@@ -121,6 +124,14 @@ export interface MeshClusterOptions {
   gatewayPodCIDRs?: string[];
   /** Whether Ctrl-C / SIGTERM should tear the cluster down and exit (default true; the demo says false and calls stop()). */
   exitOnSignal?: boolean;
+  /**
+   * Options of the API server (kube mode): serviceAccounts keeps the ServiceAccount admission plugin on
+   * (real nodes run a controller-manager; TestClusterOptions.serviceAccounts), extraArgs are appended
+   * to kube-apiserver's flags.
+   */
+  apiServer?: { serviceAccounts?: boolean; extraArgs?: string[] };
+  /** Install the Peer and Gateway CRDs at start (kube mode; default true). False leaves them to e.g. a Helm chart. */
+  crds?: boolean;
   /** Keep the temp dir (logs, captures, kubeconfigs, keys) after stop() (default: $AKS_MESH_KEEP_LOGS === '1'). */
   keepLogs?: boolean;
   /** Progress lines (default: none). */
@@ -365,7 +376,7 @@ export class MeshCluster {
   static async start(options: MeshClusterOptions = {}): Promise<MeshCluster> {
     const t0 = performance.now();
     const nodeCount = options.nodes ?? 3;
-    if (!Number.isInteger(nodeCount) || nodeCount < 1 || nodeCount > MAX_NODES) throw new Error(`nodes: ${nodeCount} is not between 1 and ${MAX_NODES}`);
+    if (!Number.isInteger(nodeCount) || nodeCount < 0 || nodeCount > MAX_NODES) throw new Error(`nodes: ${nodeCount} is not between 0 and ${MAX_NODES}`);
     const source = options.source ?? 'kube';
     const nodeNames = Array.from({ length: nodeCount }, (_, i) => nodeNameOf(i));
     for (const name of options.attach ?? []) {
@@ -405,7 +416,14 @@ export class MeshCluster {
       const t1 = performance.now();
       const apiServer =
         source === 'kube'
-          ? TestCluster.start({ bindAddress: underlay.hostIp, extraIps: [underlay.hostIp], users, exitOnSignal: options.exitOnSignal ?? true }).then((kube) => {
+          ? TestCluster.start({
+              bindAddress: underlay.hostIp,
+              extraIps: [underlay.hostIp],
+              users,
+              exitOnSignal: options.exitOnSignal ?? true,
+              serviceAccounts: options.apiServer?.serviceAccounts ?? false,
+              extraArgs: options.apiServer?.extraArgs ?? [],
+            }).then((kube) => {
               (c as { kube: TestCluster | null }).kube = kube;
               c.timings.apiServerMs = performance.now() - t1;
               return kube;
@@ -423,7 +441,7 @@ export class MeshCluster {
 
       const t2 = performance.now();
       if (c.kube) {
-        await installCrds(c.kube);
+        if (options.crds ?? true) await installCrds(c.kube);
         await Promise.all([...c.members.values()].map((s) => c.registerKube(s.member, c.notReadyTaint)));
       } else {
         mkdirSync(c.peersDir as string, { recursive: true, mode: 0o755 });

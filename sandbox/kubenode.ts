@@ -1,0 +1,1063 @@
+/**
+ * Real Kubernetes nodes on one machine (issue 11, "A real node"): kubelet 1.20.2 with containerd 1.6,
+ * kube-proxy (iptables mode), a controller-manager and a scheduler, against the sandbox's API server,
+ * each node in a network namespace on the sandbox underlay and in a private mount namespace of its own.
+ *
+ *   const real = await RealNodeCluster.start({ nodes: 2, images: [archive] });   // or { mesh } to join one
+ *   try {
+ *     await real.kubectl(['apply', '-f', '-'], { input: yaml });
+ *     const r = await real.nodes[0].exec('ip', ['route']);                     // in the node's net + mount ns
+ *   } finally {
+ *     await real.stop();
+ *   }
+ *
+ * FOR N2 (e2e/realnode.test.ts), what works and how to use it:
+ * - `RealNodeCluster.start({ nodes, mesh?, images?, log?, keepLogs? })`. Without `mesh` it starts its
+ *   own MeshCluster with no namespace nodes (the underlay and the API server only) and stops it again.
+ *   With `mesh`, start that MeshCluster with `RealNodeCluster.meshOptions()` spread into its options
+ *   (the ServiceAccount admission plugin must run, so pods get their token); `crds: false` there if a
+ *   Helm chart installs the CRDs. The real nodes join its bridge and its API server; stop() leaves the
+ *   mesh running (its owner stops it).
+ * - `api` is the TestCluster; `kubeconfigPath` an admin kubeconfig file (for helm and kubectl: its
+ *   server is https://<underlay host IP>:<port>, reachable from the host and from every node);
+ *   `kubectl(args, { input })` runs kubectl as admin.
+ * - `nodes[i]`: name `real-<i>`, underlayIP 198.18.X.(200+i), podCIDR 10.244.(200+i).0/24 (inside the
+ *   10.244.0.0/16 that MeshCluster's nodes and its gateway use; MeshCluster's own nodes take
+ *   10.244.0-98), netns (a name under /run/netns), `exec(cmd, args)` inside the node's network AND
+ *   mount namespaces (never throws: { stdout, stderr, code }), logsDir (containerd.log, kubelet.log,
+ *   kube-proxy.log; pod logs under logsDir/pods), containerdSocket (inside the node's mount namespace:
+ *   `node.exec('ctr', ['--address', node.containerdSocket, '-n', 'k8s.io', ...])`).
+ * - The nodes' Node objects carry the labels kubelet sets (kubernetes.io/os=linux, hostname, arch);
+ *   MeshCluster's Node objects carry none, so a DaemonSet with the chart's Linux nodeSelector lands
+ *   only on real nodes (without a selector it would wait forever for pods on kubelet-less nodes).
+ * - Every real node routes the other real nodes' pod CIDRs via their underlay IPs (a cloud's route
+ *   table); pods reach pods on the other node over those plain routes. Pod traffic to anything outside
+ *   10.244.0.0/16 is masqueraded to the node's IP (so a pod reaches the API server through the
+ *   `kubernetes` Service, whose endpoint this harness writes: the API server runs with
+ *   --endpoint-reconciler-type=none).
+ * - Images: `images` (docker-archive paths) are imported into every node's containerd (k8s.io
+ *   namespace) before kubelet starts; `importImage(archive)` adds one later. Use imagePullPolicy Never
+ *   or IfNotPresent: no registry is reachable. Image garbage collection is off.
+ * - kubelet and kube-proxy authenticate as the API server's admin (system:masters) token user: a
+ *   test harness shortcut (no TLS bootstrap, no node authorizer restrictions on the kubelet).
+ * - stop() (also from exit and signal hooks) kills every process of ours by pid: kube-proxy, kubelet,
+ *   every process in the nodes' pod cgroups and in the nodes' mount namespaces (containerd, shims,
+ *   containers), the mount-namespace holders; removes our cgroups, namespaces and temp dir; restores
+ *   the global sysctls kubelet changes (vm.overcommit_memory, vm.panic_on_oom, kernel.panic,
+ *   kernel.panic_on_oops, kernel.keys.root_max*) once the last run that uses real nodes on this machine
+ *   is done. iptables: kubelet's and kube-proxy's chains live in the nodes' network namespaces and go
+ *   with them; the host's tables are not touched.
+ *
+ * Why a private mount namespace per node: two kubelets sharing one delete each other's /var/log/pods
+ * and device-plugin socket. Each node's holder process (`unshare --mount --propagation private`) mounts
+ * a tmpfs on /run (so /run/containerd, /var/run/wireguard, /run/netns, /run/xtables.lock are the
+ * node's own, as on a machine) and the node's log dir on /var/log; kubelet's root, containerd's root,
+ * the CNI configuration and IPAM data are per-node directories given by flags; the node's cgroups live
+ * under a cgroup root of its own. Processes enter with `nsenter --target <holder> --mount --net`
+ * (not `ip netns exec`, which remounts /sys).
+ *
+ * The binaries: sandbox/build-node.sh (kubelet, kube-proxy, kube-controller-manager, kube-scheduler),
+ * sandbox/build-apiserver.sh (kube-apiserver), sandbox/node/build-images.sh (the pause image),
+ * Debian's containerd, runc and CNI plugins (/usr/lib/cni).
+ */
+import { execFile, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { constants as osConstants, homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import * as k8s from '@kubernetes/client-node';
+import { KUBERNETES_SERVICE_IP, kubeTestsUnavailable } from './apiserver.ts';
+import type { KubectlResult, TestCluster } from './apiserver.ts';
+import { MeshCluster } from './cluster.ts';
+import type { MeshClusterOptions } from './cluster.ts';
+import { claimPidFile, isRunning, signalPid, tailOf } from './proc.ts';
+import { Sandbox } from './sandbox.ts';
+
+const execFileAsync = promisify(execFile);
+
+export const KUBE_NODE_VERSION = '1.20.2';
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** Where build-images.sh is. */
+export const BUILD_IMAGES = join(REPO_ROOT, 'sandbox', 'node', 'build-images.sh');
+/** The pause image containerd runs for every pod sandbox (built by build-images.sh). */
+export const PAUSE_IMAGE = 'k8s.gcr.io/pause:3.2';
+/** Debian's CNI plugins. */
+export const CNI_BIN_DIR = '/usr/lib/cni';
+/** The CIDR every pod of the sandbox lives in (MeshCluster's nodes, its gateway's --pod-cidr, real nodes). */
+export const CLUSTER_CIDR = '10.244.0.0/16';
+/** Real node i: underlay 198.18.X.(FIRST_OCTET+i), pod CIDR 10.244.(FIRST_OCTET+i).0/24. */
+export const FIRST_OCTET = 200;
+/** The host's address on the underlay is .254: room for 50 real nodes. */
+export const MAX_REAL_NODES = 50;
+const CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
+
+const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
+
+function cacheRoot(): string {
+  return process.env.AKS_MESH_CACHE ?? join(process.env.HOME ?? homedir(), '.cache', 'aks-mesh');
+}
+
+/** Where sandbox/build-node.sh puts kubelet, kube-proxy, kube-controller-manager and kube-scheduler. */
+export function kubeNodeBinDir(): string {
+  return process.env.AKS_MESH_KUBE_NODE_BIN ?? join(cacheRoot(), `kube-node-${KUBE_NODE_VERSION}`, 'bin');
+}
+
+/**
+ * Why real nodes cannot run here, or null: the API server's needs (kubeTestsUnavailable), the node
+ * binaries, containerd, runc, ctr, the CNI plugins, iptables, nsenter/unshare, cgroup v1. Under
+ * AKS_MESH_REQUIRE_KUBE=1 a missing part throws (a failure, never a silent skip).
+ */
+export function realNodesUnavailable(): string | null {
+  const why = kubeTestsUnavailable() ?? realNodesMissing();
+  if (why && process.env.AKS_MESH_REQUIRE_KUBE === '1') throw new Error(`real nodes required but unavailable: ${why}`);
+  return why;
+}
+
+function realNodesMissing(): string | null {
+  const bin = kubeNodeBinDir();
+  for (const b of ['kubelet', 'kube-proxy', 'kube-controller-manager', 'kube-scheduler']) {
+    if (!existsSync(join(bin, b))) return `${join(bin, b)} is missing: build it once with sandbox/build-node.sh (about 9 minutes, cached)`;
+  }
+  for (const [tool, pkg] of [
+    ['containerd', 'containerd'],
+    ['ctr', 'containerd'],
+    ['runc', 'runc'],
+    ['iptables', 'iptables'],
+    ['nsenter', 'util-linux'],
+    ['unshare', 'util-linux'],
+    ['conntrack', 'conntrack'],
+  ] as const) {
+    if (!onPath(tool)) return `needs ${tool} (apt-get install ${pkg})`;
+  }
+  if (!existsSync(join(CNI_BIN_DIR, 'bridge')) || !existsSync(join(CNI_BIN_DIR, 'host-local'))) return `needs the CNI plugins in ${CNI_BIN_DIR} (apt-get install containernetworking-plugins)`;
+  if (!existsSync('/sys/fs/cgroup/memory')) return 'needs cgroup v1 (kubelet 1.20 with cgroupfs): /sys/fs/cgroup/memory is missing';
+  return null;
+}
+
+function onPath(tool: string): boolean {
+  return (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').some((d) => d && existsSync(join(d, tool)));
+}
+
+export interface RealNodeClusterOptions {
+  /** How many real nodes (1..50), named real-0, real-1, ... */
+  nodes: number;
+  /** Join this MeshCluster's underlay bridge and API server (start it with RealNodeCluster.meshOptions()); default: a MeshCluster of our own with no namespace nodes. */
+  mesh?: MeshCluster;
+  /** docker-archive paths imported into every node's containerd (k8s.io namespace) before kubelet starts. */
+  images?: string[];
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+  /** Keep the temp dir (logs, configs) after stop() (default: $AKS_MESH_KEEP_LOGS === '1'). */
+  keepLogs?: boolean;
+  /** How long to wait for every node to be Ready (default 120 s). */
+  readyTimeoutMs?: number;
+}
+
+export interface ExecResult {
+  /** Exit code; 128 + signal number when killed (e.g. by the timeout). */
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RealNode {
+  /** The Node name (also kubelet's --hostname-override). */
+  name: string;
+  index: number;
+  /** Its address on the underlay (kubelet --node-ip, the Node's InternalIP). */
+  underlayIP: string;
+  /** The veth into the underlay bridge, inside netns. */
+  underlayInterface: string;
+  /** The Node's spec.podCIDR (the CNI bridge's host-local range). */
+  podCIDR: string;
+  /** Its network namespace: a name under /run/netns. */
+  netns: string;
+  /** The process holding the node's private mount namespace (nsenter --target it). */
+  holderPid: number;
+  /** The node's own directory (configs, kubelet root, containerd root). */
+  dir: string;
+  /** containerd.log, kubelet.log, kube-proxy.log; the node's /var/log (pods/, containers/). */
+  logsDir: string;
+  /** containerd's socket, a path inside the node's mount namespace. */
+  containerdSocket: string;
+  /** Run a command inside the node's network and mount namespaces; never throws. */
+  exec(command: string, args: string[], options?: { input?: string; timeoutMs?: number }): Promise<ExecResult>;
+}
+
+export interface RealNodeTimings {
+  /** MeshCluster.start() when we own it. */
+  meshMs: number;
+  /** Namespaces, holders, containerd up and images imported, on every node (in parallel). */
+  nodesMs: number;
+  /** kubelet start until every Node is Ready. */
+  readyMs: number;
+  totalMs: number;
+}
+
+export interface RealNodeStopReport {
+  ms: number;
+  /** Processes that needed SIGKILL after SIGTERM (by role). */
+  forced: string[];
+  /** Host sysctls restored (name → value written), when this was the last run using real nodes. */
+  restoredSysctls: Record<string, string>;
+  /** Our cgroup directories that could not be removed (should be empty). */
+  leftoverCgroups: string[];
+}
+
+interface Proc {
+  child: ChildProcess;
+  pid: number;
+  role: string;
+  exited: Promise<void>;
+}
+
+interface NodeState {
+  node: RealNode;
+  cgroupRoot: string;
+  holder?: Proc;
+  containerd?: Proc;
+  kubelet?: Proc;
+  proxy?: Proc;
+}
+
+const live = new Set<RealNodeCluster>();
+let hooked = false;
+function hookExit(): void {
+  if (hooked) return;
+  hooked = true;
+  // Prepended: our nodes must go before MeshCluster's and Sandbox's hooks remove the underlay and the API server.
+  process.prependListener('exit', () => {
+    for (const c of live) c.cleanupSync();
+  });
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.prependListener(sig, () => {
+      if (live.size === 0) return;
+      for (const c of live) c.cleanupSync();
+      // Exit as the signal would have, unless someone else handles it (the other harnesses' hooks run next).
+      if (process.listenerCount(sig) === 1) process.exit(128 + (osConstants.signals[sig] ?? 0));
+    });
+  }
+}
+
+export class RealNodeCluster {
+  /** The API server (the mesh's own). */
+  readonly api: TestCluster;
+  /** The MeshCluster whose underlay and API server we use (ours or the caller's). */
+  readonly mesh: MeshCluster;
+  readonly nodes: RealNode[] = [];
+  /** Temp dir: configs, logs, node roots. */
+  readonly dir: string;
+  /** An admin kubeconfig file (for kubectl and helm). */
+  readonly kubeconfigPath: string;
+  readonly timings: RealNodeTimings = { meshMs: 0, nodesMs: 0, readyMs: 0, totalMs: 0 };
+
+  private readonly box: Sandbox;
+  private readonly ownMesh: boolean;
+  private readonly states: NodeState[] = [];
+  private readonly controlPlane: Proc[] = [];
+  private readonly log: (line: string) => void;
+  private readonly keepLogs: boolean;
+  private readonly sysctlClaim: SysctlClaim;
+  private stopped = false;
+
+  private constructor(init: { mesh: MeshCluster; ownMesh: boolean; dir: string; box: Sandbox; options: RealNodeClusterOptions }) {
+    if (!init.mesh.kube) throw new Error('mesh: a MeshCluster with an API server (source: kube) is needed');
+    this.mesh = init.mesh;
+    this.api = init.mesh.kube;
+    this.ownMesh = init.ownMesh;
+    this.dir = init.dir;
+    this.box = init.box;
+    this.kubeconfigPath = join(init.dir, 'kubeconfig-admin');
+    this.log = init.options.log ?? (() => undefined);
+    this.keepLogs = init.options.keepLogs ?? process.env.AKS_MESH_KEEP_LOGS === '1';
+    this.sysctlClaim = new SysctlClaim();
+  }
+
+  /** What a MeshCluster needs for real nodes to join it: spread into its options. */
+  static meshOptions(): Pick<MeshClusterOptions, 'apiServer'> {
+    return { apiServer: { serviceAccounts: true } };
+  }
+
+  /** Start the control plane's controllers and the nodes; resolves once every Node is Ready. Cleans up on failure. */
+  static async start(options: RealNodeClusterOptions): Promise<RealNodeCluster> {
+    const t0 = performance.now();
+    const n = options.nodes;
+    if (!Number.isInteger(n) || n < 1 || n > MAX_REAL_NODES) throw new Error(`nodes: ${n} is not between 1 and ${MAX_REAL_NODES}`);
+    const missing = realNodesMissing();
+    if (missing) throw new Error(`real nodes cannot run here: ${missing}`);
+    for (const archive of options.images ?? []) if (!existsSync(archive)) throw new Error(`images: ${archive} does not exist`);
+    if (options.mesh && !options.mesh.kube) throw new Error('mesh: that MeshCluster has no API server (source: dir); real nodes need one');
+    if (options.mesh && !options.mesh.kube?.serviceAccounts) {
+      throw new Error('mesh: its API server runs without the ServiceAccount admission plugin; start the MeshCluster with ...RealNodeCluster.meshOptions()');
+    }
+    const pause = await buildPauseImage();
+    const mesh = options.mesh ?? (await MeshCluster.start({ nodes: 0, crds: false, ...RealNodeCluster.meshOptions(), log: options.log }));
+    const meshMs = options.mesh ? 0 : performance.now() - t0;
+    let cluster: RealNodeCluster | undefined;
+    try {
+      const dir = await mkdtemp(join(tmpdir(), 'aks-mesh-realnode-'));
+      cluster = new RealNodeCluster({ mesh, ownMesh: !options.mesh, dir, box: new Sandbox(), options });
+      cluster.timings.meshMs = meshMs;
+      live.add(cluster);
+      hookExit();
+      const c = cluster;
+      c.sysctlClaim.acquire();
+      await c.api.writeKubeconfig(c.kubeconfigPath, 'admin');
+      c.log(`real nodes: dir ${dir}, underlay ${mesh.underlay.subnet}, API server ${c.api.server}`);
+
+      const t1 = performance.now();
+      const images = [pause, ...(options.images ?? [])];
+      const results = await Promise.allSettled([c.startControlPlane(), ...Array.from({ length: n }, (_, i) => c.startNodeBase(i, images))]);
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      await c.addPodRoutes();
+      c.timings.nodesMs = performance.now() - t1;
+
+      const t2 = performance.now();
+      for (const s of c.states) await c.startKubelet(s);
+      await c.waitReady(options.readyTimeoutMs ?? 120_000);
+      for (const s of c.states) c.startProxy(s);
+      c.timings.readyMs = performance.now() - t2;
+      c.timings.totalMs = performance.now() - t0;
+      c.log(`real nodes Ready in ${Math.round(c.timings.totalMs)} ms: ${c.nodes.map((x) => x.name).join(', ')}`);
+      return c;
+    } catch (err) {
+      if (cluster) await cluster.stop().catch(() => undefined);
+      else if (!options.mesh) await mesh.stop().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** A node by name; throws naming the nodes when there is none. */
+  node(name: string): RealNode {
+    const found = this.nodes.find((x) => x.name === name);
+    if (!found) throw new Error(`no real node ${name} (nodes: ${this.nodes.map((x) => x.name).join(', ')})`);
+    return found;
+  }
+
+  /** A KubeConfig for the admin (or another token user of the API server). */
+  kubeConfig(user = 'admin'): k8s.KubeConfig {
+    return this.api.kubeConfig(user, { server: this.api.server });
+  }
+
+  /** kubectl as admin (never throws; see TestCluster.kubectl). */
+  kubectl(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<KubectlResult> {
+    return this.api.kubectl(args, options);
+  }
+
+  /** Import a docker-archive into every node's containerd (k8s.io namespace). */
+  async importImage(archive: string): Promise<void> {
+    this.assertRunning();
+    if (!existsSync(archive)) throw new Error(`importImage: ${archive} does not exist`);
+    await Promise.all(this.states.map((s) => importInto(s.node, archive)));
+  }
+
+  /** The last lines of a node's containerd, kubelet and kube-proxy logs (and the controllers'). */
+  logTail(name?: string, lines = 30): string {
+    const nodes = name ? [this.node(name)] : this.nodes;
+    const files = [
+      ...nodes.flatMap((x) => ['containerd.log', 'kubelet.log', 'kube-proxy.log'].map((f) => join(x.logsDir, f))),
+      ...(name ? [] : [join(this.dir, 'kube-controller-manager.log'), join(this.dir, 'kube-scheduler.log')]),
+    ];
+    return files.map((f) => `--- ${f} (last ${lines} lines)\n${tailOf(f, lines)}`).join('\n');
+  }
+
+  /**
+   * Tear everything down (idempotent): kube-proxy and kubelet (SIGTERM), every process in the nodes'
+   * cgroups and mount namespaces, the holders, the controllers; then our cgroups, namespaces, the mesh
+   * if it is ours, the temp dir; the host sysctls kubelet changed once no other run uses real nodes.
+   */
+  async stop(): Promise<RealNodeStopReport> {
+    const t0 = performance.now();
+    if (this.stopped) return { ms: 0, forced: [], restoredSysctls: {}, leftoverCgroups: [] };
+    this.stopped = true;
+    const forced: string[] = [];
+    const term = async (p: Proc | undefined, graceMs: number) => {
+      if (p && (await terminate(p, graceMs))) forced.push(p.role);
+    };
+    await Promise.all(this.states.flatMap((s) => [term(s.proxy, 5000), term(s.kubelet, 5000)]));
+    await Promise.all(this.controlPlane.map((p) => term(p, 5000)));
+    for (const s of this.states) await killNodeProcesses(s, 3000);
+    await Promise.all(this.states.map((s) => term(s.containerd, 3000)));
+    await Promise.all(this.states.map((s) => term(s.holder, 1000)));
+    const leftoverCgroups = this.states.flatMap((s) => removeCgroups(s.cgroupRoot));
+    await this.box.cleanup();
+    if (this.ownMesh) await this.mesh.stop();
+    const restoredSysctls = this.sysctlClaim.release();
+    if (!this.keepLogs) await rm(this.dir, { recursive: true, force: true });
+    live.delete(this);
+    const ms = performance.now() - t0;
+    this.log(`real nodes torn down in ${Math.round(ms)} ms${forced.length ? ` (SIGKILLed: ${forced.join(', ')})` : ''}`);
+    return { ms, forced, restoredSysctls, leftoverCgroups };
+  }
+
+  /** For exit and signal hooks: stop(), synchronously, with short grace periods. */
+  cleanupSync(): void {
+    if (!live.has(this)) return;
+    this.stopped = true;
+    const procs = (pick: (s: NodeState) => Proc | undefined) => this.states.map(pick).filter((p): p is Proc => !!p);
+    const killWait = (ps: Proc[], graceMs: number) => {
+      for (const p of ps) signalPid(p.pid, 'SIGTERM');
+      waitGone(ps.map((p) => p.pid), graceMs);
+      for (const p of ps) signalPid(p.pid, 'SIGKILL');
+      waitGone(ps.map((p) => p.pid), 1000);
+    };
+    killWait([...procs((s) => s.proxy), ...procs((s) => s.kubelet), ...this.controlPlane], 2000);
+    for (const s of this.states) killNodeProcessesSync(s);
+    killWait([...procs((s) => s.containerd), ...procs((s) => s.holder)], 500);
+    for (const s of this.states) removeCgroups(s.cgroupRoot);
+    this.box.cleanupSync();
+    if (this.ownMesh) this.mesh.cleanupSync();
+    this.sysctlClaim.release();
+    if (!this.keepLogs) rmSync(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
+
+  // ---------------------------------------------------------------- building blocks
+
+  private assertRunning(): void {
+    if (this.stopped) throw new Error('these real nodes were stopped');
+  }
+
+  /** The `kubernetes` Service's endpoint (the reconciler is off), the controller-manager and the scheduler, on the host. */
+  private async startControlPlane(): Promise<void> {
+    await upsertKubernetesEndpoints(this.api, this.mesh.underlay.hostIp, this.api.port);
+    const bin = kubeNodeBinDir();
+    const common = [`--kubeconfig=${this.kubeconfigPath}`, '--leader-elect=false', '--port=0', '--secure-port=0', '--logtostderr=true', '--v=1'];
+    this.controlPlane.push(
+      this.spawnHost('kube-controller-manager', join(bin, 'kube-controller-manager'), [
+        ...common,
+        // Only what the cluster's workloads need. No nodelifecycle: MeshCluster's Node objects have no
+        // kubelet and would be tainted unreachable (and their pods evicted).
+        '--controllers=serviceaccount-token,serviceaccount,nodeipam,daemonset,deployment,replicaset,job,garbagecollector,namespace,endpoint,endpointslice,podgc',
+        `--service-account-private-key-file=${this.api.serviceAccountKeyPath}`,
+        `--root-ca-file=${this.api.caCertPath}`,
+        '--use-service-account-credentials=false',
+        '--allocate-node-cidrs=true',
+        `--cluster-cidr=${CLUSTER_CIDR}`,
+        '--node-cidr-mask-size=24',
+        `--service-cluster-ip-range=${KUBERNETES_SERVICE_IP}/24`,
+        '--concurrent-deployment-syncs=2',
+      ]),
+      this.spawnHost('kube-scheduler', join(bin, 'kube-scheduler'), common),
+    );
+  }
+
+  /** Namespace, veth, holder, configs, containerd, images and the Node object of node i. */
+  private async startNodeBase(i: number, images: string[]): Promise<void> {
+    const u = this.mesh.underlay;
+    const name = `real-${i}`;
+    const octet = FIRST_OCTET + i;
+    const netns = await this.box.addNamespace(`k${i}`);
+    const dir = join(this.dir, name);
+    const logsDir = join(dir, 'log');
+    for (const d of ['log', 'kubelet', 'containerd', 'cni/net.d', 'cni/ipam']) mkdirSync(join(dir, d), { recursive: true, mode: 0o755 });
+    const node: RealNode = {
+      name,
+      index: i,
+      underlayIP: `${u.prefix}.${octet}`,
+      underlayInterface: this.box.ifName('ul', `k${i}`),
+      podCIDR: `10.244.${octet}.0/24`,
+      netns,
+      holderPid: 0,
+      dir,
+      logsDir,
+      containerdSocket: CONTAINERD_SOCKET,
+      exec: (command, args, options = {}) => nodeExec(node, command, args, options),
+    };
+    const state: NodeState = { node, cgroupRoot: `/aks-mesh-${this.box.tag}-${name}` };
+    this.states[i] = state;
+    this.nodes[i] = node;
+
+    // The underlay: a veth into the mesh's bridge, as MeshCluster's own nodes have.
+    const port = this.box.ifName('ub', `k${i}`);
+    await execFileAsync('ip', ['link', 'add', node.underlayInterface, 'netns', netns, 'type', 'veth', 'peer', 'name', port, 'netns', u.ns]);
+    await execFileAsync('ip', ['-n', u.ns, 'link', 'set', port, 'master', u.bridge, 'up']);
+    await execFileAsync('ip', ['netns', 'exec', netns, 'sysctl', '-q', '-w', `net.ipv6.conf.${node.underlayInterface}.disable_ipv6=1`, 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=2', 'net.ipv4.conf.default.rp_filter=2']);
+    await execFileAsync('ip', ['-n', netns, 'addr', 'add', `${node.underlayIP}/24`, 'dev', node.underlayInterface]);
+    await execFileAsync('ip', ['-n', netns, 'link', 'set', node.underlayInterface, 'up']);
+
+    state.holder = await this.startHolder(node);
+    node.holderPid = state.holder.pid;
+    // Pod traffic leaving the cluster CIDR (to the API server, the underlay) takes the node's address, as
+    // on a cloud node; pod-to-pod traffic keeps its pod IPs.
+    const masq = await nodeExec(node, 'iptables', ['-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', node.podCIDR, '!', '-d', CLUSTER_CIDR, '-m', 'comment', '--comment', 'aks-mesh sandbox: pods leaving the cluster CIDR', '-j', 'MASQUERADE']);
+    if (masq.code !== 0) throw new Error(`${name}: iptables MASQUERADE rule failed: ${masq.stderr.trim()}`);
+
+    writeFileSync(join(dir, 'containerd.toml'), containerdConfig(dir));
+    writeFileSync(join(dir, 'cni', 'net.d', '10-aks-mesh-bridge.conflist'), cniConfig(node.podCIDR, join(dir, 'cni', 'ipam')));
+    writeFileSync(join(dir, 'resolv.conf'), 'nameserver 127.0.0.1\n');
+    makeCgroups(state.cgroupRoot);
+
+    state.containerd = this.spawnInNode(node, 'containerd', ['containerd', '--config', join(dir, 'containerd.toml')], join(logsDir, 'containerd.log'));
+    await waitUntil(`containerd of ${name} to answer on ${CONTAINERD_SOCKET}`, 30_000, state.containerd, async () => (await nodeExec(node, 'ctr', ['--address', CONTAINERD_SOCKET, 'version'])).code === 0, () => tailOf(join(logsDir, 'containerd.log'), 30));
+    for (const archive of images) await importInto(node, archive);
+
+    // The Node object before kubelet registers, so its pod CIDR is ours (nodeipam keeps a CIDR a Node
+    // already has); kubelet then adds its labels and status to it.
+    const core = this.kubeConfig().makeApiClient(k8s.CoreV1Api);
+    const created = await core.createNode({ body: { metadata: { name }, spec: { podCIDR: node.podCIDR, podCIDRs: [node.podCIDR] } } });
+    // kubelet 1.20 panics on an existing Node without status.capacity (reconcileHugePageResource writes
+    // into a nil map): give it placeholder values, which kubelet replaces with the real ones.
+    const placeholder = { cpu: '1', memory: '1Gi', pods: '110' };
+    await core.replaceNodeStatus({ name, body: { ...created, status: { capacity: placeholder, allocatable: placeholder } } });
+    this.log(`${name}: containerd up, ${images.length} image(s) imported`);
+  }
+
+  /** `unshare --mount --propagation private` in the node's netns, with the node's /run and /var/log. */
+  private async startHolder(node: RealNode): Promise<Proc> {
+    // $1: the node's log dir. /var/run is /run's symlink, so /var/run/wireguard is the node's too.
+    const script = [
+      'set -e',
+      'mount -t tmpfs -o mode=0755,size=64m aks-mesh-node-run /run',
+      'mkdir -p /run/lock /run/netns /run/containerd /run/wireguard',
+      'mount --bind "$1" /var/log',
+      'mkdir -p /var/log/pods /var/log/containers',
+      'echo ready',
+      'exec sleep infinity',
+    ].join('\n');
+    const argv = ['nsenter', `--net=/run/netns/${node.netns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'holder', node.logsDir];
+    const child = spawn(SETPRIV ?? argv[0], SETPRIV ? ['--pdeathsig', 'SIGKILL', '--', ...argv] : argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = procOf(child, `holder of ${node.name}`);
+    this.box.track(child);
+    let out = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    await waitUntil(`the mount namespace of ${node.name}`, 10_000, proc, () => out.includes('ready'), () => out);
+    const ours = readlinkSync('/proc/self/ns/mnt');
+    if (readlinkSync(`/proc/${proc.pid}/ns/mnt`) === ours) throw new Error(`${node.name}: the holder (pid ${proc.pid}) is not in a mount namespace of its own`);
+    return proc;
+  }
+
+  /** Every real node routes every other's pod CIDR via its underlay IP (a cloud's route table). */
+  private async addPodRoutes(): Promise<void> {
+    for (const a of this.nodes) {
+      for (const b of this.nodes) {
+        if (a !== b) await execFileAsync('ip', ['-n', a.netns, 'route', 'add', b.podCIDR, 'via', b.underlayIP]);
+      }
+    }
+  }
+
+  private async startKubelet(s: NodeState): Promise<void> {
+    const n = s.node;
+    const kubeletDir = join(n.dir, 'kubelet');
+    const args = [
+      `--kubeconfig=${this.kubeconfigPath}`,
+      '--container-runtime=remote',
+      `--container-runtime-endpoint=unix://${CONTAINERD_SOCKET}`,
+      `--root-dir=${kubeletDir}`,
+      `--cert-dir=${join(kubeletDir, 'pki')}`,
+      `--volume-plugin-dir=${join(kubeletDir, 'volume-plugins')}`,
+      '--cgroup-driver=cgroupfs',
+      `--cgroup-root=${s.cgroupRoot}`,
+      `--node-ip=${n.underlayIP}`,
+      `--hostname-override=${n.name}`,
+      '--fail-swap-on=false',
+      `--pod-infra-container-image=${PAUSE_IMAGE}`,
+      `--resolv-conf=${join(n.dir, 'resolv.conf')}`,
+      '--read-only-port=0',
+      '--anonymous-auth=false',
+      `--client-ca-file=${this.api.caCertPath}`,
+      // Never delete an imported image: nothing could pull it again.
+      '--image-gc-high-threshold=100',
+      '--image-gc-low-threshold=99',
+      // A busy shared disk must not evict the test's pods.
+      '--eviction-hard=memory.available<1Mi,nodefs.available<1%,nodefs.inodesFree<1%,imagefs.available<1%',
+      '--node-status-update-frequency=4s',
+      '--serialize-image-pulls=false',
+      '--logtostderr=true',
+      '--v=1',
+    ];
+    s.kubelet = this.spawnInNode(n, 'kubelet', [join(kubeNodeBinDir(), 'kubelet'), ...args], join(n.logsDir, 'kubelet.log'));
+  }
+
+  private startProxy(s: NodeState): void {
+    const n = s.node;
+    const args = [
+      `--kubeconfig=${this.kubeconfigPath}`,
+      '--proxy-mode=iptables',
+      `--hostname-override=${n.name}`,
+      `--bind-address=${n.underlayIP}`,
+      `--cluster-cidr=${CLUSTER_CIDR}`,
+      '--metrics-bind-address=127.0.0.1:10249',
+      '--healthz-bind-address=127.0.0.1:10256',
+      // 0: leave the machine-wide conntrack table size and the timeouts as they are.
+      '--conntrack-max-per-core=0',
+      '--conntrack-tcp-timeout-established=0s',
+      '--conntrack-tcp-timeout-close-wait=0s',
+      '--oom-score-adj=0',
+      '--logtostderr=true',
+      '--v=1',
+    ];
+    s.proxy = this.spawnInNode(n, 'kube-proxy', [join(kubeNodeBinDir(), 'kube-proxy'), ...args], join(n.logsDir, 'kube-proxy.log'));
+  }
+
+  private async waitReady(timeoutMs: number): Promise<void> {
+    const core = this.kubeConfig().makeApiClient(k8s.CoreV1Api);
+    const deadline = performance.now() + timeoutMs;
+    let last = '';
+    for (;;) {
+      for (const s of this.states) {
+        for (const p of [s.containerd, s.kubelet, s.holder]) {
+          if (p && p.child.exitCode !== null) throw new Error(`${p.role} (pid ${p.pid}) exited with code ${p.child.exitCode} while waiting for the nodes to be Ready\n${this.logTail(s.node.name)}`);
+        }
+      }
+      const notReady: string[] = [];
+      for (const n of this.nodes) {
+        const got = await core.readNode({ name: n.name }).catch(() => undefined);
+        const ready = got?.status?.conditions?.find((c) => c.type === 'Ready');
+        if (ready?.status !== 'True') notReady.push(`${n.name}: ${ready ? `${ready.reason ?? ready.status}: ${ready.message ?? ''}` : 'no Ready condition yet'}`);
+      }
+      if (notReady.length === 0) return;
+      last = notReady.join('; ');
+      if (performance.now() > deadline) throw new Error(`real nodes not Ready after ${Math.round(timeoutMs / 1000)} s (${last})\n${this.logTail()}`);
+      await sleep(500);
+    }
+  }
+
+  /** A process on the host (the controllers), its output in dir/<role>.log. */
+  private spawnHost(role: string, command: string, args: string[]): Proc {
+    const fd = openSync(join(this.dir, `${role}.log`), 'a', 0o644);
+    let child: ChildProcess;
+    try {
+      writeSync(fd, `=== ${new Date().toISOString()} real nodes: starting ${role}: ${command} ${args.join(' ')}\n`);
+      child = SETPRIV ? spawn(SETPRIV, ['--pdeathsig', 'SIGKILL', '--', command, ...args], { stdio: ['ignore', fd, fd] }) : spawn(command, args, { stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    this.box.track(child);
+    return procOf(child, role);
+  }
+
+  /** A long-running process in a node's network and mount namespaces, its output appended to logFile. */
+  private spawnInNode(node: RealNode, role: string, argv: string[], logFile: string): Proc {
+    const fd = openSync(logFile, 'a', 0o644);
+    let child: ChildProcess;
+    try {
+      writeSync(fd, `=== ${new Date().toISOString()} real node ${node.name}: starting ${role}: ${argv.join(' ')}\n`);
+      // --pdeathsig: the kernel stops it if the test process dies without running any hook.
+      const wrapped = SETPRIV ? [SETPRIV, '--pdeathsig', 'SIGTERM', '--', ...argv] : argv;
+      child = spawn('nsenter', [`--target=${node.holderPid}`, '--mount', '--net', '--', ...wrapped], { stdio: ['ignore', fd, fd] });
+    } finally {
+      closeSync(fd);
+    }
+    this.box.track(child);
+    return procOf(child, `${role} of ${node.name}`);
+  }
+}
+
+// ---------------------------------------------------------------- node processes
+
+async function nodeExec(node: RealNode, command: string, args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
+  const child = spawn('nsenter', [`--target=${node.holderPid}`, '--mount', '--net', '--', command, ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    timeout: options.timeoutMs ?? 60_000,
+    killSignal: 'SIGKILL',
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  child.stdin.on('error', () => undefined);
+  child.stdin.end(options.input ?? '');
+  return new Promise((resolve) => {
+    child.once('error', (err) => resolve({ code: 127, stdout, stderr: stderr + err.message }));
+    child.once('close', (code, sig) => resolve({ code: code ?? 128 + (sig ? (osConstants.signals[sig] ?? 0) : 0), stdout, stderr }));
+  });
+}
+
+async function importInto(node: RealNode, archive: string): Promise<void> {
+  const r = await nodeExec(node, 'ctr', ['--address', CONTAINERD_SOCKET, '-n', 'k8s.io', 'images', 'import', archive], { timeoutMs: 300_000 });
+  if (r.code !== 0) throw new Error(`${node.name}: importing ${archive} into containerd failed: ${(r.stderr || r.stdout).trim()}`);
+}
+
+function procOf(child: ChildProcess, role: string): Proc {
+  if (child.pid === undefined) throw new Error(`could not start ${role} (${child.spawnargs.join(' ')})`);
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
+  });
+  return { child, pid: child.pid, role, exited };
+}
+
+/** SIGTERM, SIGKILL after graceMs; true when SIGKILL was needed. */
+async function terminate(p: Proc, graceMs: number): Promise<boolean> {
+  if (p.child.exitCode !== null || p.child.signalCode !== null) return false;
+  signalPid(p.pid, 'SIGTERM');
+  let forced = false;
+  const timer = setTimeout(() => {
+    forced = true;
+    signalPid(p.pid, 'SIGKILL');
+  }, graceMs);
+  await p.exited;
+  clearTimeout(timer);
+  return forced;
+}
+
+async function waitUntil(what: string, timeoutMs: number, proc: Proc, check: () => Promise<boolean> | boolean, logs: () => string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    if (proc.child.exitCode !== null || proc.child.signalCode !== null) {
+      throw new Error(`${proc.role} (pid ${proc.pid}) exited (${proc.child.signalCode ?? `code ${proc.child.exitCode}`}) while waiting for ${what}\n${logs()}`);
+    }
+    if (await check()) return;
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${logs()}`);
+    await sleep(100);
+  }
+}
+
+/**
+ * The pids of a node: every process in its cgroups (pods' containers, in every hierarchy) and every
+ * process in its mount namespace (containerd, its shims, kubelet, what exec started), except the holder.
+ */
+function nodePids(s: NodeState): number[] {
+  const pids = new Set<number>();
+  for (const dir of cgroupDirs(s.cgroupRoot)) {
+    for (const d of walk(dir)) {
+      try {
+        for (const line of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n')) if (line) pids.add(Number(line));
+      } catch {
+        /* removed meanwhile */
+      }
+    }
+  }
+  const holder = s.holder?.pid;
+  if (holder) {
+    let mnt: string | undefined;
+    try {
+      mnt = readlinkSync(`/proc/${holder}/ns/mnt`);
+    } catch {
+      /* holder gone */
+    }
+    if (mnt) {
+      for (const entry of readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry) || Number(entry) === holder) continue;
+        try {
+          if (readlinkSync(`/proc/${entry}/ns/mnt`) === mnt) pids.add(Number(entry));
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  }
+  pids.delete(process.pid);
+  return [...pids].filter(isRunning);
+}
+
+async function killNodeProcesses(s: NodeState, graceMs: number): Promise<void> {
+  // Containers get SIGKILL at once (a throwaway node); the rest SIGTERM first, so containerd unmounts.
+  const deadline = Date.now() + graceMs;
+  for (let round = 0; ; round++) {
+    const pids = nodePids(s);
+    if (pids.length === 0) return;
+    for (const pid of pids) signalPid(pid, round === 0 && Date.now() < deadline ? 'SIGTERM' : 'SIGKILL');
+    if (Date.now() > deadline + 5000) return;
+    await sleep(round === 0 ? 300 : 100);
+  }
+}
+
+function killNodeProcessesSync(s: NodeState): void {
+  for (let round = 0; round < 20; round++) {
+    const pids = nodePids(s);
+    if (pids.length === 0) return;
+    for (const pid of pids) signalPid(pid, 'SIGKILL');
+    waitGone(pids, 500);
+  }
+}
+
+function waitGone(pids: number[], ms: number): void {
+  const deadline = Date.now() + ms;
+  while (pids.some(isRunning) && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+}
+
+// ---------------------------------------------------------------- cgroups (v1, cgroupfs)
+
+/** Our cgroup root in every mounted hierarchy (/sys/fs/cgroup/<hierarchy><root>). */
+function cgroupDirs(root: string): string[] {
+  const out: string[] = [];
+  let hierarchies: string[] = [];
+  try {
+    hierarchies = readdirSync('/sys/fs/cgroup');
+  } catch {
+    return out;
+  }
+  for (const h of hierarchies) {
+    const d = join('/sys/fs/cgroup', h, root);
+    if (existsSync(d)) out.push(d);
+  }
+  return out;
+}
+
+/** kubelet refuses a --cgroup-root that does not exist: make it in every v1 hierarchy (cpuset with its parent's cpus and mems). */
+function makeCgroups(root: string): void {
+  for (const h of readdirSync('/sys/fs/cgroup')) {
+    const base = join('/sys/fs/cgroup', h);
+    try {
+      if (!statSync(join(base, 'cgroup.procs')).isFile()) continue;
+    } catch {
+      continue;
+    }
+    const d = join(base, root);
+    mkdirSync(d, { recursive: true });
+    if (h === 'cpuset') {
+      for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+        const v = readFileSync(join(base, f), 'utf8').trim();
+        if (readFileSync(join(d, f), 'utf8').trim() === '') writeFileSync(join(d, f), v);
+      }
+    }
+  }
+}
+
+/** Remove our cgroup trees, deepest first; returns what could not be removed. */
+function removeCgroups(root: string): string[] {
+  const left: string[] = [];
+  for (const dir of cgroupDirs(root)) {
+    for (const d of walk(dir).reverse()) {
+      let removed = false;
+      for (let i = 0; i < 50 && !removed; i++) {
+        try {
+          rmdirSync(d);
+          removed = true;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') removed = true;
+          else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        }
+      }
+      if (!removed) left.push(d);
+    }
+  }
+  return left;
+}
+
+/** A directory and its subdirectories, parents before children. */
+function walk(dir: string): string[] {
+  const out = [dir];
+  for (let i = 0; i < out.length; i++) {
+    try {
+      for (const e of readdirSync(out[i], { withFileTypes: true })) if (e.isDirectory()) out.push(join(out[i], e.name));
+    } catch {
+      /* removed meanwhile */
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- configs
+
+function containerdConfig(dir: string): string {
+  const q = (s: string) => JSON.stringify(s);
+  return `# A real node's containerd (sandbox/kubenode.ts): its own root, socket and CNI configuration.
+version = 2
+root = ${q(join(dir, 'containerd'))}
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+
+[grpc]
+  address = ${q(CONTAINERD_SOCKET)}
+
+[ttrpc]
+  address = "/run/containerd/containerd.sock.ttrpc"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = ${q(join(dir, 'containerd', 'opt'))}
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = ${q(PAUSE_IMAGE)}
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = ${q(CNI_BIN_DIR)}
+    conf_dir = ${q(join(dir, 'cni', 'net.d'))}
+    max_conf_num = 1
+`;
+}
+
+function cniConfig(podCIDR: string, ipamDir: string): string {
+  return (
+    JSON.stringify(
+      {
+        cniVersion: '0.4.0',
+        name: 'aks-mesh-sandbox',
+        plugins: [
+          {
+            type: 'bridge',
+            bridge: 'cni0',
+            isGateway: true,
+            // Masquerading is one iptables rule of ours (pods leaving the cluster CIDR only), not the plugin's.
+            ipMasq: false,
+            hairpinMode: true,
+            ipam: { type: 'host-local', ranges: [[{ subnet: podCIDR }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: ipamDir },
+          },
+        ],
+      },
+      null,
+      2,
+    ) + '\n'
+  );
+}
+
+/** default/kubernetes endpoints (the API server runs with --endpoint-reconciler-type=none): the underlay host IP. */
+async function upsertKubernetesEndpoints(api: TestCluster, ip: string, port: number): Promise<void> {
+  const core = api.kubeConfig().makeApiClient(k8s.CoreV1Api);
+  const body: k8s.V1Endpoints = {
+    metadata: { name: 'kubernetes', namespace: 'default' },
+    subsets: [{ addresses: [{ ip }], ports: [{ name: 'https', port, protocol: 'TCP' }] }],
+  };
+  try {
+    await core.createNamespacedEndpoints({ namespace: 'default', body });
+  } catch (err) {
+    if (!(err instanceof k8s.ApiException && err.code === 409)) throw err;
+    await core.replaceNamespacedEndpoints({ name: 'kubernetes', namespace: 'default', body });
+  }
+  // kube-proxy 1.20 reads EndpointSlices: discovery.k8s.io/v1beta1 (the client library knows only v1).
+  const slice = {
+    apiVersion: 'discovery.k8s.io/v1beta1',
+    kind: 'EndpointSlice',
+    metadata: { name: 'kubernetes', namespace: 'default', labels: { 'kubernetes.io/service-name': 'kubernetes', 'endpointslice.kubernetes.io/managed-by': 'aks-mesh-sandbox' } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: [ip], conditions: { ready: true } }],
+    ports: [{ name: 'https', port, protocol: 'TCP' }],
+  };
+  const r = await api.kubectl(['apply', '-f', '-'], { input: JSON.stringify(slice) });
+  if (r.code !== 0) throw new Error(`EndpointSlice default/kubernetes: kubectl apply failed: ${r.stderr.trim()}`);
+}
+
+// ---------------------------------------------------------------- images
+
+/** Build (or find cached) the pause image; returns its docker-archive. */
+export async function buildPauseImage(): Promise<string> {
+  return (await buildNodeImage('pause')).archive;
+}
+
+/** sandbox/node/build-images.sh <which>: { reference, archive }. */
+export async function buildNodeImage(which: 'pause' | 'tools'): Promise<{ reference: string; archive: string }> {
+  try {
+    const { stdout } = await execFileAsync(BUILD_IMAGES, [which], { encoding: 'utf8', timeout: 600_000 });
+    const [, reference, archive] = stdout.trim().split('\n').pop()?.split(' ') ?? [];
+    if (!reference || !archive) throw new Error(`unexpected output: ${stdout.trim()}`);
+    return { reference, archive };
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new Error(`${BUILD_IMAGES} ${which} failed: ${e.stderr?.trim() || e.message}`);
+  }
+}
+
+// ---------------------------------------------------------------- host sysctls
+
+/** Machine-wide sysctls kubelet sets at start (pkg/kubelet/cm setupKernelTunables); restored when the last run is done. */
+export const KUBELET_SYSCTLS = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes'];
+/** Where runs that use real nodes record the host's original values (machine-wide, like the port reservations). */
+export const SYSCTL_DIR = '/tmp/aks-mesh-kubelet-sysctls';
+
+export function readSysctls(names: readonly string[] = KUBELET_SYSCTLS): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const n of names) {
+    try {
+      out[n] = readFileSync(join('/proc/sys', n), 'utf8').trim();
+    } catch {
+      /* not on this kernel */
+    }
+  }
+  return out;
+}
+
+/**
+ * Parallel runs share the host's sysctls: the first run to claim records the original values
+ * (original.json), each run holds a claim (a file named by its pid), and the last one to release
+ * writes the originals back. A run that died without releasing leaves a stale claim, swept by pid.
+ */
+class SysctlClaim {
+  private held = false;
+
+  acquire(): void {
+    mkdirSync(SYSCTL_DIR, { recursive: true, mode: 0o755 });
+    withLock(() => {
+      const original = join(SYSCTL_DIR, 'original.json');
+      if (liveClaims().length === 0) {
+        // Nobody uses real nodes now: the values are the host's own, unless a run died before restoring them.
+        if (existsSync(original)) writeSysctls(JSON.parse(readFileSync(original, 'utf8')) as Record<string, string>);
+        writeFileSync(original, JSON.stringify(readSysctls()) + '\n');
+      }
+      claimPidFile(join(SYSCTL_DIR, `claim-${process.pid}`));
+    });
+    this.held = true;
+  }
+
+  /** Drop our claim; the last one out restores the originals (returned). */
+  release(): Record<string, string> {
+    if (!this.held) return {};
+    this.held = false;
+    let restored: Record<string, string> = {};
+    withLock(() => {
+      try {
+        unlinkSync(join(SYSCTL_DIR, `claim-${process.pid}`));
+      } catch {
+        /* gone */
+      }
+      const original = join(SYSCTL_DIR, 'original.json');
+      if (liveClaims().length === 0 && existsSync(original)) {
+        restored = JSON.parse(readFileSync(original, 'utf8')) as Record<string, string>;
+        writeSysctls(restored);
+        unlinkSync(original);
+      }
+    });
+    return restored;
+  }
+}
+
+function liveClaims(): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync(SYSCTL_DIR)) {
+    const m = /^claim-(\d+)$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (isRunning(pid)) out.push(pid);
+    else rmSync(join(SYSCTL_DIR, name), { force: true });
+  }
+  return out;
+}
+
+function writeSysctls(values: Record<string, string>): void {
+  for (const [n, v] of Object.entries(values)) {
+    try {
+      if (readFileSync(join('/proc/sys', n), 'utf8').trim() !== v) writeFileSync(join('/proc/sys', n), v);
+    } catch {
+      /* not on this kernel */
+    }
+  }
+}
+
+/** A short critical section across processes: an exclusive lock file (a stale one, of a dead pid, is taken over). */
+function withLock(fn: () => void): void {
+  const lock = join(SYSCTL_DIR, 'lock');
+  const deadline = Date.now() + 10_000;
+  while (!claimPidFile(lock)) {
+    if (Date.now() > deadline) throw new Error(`${lock} is held by a live process for more than 10 s`);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  }
+  try {
+    fn();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
