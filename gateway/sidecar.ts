@@ -1,0 +1,198 @@
+/**
+ * The gateway as a sidecar of the Konnectivity agent pod: the container (and the volumes it needs)
+ * that `aks-mesh gateway-patch` prints for an existing Deployment and the chart renders for one it
+ * manages. Its command and args are the project's original deployment snippet, as written:
+ *
+ *   command: ["./gateway"]
+ *   args: ["--node-name=$(NODE_NAME)", "--gateway-endpoint=$(NODE_IP)", "--pod-cidr=<CIDRs joined by commas>"]
+ *
+ * Where things live in the pod (the Konnectivity agent is not hostNetwork; the gateway has the pod's
+ * network namespace to itself with the Konnectivity agent):
+ * - The private key is in a memory emptyDir (/var/lib/aks-mesh): it never reaches the node's disk, it
+ *   survives a container restart (same public key, nothing to re-register), and a new pod makes a new
+ *   key and writes its public key into its Gateway, which the nodes pick up. The root filesystem stays
+ *   read-only.
+ * - wireguard-go runs in spawn mode (one container); its UAPI socket is in another memory emptyDir
+ *   (/var/run/wireguard), so `aks-mesh inspect` can be run in the container.
+ * - `--gateway-endpoint=$(NODE_IP)` advertises the node's address on the gateway's listen port
+ *   (51821, not the node agent's 51820). A UDP hostPort of that number carries what nodes send there
+ *   into the pod (the CNI's portmap). Without hostPort support it still works one way round: the
+ *   gateway's keepalive (25 s) starts every session, and WireGuard answers where packets come from.
+ *
+ * The object is spelled out with the values the API server would default (fieldRef apiVersion,
+ * probe timings, termination message path...), so that a Deployment holds exactly what this returns
+ * and a second apply changes nothing.
+ */
+import { GATEWAY_LISTEN_PORT } from './flags.ts';
+
+/** The metrics, /healthz and /readyz port of the gateway (its --metrics-address default). */
+export const GATEWAY_METRICS_PORT = 9587;
+export const DEFAULT_SIDECAR_NAME = 'aks-mesh-gateway';
+
+export interface GatewaySidecarOptions {
+  /** The aks-mesh image (required). */
+  image: string;
+  /** The pod CIDRs the gateway routes into its tunnel (--pod-cidr); canonical CIDRs, at least one. */
+  podCIDRs: readonly string[];
+  /** Container name (default aks-mesh-gateway); the volumes are named after it. */
+  name?: string;
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /** UDP port the gateway listens on, and the hostPort that reaches it (default 51821). */
+  listenPort?: number;
+  /** Publish the listen port on the node's address (default true): what --gateway-endpoint=$(NODE_IP) advertises. */
+  hostPort?: boolean;
+  /** The mesh's settings, when they differ from the defaults (the same on every member): AKS_MESH_* variables. */
+  meshCIDR?: string;
+  serviceCIDRs?: readonly string[];
+  clusterCIDRs?: readonly string[];
+  nodeCIDRs?: readonly string[];
+  resources?: Resources;
+}
+
+export interface Resources {
+  requests?: Record<string, string>;
+  limits?: Record<string, string>;
+}
+
+/** The parts of a core/v1 Container this sidecar uses (plain JSON: it is printed and rendered). */
+export interface Container {
+  name: string;
+  image: string;
+  imagePullPolicy: string;
+  command: string[];
+  args: string[];
+  env: Array<{ name: string; value?: string; valueFrom?: { fieldRef: { apiVersion: string; fieldPath: string } } }>;
+  ports: Array<{ name: string; containerPort: number; hostPort?: number; protocol: string }>;
+  resources: Resources;
+  securityContext: Record<string, unknown>;
+  volumeMounts: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+  readinessProbe: Record<string, unknown>;
+  livenessProbe: Record<string, unknown>;
+  terminationMessagePath: string;
+  terminationMessagePolicy: string;
+}
+
+export interface Volume {
+  name: string;
+  emptyDir?: { medium: string; sizeLimit?: string };
+  hostPath?: { path: string; type: string };
+}
+
+export interface GatewaySidecar {
+  container: Container;
+  volumes: Volume[];
+}
+
+export const DEFAULT_SIDECAR_RESOURCES: Resources = {
+  requests: { cpu: '10m', memory: '64Mi' },
+  limits: { memory: '256Mi' },
+};
+
+const fieldEnv = (name: string, fieldPath: string): Container['env'][number] => ({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } });
+
+const probe = (path: string, extra: Record<string, number>): Record<string, unknown> => ({
+  httpGet: { path, port: GATEWAY_METRICS_PORT, scheme: 'HTTP' },
+  timeoutSeconds: 1,
+  periodSeconds: 10,
+  successThreshold: 1,
+  failureThreshold: 3,
+  ...extra,
+});
+
+/** Why a container name cannot be the sidecar's (null: it can). Its volumes are <name>-<3 letters>: DNS labels of at most 63 characters. */
+export function sidecarNameProblem(name: string): string | null {
+  if (/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) && name.length <= 59) return null;
+  return `${JSON.stringify(name)}: expected a DNS label of at most 59 characters (lower case letters, digits and '-')`;
+}
+
+/** The gateway sidecar container and its volumes. Throws naming the option when one is unusable. */
+export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
+  const name = o.name ?? DEFAULT_SIDECAR_NAME;
+  const nameProblem = sidecarNameProblem(name);
+  if (nameProblem) throw new Error(`name ${nameProblem}`);
+  if (!o.image) throw new Error('image: required (the aks-mesh image, such as registry.example/aks-mesh:1.0.0)');
+  if (o.podCIDRs.length === 0) throw new Error('podCIDRs: at least one pod CIDR to route through the tunnel');
+  const port = o.listenPort ?? GATEWAY_LISTEN_PORT;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`listenPort ${port}: expected 1 to 65535`);
+  const vol = { run: `${name}-run`, key: `${name}-key`, tun: `${name}-tun` };
+  const settings: Array<[string, string | readonly string[] | undefined]> = [
+    ['AKS_MESH_MESH_CIDR', o.meshCIDR],
+    ['AKS_MESH_SERVICE_CIDR', o.serviceCIDRs],
+    ['AKS_MESH_CLUSTER_CIDR', o.clusterCIDRs],
+    ['AKS_MESH_NODE_CIDR', o.nodeCIDRs],
+  ];
+  const container: Container = {
+    name,
+    image: o.image,
+    imagePullPolicy: o.imagePullPolicy ?? 'IfNotPresent',
+    command: ['./gateway'],
+    args: ['--node-name=$(NODE_NAME)', '--gateway-endpoint=$(NODE_IP)', `--pod-cidr=${o.podCIDRs.join(',')}`],
+    env: [
+      fieldEnv('NODE_NAME', 'spec.nodeName'),
+      fieldEnv('NODE_IP', 'status.hostIP'),
+      fieldEnv('POD_IP', 'status.podIP'),
+      // Spelled out (it is the default) because the hostPort below must be the same number.
+      { name: 'AKS_MESH_LISTEN_PORT', value: String(port) },
+      ...settings.filter(([, v]) => v !== undefined && (typeof v === 'string' || v.length > 0)).map(([k, v]) => ({ name: k, value: typeof v === 'string' ? v : (v as readonly string[]).join(',') })),
+    ],
+    ports: [
+      { name: 'wireguard', containerPort: port, ...(o.hostPort === false ? {} : { hostPort: port }), protocol: 'UDP' },
+      { name: 'gw-metrics', containerPort: GATEWAY_METRICS_PORT, protocol: 'TCP' },
+    ],
+    resources: o.resources ?? DEFAULT_SIDECAR_RESOURCES,
+    securityContext: {
+      // NET_ADMIN alone: the TUN device, its address, the routes and the ip rule, and the fwmark on
+      // wireguard-go's socket. Root inside the container (the device node and netlink need it).
+      capabilities: { add: ['NET_ADMIN'], drop: ['ALL'] },
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      seccompProfile: { type: 'RuntimeDefault' },
+    },
+    volumeMounts: [
+      { name: vol.tun, mountPath: '/dev/net/tun' },
+      { name: vol.run, mountPath: '/var/run/wireguard' },
+      { name: vol.key, mountPath: '/var/lib/aks-mesh' },
+    ],
+    // Ready once its Gateway is registered and the device holds every node: a rollout of the
+    // Konnectivity agent waits for the tunnel.
+    readinessProbe: probe('/readyz', { initialDelaySeconds: 2 }),
+    livenessProbe: probe('/healthz', { initialDelaySeconds: 10, failureThreshold: 6 }),
+    terminationMessagePath: '/dev/termination-log',
+    // The one-line error a bad flag prints shows in `kubectl describe pod`.
+    terminationMessagePolicy: 'FallbackToLogsOnError',
+  };
+  const volumes: Volume[] = [
+    { name: vol.tun, hostPath: { path: '/dev/net/tun', type: 'CharDevice' } },
+    { name: vol.run, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+    { name: vol.key, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+  ];
+  return { container, volumes };
+}
+
+/**
+ * The sidecar as a strategic-merge patch for a Deployment's pod template: containers and volumes
+ * merge by name, so the Konnectivity agent's own stay as they are and a second apply changes nothing.
+ */
+export function gatewaySidecarPatch(sidecar: GatewaySidecar): { spec: { template: { spec: { containers: Container[]; volumes: Volume[] } } } } {
+  return { spec: { template: { spec: { containers: [sidecar.container], volumes: sidecar.volumes } } } };
+}
+
+/** The gateway's ClusterRole (mesh/manifests.ts rbacObjects; the chart and config/rbac/gateway.yaml install it). */
+export const GATEWAY_CLUSTER_ROLE = 'aks-mesh-gateway';
+
+/**
+ * The ClusterRoleBinding that gives a Konnectivity agent's service account the gateway's own
+ * permissions (read Peers, Gateways and Nodes; write Gateways and their status; events), nothing more.
+ */
+export function gatewayRoleBinding(serviceAccount: { namespace: string; name: string }): Record<string, unknown> {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: {
+      name: `${GATEWAY_CLUSTER_ROLE}-${serviceAccount.namespace}-${serviceAccount.name}`.slice(0, 253),
+      labels: { 'app.kubernetes.io/name': 'aks-mesh', 'app.kubernetes.io/part-of': 'aks-mesh', 'app.kubernetes.io/component': 'gateway' },
+    },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: GATEWAY_CLUSTER_ROLE },
+    subjects: [{ kind: 'ServiceAccount', name: serviceAccount.name, namespace: serviceAccount.namespace }],
+  };
+}
