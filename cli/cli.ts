@@ -10,10 +10,12 @@ import { UsageError } from './format.ts';
 import { crdsCommand } from './commands/crds.ts';
 import { agentCommand, gatewayCommand } from './commands/member.ts';
 import { demoCommand } from './commands/demo.ts';
+import { gatewayPatchCommand } from './commands/gateway-patch.ts';
 import { inspectCommand } from './commands/inspect.ts';
 import { statusCommand } from './commands/status.ts';
 import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
 import { uninstallHookCommand } from './commands/uninstall-hook.ts';
+import { versionCommand } from './commands/version.ts';
 
 function reportAndExit(message: string, code = 1): never {
   process.stderr.write(`aks-mesh: ${message.split('\n')[0]}\n`);
@@ -37,8 +39,9 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`aks-mesh: ${msg}\nRun "aks-mesh --help" for usage.\n`);
       process.exit(2);
     });
-  for (const add of [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, statusCommand, crdsCommand, demoCommand]) parser = add(parser);
+  for (const add of [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, statusCommand, crdsCommand, demoCommand, versionCommand]) parser = add(parser);
   parser = uninstallHookCommand(parser);
+  parser = gatewayPatchCommand(parser);
   await parser.parseAsync();
 }
 
