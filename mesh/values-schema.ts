@@ -5,7 +5,7 @@
  * A test fails when charts/aks-mesh/values.schema.json drifts from this.
  */
 import { PATTERNS } from './crd/schema.ts';
-import { DEFAULT_FWMARK, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE, LOCAL_RULE_PRIORITY, MAIN_RULE_PRIORITY, RESERVED_TABLES, formatMark } from '../native/link/marks.ts';
+import { DEFAULT_FWMARK, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE, LOCAL_RULE_PRIORITY, MAIN_RULE_PRIORITY, RESERVED_TABLES, formatMark, validateFwmark } from '../native/link/marks.ts';
 
 type Schema = Record<string, unknown>;
 
@@ -42,11 +42,13 @@ const tolerations: Schema = { type: 'array', description: 'Pod tolerations', ite
 const stringList = (description: string): Schema => ({ type: 'array', description, items: { type: 'string' } });
 
 /**
- * The mark as the chart writes it: hex, non-zero, without kube-proxy's 0x4000 and kubelet's 0x8000
- * (the 4th hex digit from the right is 0-3), as `aks-mesh agent --fwmark` accepts it
- * (native/link/marks.ts validateFwmark; a cluster that moved those bits runs the agent by hand).
+ * The marks the chart offers: one bit, in hex, not kube-proxy's 0x4000 nor kubelet's 0x8000 (which
+ * `aks-mesh agent --fwmark` refuses: native/link/marks.ts validateFwmark). An enum, so helm's refusal
+ * lists the choices. (The agent takes multi-bit marks too; a cluster that needs one runs it by hand.)
  */
-const FWMARK_PATTERN = '^0x0*([0-9a-fA-F]{0,4}[0-3][0-9a-fA-F]{3}|[0-9a-fA-F]{1,3})$';
+export const CHART_FWMARKS: readonly string[] = Array.from({ length: 32 }, (_, bit) => 2 ** bit)
+  .filter((mark) => validateFwmark(mark) === undefined)
+  .map(formatMark);
 
 export function valuesSchema(): Schema {
   const meshSettings = object({
@@ -60,9 +62,8 @@ export function valuesSchema(): Schema {
       maximum: 4294967295,
       not: { enum: [...RESERVED_TABLES.keys()] },
     },
-    fwmark: string(`Hex mark on wireguard-go's own packets, such as ${formatMark(DEFAULT_FWMARK)}: not 0, without kube-proxy's 0x4000 or kubelet's 0x8000`, {
-      pattern: FWMARK_PATTERN,
-      not: { pattern: '^0x0+$' },
+    fwmark: string(`Mark on wireguard-go's own packets: one bit in hex such as ${formatMark(DEFAULT_FWMARK)}, not kube-proxy's 0x4000 nor kubelet's 0x8000`, {
+      enum: CHART_FWMARKS,
     }),
     rulePriority: {
       type: 'integer',
