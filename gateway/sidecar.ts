@@ -43,9 +43,15 @@ export interface GatewaySidecarOptions {
   hostPort?: boolean;
   /** The mesh's settings, when they differ from the defaults (the same on every member): AKS_MESH_* variables. */
   meshCIDR?: string;
+  /** Mark on wireguard-go's packets (decimal or 0x hex), routing table and ip rule priority of the gateway. */
+  fwmark?: string;
+  table?: number;
+  rulePriority?: number;
   serviceCIDRs?: readonly string[];
   clusterCIDRs?: readonly string[];
   nodeCIDRs?: readonly string[];
+  logFormat?: 'text' | 'json';
+  logLevel?: 'error' | 'warn' | 'info' | 'debug';
   resources?: Resources;
 }
 
@@ -74,7 +80,7 @@ export interface Container {
 
 export interface Volume {
   name: string;
-  emptyDir?: { medium: string; sizeLimit?: string };
+  emptyDir?: { medium?: string; sizeLimit?: string };
   hostPath?: { path: string; type: string };
 }
 
@@ -84,7 +90,7 @@ export interface GatewaySidecar {
 }
 
 export const DEFAULT_SIDECAR_RESOURCES: Resources = {
-  requests: { cpu: '10m', memory: '64Mi' },
+  requests: { cpu: '20m', memory: '64Mi' },
   limits: { memory: '256Mi' },
 };
 
@@ -114,13 +120,21 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
   if (o.podCIDRs.length === 0) throw new Error('podCIDRs: at least one pod CIDR to route through the tunnel');
   const port = o.listenPort ?? GATEWAY_LISTEN_PORT;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`listenPort ${port}: expected 1 to 65535`);
-  const vol = { run: `${name}-run`, key: `${name}-key`, tun: `${name}-tun` };
-  const settings: Array<[string, string | readonly string[] | undefined]> = [
+  const vol = { run: `${name}-run`, keys: `${name}-keys`, tmp: `${name}-tmp`, tun: `${name}-tun` };
+  // Spelled out even at its default: the hostPort below must be the same number.
+  const settings: Array<[string, string | number | readonly string[] | undefined]> = [
     ['AKS_MESH_MESH_CIDR', o.meshCIDR],
+    ['AKS_MESH_LISTEN_PORT', port],
+    ['AKS_MESH_FWMARK', o.fwmark],
+    ['AKS_MESH_TABLE', o.table],
+    ['AKS_MESH_RULE_PRIORITY', o.rulePriority],
     ['AKS_MESH_SERVICE_CIDR', o.serviceCIDRs],
     ['AKS_MESH_CLUSTER_CIDR', o.clusterCIDRs],
     ['AKS_MESH_NODE_CIDR', o.nodeCIDRs],
+    ['AKS_MESH_LOG_FORMAT', o.logFormat],
+    ['AKS_MESH_LOG_LEVEL', o.logLevel],
   ];
+  const given = (v: string | number | readonly string[] | undefined): v is string | number | readonly string[] => v !== undefined && (typeof v !== 'object' || v.length > 0);
   const container: Container = {
     name,
     image: o.image,
@@ -131,27 +145,31 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
       fieldEnv('NODE_NAME', 'spec.nodeName'),
       fieldEnv('NODE_IP', 'status.hostIP'),
       fieldEnv('POD_IP', 'status.podIP'),
-      // Spelled out (it is the default) because the hostPort below must be the same number.
-      { name: 'AKS_MESH_LISTEN_PORT', value: String(port) },
-      ...settings.filter(([, v]) => v !== undefined && (typeof v === 'string' || v.length > 0)).map(([k, v]) => ({ name: k, value: typeof v === 'string' ? v : (v as readonly string[]).join(',') })),
+      ...settings.flatMap(([k, v]) => (given(v) ? [{ name: k, value: typeof v === 'object' ? v.join(',') : String(v) }] : [])),
     ],
     ports: [
       { name: 'wireguard', containerPort: port, ...(o.hostPort === false ? {} : { hostPort: port }), protocol: 'UDP' },
       { name: 'gw-metrics', containerPort: GATEWAY_METRICS_PORT, protocol: 'TCP' },
     ],
     resources: o.resources ?? DEFAULT_SIDECAR_RESOURCES,
+    // NET_ADMIN alone: the TUN device, its address, the routes and the ip rule, and the fwmark on
+    // wireguard-go's socket. Root inside the container (the device node and netlink need it), said
+    // explicitly so that a pod-level runAsNonRoot does not silently break it.
     securityContext: {
-      // NET_ADMIN alone: the TUN device, its address, the routes and the ip rule, and the fwmark on
-      // wireguard-go's socket. Root inside the container (the device node and netlink need it).
-      capabilities: { add: ['NET_ADMIN'], drop: ['ALL'] },
       allowPrivilegeEscalation: false,
       readOnlyRootFilesystem: true,
+      runAsUser: 0,
+      runAsNonRoot: false,
+      privileged: false,
       seccompProfile: { type: 'RuntimeDefault' },
+      capabilities: { drop: ['ALL'], add: ['NET_ADMIN'] },
     },
     volumeMounts: [
       { name: vol.tun, mountPath: '/dev/net/tun' },
       { name: vol.run, mountPath: '/var/run/wireguard' },
-      { name: vol.key, mountPath: '/var/lib/aks-mesh' },
+      { name: vol.keys, mountPath: '/var/lib/aks-mesh' },
+      // Node's compile cache and anything else that wants a temp file, with the root read-only.
+      { name: vol.tmp, mountPath: '/tmp' },
     ],
     // Ready once its Gateway is registered and the device holds every node: a rollout of the
     // Konnectivity agent waits for the tunnel.
@@ -164,7 +182,9 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
   const volumes: Volume[] = [
     { name: vol.tun, hostPath: { path: '/dev/net/tun', type: 'CharDevice' } },
     { name: vol.run, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
-    { name: vol.key, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+    // Memory: the private key never reaches the node's disk.
+    { name: vol.keys, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
+    { name: vol.tmp, emptyDir: { sizeLimit: '64Mi' } },
   ];
   return { container, volumes };
 }

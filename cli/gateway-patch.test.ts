@@ -1,0 +1,158 @@
+/**
+ * `aks-mesh gateway-patch` against a real kube-apiserver (TestCluster): the printed patch, applied with
+ * `kubectl patch --patch-file` to a Konnectivity agent Deployment, leaves that Deployment holding the
+ * sidecar exactly as gateway/sidecar.ts returns it (nothing defaulted or dropped by the API server),
+ * keeps the agent's own container and volumes, and a second patch changes nothing; `--rbac` gives
+ * the Deployment's service account the gateway's ClusterRole, and nothing of the agent's.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { stringify } from 'yaml';
+import { gatewaySidecar } from '../gateway/sidecar.ts';
+import { rbacObjects } from '../mesh/manifests.ts';
+import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+
+function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [join(import.meta.dirname, 'main.ts'), ...args], { encoding: 'utf8' }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+const IMAGE = 'localhost/aks-mesh:0.0.0-test';
+const POD_CIDRS = ['10.244.0.0/16', '10.245.0.0/24'];
+
+test('refuses a bad --pod-cidr naming the value, and a missing --image', async () => {
+  const bad = await cli(['gateway-patch', '--image', IMAGE, '--pod-cidr', '10.244.0.0/16,10.300.0.0/16']);
+  assert.notEqual(bad.code, 0);
+  assert.equal(bad.stdout, '', 'no half a patch');
+  assert.match(bad.stderr, /--pod-cidr "10\.300\.0\.0\/16"/);
+  assert.doesNotMatch(bad.stderr, /\n\s+at /, 'no stack trace');
+  const noImage = await cli(['gateway-patch', '--pod-cidr', '10.244.0.0/16']);
+  assert.equal(noImage.code, 2);
+  assert.match(noImage.stderr, /--image: required/);
+  const badAccount = await cli(['gateway-patch', '--rbac', '--service-account', 'konnectivity-agent']);
+  assert.equal(badAccount.code, 2);
+  assert.match(badAccount.stderr, /--service-account "konnectivity-agent": expected NAMESPACE\/NAME/);
+});
+
+test('--help explains the patch with an example', async () => {
+  const r = await cli(['gateway-patch', '--help']);
+  assert.equal(r.code, 0);
+  for (const flag of ['--image', '--pod-cidr', '--container-name', '--deployment', '--service-account', '--rbac', '--output']) assert.match(r.stdout, new RegExp(`${flag}\\s`));
+  assert.match(r.stdout, /kubectl -n kube-system patch deployment konnectivity-agent --patch-file patch\.yaml/);
+});
+
+const skip = kubeTestsUnavailable() ?? false;
+
+describe('gateway-patch on a real API server', { skip }, () => {
+  let cluster: TestCluster;
+  let dir: string;
+  const ns = `konn-${randomBytes(3).toString('hex')}`;
+  const deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'konnectivity-agent', namespace: ns },
+    spec: {
+      replicas: 1,
+      selector: { matchLabels: { k8s_app: 'konnectivity-agent' } },
+      template: {
+        metadata: { labels: { k8s_app: 'konnectivity-agent' } },
+        spec: {
+          serviceAccountName: 'konnectivity-agent',
+          containers: [{ name: 'konnectivity-agent', image: 'stand-in:1', command: ['/proxy-agent'], volumeMounts: [{ name: 'agent-token', mountPath: '/var/run/secrets/tokens' }] }],
+          volumes: [{ name: 'agent-token', emptyDir: {} }],
+        },
+      },
+    },
+  };
+
+  const kubectl = async (args: string[], input?: string): Promise<string> => {
+    const r = await cluster.kubectl(args, input === undefined ? {} : { input });
+    assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const get = async (): Promise<typeof deployment & { metadata: { generation: number } }> => JSON.parse(await kubectl(['-n', ns, 'get', 'deployment', 'konnectivity-agent', '-o', 'json']));
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'aks-mesh-gateway-patch-'));
+    cluster = await TestCluster.start();
+    await kubectl(['create', 'namespace', ns]);
+    await kubectl(['apply', '-f', '-'], JSON.stringify(deployment));
+  });
+  after(async () => {
+    await cluster?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  test('the patch adds the sidecar exactly as gateway/sidecar.ts returns it; a second patch changes nothing', async () => {
+    const printed = await cli(['gateway-patch', '--image', IMAGE, '--pod-cidr', POD_CIDRS[0], '--pod-cidr', POD_CIDRS[1], '--deployment', 'konnectivity-agent', '--namespace', ns]);
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.match(printed.stderr, new RegExp(`kubectl -n ${ns} patch deployment konnectivity-agent --patch-file`));
+    const file = join(dir, 'patch.yaml');
+    await writeFile(file, printed.stdout);
+    await kubectl(['-n', ns, 'patch', 'deployment', 'konnectivity-agent', '--patch-file', file]);
+
+    const after1 = await get();
+    const want = gatewaySidecar({ image: IMAGE, podCIDRs: POD_CIDRS });
+    const pod = after1.spec.template.spec as unknown as { containers: Array<{ name: string }>; volumes: Array<{ name: string }> };
+    // A strategic merge puts a new list item first: `kubectl logs` then needs -c konnectivity-agent.
+    assert.deepEqual(pod.containers.map((c) => c.name).sort(), ['aks-mesh-gateway', 'konnectivity-agent']);
+    const agent = pod.containers.find((c) => c.name === 'konnectivity-agent') as { image: string; command: string[]; volumeMounts: unknown[] };
+    assert.deepEqual([agent.image, agent.command, agent.volumeMounts], ['stand-in:1', ['/proxy-agent'], [{ name: 'agent-token', mountPath: '/var/run/secrets/tokens' }]], "the agent's own container is untouched");
+    assert.deepEqual(
+      pod.containers.find((c) => c.name === 'aks-mesh-gateway'),
+      want.container,
+      'the stored sidecar is the one gateway/sidecar.ts returns, field for field',
+    );
+    assert.deepEqual(
+      (want.container as { args: string[] }).args,
+      ['--node-name=$(NODE_NAME)', '--gateway-endpoint=$(NODE_IP)', '--pod-cidr=10.244.0.0/16,10.245.0.0/24'],
+      "the seed's args",
+    );
+    assert.deepEqual(pod.volumes.map((v) => v.name).sort(), ['agent-token', ...want.volumes.map((v) => v.name)].sort());
+    for (const v of want.volumes) assert.deepEqual(pod.volumes.find((x) => x.name === v.name), v);
+
+    // Applied again (a pipeline that runs on every deploy): nothing changes, no new rollout.
+    await kubectl(['-n', ns, 'patch', 'deployment', 'konnectivity-agent', '--patch-file', file]);
+    const after2 = await get();
+    assert.equal(after2.metadata.generation, after1.metadata.generation, 'a second patch is a no-op');
+
+    // JSON output is the same patch.
+    const json = await cli(['gateway-patch', '--image', IMAGE, '--pod-cidr', POD_CIDRS.join(','), '-o', 'json']);
+    assert.equal(json.code, 0, json.stderr);
+    assert.deepEqual(JSON.parse(json.stdout), { spec: { template: { spec: { containers: [want.container], volumes: want.volumes } } } });
+  });
+
+  test("--rbac binds the Deployment's service account to the gateway's ClusterRole, and to nothing of the agent's", async () => {
+    // The CRDs (kubectl auth can-i resolves the resource through discovery) and the gateway's
+    // ClusterRole as the chart and config/rbac install it.
+    const crds = await cli(['crds', '--print']);
+    assert.equal(crds.code, 0, crds.stderr);
+    await kubectl(['apply', '-f', '-'], crds.stdout);
+    await kubectl(['wait', '--for=condition=established', '--timeout=30s', 'crd/gateways.aksmesh.io', 'crd/peers.aksmesh.io']);
+    const role = rbacObjects(ns).find((o) => (o as { kind: string; metadata: { name: string } }).kind === 'ClusterRole' && (o as { metadata: { name: string } }).metadata.name === 'aks-mesh-gateway');
+    assert.ok(role, 'mesh/manifests.ts still names the gateway ClusterRole aks-mesh-gateway');
+    await kubectl(['apply', '-f', '-'], stringify(role));
+    const binding = await cli(['gateway-patch', '--rbac', '--service-account', `${ns}/konnectivity-agent`]);
+    assert.equal(binding.code, 0, binding.stderr);
+    await kubectl(['apply', '--dry-run=server', '-f', '-'], binding.stdout);
+    await kubectl(['apply', '-f', '-'], binding.stdout);
+    const as = `system:serviceaccount:${ns}:konnectivity-agent`;
+    const can = async (verb: string, resource: string): Promise<string> => {
+      const r = await cluster.kubectl(['auth', 'can-i', verb, resource, '--as', as]);
+      return r.stdout.trim();
+    };
+    assert.equal(await can('create', 'gateways.aksmesh.io'), 'yes');
+    assert.equal(await can('update', 'gateways.aksmesh.io/status'), 'yes');
+    assert.equal(await can('list', 'nodes'), 'yes');
+    assert.equal(await can('create', 'peers.aksmesh.io'), 'no', "the agent's Peers are not the gateway's to write");
+    assert.equal(await can('patch', 'nodes'), 'no');
+  });
+});
