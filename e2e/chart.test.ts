@@ -11,20 +11,41 @@
  * No kubelet or controller-manager runs here, so the DaemonSet gets no pods: the install does not wait
  * for them (`--wait=false`; the chart has no hooks that would need pods).
  */
+/**
+ * The Helm chart as an operator installs it, with real Helm (scripts/fetch-helm.sh) against our real
+ * kube-apiserver 1.20 (TestCluster):
+ * - `helm lint --strict` and `helm template` pass with the default values and with every documented
+ *   option (VALUE_SETS), and every rendered object of each is accepted by `kubectl apply
+ *   --dry-run=server`; every object carries the standard labels, every container is hardened and has
+ *   resources, every pod runs only on Linux;
+ * - values.schema.json refuses a bad port, CIDR (IPv4 and IPv6), mode or mark with a message naming the value;
+ * - the agent DaemonSet keeps the API token out of the wireguard-go container;
+ * - the chart's gateway sidecar is exactly what `aks-mesh gateway-patch` prints (gateway/sidecar.ts),
+ *   and the metrics-server sidecar patch applies to a metrics-server Deployment;
+ * - installed, it leaves the node-bound-writes ValidatingAdmissionPolicy out because 1.20 does not
+ *   serve that API, and `aks-mesh status` then warns that writes are not node-bound (issue 9). Where the
+ *   API is served (told to `helm template` with --api-versions) the chart renders exactly the policy
+ *   and binding of config/admission/node-bound-writes.yaml, and with it (only then) the agent's `patch
+ *   nodes` of config/admission/agent-node-taint.yaml.
+ *
+ * No kubelet or controller-manager runs here, so the DaemonSet gets no pods: the install does not wait
+ * for them (`--wait=false`) and the uninstall skips the pre-delete hook (`--no-hooks`: its Job would
+ * never run); e2e/uninstall-hook.test.ts tests the hook against this API server, the real-node e2e
+ * the whole uninstall.
+ */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
-import { parseAllDocuments } from 'yaml';
+import { parse as parseYaml } from 'yaml';
 import { AGENT_NOT_READY_TAINT, CRDS, GROUP, NODE_BOUND_POLICY, NODE_TAINT_ROLE, VERSION, agentNodeTaintGrant, nodeBoundWritesPolicy } from '../mesh/index.ts';
-import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { gatewaySidecar } from '../gateway/sidecar.ts';
+import { TestCluster } from '../sandbox/apiserver.ts';
+import { CHART, ROOT, helmIn, helmTestsUnavailable, kinds, parseManifests, run } from './helm.ts';
+import type { Manifest, Run } from './helm.ts';
 
-const ROOT = join(import.meta.dirname, '..');
-// AKS_MESH_CHART: another copy of the chart (to check this test catches a broken one).
-const CHART = process.env.AKS_MESH_CHART ?? join(ROOT, 'charts', 'aks-mesh');
 const CLI = join(ROOT, 'cli', 'main.ts');
 const POLICY_FILE = join(ROOT, 'config', 'admission', 'node-bound-writes.yaml');
 const GRANT_FILE = join(ROOT, 'config', 'admission', 'agent-node-taint.yaml');
@@ -32,95 +53,316 @@ const GRANT_FILE = join(ROOT, 'config', 'admission', 'agent-node-taint.yaml');
 const CONFIG_NAMESPACE = 'aks-mesh';
 const VAP_API = 'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy';
 
-/** Helm: $AKS_MESH_HELM, else the one scripts/fetch-helm.sh cached (that script pins the version). */
-function findHelm(): { helm: string } | { missing: string } {
-  const fromEnv = process.env.AKS_MESH_HELM;
-  if (fromEnv) return { helm: fromEnv };
-  try {
-    const out = execFileSync(join(ROOT, 'scripts', 'fetch-helm.sh'), ['--cached'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return { helm: out.trim() };
-  } catch (err) {
-    const stderr = (err as { stderr?: string }).stderr?.trim();
-    return { missing: stderr || 'no helm: run scripts/fetch-helm.sh (or set AKS_MESH_HELM=/path/to/helm)' };
+const skip = helmTestsUnavailable();
+
+const STANDARD_LABELS = ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/part-of', 'app.kubernetes.io/managed-by', 'helm.sh/chart'];
+const SELECTOR_LABELS = ['app.kubernetes.io/component', 'app.kubernetes.io/instance', 'app.kubernetes.io/name'];
+
+const res = (cpu: string, memory: string) => ({ requests: { cpu, memory }, limits: { memory } });
+/** Every documented option, each in at least one set (README "Chart values"). */
+const VALUE_SETS: Record<string, Record<string, unknown>> = {
+  defaults: {},
+  'spawn mode': { agent: { wireguardMode: 'spawn' } },
+  'konnectivity with the gateway sidecar': { konnectivity: { enabled: true, replicas: 2, gateway: { podCIDRs: ['10.244.0.0/16', '10.245.0.0/16'] } } },
+  // What the real-node test sets: a stand-in for the Konnectivity agent image, no hostPort.
+  'konnectivity stand-in': {
+    konnectivity: { enabled: true, name: 'konn-standin', agent: { image: 'localhost/standin:1', command: ['/bin/sh', '-c'], args: ['sleep infinity'], tokenAudience: 'test' }, gateway: { listenPort: 51999, hostPort: false } },
+  },
+  'metrics-server sidecar': { metricsServer: { konnectivitySidecar: { enabled: true, namespace: 'monitoring', deployment: 'metrics-server' } } },
+  'nodeBoundWrites off': { nodeBoundWrites: false },
+  'custom CIDRs, marks and ports (IPv6 mesh)': {
+    mesh: {
+      cidr: 'fd00:96::/64',
+      listenPort: 51900,
+      interface: 'wg-custom',
+      table: 1234,
+      fwmark: '0x20000',
+      rulePriority: 6000,
+      mtu: 1380,
+      keepalive: 25,
+      resyncSeconds: 30,
+      serviceCIDRs: ['10.96.0.0/12', 'fd00:10::/108'],
+      clusterCIDRs: ['10.200.0.0/16', 'fd00:200::/56'],
+      nodeCIDRs: ['192.168.0.0/16'],
+    },
+    agent: { metricsPort: 9600, logLevel: 'debug', logFormat: 'text', keyDir: '/var/lib/mesh-keys', maxUnavailable: '20%', podAnnotations: { team: 'net' } },
+  },
+  'extra nodeSelector, tolerations and affinity': {
+    agent: {
+      nodeSelector: { 'node-pool': 'mesh' },
+      tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'mesh', effect: 'NoSchedule' }],
+      affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64', 'arm64'] }] }] } } },
+      priorityClassName: 'system-cluster-critical',
+    },
+    konnectivity: { enabled: true, nodeSelector: { 'node-pool': 'system' }, tolerations: [{ operator: 'Exists', effect: 'NoSchedule' }] },
+  },
+  resources: {
+    agent: { resources: res('50m', '128Mi'), wireguardResources: res('30m', '48Mi') },
+    uninstall: { resources: res('5m', '48Mi'), timeoutSeconds: 600 },
+    konnectivity: { enabled: true, agent: { resources: res('15m', '40Mi') }, gateway: { resources: res('25m', '96Mi') } },
+    metricsServer: { konnectivitySidecar: { enabled: true, resources: res('5m', '24Mi') } },
+  },
+  'uninstall cleanup off': { uninstall: { cleanup: false } },
+  'image and pull secrets': { image: { repository: 'localhost/aks-mesh', tag: '0.1.0-abcdef123456', pullPolicy: 'Never' }, imagePullSecrets: [{ name: 'regcred' }] },
+};
+
+type Container = k8s.V1Container;
+type PodSpec = k8s.V1PodSpec;
+
+/** Pod specs of the rendered workloads (DaemonSet, Deployment, Job), by kind/name. */
+function podSpecs(manifests: Manifest[]): Map<string, PodSpec> {
+  const specs = new Map<string, PodSpec>();
+  for (const m of manifests) {
+    const spec = (m as { spec?: { template?: { spec?: PodSpec } } }).spec?.template?.spec;
+    if (spec) specs.set(`${m.kind}/${m.metadata.name}`, spec);
   }
+  return specs;
 }
 
-function unavailable(): string | false {
-  const kube = kubeTestsUnavailable();
-  if (kube) return kube;
-  const found = findHelm();
-  if ('missing' in found) {
-    // scripts/test (and CI) sets AKS_MESH_REQUIRE_KUBE=1: a missing part is then a failure, never a silent skip.
-    if (process.env.AKS_MESH_REQUIRE_KUBE === '1') throw new Error(`chart tests required but Helm is unavailable: ${found.missing}`);
-    return found.missing;
+/** Problems with a container's hardening and resources, each naming the container ([] when none). */
+function hardeningProblems(where: string, c: Container, pod: PodSpec): string[] {
+  const problems: string[] = [];
+  const sc = c.securityContext ?? {};
+  const at = `${where} container ${c.name}`;
+  const seccomp = sc.seccompProfile?.type ?? pod.securityContext?.seccompProfile?.type;
+  if (seccomp !== 'RuntimeDefault') problems.push(`${at}: seccompProfile ${seccomp}`);
+  if (sc.readOnlyRootFilesystem !== true) problems.push(`${at}: readOnlyRootFilesystem not true`);
+  if (sc.allowPrivilegeEscalation !== false) problems.push(`${at}: allowPrivilegeEscalation not false`);
+  if (sc.privileged) problems.push(`${at}: privileged`);
+  if (JSON.stringify(sc.capabilities?.drop) !== '["ALL"]') problems.push(`${at}: capabilities.drop ${JSON.stringify(sc.capabilities?.drop)}`);
+  const extra = (sc.capabilities?.add ?? []).filter((cap) => cap !== 'NET_ADMIN');
+  if (extra.length) problems.push(`${at}: capabilities beyond NET_ADMIN: ${extra.join(', ')}`);
+  if (!c.resources?.requests || !c.resources.limits) problems.push(`${at}: resources ${JSON.stringify(c.resources)}`);
+  return problems;
+}
+
+function workloadProblems(manifests: Manifest[]): string[] {
+  const problems: string[] = [];
+  for (const [where, pod] of podSpecs(manifests)) {
+    for (const c of [...(pod.initContainers ?? []), ...pod.containers]) problems.push(...hardeningProblems(where, c, pod));
+    if (pod.nodeSelector?.['kubernetes.io/os'] !== 'linux') problems.push(`${where}: nodeSelector ${JSON.stringify(pod.nodeSelector)} lacks kubernetes.io/os: linux`);
   }
-  return false;
+  return problems;
 }
 
-const skip = unavailable();
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
+function labelProblems(manifests: Manifest[]): string[] {
+  const problems: string[] = [];
+  for (const m of manifests) {
+    const missing = STANDARD_LABELS.filter((l) => !m.metadata.labels?.[l]);
+    if (missing.length) problems.push(`${m.kind}/${m.metadata.name}: no ${missing.join(', ')}`);
+    const spec = (m as { spec?: { selector?: { matchLabels?: Record<string, string> }; template?: { metadata?: { labels?: Record<string, string> } } } }).spec;
+    if (spec?.selector) {
+      const keys = Object.keys(spec.selector.matchLabels ?? {}).sort();
+      if (JSON.stringify(keys) !== JSON.stringify(SELECTOR_LABELS)) problems.push(`${m.kind}/${m.metadata.name}: selector on ${keys.join(', ')}`);
+      const missingInPod = STANDARD_LABELS.filter((l) => !spec.template?.metadata?.labels?.[l]);
+      if (missingInPod.length) problems.push(`${m.kind}/${m.metadata.name} pod template: no ${missingInPod.join(', ')}`);
+    }
+  }
+  return problems;
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}, timeout = 120_000): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(command, args, { encoding: 'utf8', timeout, killSignal: 'SIGKILL', maxBuffer: 16 << 20, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } } & Record<string, unknown>;
-
-function parseManifests(text: string): Manifest[] {
-  return parseAllDocuments(text)
-    .map((d) => d.toJS() as Manifest | null)
-    .filter((o): o is Manifest => o !== null && typeof o === 'object');
-}
-
-function kinds(manifests: Manifest[]): string[] {
-  return manifests.map((m) => `${m.kind}/${m.metadata.name}`).sort();
+/** The container of the metrics-server patch (the ConfigMap's patch.yaml). */
+function metricsServerPatch(manifests: Manifest[]): { patch: string; container: Container } | null {
+  const cm = manifests.find((m) => m.kind === 'ConfigMap' && m.metadata.name === 'aks-mesh-metrics-server-sidecar') as (Manifest & { data: Record<string, string> }) | undefined;
+  if (!cm) return null;
+  const patch = cm.data['patch.yaml'];
+  const parsed = parseYaml(patch) as { spec: { template: { spec: PodSpec } } };
+  return { patch, container: parsed.spec.template.spec.containers[0] };
 }
 
 describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
-  let helm: string;
   let cluster: TestCluster;
   let kubeconfig: string;
-  let helmEnv: NodeJS.ProcessEnv;
+  let h: (args: string[]) => Promise<Run>;
   // Generated, so parallel runs and leftovers never collide; also proves nothing assumes "aks-mesh".
   const namespace = `am-chart-${randomBytes(3).toString('hex')}`;
   const release = 'mesh';
   let installed = false;
+  const valuesFiles = new Map<string, string>();
 
-  const h = (args: string[]) => run(helm, [...args], helmEnv);
   const hk = (args: string[]) => h([...args, '--kubeconfig', kubeconfig]);
+  const template = async (values: string[], extra: string[] = []): Promise<Manifest[]> => {
+    const r = await h(['template', release, CHART, '--namespace', namespace, ...values, ...extra]);
+    assert.equal(r.code, 0, `helm template ${values.join(' ')}: ${r.stderr}`);
+    return parseManifests(r.stdout);
+  };
+  const setFile = (name: string) => ['-f', valuesFiles.get(name) as string];
 
   before(async () => {
-    const found = findHelm();
-    if ('missing' in found) throw new Error(found.missing);
-    helm = found.helm;
     cluster = await TestCluster.start();
     kubeconfig = await cluster.writeKubeconfig(join(cluster.dir, 'helm.kubeconfig'));
-    // Helm's own state (repositories, cache, plugins) inside the cluster's temp dir, not the user's home.
-    const home = join(cluster.dir, 'helm');
-    for (const d of ['cache', 'config', 'data']) mkdirSync(join(home, d), { recursive: true });
-    helmEnv = { HELM_CACHE_HOME: join(home, 'cache'), HELM_CONFIG_HOME: join(home, 'config'), HELM_DATA_HOME: join(home, 'data') };
+    h = helmIn(cluster.dir);
+    for (const [i, [name, values]] of Object.entries(VALUE_SETS).entries()) {
+      const file = join(cluster.dir, `values-${i}.json`);
+      writeFileSync(file, JSON.stringify(values));
+      valuesFiles.set(name, file);
+    }
+    // The dry-runs of namespaced objects need their namespace; the metrics-server patch a Deployment to patch.
+    const ns = await cluster.kubectl(['create', 'namespace', namespace]);
+    assert.equal(ns.code, 0, ns.stderr);
   });
 
   after(async () => {
     // Uninstall even when a test failed half-way; the cluster (etcd, API server, temp dir) goes by pid.
-    if (installed && cluster) await hk(['uninstall', release, '--namespace', namespace, '--wait=false']).catch(() => undefined);
+    if (installed && cluster) await hk(['uninstall', release, '--namespace', namespace, '--wait=false', '--no-hooks']).catch(() => undefined);
     await cluster?.stop();
   });
 
-  test('helm lint --strict passes', async () => {
-    const r = await h(['lint', '--strict', CHART]);
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+  test('helm lint --strict passes with the default values and with every documented option', async () => {
+    for (const name of Object.keys(VALUE_SETS)) {
+      const r = await h(['lint', '--strict', CHART, ...setFile(name)]);
+      assert.equal(r.code, 0, `${name}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/, name);
+    }
+  });
+
+  test('helm template with every value set: each object is accepted by kubectl apply --dry-run=server, labelled, hardened and Linux-only', async () => {
+    for (const name of Object.keys(VALUE_SETS)) {
+      const objects = await template(setFile(name));
+      assert.deepEqual(labelProblems(objects), [], `${name}: standard labels`);
+      assert.deepEqual(workloadProblems(objects), [], `${name}: hardening, resources and nodeSelector`);
+      const patch = metricsServerPatch(objects);
+      if (patch) assert.deepEqual(hardeningProblems('metrics-server patch', patch.container, {} as PodSpec).filter((p) => !p.includes('seccompProfile')), [], name);
+      const r = await cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], { input: objects.map((o) => JSON.stringify(o)).join('\n') });
+      assert.equal(r.code, 0, `${name}: kubectl apply --dry-run=server refused:\n${r.stderr}`);
+      const accepted = r.stdout.split('\n').filter((l) => /\(server dry run\)$/.test(l));
+      assert.equal(accepted.length, objects.length, `${name}: every object accepted (${kinds(objects).join(', ')}):\n${r.stdout}`);
+    }
+    // The options show where they should.
+    const byName = async (name: string) => template(setFile(name));
+    const ds = (objects: Manifest[]) => podSpecs(objects).get('DaemonSet/aks-mesh-agent') as PodSpec;
+    assert.deepEqual(ds(await byName('spawn mode')).containers.map((c) => c.name), ['agent'], 'spawn: one container');
+    assert.deepEqual(ds(await byName('defaults')).containers.map((c) => c.name), ['wireguard-go', 'agent'], 'attach (default): wireguard-go sidecar');
+    const scheduling = ds(await byName('extra nodeSelector, tolerations and affinity'));
+    assert.deepEqual(scheduling.nodeSelector, { 'kubernetes.io/os': 'linux', 'node-pool': 'mesh' }, 'the Linux selector merged with the user\'s');
+    assert.ok(scheduling.tolerations?.some((t) => t.key === 'dedicated'));
+    assert.ok(scheduling.tolerations?.some((t) => t.key === AGENT_NOT_READY_TAINT.key), 'the not-ready taint is tolerated whatever agent.tolerations says');
+    assert.equal((await byName('uninstall cleanup off')).some((m) => m.kind === 'Job'), false, 'no hook Job with uninstall.cleanup=false');
+    assert.deepEqual(kinds((await byName('konnectivity stand-in')).filter((m) => m.kind === 'Deployment')), ['Deployment/konn-standin']);
+  });
+
+  test('values.schema.json refuses a bad port, CIDR, mode or mark, naming the value', async () => {
+    const cases: Array<[string, RegExp]> = [
+      ['mesh.listenPort=70000', /mesh\.listenPort: Must be less than or equal to 65535/],
+      ['agent.metricsPort=0', /agent\.metricsPort: Must be greater than or equal to 1/],
+      ['konnectivity.gateway.listenPort=65536', /konnectivity\.gateway\.listenPort: Must be less than or equal to 65535/],
+      ['mesh.cidr=100.96.0.0/33', /mesh\.cidr: Does not match pattern/],
+      ['mesh.cidr=100.96.0.300/16', /mesh\.cidr: Does not match pattern/],
+      ['mesh.serviceCIDRs={fd00::/129}', /mesh\.serviceCIDRs\.0: Does not match pattern/],
+      ['mesh.clusterCIDRs={10.244.0.0/16,fd00:::1/64}', /mesh\.clusterCIDRs\.1: Does not match pattern/],
+      ['agent.wireguardMode=sidecar', /agent\.wireguardMode: agent\.wireguardMode must be one of the following: "attach", "spawn"/],
+      ['agent.logFormat=xml', /agent\.logFormat: agent\.logFormat must be one of the following: "json", "text"/],
+      ['agent.logLevel=trace', /agent\.logLevel: agent\.logLevel must be one of the following/],
+      ['mesh.fwmark=0x4000', /mesh\.fwmark: mesh\.fwmark must be one of the following: "0x1"/],
+      ['mesh.fwmark=0x8000', /mesh\.fwmark: mesh\.fwmark must be one of the following/],
+      ['mesh.fwmark=0x0', /mesh\.fwmark: mesh\.fwmark must be one of the following/],
+      ['mesh.fwmark=0x3000', /mesh\.fwmark: mesh\.fwmark must be one of the following/],
+      ['mesh.table=254', /mesh\.table: Must not validate the schema/],
+      ['mesh.rulePriority=32766', /mesh\.rulePriority: Must be less than or equal to 32765/],
+      ['agent.wireguardmode=spawn', /agent: Additional property wireguardmode is not allowed/],
+    ];
+    for (const [set, message] of cases) {
+      for (const command of [['lint', '--strict', CHART], ['template', release, CHART]]) {
+        const r = await h([...command, '--set', set]);
+        assert.notEqual(r.code, 0, `helm ${command[0]} --set ${set} should fail`);
+        assert.match(r.stdout + r.stderr, message, `helm ${command[0]} --set ${set}`);
+      }
+    }
+    // The refused marks are the agent's own refusals; its default and other free bits pass.
+    for (const ok of ['mesh.fwmark=0x2000', 'mesh.fwmark=0x10000', 'mesh.cidr=fd00:96::/48']) {
+      const r = await h(['template', release, CHART, '--set', ok]);
+      assert.equal(r.code, 0, `${ok}: ${r.stderr}`);
+    }
+  });
+
+  test('the agent DaemonSet: no API token in the wireguard-go container, only NET_ADMIN, seccomp, read-only root, Linux nodes, resources', async () => {
+    for (const name of ['defaults', 'spawn mode']) {
+      const pod = podSpecs(await template(setFile(name))).get('DaemonSet/aks-mesh-agent') as PodSpec;
+      assert.equal(pod.automountServiceAccountToken, false, `${name}: no token mounted by default`);
+      assert.equal(pod.hostNetwork, true);
+      const token = '/var/run/secrets/kubernetes.io/serviceaccount';
+      const agent = pod.containers.find((c) => c.name === 'agent') as Container;
+      assert.deepEqual(agent.volumeMounts?.filter((m) => m.mountPath === token).map((m) => [m.name, m.readOnly]), [['kube-api-access', true]], `${name}: the agent gets the token`);
+      const projected = pod.volumes?.find((v) => v.name === 'kube-api-access')?.projected?.sources ?? [];
+      assert.ok(projected.some((s) => s.serviceAccountToken?.path === 'token'));
+      assert.ok(projected.some((s) => s.configMap?.name === 'kube-root-ca.crt' && s.configMap.items?.[0]?.key === 'ca.crt'));
+      assert.ok(projected.some((s) => s.downwardAPI?.items?.[0]?.path === 'namespace'));
+      for (const c of pod.containers) {
+        assert.deepEqual(c.securityContext?.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] }, `${name} ${c.name}`);
+        assert.equal(c.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+        assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
+        assert.equal(c.securityContext?.runAsUser, 0, 'root, documented: netlink and /dev/net/tun');
+        assert.ok(c.resources?.requests && c.resources.limits, `${name} ${c.name}: resources`);
+        // Where the program writes, a volume: the socket folder (and the key folder, /tmp for the agent).
+        assert.ok(c.volumeMounts?.some((m) => m.mountPath === '/var/run/wireguard'), `${name} ${c.name}: /var/run/wireguard writable`);
+      }
+      const wg = pod.containers.find((c) => c.name === 'wireguard-go');
+      if (wg) {
+        assert.ok(!wg.volumeMounts?.some((m) => m.mountPath.startsWith('/var/run/secrets')), 'no service-account token in the wireguard-go container');
+        assert.ok(wg.volumeMounts?.some((m) => m.mountPath === '/dev/net/tun'));
+      } else {
+        assert.ok(agent.volumeMounts?.some((m) => m.mountPath === '/dev/net/tun'), 'spawn: the agent opens /dev/net/tun');
+      }
+      assert.equal(pod.volumes?.find((v) => v.name === 'dev-net-tun')?.hostPath?.type, 'CharDevice');
+      assert.equal(pod.nodeSelector?.['kubernetes.io/os'], 'linux');
+    }
+  });
+
+  test('the chart\'s gateway sidecar is the container and volumes `aks-mesh gateway-patch` prints (gateway/sidecar.ts)', async () => {
+    for (const name of ['konnectivity with the gateway sidecar', 'konnectivity stand-in', 'custom CIDRs, marks and ports (IPv6 mesh)', 'resources']) {
+      const values = VALUE_SETS[name] as { konnectivity?: { gateway?: { podCIDRs?: string[]; listenPort?: number; hostPort?: boolean; resources?: unknown } }; mesh?: Record<string, unknown> };
+      const objects = await template([...setFile(name), '--set', 'konnectivity.enabled=true', '--set', 'image.tag=sidecar-test']);
+      const deployment = [...podSpecs(objects)].find(([k]) => k.startsWith('Deployment/'))?.[1] as PodSpec;
+      const rendered = deployment.containers.find((c) => c.name === 'aks-mesh-gateway');
+      const mesh = { cidr: '100.96.0.0/16', serviceCIDRs: ['10.0.0.0/16'], clusterCIDRs: ['10.244.0.0/16'], nodeCIDRs: ['10.224.0.0/12'], ...values.mesh } as { cidr: string; serviceCIDRs: string[]; clusterCIDRs: string[]; nodeCIDRs: string[] };
+      const gw = values.konnectivity?.gateway ?? {};
+      const podCIDRs = gw.podCIDRs ?? mesh.clusterCIDRs;
+      const args = ['gateway-patch', '--image', 'ghcr.io/aks-mesh/aks-mesh:sidecar-test', '--pod-cidr', podCIDRs.join(','), '--mesh-cidr', mesh.cidr, '--listen-port', String(gw.listenPort ?? 51821), '-o', 'json'];
+      for (const [flag, list] of [['--service-cidr', mesh.serviceCIDRs], ['--cluster-cidr', mesh.clusterCIDRs], ['--node-cidr', mesh.nodeCIDRs]] as const) args.push(flag, list.join(','));
+      if (gw.hostPort === false) args.push('--no-host-port');
+      const printed = await run(process.execPath, [CLI, ...args], {}, 60_000);
+      assert.equal(printed.code, 0, printed.stderr);
+      const patch = JSON.parse(printed.stdout) as { spec: { template: { spec: { containers: Container[]; volumes: k8s.V1Volume[] } } } };
+      const [expected] = patch.spec.template.spec.containers;
+      // The chart's resources are a value (defaults: the sidecar's); the patch prints the defaults.
+      const plain = (v: unknown) => JSON.parse(JSON.stringify(v)) as unknown;
+      if (gw.resources) assert.deepEqual(rendered?.resources, gw.resources, `${name}: konnectivity.gateway.resources`);
+      assert.deepEqual(plain({ ...rendered, resources: undefined }), plain({ ...expected, resources: undefined }), `${name}: the chart renders the patch's container`);
+      if (!gw.resources) assert.deepEqual(rendered?.resources, expected.resources);
+      const volumes = deployment.volumes?.filter((v) => v.name.startsWith('aks-mesh-gateway-'));
+      assert.deepEqual(plain(volumes), plain(patch.spec.template.spec.volumes), `${name}: and its volumes`);
+      // And the library function the command prints.
+      const fromLibrary = gatewaySidecar({ image: 'ghcr.io/aks-mesh/aks-mesh:sidecar-test', podCIDRs, meshCIDR: mesh.cidr, listenPort: gw.listenPort, hostPort: gw.hostPort, serviceCIDRs: mesh.serviceCIDRs, clusterCIDRs: mesh.clusterCIDRs, nodeCIDRs: mesh.nodeCIDRs });
+      assert.deepEqual(plain({ ...fromLibrary.container, resources: undefined }), plain({ ...rendered, resources: undefined }));
+      assert.equal(deployment.serviceAccountName, 'aks-mesh-gateway', 'the gateway\'s own RBAC');
+    }
+  });
+
+  test('the metrics-server sidecar patch applies to a metrics-server Deployment (dry run) and registers the pod IP', async () => {
+    const objects = await template([...setFile('metrics-server sidecar'), '--set', `metricsServer.konnectivitySidecar.namespace=${namespace}`]);
+    const found = metricsServerPatch(objects);
+    assert.ok(found, 'the ConfigMap with patch.yaml is rendered');
+    assert.ok(found.container.args?.includes('--agent-identifiers=ipv4=$(POD_IP)'), JSON.stringify(found.container.args));
+    assert.equal(found.container.env?.find((e) => e.name === 'POD_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP');
+    // A stand-in for metrics-server's Deployment (its image cannot be fetched here; the patch does not care).
+    const standIn = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'metrics-server', namespace },
+      spec: {
+        selector: { matchLabels: { k8s_app: 'metrics-server' } },
+        template: { metadata: { labels: { k8s_app: 'metrics-server' } }, spec: { containers: [{ name: 'metrics-server', image: 'localhost/metrics-server:test' }] } },
+      },
+    };
+    const created = await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(standIn) });
+    assert.equal(created.code, 0, created.stderr);
+    const patched = await cluster.kubectl(['-n', namespace, 'patch', 'deployment', 'metrics-server', '--dry-run=server', '--patch', found.patch, '-o', 'json']);
+    assert.equal(patched.code, 0, patched.stderr);
+    const result = JSON.parse(patched.stdout) as { spec: { template: { spec: PodSpec } } };
+    assert.deepEqual(result.spec.template.spec.containers.map((c) => c.name).sort(), ['konnectivity-agent', 'metrics-server'], 'metrics-server keeps its container; the sidecar is added');
+    // The NOTES print the command that applies it.
+    const notes = await h(['template', release, CHART, '--namespace', namespace, ...setFile('metrics-server sidecar'), '--show-only', 'templates/metrics-server-sidecar.yaml']);
+    assert.match(notes.stdout, /kubectl -n monitoring patch deployment metrics-server --patch/);
   });
 
   test('installs on 1.20: CRDs, RBAC and DaemonSet, and no ValidatingAdmissionPolicy', async () => {
@@ -135,6 +377,10 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     assert.match(r.stdout, /STATUS: deployed/);
     // The chart's NOTES tell the operator the same as `aks-mesh status`.
     assert.match(r.stdout, /WARNING: writes are not node-bound/);
+    // ... and how to check the mesh, and what uninstall does and keeps.
+    for (const line of [`kubectl -n ${namespace} rollout status ds/aks-mesh-agent`, 'kubectl get mp', 'kubectl get mgw', 'aks-mesh status', `kubectl -n ${namespace} logs ds/aks-mesh-agent -c agent`, 'aks-mesh agent --cleanup', 'kubectl delete crd peers.aksmesh.io gateways.aksmesh.io']) {
+      assert.ok(r.stdout.includes(line), `NOTES say: ${line}\n${r.stdout}`);
+    }
 
     const kc = cluster.kubeConfig();
     const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
@@ -205,9 +451,12 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     // The grant comes only with the policy that narrows it to the agent's own taint.
     const grant = all.filter((m) => m.metadata.name === NODE_TAINT_ROLE);
     assert.deepEqual(kinds(grant), [`ClusterRole/${NODE_TAINT_ROLE}`, `ClusterRoleBinding/${NODE_TAINT_ROLE}`]);
-    assert.deepEqual(grant, agentNodeTaintGrant(namespace));
+    // The same objects but for the labels: the chart's are its standard set, config/'s the two fixed ones.
+    assert.deepEqual(labelProblems(all), [], 'standard labels on the policy and grant too');
+    const unlabelled = (ms: unknown[]) => (ms as Manifest[]).map((m) => ({ ...m, metadata: { ...m.metadata, labels: undefined } }));
+    assert.deepEqual(unlabelled(grant), unlabelled(agentNodeTaintGrant(namespace)));
     const grantFile = parseManifests(readFileSync(GRANT_FILE, 'utf8').replaceAll(`namespace: ${CONFIG_NAMESPACE}`, `namespace: ${namespace}`));
-    assert.deepEqual(grant, grantFile, `${GRANT_FILE} is what the chart renders`);
+    assert.deepEqual(unlabelled(grant), unlabelled(grantFile), `${GRANT_FILE} is what the chart renders`);
     const rendered = all.filter((m) => m.kind.startsWith('ValidatingAdmissionPolicy'));
     assert.deepEqual(kinds(rendered), [`ValidatingAdmissionPolicy/${NODE_BOUND_POLICY}`, `ValidatingAdmissionPolicyBinding/${NODE_BOUND_POLICY}`]);
 
@@ -216,9 +465,9 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     const prefix = `system:serviceaccount:${CONFIG_NAMESPACE}:`;
     assert.ok(text.includes(prefix), `${POLICY_FILE} names the service accounts as ${prefix}*`);
     const shipped = parseManifests(text.replaceAll(prefix, `system:serviceaccount:${namespace}:`));
-    assert.deepEqual(rendered, shipped);
+    assert.deepEqual(unlabelled(rendered), unlabelled(shipped));
     // And both are what mesh/manifests.ts generates for that namespace (the file is not stale).
-    assert.deepEqual(rendered, nodeBoundWritesPolicy(namespace));
+    assert.deepEqual(unlabelled(rendered), unlabelled(nodeBoundWritesPolicy(namespace)));
 
     // Turned off, it is left out even where the API is served.
     const off = await h(['template', release, CHART, '--namespace', namespace, '--api-versions', VAP_API, '--set', 'nodeBoundWrites=false']);
@@ -227,9 +476,10 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     assert.doesNotMatch(off.stdout, new RegExp(NODE_TAINT_ROLE));
   });
 
-  test('uninstall removes what the release created; the CRDs stay (Helm never deletes crds/)', async () => {
+  test('uninstall (without its hook) removes what the release created; the CRDs stay (Helm never deletes crds/)', async () => {
     assert.ok(installed, 'needs the release from the install test');
-    const r = await hk(['uninstall', release, '--namespace', namespace, '--wait=false']);
+    // --no-hooks: the pre-delete hook's Job needs a kubelet (e2e/uninstall-hook.test.ts tests the hook here).
+    const r = await hk(['uninstall', release, '--namespace', namespace, '--wait=false', '--no-hooks']);
     assert.equal(r.code, 0, r.stderr);
     installed = false;
     const kc = cluster.kubeConfig();

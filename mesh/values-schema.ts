@@ -142,6 +142,8 @@ export function valuesSchema(): Schema {
             ),
             gateway: object({
               podCIDRs: cidrs('CIDRs the gateway routes into its tunnel (empty: mesh.clusterCIDRs)', 0),
+              listenPort: port("The gateway's UDP port, and the hostPort that reaches it"),
+              hostPort: { type: 'boolean', description: "Publish the listen port on the node's address" },
               resources,
             }),
             nodeSelector,

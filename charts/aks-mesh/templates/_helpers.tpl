@@ -93,11 +93,15 @@ rule priority, fwmark and CIDRs.
 {{- end -}}
 
 {{/*
-The gateway sidecar of a Konnectivity agent pod: the seed's container (command ./gateway, its three
-flags from the downward API), the same one `aks-mesh gateway-patch` prints (gateway/sidecar.ts), with
-the chart's mesh settings so the gateway agrees with the agents.
+The gateway sidecar of a Konnectivity agent pod: exactly the container and volumes of gateway/sidecar.ts,
+which `aks-mesh gateway-patch` prints (e2e/chart.test.ts compares them): the seed's command and flags,
+the mesh settings that must agree with the agents (mesh CIDR, service, cluster and node CIDRs), its own
+listen port (51821, published as a hostPort on the node's address that --gateway-endpoint=$(NODE_IP)
+advertises). Its routing table, mark and rule live in the pod's own network namespace: the defaults.
 */}}
 {{- define "aks-mesh.gatewaySidecar" -}}
+{{- $gw := .Values.konnectivity.gateway -}}
+{{- $probe := dict "port" 9587 -}}
 - name: aks-mesh-gateway
   image: {{ include "aks-mesh.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -108,35 +112,55 @@ the chart's mesh settings so the gateway agrees with the agents.
     - --pod-cidr={{ include "aks-mesh.gatewayPodCIDRs" . }}
   env:
     - name: NODE_NAME
-      valueFrom: {fieldRef: {fieldPath: spec.nodeName}}
+      valueFrom: {fieldRef: {apiVersion: v1, fieldPath: spec.nodeName}}
     - name: NODE_IP
-      valueFrom: {fieldRef: {fieldPath: status.hostIP}}
+      valueFrom: {fieldRef: {apiVersion: v1, fieldPath: status.hostIP}}
     - name: POD_IP
-      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+      valueFrom: {fieldRef: {apiVersion: v1, fieldPath: status.podIP}}
     - {name: AKS_MESH_MESH_CIDR, value: {{ .Values.mesh.cidr | quote }}}
-    - {name: AKS_MESH_LISTEN_PORT, value: {{ .Values.mesh.listenPort | quote }}}
-    - {name: AKS_MESH_FWMARK, value: {{ .Values.mesh.fwmark | quote }}}
-    - {name: AKS_MESH_TABLE, value: {{ .Values.mesh.table | quote }}}
-    - {name: AKS_MESH_RULE_PRIORITY, value: {{ .Values.mesh.rulePriority | quote }}}
+    - {name: AKS_MESH_LISTEN_PORT, value: {{ $gw.listenPort | quote }}}
     - {name: AKS_MESH_SERVICE_CIDR, value: {{ join "," .Values.mesh.serviceCIDRs | quote }}}
     - {name: AKS_MESH_CLUSTER_CIDR, value: {{ join "," .Values.mesh.clusterCIDRs | quote }}}
     - {name: AKS_MESH_NODE_CIDR, value: {{ join "," .Values.mesh.nodeCIDRs | quote }}}
-    - {name: AKS_MESH_LOG_FORMAT, value: {{ .Values.agent.logFormat | quote }}}
-    - {name: AKS_MESH_LOG_LEVEL, value: {{ .Values.agent.logLevel | quote }}}
+  ports:
+    - name: wireguard
+      containerPort: {{ $gw.listenPort }}
+      {{- if $gw.hostPort }}
+      hostPort: {{ $gw.listenPort }}
+      {{- end }}
+      protocol: UDP
+    - {name: gw-metrics, containerPort: 9587, protocol: TCP}
+  resources: {{- toYaml $gw.resources | nindent 4 }}
   securityContext:
     {{- include "aks-mesh.securityContext" (dict "caps" (list "NET_ADMIN")) | nindent 4 }}
   volumeMounts:
+    - {name: aks-mesh-gateway-tun, mountPath: /dev/net/tun}
     - {name: aks-mesh-gateway-run, mountPath: /var/run/wireguard}
     - {name: aks-mesh-gateway-keys, mountPath: /var/lib/aks-mesh}
     - {name: aks-mesh-gateway-tmp, mountPath: /tmp}
-    - {name: aks-mesh-dev-net-tun, mountPath: /dev/net/tun}
-  resources: {{- toYaml .Values.konnectivity.gateway.resources | nindent 4 }}
+  # Ready once its Gateway is registered and the device holds every node.
+  readinessProbe:
+    httpGet: {path: /readyz, port: 9587, scheme: HTTP}
+    initialDelaySeconds: 2
+    timeoutSeconds: 1
+    periodSeconds: 10
+    successThreshold: 1
+    failureThreshold: 3
+  livenessProbe:
+    httpGet: {path: /healthz, port: 9587, scheme: HTTP}
+    initialDelaySeconds: 10
+    timeoutSeconds: 1
+    periodSeconds: 10
+    successThreshold: 1
+    failureThreshold: 6
+  terminationMessagePath: /dev/termination-log
+  terminationMessagePolicy: FallbackToLogsOnError
 {{- end -}}
 
-{{/* The volumes the gateway sidecar mounts. The key is regenerated per pod (its Gateway carries the public key). */}}
+{{/* The volumes the gateway sidecar mounts: its key in memory (regenerated per pod; its Gateway carries the public key). */}}
 {{- define "aks-mesh.gatewayVolumes" -}}
-- {name: aks-mesh-gateway-run, emptyDir: {}}
-- {name: aks-mesh-gateway-keys, emptyDir: {}}
+- {name: aks-mesh-gateway-tun, hostPath: {path: /dev/net/tun, type: CharDevice}}
+- {name: aks-mesh-gateway-run, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
+- {name: aks-mesh-gateway-keys, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
 - {name: aks-mesh-gateway-tmp, emptyDir: {sizeLimit: 64Mi}}
-- {name: aks-mesh-dev-net-tun, hostPath: {path: /dev/net/tun, type: CharDevice}}
 {{- end -}}
