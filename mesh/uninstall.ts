@@ -158,6 +158,7 @@ export async function runUninstall(kc: k8s.KubeConfig, o: UninstallOptions): Pro
   const cleanupName = o.cleanupDaemonSet ?? `${o.daemonSet}-cleanup`;
   const seconds = `${Math.round(o.timeoutMs / 1000)}s`;
   const byHand = 'run `aks-mesh agent --cleanup` on each (with the agent\'s settings: the AKS_MESH_* environment of its DaemonSet)';
+  const orSkip = 'or, to remove the release without cleaning them, helm uninstall --no-hooks';
 
   const read = async (name: string): Promise<k8s.V1DaemonSet | null> => {
     try {
@@ -194,7 +195,7 @@ export async function runUninstall(kc: k8s.KubeConfig, o: UninstallOptions): Pro
       if (Date.now() >= deadline) {
         const nodes = sorted(left.map((p) => p.spec?.nodeName ?? `(unscheduled pod ${p.metadata?.name})`));
         throw new UninstallError(
-          `agent pods of DaemonSet ${namespace}/${o.daemonSet} still running after ${seconds} on node(s) ${nodes.join(', ')}: their nodes are not cleaned. Once the pods are gone, ${byHand}, or run helm uninstall again`,
+          `agent pods of DaemonSet ${namespace}/${o.daemonSet} still running after ${seconds} on node(s) ${nodes.join(', ')}: their nodes are not cleaned. Once the pods are gone, ${byHand}, or run helm uninstall again; ${orSkip}`,
           nodes,
         );
       }
@@ -230,7 +231,7 @@ export async function runUninstall(kc: k8s.KubeConfig, o: UninstallOptions): Pro
       const where = notCleaned.length ? `on node(s) ${notCleaned.join(', ')}` : 'on every node it was scheduled to';
       throw new UninstallError(
         `the mesh cleanup did not finish within ${seconds} ${where} (DaemonSet ${namespace}/${cleanupName}: ${counts}). ` +
-          `See kubectl -n ${namespace} logs <pod> -c ${CLEANUP_CONTAINER}; ${byHand}, or fix the cause and run helm uninstall again. ` +
+          `See kubectl -n ${namespace} logs <pod> -c ${CLEANUP_CONTAINER}; ${byHand}, or fix the cause and run helm uninstall again; ${orSkip}. ` +
           `The cleanup DaemonSet stays so that nodes that come back still clean up: kubectl -n ${namespace} delete ds ${cleanupName} once done`,
         notCleaned,
       );
