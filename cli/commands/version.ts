@@ -40,21 +40,23 @@ function sourceCommit(root: string): string | null {
   }
 }
 
+/**
+ * Our version and commit only (no wireguard-go): what `aks-mesh --version` should print. yargs'
+ * own lookup finds no package.json beside the bundle and says "unknown".
+ */
+export function ourVersion(): Pick<VersionInfo, 'version' | 'commit' | 'build'> {
+  if (typeof __AKS_MESH_VERSION__ === 'string') {
+    const commit = typeof __AKS_MESH_COMMIT__ === 'string' && __AKS_MESH_COMMIT__ ? __AKS_MESH_COMMIT__ : null;
+    return { version: __AKS_MESH_VERSION__, commit, build: 'bundle' };
+  }
+  const root = sourceRoot();
+  const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
+  return { version, commit: sourceCommit(root), build: 'source' };
+}
+
 /** The version, the commit and the wireguard-go that `--wireguard-go` (or the default search) picks. */
 export function versionInfo(wireguardGoFlag?: string): VersionInfo {
-  let version: string;
-  let commit: string | null;
-  let build: VersionInfo['build'];
-  if (typeof __AKS_MESH_VERSION__ === 'string') {
-    version = __AKS_MESH_VERSION__;
-    commit = typeof __AKS_MESH_COMMIT__ === 'string' && __AKS_MESH_COMMIT__ ? __AKS_MESH_COMMIT__ : null;
-    build = 'bundle';
-  } else {
-    const root = sourceRoot();
-    version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
-    commit = sourceCommit(root);
-    build = 'source';
-  }
+  const { version, commit, build } = ourVersion();
   let wireguardGo: VersionInfo['wireguardGo'];
   let path: string | null = null;
   try {
