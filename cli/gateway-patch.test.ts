@@ -104,7 +104,7 @@ describe('gateway-patch on a real API server', { skip }, () => {
     const pod = after1.spec.template.spec as unknown as { containers: Array<{ name: string }>; volumes: Array<{ name: string }> };
     // A strategic merge puts a new list item first: `kubectl logs` then needs -c konnectivity-agent.
     assert.deepEqual(pod.containers.map((c) => c.name).sort(), ['aks-mesh-gateway', 'konnectivity-agent']);
-    const agent = pod.containers.find((c) => c.name === 'konnectivity-agent') as { image: string; command: string[]; volumeMounts: unknown[] };
+    const agent = pod.containers.find((c) => c.name === 'konnectivity-agent') as unknown as { image: string; command: string[]; volumeMounts: unknown[] };
     assert.deepEqual([agent.image, agent.command, agent.volumeMounts], ['stand-in:1', ['/proxy-agent'], [{ name: 'agent-token', mountPath: '/var/run/secrets/tokens' }]], "the agent's own container is untouched");
     assert.deepEqual(
       pod.containers.find((c) => c.name === 'aks-mesh-gateway'),
