@@ -91,13 +91,14 @@ LABEL org.opencontainers.image.title="aks-mesh" \
       io.aksmesh.wireguard-go.deb-version="${WIREGUARD_GO_DEB_VERSION}"
 
 # iproute2: the agent shells out to `ip` for links, addresses, routes and rules. wireguard-go from the
-# checked .deb (apt resolves its one dependency, libc6, from the base).
-COPY --from=build /out/wireguard-go.deb /tmp/wireguard-go.deb
-RUN set -eu; \
+# checked .deb, mounted from the build stage so the .deb itself is in no layer (apt resolves its one
+# dependency, libc6, from the base).
+RUN --mount=type=bind,from=build,source=/out,target=/mnt/build \
+    set -eu; \
     apt-get update; \
-    apt-get install -y --no-install-recommends iproute2 /tmp/wireguard-go.deb; \
+    apt-get install -y --no-install-recommends iproute2 /mnt/build/wireguard-go.deb; \
     dpkg-query -W -f='${Version}\n' wireguard-go | grep -qx "$WIREGUARD_GO_DEB_VERSION"; \
-    rm -rf /tmp/wireguard-go.deb /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
 COPY --from=build /out/node /usr/local/bin/node
 WORKDIR /opt/aks-mesh
