@@ -1,0 +1,86 @@
+/** The gateway sidecar: the seed's command and args, settings the gateway really reads, and the RBAC it names. */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { rbacObjects } from '../mesh/manifests.ts';
+import { GATEWAY_DEFAULTS, GATEWAY_LISTEN_PORT } from './flags.ts';
+import { GATEWAY_CLUSTER_ROLE, GATEWAY_METRICS_PORT, gatewayRoleBinding, gatewaySidecar, gatewaySidecarPatch } from './sidecar.ts';
+
+test("command and args are the seed's, the pod CIDRs joined by commas", () => {
+  const { container } = gatewaySidecar({ image: 'img:1', podCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'] });
+  assert.equal(container.name, 'aks-mesh-gateway');
+  assert.deepEqual(container.command, ['./gateway']);
+  assert.deepEqual(container.args, ['--node-name=$(NODE_NAME)', '--gateway-endpoint=$(NODE_IP)', '--pod-cidr=10.244.0.0/16,fd00:10:244::/56']);
+  const fieldRefs = Object.fromEntries(container.env.filter((e) => e.valueFrom).map((e) => [e.name, e.valueFrom?.fieldRef.fieldPath]));
+  assert.deepEqual(fieldRefs, { NODE_NAME: 'spec.nodeName', NODE_IP: 'status.hostIP', POD_IP: 'status.podIP' });
+});
+
+test('NET_ADMIN only, read-only root, and a writable place for everything the gateway writes', () => {
+  const { container, volumes } = gatewaySidecar({ image: 'img:1', podCIDRs: ['10.244.0.0/16'] });
+  const sc = container.securityContext as { capabilities: { add: string[]; drop: string[] }; readOnlyRootFilesystem: boolean; allowPrivilegeEscalation: boolean; seccompProfile: { type: string } };
+  assert.deepEqual(sc.capabilities, { drop: ['ALL'], add: ['NET_ADMIN'] });
+  assert.equal(sc.readOnlyRootFilesystem, true);
+  assert.equal(sc.allowPrivilegeEscalation, false);
+  assert.equal(sc.seccompProfile.type, 'RuntimeDefault');
+  const mounts = Object.fromEntries(container.volumeMounts.map((m) => [m.mountPath, volumes.find((v) => v.name === m.name)]));
+  assert.deepEqual(mounts['/dev/net/tun']?.hostPath, { path: '/dev/net/tun', type: 'CharDevice' });
+  // The socket dir, and the key file's folder (the gateway's default --key-file), in memory.
+  assert.equal(mounts['/var/run/wireguard']?.emptyDir?.medium, 'Memory');
+  assert.equal(mounts[GATEWAY_DEFAULTS.keyFile.replace(/\/[^/]+$/, '')]?.emptyDir?.medium, 'Memory');
+  assert.ok(mounts['/tmp']?.emptyDir);
+  assert.equal(volumes.length, container.volumeMounts.length, 'every volume is mounted');
+});
+
+test('the UDP port nodes are told (NODE_IP on the listen port) is published on the node, and the probes use the metrics port', () => {
+  const { container } = gatewaySidecar({ image: 'img:1', podCIDRs: ['10.244.0.0/16'] });
+  assert.deepEqual(container.ports[0], { name: 'wireguard', containerPort: GATEWAY_LISTEN_PORT, hostPort: GATEWAY_LISTEN_PORT, protocol: 'UDP' });
+  assert.equal(container.env.find((e) => e.name === 'AKS_MESH_LISTEN_PORT')?.value, String(GATEWAY_LISTEN_PORT));
+  const other = gatewaySidecar({ image: 'img:1', podCIDRs: ['10.244.0.0/16'], listenPort: 51900, hostPort: false }).container;
+  assert.deepEqual(other.ports[0], { name: 'wireguard', containerPort: 51900, protocol: 'UDP' });
+  assert.equal(other.env.find((e) => e.name === 'AKS_MESH_LISTEN_PORT')?.value, '51900');
+  assert.equal((container.readinessProbe as { httpGet: { port: number } }).httpGet.port, GATEWAY_METRICS_PORT);
+  assert.equal(`0.0.0.0:${GATEWAY_METRICS_PORT}`, GATEWAY_DEFAULTS.metrics);
+});
+
+test('every AKS_MESH_* variable it sets is a flag `aks-mesh gateway` reads', async () => {
+  const { container } = gatewaySidecar({
+    image: 'img:1',
+    podCIDRs: ['10.244.0.0/16'],
+    meshCIDR: '100.96.0.0/16',
+    fwmark: '0x2000',
+    table: 51820,
+    rulePriority: 5280,
+    serviceCIDRs: ['10.0.0.0/16'],
+    clusterCIDRs: ['10.244.0.0/16'],
+    nodeCIDRs: ['10.224.0.0/12'],
+    logFormat: 'json',
+    logLevel: 'info',
+  });
+  const names = container.env.map((e) => e.name).filter((n) => n.startsWith('AKS_MESH_'));
+  assert.equal(names.length, 10);
+  const help = await new Promise<string>((resolve, reject) =>
+    execFile(process.execPath, [join(import.meta.dirname, '..', 'cli', 'main.ts'), 'gateway', '--help'], { encoding: 'utf8' }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+  );
+  for (const n of names) {
+    const flag = `--${n.slice('AKS_MESH_'.length).toLowerCase().replace(/_/g, '-')}`;
+    assert.match(help, new RegExp(`${flag}\\s`), `${n}: aks-mesh gateway has ${flag}`);
+  }
+});
+
+test('bad options are refused naming the option', () => {
+  assert.throws(() => gatewaySidecar({ image: '', podCIDRs: ['10.244.0.0/16'] }), /^Error: image: required/);
+  assert.throws(() => gatewaySidecar({ image: 'i', podCIDRs: [] }), /podCIDRs: at least one/);
+  assert.throws(() => gatewaySidecar({ image: 'i', podCIDRs: ['10.244.0.0/16'], name: 'Gateway_1' }), /name "Gateway_1": expected a DNS label/);
+  assert.throws(() => gatewaySidecar({ image: 'i', podCIDRs: ['10.244.0.0/16'], listenPort: 70000 }), /listenPort 70000: expected 1 to 65535/);
+});
+
+test("the patch merges the container and volumes by name; the binding names the gateway's own ClusterRole", () => {
+  const sidecar = gatewaySidecar({ image: 'img:1', podCIDRs: ['10.244.0.0/16'] });
+  assert.deepEqual(gatewaySidecarPatch(sidecar), { spec: { template: { spec: { containers: [sidecar.container], volumes: sidecar.volumes } } } });
+  const roles = rbacObjects().filter((o) => (o as { kind: string }).kind === 'ClusterRole').map((o) => (o as { metadata: { name: string } }).metadata.name);
+  assert.ok(roles.includes(GATEWAY_CLUSTER_ROLE), `the shipped RBAC has ClusterRole ${GATEWAY_CLUSTER_ROLE}: ${roles.join(', ')}`);
+  const binding = gatewayRoleBinding({ namespace: 'kube-system', name: 'konnectivity-agent' }) as { roleRef: { name: string }; subjects: unknown[] };
+  assert.equal(binding.roleRef.name, GATEWAY_CLUSTER_ROLE);
+  assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'konnectivity-agent', namespace: 'kube-system' }]);
+});
