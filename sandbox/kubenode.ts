@@ -15,7 +15,8 @@
  * - `RealNodeCluster.start({ nodes, mesh?, images?, log?, keepLogs? })`. Without `mesh` it starts its
  *   own MeshCluster with no namespace nodes (the underlay and the API server only) and stops it again.
  *   With `mesh`, start that MeshCluster with `RealNodeCluster.meshOptions()` spread into its options
- *   (the ServiceAccount admission plugin must run, so pods get their token); `crds: false` there if a
+ *   (the ServiceAccount admission plugin must run, so pods get their token; kubectl logs/exec must dial
+ *   kubelets by InternalIP, as no DNS resolves their names); `crds: false` there if a
  *   Helm chart installs the CRDs. The real nodes join its bridge and its API server; stop() leaves the
  *   mesh running (its owner stops it).
  * - `api` is the TestCluster; `kubeconfigPath` an admin kubeconfig file (for helm and kubectl: its
@@ -38,8 +39,9 @@
  * - Images: `images` (docker-archive paths) are imported into every node's containerd (k8s.io
  *   namespace) before kubelet starts; `importImage(archive)` adds one later. Use imagePullPolicy Never
  *   or IfNotPresent: no registry is reachable. Image garbage collection is off.
- * - kubelet and kube-proxy authenticate as the API server's admin (system:masters) token user: a
- *   test harness shortcut (no TLS bootstrap, no node authorizer restrictions on the kubelet).
+ * - kubelet and kube-proxy authenticate as the API server's admin (system:masters) token user, and
+ *   kubelet's own API (10250, on the node's underlay IP) allows anonymous requests, so `kubectl logs`,
+ *   `exec` and `port-forward` work: test-harness shortcuts (no TLS bootstrap, no node authorizer).
  * - stop() (also from exit and signal hooks) kills every process of ours by pid: kube-proxy, kubelet,
  *   every process in the nodes' pod cgroups and in the nodes' mount namespaces (containerd, shims,
  *   containers), the mount-namespace holders; removes our cgroups, namespaces and temp dir; restores
@@ -93,6 +95,7 @@ export const FIRST_OCTET = 200;
 /** The host's address on the underlay is .254: room for 50 real nodes. */
 export const MAX_REAL_NODES = 50;
 const CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
+const NOT_READY_TAINT = 'node.kubernetes.io/not-ready';
 
 const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
 
@@ -177,6 +180,8 @@ export interface RealNode {
   netns: string;
   /** The process holding the node's private mount namespace (nsenter --target it). */
   holderPid: number;
+  /** kubelet's --cgroup-root: the node's pods live under /sys/fs/cgroup/<hierarchy><cgroupRoot>. */
+  cgroupRoot: string;
   /** The node's own directory (configs, kubelet root, containerd root). */
   dir: string;
   /** containerd.log, kubelet.log, kube-proxy.log; the node's /var/log (pods/, containers/). */
@@ -278,7 +283,8 @@ export class RealNodeCluster {
 
   /** What a MeshCluster needs for real nodes to join it: spread into its options. */
   static meshOptions(): Pick<MeshClusterOptions, 'apiServer'> {
-    return { apiServer: { serviceAccounts: true } };
+    // Kubelets register with their hostname first, which no DNS here resolves: logs/exec dial the InternalIP.
+    return { apiServer: { serviceAccounts: true, extraArgs: ['--kubelet-preferred-address-types=InternalIP'] } };
   }
 
   /** Start the control plane's controllers and the nodes; resolves once every Node is Ready. Cleans up on failure. */
@@ -387,7 +393,7 @@ export class RealNodeCluster {
     await this.box.cleanup();
     if (this.ownMesh) await this.mesh.stop();
     const restoredSysctls = this.sysctlClaim.release();
-    if (!this.keepLogs) await rm(this.dir, { recursive: true, force: true });
+    if (!this.keepLogs) await rm(this.dir, { recursive: true, force: true, maxRetries: 5 });
     live.delete(this);
     const ms = performance.now() - t0;
     this.log(`real nodes torn down in ${Math.round(ms)} ms${forced.length ? ` (SIGKILLed: ${forced.join(', ')})` : ''}`);
@@ -463,12 +469,13 @@ export class RealNodeCluster {
       podCIDR: `10.244.${octet}.0/24`,
       netns,
       holderPid: 0,
+      cgroupRoot: `/aks-mesh-${this.box.tag}-${name}`,
       dir,
       logsDir,
       containerdSocket: CONTAINERD_SOCKET,
       exec: (command, args, options = {}) => nodeExec(node, command, args, options),
     };
-    const state: NodeState = { node, cgroupRoot: `/aks-mesh-${this.box.tag}-${name}` };
+    const state: NodeState = { node, cgroupRoot: node.cgroupRoot };
     this.states[i] = state;
     this.nodes[i] = node;
 
@@ -559,8 +566,10 @@ export class RealNodeCluster {
       `--pod-infra-container-image=${PAUSE_IMAGE}`,
       `--resolv-conf=${join(n.dir, 'resolv.conf')}`,
       '--read-only-port=0',
-      '--anonymous-auth=false',
-      `--client-ca-file=${this.api.caCertPath}`,
+      // The API server (kubectl logs/exec/port-forward) calls kubelet without a client certificate
+      // (TestCluster has none for it): anonymous, always allowed, reachable only on our underlay.
+      '--anonymous-auth=true',
+      '--authorization-mode=AlwaysAllow',
       // Never delete an imported image: nothing could pull it again.
       '--image-gc-high-threshold=100',
       '--image-gc-low-threshold=99',
@@ -610,6 +619,13 @@ export class RealNodeCluster {
         const got = await core.readNode({ name: n.name }).catch(() => undefined);
         const ready = got?.status?.conditions?.find((c) => c.type === 'Ready');
         if (ready?.status !== 'True') notReady.push(`${n.name}: ${ready ? `${ready.reason ?? ready.status}: ${ready.message ?? ''}` : 'no Ready condition yet'}`);
+        else if (got?.spec?.taints?.some((t) => t.key === NOT_READY_TAINT)) {
+          // The API server's TaintNodesByCondition plugin taints every new Node not-ready; the node
+          // lifecycle controller would lift it, but it does not run here (it would mark MeshCluster's
+          // kubelet-less Nodes unreachable): lift it as it would, once kubelet reports Ready.
+          await core.replaceNode({ name: n.name, body: { ...got, spec: { ...got.spec, taints: got.spec.taints.filter((t) => t.key !== NOT_READY_TAINT) } } }).catch(() => undefined);
+          notReady.push(`${n.name}: taint ${NOT_READY_TAINT} being lifted`);
+        }
       }
       if (notReady.length === 0) return;
       last = notReady.join('; ');
@@ -873,6 +889,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  # Root here lacks CAP_SYS_RESOURCE: runc may not lower a container's oom_score_adj below ours (the
+  # pause container asks for -998, and runc's init dies: "can't get final child's PID from pipe").
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -1017,6 +1036,15 @@ class SysctlClaim {
       }
     });
     return restored;
+  }
+}
+
+/** Other live processes that hold a claim on the host sysctls (runs using real nodes right now). */
+export function otherSysctlClaimants(): number[] {
+  try {
+    return liveClaims().filter((pid) => pid !== process.pid);
+  } catch {
+    return [];
   }
 }
 

@@ -5,7 +5,7 @@
 #           kubernetes 1.20.2 source that sandbox/build-apiserver.sh caches, compiled with
 #           `gcc -static`, packed FROM scratch with buildah (entrypoint /pause, as upstream's).
 #   tools   localhost/aks-mesh-node-tools:<hash>, a test image for the harness's own test
-#           (e2e/kube/node.test.ts): the host's sh, sleep, ls, cat, ping, ip, wg (each with the
+#           (e2e/kube/node.test.ts): the host's sh, sleep, ls, cat, grep, ping, ip, wg, socat (each with the
 #           shared libraries ldd names) and the wireguard-go we ship, FROM scratch. Not a product
 #           image: the product image is scripts/build-image.sh's; this one only proves what a node
 #           runs (hostNetwork, NET_ADMIN, /dev/net/tun, an emptyDir shared by two containers) without
@@ -71,6 +71,9 @@ pack() {
   mv "$archive.tmp" "$archive"
 }
 
+# Older archives of the same image (other inputs) are dead weight: keep only the current one.
+prune() { local keep=$1 f; for f in "$cache/$2"-*.tar; do [[ $f == "$keep" || ! -e $f ]] || rm -f "$f"; done; }
+
 hash_of() { cat "$@" | sha256sum | cut -c1-12; }
 
 build_pause() {
@@ -90,6 +93,7 @@ build_pause() {
     pack "$work/rootfs" "$ref" "$archive" '["/pause"]' || { rm -rf "$work"; fail "packing $ref"; }
     rm -rf "$work"
   fi
+  prune "$archive" pause-3.2
   echo "pause $ref $archive"
 }
 
@@ -98,7 +102,7 @@ build_tools() {
   wggo=$("$here/../../scripts/fetch-wireguard-go.sh" trixie 2>/dev/null || command -v wireguard-go || true)
   [[ -x "$wggo" ]] || fail "no wireguard-go (scripts/fetch-wireguard-go.sh trixie, or apt-get install wireguard-go)"
   local bins=() b
-  for b in sh sleep ls cat mkdir ping ip wg; do
+  for b in sh sleep ls cat mkdir grep ping ip wg socat; do
     bins+=("$(command -v "$b")") || fail "$b is missing on this machine"
   done
   local key archive ref
@@ -122,6 +126,7 @@ build_tools() {
     pack "$fs" "$ref" "$archive" '["/bin/sh", "-c"]' || { rm -rf "$work"; fail "packing $ref"; }
     rm -rf "$work"
   fi
+  prune "$archive" tools
   echo "tools $ref $archive"
 }
 

@@ -1,0 +1,247 @@
+/**
+ * Real nodes (sandbox/kubenode.ts, issue 11 "A real node"): two kubelets 1.20.2 with containerd 1.6
+ * and kube-proxy, each in its own network and mount namespace on the sandbox underlay, register and
+ * turn Ready; a DaemonSet with hostNetwork, NET_ADMIN, /dev/net/tun and an emptyDir shared by two
+ * containers runs wireguard-go in one container and reaches its UAPI socket from the other, on both
+ * nodes; a pod on one node reaches a pod on the other over the plain routes, and the API server
+ * through the `kubernetes` Service (kube-proxy's rules); stop() leaves the host as it found it.
+ *
+ * The workload image is sandbox/node/build-images.sh's tools image (the host's sh, ip, wg, ping,
+ * socat and the wireguard-go we ship, FROM scratch), so this test depends on no other part's image.
+ * Root, the node binaries (sandbox/build-node.sh) and containerd are needed; AKS_MESH_REQUIRE_KUBE=1
+ * turns their absence into a failure.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import * as k8s from '@kubernetes/client-node';
+import { KUBERNETES_SERVICE_IP } from '../../sandbox/apiserver.ts';
+import { KUBELET_SYSCTLS, RealNodeCluster, buildNodeImage, otherSysctlClaimants, readSysctls, realNodesUnavailable } from '../../sandbox/kubenode.ts';
+import { cidrContains } from '../../native/index.ts';
+
+const skip = realNodesUnavailable() ?? false;
+/** Global settings kubelet or kube-proxy could change: kubelet's tunables and conntrack's table size. */
+const HOST_SYSCTLS = [...KUBELET_SYSCTLS, 'net/netfilter/nf_conntrack_max'];
+
+describe('real nodes (kubelet + containerd + kube-proxy in namespaces)', { skip, timeout: 600_000 }, () => {
+  let cluster: RealNodeCluster;
+  let tools: { reference: string; archive: string };
+  const suffix = randomBytes(2).toString('hex');
+  const ns = `node-test-${suffix}`;
+  const wgName = `wgds${suffix}`;
+  let sysctlsBefore: Record<string, string>;
+  let sharedAtStart = false;
+  let iptablesBefore: string;
+  let startMs = 0;
+
+  before(async () => {
+    sysctlsBefore = readSysctls(HOST_SYSCTLS);
+    // With another run's kubelets up, the host already holds kubelet's values: the originals are on record.
+    sharedAtStart = otherSysctlClaimants().length > 0;
+    iptablesBefore = hostIptables();
+    tools = await buildNodeImage('tools');
+    const t0 = performance.now();
+    cluster = await RealNodeCluster.start({ nodes: 2, images: [tools.archive] });
+    startMs = performance.now() - t0;
+    const created = await cluster.kubectl(['create', 'namespace', ns]);
+    assert.equal(created.code, 0, created.stderr);
+  });
+  after(() => cluster?.stop());
+
+  test('two nodes register with the API server and turn Ready, with their pod CIDR and underlay IP', async (t) => {
+    const tm = cluster.timings;
+    t.diagnostic(`harness start ${s(startMs)} (API server and underlay ${s(tm.meshMs)}, nodes to containerd + images ${s(tm.nodesMs)}, kubelet to Ready ${s(tm.readyMs)})`);
+    const core = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
+    for (const node of cluster.nodes) {
+      const got = await core.readNode({ name: node.name });
+      assert.equal(got.status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True', `${node.name} Ready`);
+      assert.equal(got.spec?.podCIDR, node.podCIDR);
+      assert.deepEqual(got.status?.addresses?.find((a) => a.type === 'InternalIP')?.address, node.underlayIP);
+      assert.equal(got.metadata?.labels?.['kubernetes.io/os'], 'linux');
+      assert.match(got.status?.nodeInfo?.containerRuntimeVersion ?? '', /^containerd:\/\/1\.6\./);
+    }
+    assert.notEqual(cluster.nodes[0].netns, cluster.nodes[1].netns);
+  });
+
+  test('a hostNetwork DaemonSet (NET_ADMIN, /dev/net/tun, an emptyDir shared by two containers) runs wireguard-go and reaches its UAPI socket on every node', async () => {
+    const port = 51000 + Math.floor(Math.random() * 800);
+    const ds = {
+      apiVersion: 'apps/v1',
+      kind: 'DaemonSet',
+      metadata: { name: 'wg', namespace: ns },
+      spec: {
+        selector: { matchLabels: { app: 'wg' } },
+        template: {
+          metadata: { labels: { app: 'wg' } },
+          spec: {
+            hostNetwork: true,
+            terminationGracePeriodSeconds: 2,
+            nodeSelector: { 'kubernetes.io/os': 'linux' },
+            containers: [
+              {
+                name: 'wireguard-go',
+                image: tools.reference,
+                imagePullPolicy: 'Never',
+                command: ['/bin/wireguard-go', '-f', wgName],
+                env: [{ name: 'WG_PROCESS_FOREGROUND', value: '1' }],
+                securityContext: { capabilities: { add: ['NET_ADMIN'] } },
+                volumeMounts: [
+                  { name: 'sockets', mountPath: '/var/run/wireguard' },
+                  { name: 'tun', mountPath: '/dev/net/tun' },
+                ],
+              },
+              {
+                name: 'client',
+                image: tools.reference,
+                imagePullPolicy: 'Never',
+                // Through the shared emptyDir only: wg finds /var/run/wireguard/<if>.sock.
+                command: ['/bin/sh', '-c', `until wg set ${wgName} listen-port ${port}; do sleep 0.5; done; exec sleep 100000`],
+                readinessProbe: { exec: { command: ['/bin/sh', '-c', `wg show ${wgName} listen-port | grep -qx ${port}`] }, periodSeconds: 1 },
+                volumeMounts: [{ name: 'sockets', mountPath: '/var/run/wireguard' }],
+              },
+            ],
+            volumes: [
+              { name: 'sockets', emptyDir: {} },
+              { name: 'tun', hostPath: { path: '/dev/net/tun', type: 'CharDevice' } },
+            ],
+          },
+        },
+      },
+    };
+    const applied = await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(ds) });
+    assert.equal(applied.code, 0, applied.stderr);
+    // rollout status passes at once on a DaemonSet the controller has not counted yet: wait for it first.
+    const counted = await waitForOutput(
+      () => cluster.kubectl(['-n', ns, 'get', 'daemonset/wg', '-o', 'jsonpath={.status.desiredNumberScheduled}']),
+      (o) => o === String(cluster.nodes.length),
+    );
+    assert.equal(counted, String(cluster.nodes.length), 'the DaemonSet wants a pod on every real node');
+    const rolled = await cluster.kubectl(['-n', ns, 'rollout', 'status', 'daemonset/wg', '--timeout=120s'], { timeoutMs: 130_000 });
+    assert.equal(rolled.code, 0, `${rolled.stdout}${rolled.stderr}\n${await describe('daemonset/wg')}\n${cluster.logTail()}`);
+
+    const pods = await podsOf('app=wg');
+    assert.deepEqual(pods.map((p) => p.spec?.nodeName).sort(), cluster.nodes.map((n) => n.name).sort());
+    for (const node of cluster.nodes) {
+      // The TUN is in the node's own network namespace (hostNetwork lands there), with the port the other container set.
+      const link = await node.exec('ip', ['-o', 'link', 'show', wgName]);
+      assert.equal(link.code, 0, `${node.name}: ${link.stderr}`);
+      const listening = await node.exec('ss', ['-H', '-u', '-l', '-n', `sport = :${port}`]);
+      assert.match(listening.stdout, new RegExp(`:${port}\\b`), `${node.name}: nothing listens on UDP ${port}`);
+      // kubectl exec goes API server -> kubelet -> containerd: the client container reads the device through the socket.
+      const pod = pods.find((p) => p.spec?.nodeName === node.name) as k8s.V1Pod;
+      const shown = await cluster.kubectl(['-n', ns, 'exec', pod.metadata?.name as string, '-c', 'client', '--', 'wg', 'show', wgName]);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(shown.stdout, new RegExp(`listening port: ${port}`));
+    }
+  });
+
+  test('a pod on one node reaches a pod on the other (plain routes) and the API server through the kubernetes Service', async () => {
+    for (const [i, node] of cluster.nodes.entries()) {
+      const pod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: `p${i}`, namespace: ns, labels: { app: 'ping' } },
+        spec: {
+          nodeName: node.name,
+          terminationGracePeriodSeconds: 1,
+          containers: [{ name: 'main', image: tools.reference, imagePullPolicy: 'Never', command: ['/bin/sleep', '100000'] }],
+        },
+      };
+      const r = await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
+      assert.equal(r.code, 0, r.stderr);
+    }
+    const waited = await cluster.kubectl(['-n', ns, 'wait', '--for=condition=Ready', 'pod', '-l', 'app=ping', '--timeout=90s'], { timeoutMs: 100_000 });
+    assert.equal(waited.code, 0, `${waited.stderr}\n${await describe('pods -l app=ping')}\n${cluster.logTail()}`);
+    const pods = await podsOf('app=ping');
+    const ipOf = (i: number) => pods.find((p) => p.metadata?.name === `p${i}`)?.status?.podIP as string;
+    for (const [i, node] of cluster.nodes.entries()) assert.ok(cidrContains(node.podCIDR, `${ipOf(i)}/32`), `p${i} ${ipOf(i)} in ${node.podCIDR}`);
+
+    const ping = await cluster.kubectl(['-n', ns, 'exec', 'p0', '--', 'ping', '-n', '-c', '3', '-W', '2', ipOf(1)]);
+    assert.equal(ping.code, 0, `${ping.stdout}${ping.stderr}`);
+    assert.match(ping.stdout, /3 packets transmitted, 3 (packets )?received/);
+
+    // kube-proxy's rules are in the node's namespace (not the host's) and carry the kubernetes Service.
+    for (const node of cluster.nodes) {
+      const nat = await waitForOutput(() => node.exec('iptables-save', ['-t', 'nat']), (o) => o.includes(`-d ${KUBERNETES_SERVICE_IP}/32`));
+      assert.match(nat, /^:KUBE-SERVICES /m);
+    }
+    assert.doesNotMatch(hostIptables(), /KUBE-SERVICES/);
+    const api = await cluster.kubectl(['-n', ns, 'exec', 'p1', '--', 'socat', '-u', 'OPEN:/dev/null', `TCP:${KUBERNETES_SERVICE_IP}:443,connect-timeout=5`]);
+    assert.equal(api.code, 0, `pod p1 could not connect to ${KUBERNETES_SERVICE_IP}:443: ${api.stdout}${api.stderr}`);
+  });
+
+  test('stop() removes every process, namespace, mount and cgroup of ours and restores the host sysctls and iptables', async (t) => {
+    const holders = cluster.nodes.map((n) => n.holderPid);
+    const mountNs = holders.map((pid) => readlinkSync(`/proc/${pid}/ns/mnt`));
+    const cgroupRoots = cluster.nodes.map((n) => n.cgroupRoot);
+    const netns = cluster.nodes.map((n) => n.netns);
+    const dir = cluster.dir;
+    // kubelet did change the host's tunables while it ran (so the restore below is tested).
+    t.diagnostic(`while running: ${JSON.stringify(readSysctls(HOST_SYSCTLS))}; before: ${JSON.stringify(sysctlsBefore)}`);
+    const report = await cluster.stop();
+    t.diagnostic(`stop: ${s(report.ms)}, forced: [${report.forced.join(', ')}]`);
+    assert.deepEqual(report.leftoverCgroups, []);
+    const others = otherSysctlClaimants();
+    if (others.length === 0) {
+      // We were the last run using real nodes: the originals are back.
+      assert.deepEqual(readSysctls(KUBELET_SYSCTLS), report.restoredSysctls);
+      if (!sharedAtStart) assert.deepEqual(readSysctls(HOST_SYSCTLS), sysctlsBefore);
+    } else {
+      // Another run's kubelets still run on this machine: the last one out restores the values.
+      t.diagnostic(`host sysctls left to the last run using real nodes (pids ${others.join(', ')})`);
+      assert.deepEqual(report.restoredSysctls, {});
+    }
+    assert.equal(hostIptables(), iptablesBefore);
+    for (const pid of holders) assert.ok(!existsSync(`/proc/${pid}`), `holder ${pid} still runs`);
+    const inOurMountNs = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && mountNs.includes(readlinkOr(`/proc/${p}/ns/mnt`)));
+    assert.deepEqual(inOurMountNs, [], 'processes left in the nodes\' mount namespaces');
+    const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    for (const name of netns) assert.ok(!namespaces.includes(name), `${name} left`);
+    assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(dir), `mounts under ${dir} left`);
+    assert.ok(!existsSync(dir), `${dir} left`);
+    const cgroups = readdirSync('/sys/fs/cgroup').flatMap((h) => cgroupRoots.map((r) => `/sys/fs/cgroup/${h}${r}`)).filter((d) => existsSync(d));
+    assert.deepEqual(cgroups, []);
+  });
+
+  async function podsOf(selector: string): Promise<k8s.V1Pod[]> {
+    const core = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
+    return (await core.listNamespacedPod({ namespace: ns, labelSelector: selector })).items;
+  }
+
+  async function describe(what: string): Promise<string> {
+    const r = await cluster.kubectl(['-n', ns, 'describe', ...what.split(' ')]);
+    return r.stdout + r.stderr;
+  }
+});
+
+/** The host's iptables rules (every table), without counters: what a run must leave as it found. */
+function hostIptables(): string {
+  return execFileSync('iptables-save', { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))
+    .map((l) => l.replace(/\[\d+:\d+\]/g, ''))
+    .join('\n');
+}
+
+async function waitForOutput(run: () => Promise<{ stdout: string }>, ok: (out: string) => boolean, timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { stdout } = await run();
+    if (ok(stdout) || Date.now() > deadline) return stdout;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+function readlinkOr(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
+
+function s(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
