@@ -7,7 +7,10 @@
  * - the image's files hold no test code and no development dependencies, the only JavaScript of
  *   ours is the bundle, and Node and wireguard-go are the pinned builds;
  * - wireguard-go runs in it the way the chart's sidecar runs it (`wireguard-go -f wg-mesh`,
- *   WG_PROCESS_FOREGROUND=1, only NET_ADMIN and /dev/net/tun) and the CLI reaches its UAPI socket.
+ *   WG_PROCESS_FOREGROUND=1, only NET_ADMIN and /dev/net/tun) and the CLI reaches its UAPI socket;
+ * - the agent from the image, in attach mode in a second container sharing the first's network
+ *   namespace and socket folder (the chart's pod, without Kubernetes: --peers-dir), configures that
+ *   device and stops on SIGTERM leaving it up.
  *
  * The file check can fail: the last test plants e2e/ (and a test file) in an image derived from
  * this one and asserts the same check reports them. AKS_MESH_IMAGE=<reference> runs every test on
@@ -17,7 +20,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { REPO_ROOT } from '../sandbox/cluster.ts';
@@ -187,6 +191,50 @@ describe('the aks-mesh image (Dockerfile, scripts/build-image.sh)', { skip }, ()
     assert.match(out, /listening port: \d+/, out);
     assert.match(out, /^wireguard-go exited 0$/m, out);
     assert.match(out, /^wg-mesh removed$/m, out);
+  });
+
+  describe('the agent in attach mode beside a wireguard-go container of the same image (the chart\'s pod)', () => {
+    // One network namespace (the second container joins the first's, as in a pod) and one shared
+    // socket folder (the pod's emptyDir); both with only NET_ADMIN. Removed by their generated names.
+    const suffix = randomBytes(3).toString('hex');
+    const wg = `aks-mesh-image-test-wg-${suffix}`;
+    const agent = `aks-mesh-image-test-agent-${suffix}`;
+    let dir: string | undefined;
+    after(() => {
+      for (const name of [agent, wg]) spawnSync('podman', ['rm', '-f', '-t', '0', name], { env, stdio: 'ignore' });
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('configures the sidecar\'s device through the shared socket and stops on SIGTERM keeping the tunnel', async () => {
+      dir = mkdtempSync(join(tmpdir(), 'aks-mesh-image-attach-'));
+      for (const sub of ['sock', 'peers', 'key']) mkdirSync(join(dir, sub));
+      const caps = ['--cap-drop', 'all', '--cap-add', 'NET_ADMIN'];
+      const podman = (args: string[]): string => execFileSync('podman', args, { env, encoding: 'utf8' });
+      podman(['run', '-d', '--name', wg, '--network', 'none', ...caps, '--device', '/dev/net/tun', '-e', 'WG_PROCESS_FOREGROUND=1',
+        '-v', `${join(dir, 'sock')}:/var/run/wireguard`, '--entrypoint', 'wireguard-go', ref, '-f', 'wg-mesh']);
+      podman(['run', '-d', '--name', agent, '--network', `container:${wg}`, ...caps, '-v', `${join(dir, 'sock')}:/var/run/wireguard`,
+        '-v', `${join(dir, 'peers')}:/peers:ro`, '-v', `${join(dir, 'key')}:/var/lib/aks-mesh`, ref,
+        'agent', '--node-name', `image-node-${suffix}`, '--wireguard', 'attach', '--peers-dir', '/peers']);
+      let logs = '';
+      for (let i = 0; i < 120 && !/\breconciled\b/.test(logs); i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        const r = spawnSync('podman', ['logs', agent], { env, encoding: 'utf8' });
+        logs = r.stdout + r.stderr; // the agent logs on stderr
+      }
+      assert.match(logs, /\breconciled\b/, `the agent never reconciled:\n${logs}`);
+      const publicKey = /publicKey="([A-Za-z0-9+/]{43}=)"/.exec(logs)?.[1];
+      assert.ok(publicKey, logs);
+      const device = podman(['exec', agent, 'aks-mesh', 'inspect', '-i', 'wg-mesh']);
+      assert.match(device, new RegExp(`public key: ${publicKey.replace(/[+/]/g, '\\$&')}`), device);
+      assert.match(device, /listening port: 51820/, device);
+      assert.match(podman(['exec', agent, 'ip', 'rule']), /lookup 51820/);
+      podman(['stop', '-t', '30', agent]);
+      assert.equal(podman(['inspect', '-f', '{{.State.ExitCode}}', agent]).trim(), '0');
+      const stopped = spawnSync('podman', ['logs', agent], { env, encoding: 'utf8' });
+      assert.match(stopped.stdout + stopped.stderr, /stopping signal="SIGTERM"/);
+      // Attach mode: the agent's exit leaves the sidecar's device (and so the tunnel) up.
+      assert.match(podman(['exec', wg, 'ip', '-br', 'link', 'show', 'wg-mesh']), /^wg-mesh\s/);
+    });
   });
 
   describe('the file check can fail', () => {
