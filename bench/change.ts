@@ -48,6 +48,7 @@ import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { DEFAULT_FWMARK, findWireguardGo, loadOrCreatePrivateKey, publicKeyOf, wireguardGoVersion } from '../native/index.ts';
 import type { Logger } from '../native/index.ts';
 import { MeshMember } from '../mesh/member.ts';
+import { agentRole } from '../agent/role.ts';
 import { DirectorySource, MemorySource } from '../mesh/source/index.ts';
 import type { PeerSource } from '../mesh/source/index.ts';
 import type { NodeInfo, Peer } from '../mesh/crd/types.ts';
@@ -390,7 +391,7 @@ async function runSize(box: Sandbox, opts: Options, nodes: number, index: number
   try {
     // Its own Peer as its agent would have registered it (directory mode has no API server to register in).
     const memberOptions = {
-      role: 'node' as const,
+      role: agentRole({ nodeName: 'node-0', listenPort: LISTEN_PORT }),
       name: 'node-0',
       nodeName: 'node-0',
       interfaceName: box.ifName('wc', String(index)),
