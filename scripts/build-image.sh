@@ -14,20 +14,25 @@
 # Cached under $AKS_MESH_CACHE (default ~/.cache/aks-mesh): images/ holds the archives, containers/
 # the private containers configuration and storage. The product image is keyed by a hash of every
 # input (Dockerfile, .dockerignore, package.json, package-lock.json, tsconfig.json, image/, the
-# sources the bundle is built from, the base image's id), so a run that changed nothing is a cache
-# hit in seconds; the base is keyed by its recipe (suite, variant, mirror, architecture). The git
-# commit is baked in (`aks-mesh version`, the revision label) but is not part of the key: a cache hit
-# reports the commit that first built those exact inputs. The three most recent product archives are
-# kept; older ones are deleted with their images.
+# sources the bundle is built from, this script, the base image's id), so a run that changed
+# nothing is a cache hit in under a second; the base is keyed by its recipe (suite, variant, mirror,
+# architecture). The git commit is baked in (`aks-mesh version`, the revision label; "-dirty" when
+# inputs differ from it) but is not part of the key: a cache hit reports the commit that first built
+# those exact inputs. The three most recent product archives are kept; older ones are deleted with
+# their images.
 #
 # Private configuration only (never /etc): CONTAINERS_CONF (runc, cgroupfs, and explicit
-# default_ulimits at the current hard limits: root here lacks CAP_SYS_RESOURCE, so the defaults of
-# podman/buildah, 1048576 open files, cannot be set), CONTAINERS_STORAGE_CONF (graphroot under the
-# cache), CONTAINERS_REGISTRIES_CONF (no registries: nothing can be pulled) and a signature policy.
+# default_ulimits at the current hard limits, processes capped at kernel.pid_max: root here lacks
+# CAP_SYS_RESOURCE, so podman/buildah's defaults, 1048576, cannot be set),
+# CONTAINERS_STORAGE_CONF (graphroot under the cache), CONTAINERS_REGISTRIES_CONF (no registries:
+# nothing can be pulled) and a signature policy (SIGNATURE_POLICY in --print-env: give it to
+# `podman load --signature-policy`). The build stage's downloads trust the host's CA bundle, passed
+# as a build secret (a TLS-intercepting proxy is trusted there, not in the base).
 #
-#   DEBIAN_MIRROR   Debian mirror for the base (default http://deb.debian.org/debian)
-#   AKS_MESH_CACHE  cache root
-#   STORAGE_DRIVER  overlay (default when the kernel has it) or vfs
+#   DEBIAN_MIRROR      Debian mirror for the base (default http://deb.debian.org/debian)
+#   AKS_MESH_CACHE     cache root
+#   AKS_MESH_BUILD_CA  CA bundle for the build's downloads (default $SSL_CERT_FILE, else Debian's)
+#   STORAGE_DRIVER     overlay (default when the kernel has it) or vfs
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -142,7 +147,8 @@ if ! flock -n 9; then log "waiting for another build-image.sh to finish"; flock 
 for tool in buildah podman debootstrap flock sha256sum; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/setup.sh installs buildah, podman and debootstrap)"
 done
-arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+# Debian's and the OCI platform's architecture names agree (amd64, arm64); uname's do not.
+arch=$(dpkg --print-architecture 2>/dev/null || uname -m | sed -e 's/^x86_64$/amd64/' -e 's/^aarch64$/arm64/')
 
 # Load an archive into the private storage when the image is not there (a wiped storage, a copied cache).
 ensure_loaded() {
@@ -232,7 +238,8 @@ version=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' package.json | head -n1)
 [[ -n "$version" ]] || die "package.json: no \"version\" field found"
 base_id=$(podman image inspect --format '{{.Id}}' "$base_ref")
 # Every file the Dockerfile copies, minus what .dockerignore keeps out (tests), plus the base's id.
-inputs=(Dockerfile .dockerignore package.json package-lock.json tsconfig.json scripts/build.ts image native mesh agent gateway cli sandbox)
+# This script too: it chooses the base and the build arguments.
+inputs=(Dockerfile .dockerignore package.json package-lock.json tsconfig.json scripts/build.ts scripts/build-image.sh image native mesh agent gateway cli sandbox)
 hash=$( {
   echo "base $base_id"
   find "${inputs[@]}" -type f ! -name '*.test.ts' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
@@ -262,9 +269,10 @@ else
   ca_mount=()
   if [[ -s "$ca" ]]; then ca_mount=(--secret "id=build-ca,src=$(readlink -f "$ca")"); fi
   # buildah 1.28 ignores containers.conf's default_ulimits for RUN steps: the same limits, explicitly.
-  buildah bud --signature-policy "$conf/policy.json" --pull=never --layers --network host \
+  # --force-rm: a failed step leaves no working container behind.
+  buildah bud --signature-policy "$conf/policy.json" --pull=never --layers --force-rm --network host \
     --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" "${ca_mount[@]}" \
-    --build-arg "BASE_IMAGE=$base_ref" --build-arg "VERSION=$version" --build-arg "GIT_COMMIT=$commit" \
+    --build-arg "BASE_IMAGE=$base_ref" --build-arg "TARGETARCH=$arch" --build-arg "VERSION=$version" --build-arg "GIT_COMMIT=$commit" \
     -f Dockerfile -t "$ref" . >&2
   podman save -q --format docker-archive -o "$archive.tmp" "$ref" >&2
   mv "$archive.tmp" "$archive"
