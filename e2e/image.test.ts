@@ -93,9 +93,12 @@ describe('the aks-mesh image (Dockerfile, scripts/build-image.sh)', { skip }, ()
   let archive: string;
   const version = (JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
-  /** `podman run` with no network; stdout, or a failure naming the command and its stderr. */
+  /**
+   * `podman run` with no network and a read-only root filesystem (the chart's; podman still gives
+   * /tmp and /run a tmpfs); stdout, or a failure naming the command and its stderr.
+   */
   function run(args: string[], opts: { entrypoint?: string; extra?: string[] } = {}): string {
-    const argv = ['run', '--rm', '--network', 'none', ...(opts.extra ?? []), ...(opts.entrypoint ? ['--entrypoint', opts.entrypoint] : []), ref, ...args];
+    const argv = ['run', '--rm', '--network', 'none', '--read-only', ...(opts.extra ?? []), ...(opts.entrypoint ? ['--entrypoint', opts.entrypoint] : []), ref, ...args];
     const r = spawnSync('podman', argv, { env, encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 0, `podman ${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
     return r.stdout;
@@ -208,7 +211,7 @@ describe('the aks-mesh image (Dockerfile, scripts/build-image.sh)', { skip }, ()
     test('configures the sidecar\'s device through the shared socket and stops on SIGTERM keeping the tunnel', async () => {
       dir = mkdtempSync(join(tmpdir(), 'aks-mesh-image-attach-'));
       for (const sub of ['sock', 'peers', 'key']) mkdirSync(join(dir, sub));
-      const caps = ['--cap-drop', 'all', '--cap-add', 'NET_ADMIN'];
+      const caps = ['--read-only', '--cap-drop', 'all', '--cap-add', 'NET_ADMIN'];
       const podman = (args: string[]): string => execFileSync('podman', args, { env, encoding: 'utf8' });
       podman(['run', '-d', '--name', wg, '--network', 'none', ...caps, '--device', '/dev/net/tun', '-e', 'WG_PROCESS_FOREGROUND=1',
         '-v', `${join(dir, 'sock')}:/var/run/wireguard`, '--entrypoint', 'wireguard-go', ref, '-f', 'wg-mesh']);
