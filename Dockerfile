@@ -78,6 +78,8 @@ RUN AKS_MESH_GIT_COMMIT="$GIT_COMMIT" node scripts/build.ts --outfile /out/aks-m
 
 # ---- final stage: the base, node, wireguard-go, iproute2 and the bundle; nothing else of ours -----
 FROM ${BASE_IMAGE}
+# Declared again: an ARG before the first FROM reaches only FROM lines (here: the base.name label).
+ARG BASE_IMAGE
 ARG DEBIAN_FRONTEND=noninteractive
 ARG VERSION=
 ARG GIT_COMMIT=
