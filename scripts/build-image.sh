@@ -286,6 +286,9 @@ else
     podman rmi -f "$old_ref" >/dev/null 2>&1 || true
     rm -f "$f" "$images/$name+"*.tar
   done
+  # Build-stage leftovers of earlier builds (untagged images no newer build descends from), after a
+  # day: the layers a recent build reuses (npm ci's) are parents of it and stay.
+  podman image prune -f --filter until=24h >/dev/null || log "podman image prune failed (only disk space is at stake)"
 fi
 
 if ((${#tags[@]})); then
