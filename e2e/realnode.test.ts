@@ -35,7 +35,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { SERVICE_CLUSTER_IP_RANGE } from '../sandbox/apiserver.ts';
+import { KUBERNETES_SERVICE_IP, SERVICE_CLUSTER_IP_RANGE } from '../sandbox/apiserver.ts';
 import { MeshCluster } from '../sandbox/cluster.ts';
 import type { ClusterNode } from '../sandbox/cluster.ts';
 import { CLUSTER_CIDR, RealNodeCluster, buildNodeImage, realNodesUnavailable } from '../sandbox/kubenode.ts';
@@ -117,7 +117,11 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
     const t0 = performance.now();
     const r = await helm([...args, '--kubeconfig', real.kubeconfigPath]);
     note(`${what}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-    if (r.code !== 0) throw new Error(`${what} failed (exit ${r.code}): ${r.stderr.trim()}\n${real.logTail(undefined, 15)}`);
+    if (r.code !== 0) {
+      const pods = await real.kubectl(['get', 'pods', '-n', namespace, '-o', 'wide']);
+      const agents = await real.kubectl(['logs', '-n', namespace, '-l', 'app.kubernetes.io/component=agent', '-c', 'agent', '--tail=15', '--prefix']);
+      throw new Error(`${what} failed (exit ${r.code}): ${r.stderr.trim()}\n${pods.stdout}\nagent logs:\n${agents.stdout}${agents.stderr}\n${real.logTail(undefined, 10)}`);
+    }
     return r;
   };
   const agentPods = () => podsOf(real, namespace, 'app.kubernetes.io/component=agent');
@@ -136,7 +140,20 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
     real = await RealNodeCluster.start({ nodes: 2, mesh, images: [image.archive, tools.archive] });
     note(`real nodes Ready: ${(real.timings.totalMs / 1000).toFixed(1)} s (nodes ${(real.timings.nodesMs / 1000).toFixed(1)} s, kubelets ${(real.timings.readyMs / 1000).toFixed(1)} s)`);
     helm = helmIn(real.dir);
+    // hostNetwork pods (the agents) reach the API server through the `kubernetes` Service's IP, which
+    // kube-proxy DNATs in OUTPUT; the kernel needs a route for the service range before it gets there
+    // (a cloud node has its default route). In the node's own namespace, gone with it.
+    for (const n of real.nodes) {
+      if ((await routeTo(n.netns, KUBERNETES_SERVICE_IP)).routable) continue;
+      const r = await n.exec('ip', ['route', 'add', SERVICE_CLUSTER_IP_RANGE, 'via', mesh.underlay.hostIp]);
+      if (r.code !== 0) throw new Error(`${n.name}: ip route add ${SERVICE_CLUSTER_IP_RANGE}: ${r.stderr.trim()}`);
+    }
     await kubectlOk(real, ['create', 'namespace', namespace]);
+    // The chart's projected service-account volume reads the kube-root-ca.crt ConfigMap, which
+    // kube-controller-manager's root-ca-cert-publisher writes into every namespace; where the
+    // harness does not run that controller, the test publishes the same CA itself.
+    const rootCa = await real.kubectl(['get', 'configmap', 'kube-root-ca.crt', '-n', namespace]);
+    if (rootCa.code !== 0) await kubectlOk(real, ['create', 'configmap', 'kube-root-ca.crt', '-n', namespace, `--from-file=ca.crt=${real.api.caCertPath}`]);
     await kubectlOk(real, ['apply', '-f', '-'], real.nodes.map((n, i) => stringify(sleeperPod(`sleeper-${i}`, namespace, n.name, tools.reference))).join('---\n'));
     sleepers = await waitPodsReady(real, namespace, 'app=realnode-sleeper', real.nodes.length);
     note(`set-up: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
