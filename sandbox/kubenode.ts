@@ -36,6 +36,9 @@
  *   10.244.0.0/16 is masqueraded to the node's IP (so a pod reaches the API server through the
  *   `kubernetes` Service, whose endpoint this harness writes: the API server runs with
  *   --endpoint-reconciler-type=none).
+ * - A new namespace's `default` ServiceAccount (and its token) appears a moment after the namespace:
+ *   `waitForServiceAccount(ns)` before creating bare pods there (controllers just retry). start()
+ *   waits for default/default.
  * - Images: `images` (docker-archive paths) are imported into every node's containerd (k8s.io
  *   namespace) before kubelet starts; `importImage(archive)` adds one later. Use imagePullPolicy Never
  *   or IfNotPresent: no registry is reachable. Image garbage collection is off.
@@ -62,7 +65,7 @@
  * sandbox/build-apiserver.sh (kube-apiserver), sandbox/node/build-images.sh (the pause image),
  * Debian's containerd, runc and CNI plugins (/usr/lib/cni).
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -310,6 +313,7 @@ export class RealNodeCluster {
       live.add(cluster);
       hookExit();
       const c = cluster;
+      sweepStaleRuns(c.log);
       c.sysctlClaim.acquire();
       await c.api.writeKubeconfig(c.kubeconfigPath, 'admin');
       c.log(`real nodes: dir ${dir}, underlay ${mesh.underlay.subnet}, API server ${c.api.server}`);
@@ -326,6 +330,7 @@ export class RealNodeCluster {
       for (const s of c.states) await c.startKubelet(s);
       await c.waitReady(options.readyTimeoutMs ?? 120_000);
       for (const s of c.states) c.startProxy(s);
+      await c.waitForServiceAccount('default');
       c.timings.readyMs = performance.now() - t2;
       c.timings.totalMs = performance.now() - t0;
       c.log(`real nodes Ready in ${Math.round(c.timings.totalMs)} ms: ${c.nodes.map((x) => x.name).join(', ')}`);
@@ -352,6 +357,24 @@ export class RealNodeCluster {
   /** kubectl as admin (never throws; see TestCluster.kubectl). */
   kubectl(args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<KubectlResult> {
     return this.api.kubectl(args, options);
+  }
+
+  /**
+   * Wait until a namespace's ServiceAccount exists with its token (the controller-manager makes both a
+   * moment after the namespace): before that, the ServiceAccount admission plugin refuses pods that
+   * use it. start() waits for default/default.
+   */
+  async waitForServiceAccount(namespace: string, name = 'default', timeoutMs = 60_000): Promise<void> {
+    const core = this.kubeConfig().makeApiClient(k8s.CoreV1Api);
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const sa = await core.readNamespacedServiceAccount({ namespace, name }).catch(() => undefined);
+      if ((sa?.secrets?.length ?? 0) > 0) return;
+      if (performance.now() > deadline) {
+        throw new Error(`ServiceAccount ${namespace}/${name}: ${sa ? 'no token secret' : 'not created'} after ${Math.round(timeoutMs / 1000)} s\n${tailOf(join(this.dir, 'kube-controller-manager.log'), 30)}`);
+      }
+      await sleep(200);
+    }
   }
 
   /** Import a docker-archive into every node's containerd (k8s.io namespace). */
@@ -394,6 +417,9 @@ export class RealNodeCluster {
     if (this.ownMesh) await this.mesh.stop();
     const restoredSysctls = this.sysctlClaim.release();
     if (!this.keepLogs) await rm(this.dir, { recursive: true, force: true, maxRetries: 5 });
+    // Kept logs keep the logs and configs, not the images' layers nor the pods' volumes (keys among them).
+    else for (const s of this.states) for (const d of ['containerd', 'kubelet']) await rm(join(s.node.dir, d), { recursive: true, force: true, maxRetries: 5 });
+    rmSync(this.recordPath, { force: true });
     live.delete(this);
     const ms = performance.now() - t0;
     this.log(`real nodes torn down in ${Math.round(ms)} ms${forced.length ? ` (SIGKILLed: ${forced.join(', ')})` : ''}`);
@@ -419,10 +445,30 @@ export class RealNodeCluster {
     if (this.ownMesh) this.mesh.cleanupSync();
     this.sysctlClaim.release();
     if (!this.keepLogs) rmSync(this.dir, { recursive: true, force: true });
+    rmSync(this.recordPath, { force: true });
     live.delete(this);
   }
 
   // ---------------------------------------------------------------- building blocks
+
+  /** This run's entry in RUN_RECORDS (what sweepStaleRuns needs should this process be SIGKILLed). */
+  private get recordPath(): string {
+    return join(RUN_RECORDS, `${process.pid}-${this.box.tag}.json`);
+  }
+
+  private record(): void {
+    const record: RunRecord = {
+      pid: process.pid,
+      dir: this.dir,
+      netns: this.nodes.filter(Boolean).map((n) => n.netns),
+      cgroupRoots: this.nodes.filter(Boolean).map((n) => n.cgroupRoot),
+      mountNamespaces: this.states.filter((st) => st?.holder).map((st) => readlinkOr(`/proc/${st.holder?.pid}/ns/mnt`)),
+      // Our own MeshCluster's underlay and temp dirs (its API server dies with us by parent-death signal).
+      ...(this.ownMesh ? { hostLinks: [this.mesh.underlay.hostInterface], extraNetns: [this.mesh.underlay.ns], extraDirs: [this.mesh.dir, this.api.dir] } : {}),
+    };
+    mkdirSync(RUN_RECORDS, { recursive: true, mode: 0o755 });
+    writeFileSync(this.recordPath, JSON.stringify(record) + '\n');
+  }
 
   private assertRunning(): void {
     if (this.stopped) throw new Error('these real nodes were stopped');
@@ -489,6 +535,7 @@ export class RealNodeCluster {
 
     state.holder = await this.startHolder(node);
     node.holderPid = state.holder.pid;
+    this.record();
     // Pod traffic leaving the cluster CIDR (to the API server, the underlay) takes the node's address, as
     // on a cloud node; pod-to-pod traffic keeps its pod IPs.
     const masq = await nodeExec(node, 'iptables', ['-w', '-t', 'nat', '-A', 'POSTROUTING', '-s', node.podCIDR, '!', '-d', CLUSTER_CIDR, '-m', 'comment', '--comment', 'aks-mesh sandbox: pods leaving the cluster CIDR', '-j', 'MASQUERADE']);
@@ -665,6 +712,88 @@ export class RealNodeCluster {
   }
 }
 
+// ---------------------------------------------------------------- runs that died
+
+/**
+ * Where each run lists what it made (machine-wide, like the port reservations). Exit and signal
+ * hooks clean up, and the parent-death signal stops kubelet, containerd and the holders when the test
+ * process is SIGKILLed; but containerd's shims and the containers outlive containerd by design. So
+ * the next run sweeps what a dead run left: processes in its cgroups, and in its nodes' mount
+ * namespaces (checked to still be that run's: their mounts name its dir), then its cgroups and
+ * network namespaces.
+ */
+export const RUN_RECORDS = '/tmp/aks-mesh-realnodes';
+
+interface RunRecord {
+  pid: number;
+  dir: string;
+  netns: string[];
+  cgroupRoots: string[];
+  mountNamespaces: string[];
+  hostLinks?: string[];
+  extraNetns?: string[];
+  extraDirs?: string[];
+}
+
+export function sweepStaleRuns(log: (line: string) => void = () => undefined): void {
+  let names: string[];
+  try {
+    names = readdirSync(RUN_RECORDS);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const path = join(RUN_RECORDS, name);
+    let rec: RunRecord;
+    try {
+      rec = JSON.parse(readFileSync(path, 'utf8')) as RunRecord;
+    } catch {
+      continue;
+    }
+    if (isRunning(rec.pid)) continue;
+    const pids = new Set<number>();
+    for (const root of rec.cgroupRoots) for (const pid of cgroupPids(root)) pids.add(pid);
+    const wanted = new Set(rec.mountNamespaces.filter(Boolean));
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry) || !wanted.has(readlinkOr(`/proc/${entry}/ns/mnt`))) continue;
+      try {
+        if (readFileSync(`/proc/${entry}/mountinfo`, 'utf8').includes(rec.dir)) pids.add(Number(entry));
+      } catch {
+        /* gone */
+      }
+    }
+    pids.delete(process.pid);
+    for (const pid of pids) signalPid(pid, 'SIGKILL');
+    waitGone([...pids], 3000);
+    for (const root of rec.cgroupRoots) removeCgroups(root);
+    for (const ns of [...rec.netns, ...(rec.extraNetns ?? [])]) {
+      try {
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+    }
+    for (const link of rec.hostLinks ?? []) {
+      try {
+        execFileSync('ip', ['link', 'del', link], { stdio: 'ignore' });
+      } catch {
+        /* already gone */
+      }
+    }
+    for (const d of [rec.dir, ...(rec.extraDirs ?? [])]) rmSync(d, { recursive: true, force: true });
+    rmSync(path, { force: true });
+    log(`swept what run ${rec.pid} left behind: ${pids.size} process(es), cgroups ${rec.cgroupRoots.join(', ')}, namespaces ${[...rec.netns, ...(rec.extraNetns ?? [])].join(', ')}`);
+  }
+}
+
+function readlinkOr(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return '';
+  }
+}
+
 // ---------------------------------------------------------------- node processes
 
 async function nodeExec(node: RealNode, command: string, args: string[], options: { input?: string; timeoutMs?: number } = {}): Promise<ExecResult> {
@@ -731,16 +860,7 @@ async function waitUntil(what: string, timeoutMs: number, proc: Proc, check: () 
  * process in its mount namespace (containerd, its shims, kubelet, what exec started), except the holder.
  */
 function nodePids(s: NodeState): number[] {
-  const pids = new Set<number>();
-  for (const dir of cgroupDirs(s.cgroupRoot)) {
-    for (const d of walk(dir)) {
-      try {
-        for (const line of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n')) if (line) pids.add(Number(line));
-      } catch {
-        /* removed meanwhile */
-      }
-    }
-  }
+  const pids = new Set<number>(cgroupPids(s.cgroupRoot));
   const holder = s.holder?.pid;
   if (holder) {
     let mnt: string | undefined;
@@ -762,6 +882,21 @@ function nodePids(s: NodeState): number[] {
   }
   pids.delete(process.pid);
   return [...pids].filter(isRunning);
+}
+
+/** Every process in a cgroup tree of ours, in every hierarchy. */
+function cgroupPids(root: string): number[] {
+  const pids = new Set<number>();
+  for (const dir of cgroupDirs(root)) {
+    for (const d of walk(dir)) {
+      try {
+        for (const line of readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n')) if (line) pids.add(Number(line));
+      } catch {
+        /* removed meanwhile */
+      }
+    }
+  }
+  return [...pids];
 }
 
 async function killNodeProcesses(s: NodeState, graceMs: number): Promise<void> {

@@ -47,6 +47,7 @@ describe('real nodes (kubelet + containerd + kube-proxy in namespaces)', { skip,
     startMs = performance.now() - t0;
     const created = await cluster.kubectl(['create', 'namespace', ns]);
     assert.equal(created.code, 0, created.stderr);
+    await cluster.waitForServiceAccount(ns);
   });
   after(() => cluster?.stop());
 
