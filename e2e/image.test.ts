@@ -125,6 +125,22 @@ describe('the aks-mesh image (Dockerfile, scripts/build-image.sh)', { skip }, ()
     assert.deepEqual(manifest.flatMap((m) => m.RepoTags), [ref]);
   });
 
+  test('--tag T names the same build T too, in an archive that carries both names', { skip: process.env.AKS_MESH_IMAGE ? 'AKS_MESH_IMAGE names the image' : false }, () => {
+    const tag = `image-test-${randomBytes(3).toString('hex')}`;
+    let tagged: string | undefined;
+    try {
+      const out = execFileSync(BUILD, ['--tag', tag], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n');
+      assert.equal(out[0], ref, 'the first line is still the build\'s own reference');
+      tagged = out[1];
+      assert.notEqual(tagged, archive);
+      const manifest = JSON.parse(execFileSync('tar', ['-xOf', tagged, 'manifest.json'], { encoding: 'utf8' })) as Array<{ RepoTags: string[] }>;
+      assert.deepEqual(manifest.flatMap((m) => m.RepoTags).sort(), [ref, `localhost/aks-mesh:${tag}`].sort());
+    } finally {
+      spawnSync('podman', ['untag', ref, `localhost/aks-mesh:${tag}`], { env, stdio: 'ignore' });
+      if (tagged) rmSync(tagged, { force: true });
+    }
+  });
+
   test('aks-mesh version prints ours and the wireguard-go inside it', () => {
     const text = run(['version']);
     assert.match(text, new RegExp(`^aks-mesh ${version.replace(/\./g, '\\.')} \\(commit [0-9a-f]{12}(-dirty)?, bundle\\)$`, 'm'), text);

@@ -283,7 +283,9 @@ else
   for f in "${old[@]}"; do
     name=$(basename "$f" .tar); old_ref="localhost/aks-mesh:${name#aks-mesh-}"
     log "removing an old build: $old_ref"
-    podman rmi -f "$old_ref" >/dev/null 2>&1 || true
+    # By id: the --tag names of that build go with it.
+    old_id=$(podman image inspect --format '{{.Id}}' "$old_ref" 2>/dev/null || true)
+    [[ -n "$old_id" ]] && { podman rmi -f "$old_id" >/dev/null 2>&1 || true; }
     rm -f "$f" "$images/$name+"*.tar
   done
   # Build-stage leftovers of earlier builds (untagged images no newer build descends from), after a
