@@ -41,17 +41,21 @@ function sourceCommit(root: string): string | null {
 }
 
 /**
- * Our version and commit only (no wireguard-go): what `aks-mesh --version` should print. yargs'
- * own lookup finds no package.json beside the bundle and says "unknown".
+ * package.json's version, cheaply (no git, no wireguard-go): what `aks-mesh --version` should print,
+ * since yargs' own lookup finds no package.json beside the bundle and says "unknown".
  */
+export function packageVersion(): string {
+  if (typeof __AKS_MESH_VERSION__ === 'string') return __AKS_MESH_VERSION__;
+  return (JSON.parse(readFileSync(join(sourceRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** Our version and commit, and whether this runs from the bundle or from source. */
 export function ourVersion(): Pick<VersionInfo, 'version' | 'commit' | 'build'> {
   if (typeof __AKS_MESH_VERSION__ === 'string') {
     const commit = typeof __AKS_MESH_COMMIT__ === 'string' && __AKS_MESH_COMMIT__ ? __AKS_MESH_COMMIT__ : null;
     return { version: __AKS_MESH_VERSION__, commit, build: 'bundle' };
   }
-  const root = sourceRoot();
-  const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
-  return { version, commit: sourceCommit(root), build: 'source' };
+  return { version: packageVersion(), commit: sourceCommit(sourceRoot()), build: 'source' };
 }
 
 /** The version, the commit and the wireguard-go that `--wireguard-go` (or the default search) picks. */
