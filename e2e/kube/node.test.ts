@@ -12,13 +12,15 @@
  * turns their absence into a failure.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { KUBERNETES_SERVICE_IP } from '../../sandbox/apiserver.ts';
-import { KUBELET_SYSCTLS, RealNodeCluster, buildNodeImage, otherSysctlClaimants, readSysctls, realNodesUnavailable } from '../../sandbox/kubenode.ts';
+import { KUBELET_SYSCTLS, RealNodeCluster, buildNodeImage, otherSysctlClaimants, readSysctls, realNodesUnavailable, sweepStaleRuns } from '../../sandbox/kubenode.ts';
+import { isRunning } from '../../sandbox/proc.ts';
 import { cidrContains } from '../../native/index.ts';
 
 const skip = realNodesUnavailable() ?? false;
@@ -206,6 +208,41 @@ describe('real nodes (kubelet + containerd + kube-proxy in namespaces)', { skip,
     assert.deepEqual(cgroups, []);
   });
 
+  test('a run SIGKILLed (no hook runs) leaves pods running, and the next run sweeps them and everything else it made', async (t) => {
+    const child = spawn(process.execPath, [join(import.meta.dirname, 'node-killed-child.ts'), tools.archive, tools.reference], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = new Promise((r) => child.once('exit', r));
+    const made = await new Promise<{ dir: string; cgroupRoot: string; netns: string; underlayNetns: string; hostLink: string; containerPids: number[] }>((resolve, reject) => {
+      const timer = setInterval(() => {
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) {
+          clearInterval(timer);
+          resolve(JSON.parse(line));
+        } else if (child.exitCode !== null) {
+          clearInterval(timer);
+          reject(new Error(`the child run exited (${child.exitCode}): ${err}`));
+        }
+      }, 200);
+    });
+    assert.ok(made.containerPids.length >= 2, `the child's pod runs (pause + main): ${JSON.stringify(made)}`);
+    child.kill('SIGKILL');
+    await exited;
+    // Parent-death signals stop kubelet, containerd and the holder; the containers outlive them (by design).
+    t.diagnostic(`after SIGKILL, still running: ${made.containerPids.filter(isRunning).length} of ${made.containerPids.length} container processes`);
+    sweepStaleRuns((line) => t.diagnostic(line));
+    await waitGone(made.containerPids);
+    assert.deepEqual(made.containerPids.filter(isRunning), [], 'container processes left');
+    const cgroups = readdirSync('/sys/fs/cgroup').map((h) => `/sys/fs/cgroup/${h}${made.cgroupRoot}`).filter((d) => existsSync(d));
+    assert.deepEqual(cgroups, []);
+    const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    for (const name of [made.netns, made.underlayNetns]) assert.ok(!namespaces.includes(name), `${name} left`);
+    assert.ok(!execFileSync('ip', ['-br', 'link'], { encoding: 'utf8' }).includes(made.hostLink), `${made.hostLink} left`);
+    assert.ok(!existsSync(made.dir), `${made.dir} left`);
+  });
+
   async function podsOf(selector: string): Promise<k8s.V1Pod[]> {
     const core = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
     return (await core.listNamespacedPod({ namespace: ns, labelSelector: selector })).items;
@@ -233,6 +270,11 @@ async function waitForOutput(run: () => Promise<{ stdout: string }>, ok: (out: s
     if (ok(stdout) || Date.now() > deadline) return stdout;
     await new Promise((r) => setTimeout(r, 500));
   }
+}
+
+async function waitGone(pids: number[], timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (pids.some(isRunning) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }
 
 function readlinkOr(path: string): string {
