@@ -32,7 +32,8 @@
  *   MeshCluster's Node objects carry none, so a DaemonSet with the chart's Linux nodeSelector lands
  *   only on real nodes (without a selector it would wait forever for pods on kubelet-less nodes).
  * - Every real node routes the other real nodes' pod CIDRs via their underlay IPs (a cloud's route
- *   table); pods reach pods on the other node over those plain routes. Pod traffic to anything outside
+ *   table); pods reach pods on the other node over those plain routes. `addClearRoutesWithMesh()`
+ *   adds the same between real nodes and the MeshCluster's namespace nodes (both ways; remove()). Pod traffic to anything outside
  *   10.244.0.0/16 is masqueraded to the node's IP (so a pod reaches the API server through the
  *   `kubernetes` Service, whose endpoint this harness writes: the API server runs with
  *   --endpoint-reconciler-type=none).
@@ -382,6 +383,37 @@ export class RealNodeCluster {
     this.assertRunning();
     if (!existsSync(archive)) throw new Error(`importImage: ${archive} does not exist`);
     await Promise.all(this.states.map((s) => importInto(s.node, archive)));
+  }
+
+  /**
+   * Clear routes between the real nodes and the MeshCluster's namespace nodes, both ways (each pod
+   * CIDR via its node's underlay IP, in every other node's main table), as a cloud route table holds
+   * for every node: what the mesh must never let pod traffic take, and what pod traffic falls back to
+   * without the mesh. Real nodes route each other's pod CIDRs from the start; this adds the mixed
+   * pairs. remove() takes out only what this call added.
+   */
+  async addClearRoutesWithMesh(): Promise<{ remove(): Promise<void> }> {
+    this.assertRunning();
+    const added: Array<[string, string, string]> = [];
+    const add = async (ns: string, cidr: string, via: string) => {
+      await execFileAsync('ip', ['-n', ns, 'route', 'add', cidr, 'via', via]);
+      added.push([ns, cidr, via]);
+    };
+    const remove = async () => {
+      for (const [ns, cidr, via] of added.splice(0)) await execFileAsync('ip', ['-n', ns, 'route', 'del', cidr, 'via', via]).catch(() => undefined);
+    };
+    try {
+      for (const m of this.mesh.nodes) {
+        for (const r of this.nodes) {
+          await add(r.netns, m.podCIDR, m.underlayIp);
+          await add(m.ns, r.podCIDR, r.underlayIP);
+        }
+      }
+    } catch (err) {
+      await remove();
+      throw err;
+    }
+    return { remove };
   }
 
   /** The last lines of a node's containerd, kubelet and kube-proxy logs (and the controllers'). */
@@ -736,6 +768,15 @@ interface RunRecord {
 }
 
 export function sweepStaleRuns(log: (line: string) => void = () => undefined): void {
+  sweepRecords(log);
+  // A dead run's kubelets changed the host's sysctls: the last claim out restores them.
+  if (existsSync(SYSCTL_DIR)) {
+    const restored = new SysctlClaim().releaseStale();
+    if (Object.keys(restored).length) log(`restored the host sysctls of dead runs: ${JSON.stringify(restored)}`);
+  }
+}
+
+function sweepRecords(log: (line: string) => void): void {
   let names: string[];
   try {
     names = readdirSync(RUN_RECORDS);
@@ -1150,6 +1191,20 @@ class SysctlClaim {
       claimPidFile(join(SYSCTL_DIR, `claim-${process.pid}`));
     });
     this.held = true;
+  }
+
+  /** With no live claim left (only dead runs' ones), restore the originals; returns what was written. */
+  releaseStale(): Record<string, string> {
+    let restored: Record<string, string> = {};
+    withLock(() => {
+      const original = join(SYSCTL_DIR, 'original.json');
+      if (liveClaims().length === 0 && existsSync(original)) {
+        restored = JSON.parse(readFileSync(original, 'utf8')) as Record<string, string>;
+        writeSysctls(restored);
+        unlinkSync(original);
+      }
+    });
+    return restored;
   }
 
   /** Drop our claim; the last one out restores the originals (returned). */
