@@ -130,6 +130,7 @@ describe('the aks-mesh image (Dockerfile, scripts/build-image.sh)', { skip }, ()
     let tagged: string | undefined;
     try {
       const out = execFileSync(BUILD, ['--tag', tag], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n');
+      // (A different reference here means the sources changed while the test ran: a new build.)
       assert.equal(out[0], ref, 'the first line is still the build\'s own reference');
       tagged = out[1];
       assert.notEqual(tagged, archive);
