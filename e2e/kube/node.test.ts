@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { KUBERNETES_SERVICE_IP } from '../../sandbox/apiserver.ts';
+import { MeshCluster } from '../../sandbox/cluster.ts';
 import { KUBELET_SYSCTLS, RealNodeCluster, buildNodeImage, otherSysctlClaimants, readSysctls, realNodesUnavailable, sweepStaleRuns } from '../../sandbox/kubenode.ts';
 import { isRunning } from '../../sandbox/proc.ts';
 import { cidrContains } from '../../native/index.ts';
@@ -252,6 +253,55 @@ describe('real nodes (kubelet + containerd + kube-proxy in namespaces)', { skip,
     const r = await cluster.kubectl(['-n', ns, 'describe', ...what.split(' ')]);
     return r.stdout + r.stderr;
   }
+});
+
+describe('real nodes joining a MeshCluster (its underlay and API server)', { skip, timeout: 300_000 }, () => {
+  let mesh: MeshCluster;
+  let real: RealNodeCluster;
+  let tools: { reference: string; archive: string };
+
+  before(async () => {
+    tools = await buildNodeImage('tools');
+    mesh = await MeshCluster.start({ nodes: 1, ...RealNodeCluster.meshOptions() });
+    real = await RealNodeCluster.start({ nodes: 1, mesh, images: [tools.archive] });
+  });
+  after(async () => {
+    await real?.stop();
+    await mesh?.stop();
+  });
+
+  test('a pod on a real node and a pod on a namespace node reach each other over clear routes, and stop() leaves the mesh running', async () => {
+    const node = real.nodes[0];
+    assert.equal(real.api, mesh.kube);
+    assert.ok(node.underlayIP.startsWith(`${mesh.underlay.prefix}.`));
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'r0', namespace: 'default' },
+      spec: { nodeName: node.name, terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image: tools.reference, imagePullPolicy: 'Never', command: ['/bin/sleep', '100000'] }] },
+    };
+    const applied = await real.kubectl(['apply', '-f', '-'], { input: JSON.stringify(pod) });
+    assert.equal(applied.code, 0, applied.stderr);
+    const ready = await real.kubectl(['wait', '--for=condition=Ready', 'pod/r0', '--timeout=90s'], { timeoutMs: 100_000 });
+    assert.equal(ready.code, 0, `${ready.stderr}\n${real.logTail()}`);
+    const podIP = (await real.kubectl(['get', 'pod', 'r0', '-o', 'jsonpath={.status.podIP}'])).stdout;
+    const sandboxPod = mesh.nodes[0];
+
+    const routes = await real.addClearRoutesWithMesh();
+    const there = await real.kubectl(['exec', 'r0', '--', 'ping', '-n', '-c', '2', '-W', '2', sandboxPod.podIp]);
+    assert.equal(there.code, 0, `real pod -> sandbox pod: ${there.stdout}${there.stderr}`);
+    const back = await mesh.ping(sandboxPod.podNs, podIP, { count: 2, timeoutMs: 4000 });
+    assert.ok(back.ok, `sandbox pod -> real pod: ${back.output}`);
+    await routes.remove();
+    const gone = await mesh.ping(sandboxPod.podNs, podIP, { count: 1, timeoutMs: 1000 });
+    assert.ok(!gone.ok, 'the clear routes were removed');
+
+    await real.stop();
+    assert.ok(mesh.kube?.apiServerPid && isRunning(mesh.kube.apiServerPid), "the mesh's API server still runs");
+    assert.ok(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(mesh.underlay.ns));
+    const nodes = await mesh.kube.kubectl(['get', 'nodes', '-o', 'name']);
+    assert.match(nodes.stdout, /node\/node-0/);
+  });
 });
 
 /** The host's iptables rules (every table), without counters: what a run must leave as it found. */
