@@ -15,7 +15,7 @@ import { inspectCommand } from './commands/inspect.ts';
 import { statusCommand } from './commands/status.ts';
 import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
 import { uninstallHookCommand } from './commands/uninstall-hook.ts';
-import { versionCommand } from './commands/version.ts';
+import { packageVersion, versionCommand } from './commands/version.ts';
 
 function reportAndExit(message: string, code = 1): never {
   process.stderr.write(`aks-mesh: ${message.split('\n')[0]}\n`);
@@ -31,7 +31,7 @@ export async function main(argv: string[]): Promise<void> {
     .epilogue('Every flag can also come from the environment: --node-name as AKS_MESH_NODE_NAME, --peers-dir as AKS_MESH_PEERS_DIR, and so on.')
     .help()
     .alias('h', 'help')
-    .version()
+    .version(packageVersion())
     .wrap(Math.min(110, process.stdout.columns || 110))
     .fail((msg, err) => {
       if (err instanceof UsageError) msg = err.message;
@@ -39,9 +39,8 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(`aks-mesh: ${msg}\nRun "aks-mesh --help" for usage.\n`);
       process.exit(2);
     });
-  for (const add of [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, statusCommand, crdsCommand, demoCommand, versionCommand]) parser = add(parser);
-  parser = uninstallHookCommand(parser);
-  parser = gatewayPatchCommand(parser);
+  const commands = [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, statusCommand, crdsCommand, gatewayPatchCommand, uninstallHookCommand, demoCommand, versionCommand];
+  for (const add of commands) parser = add(parser);
   await parser.parseAsync();
 }
 
