@@ -193,7 +193,7 @@ interface ChildCluster {
 /** A separate Node process that starts a cluster, prints its pids and waits to be killed. */
 async function startChildCluster(): Promise<ChildCluster> {
   const code = `
-    const { TestCluster } = await import(${JSON.stringify(new URL('./apiserver.ts', import.meta.url).href)});
+    const { TestCluster } = await import(${JSON.stringify(new URL('../../sandbox/apiserver.ts', import.meta.url).href)});
     const c = await TestCluster.start();
     console.log(JSON.stringify({ etcd: c.etcdPid, api: c.apiServerPid, dir: c.dir, port: c.port, etcdUrl: c.etcdUrl }));
     setInterval(() => {}, 1000);
