@@ -440,7 +440,7 @@ describe('MeshCluster with a peers directory', { skip: skipDir }, () => {
  */
 const CHILD = `
 import { readFileSync } from 'node:fs';
-import { MeshCluster } from ${JSON.stringify(join(import.meta.dirname, 'cluster.ts'))};
+import { MeshCluster } from ${JSON.stringify(join(import.meta.dirname, '..', 'sandbox', 'cluster.ts'))};
 const stub = process.argv[1];
 const cluster = await MeshCluster.start({ nodes: 2, source: 'dir', attach: ['node-1'], keepLogs: true });
 const pids = [];
