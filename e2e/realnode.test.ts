@@ -61,6 +61,8 @@ import {
   kubectlOk,
   killContainer,
   podNetns,
+  podProblem,
+  podReady,
   podsOf,
   sleeperPod,
   splitReference,
@@ -177,8 +179,14 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
     await helmOk(['install', RELEASE, CHART, '--namespace', namespace, '-f', values, '--wait', '--timeout', '5m'], 'helm install --wait');
     installed = true;
 
-    const ds = await kubectlJson<{ status: { desiredNumberScheduled: number; numberReady: number } }>(real, ['get', 'ds', AGENT_DS, '-n', namespace]);
-    assert.deepEqual({ desired: ds.status.desiredNumberScheduled, ready: ds.status.numberReady }, { desired: 2, ready: 2 }, 'one ready agent pod per real node');
+    // helm --wait looked at the pods; the DaemonSet's status follows a moment later.
+    let ds = { desired: 0, ready: 0 };
+    await waitFor('the DaemonSet status: 2 of 2 ready', async () => {
+      const got = await kubectlJson<{ status: { desiredNumberScheduled: number; numberReady: number } }>(real, ['get', 'ds', AGENT_DS, '-n', namespace]);
+      ds = { desired: got.status.desiredNumberScheduled, ready: got.status.numberReady };
+      return ds.desired === 2 && ds.ready === 2;
+    }, 60_000, 1000).catch(() => undefined);
+    assert.deepEqual(ds, { desired: 2, ready: 2 }, 'one ready agent pod per real node');
     for (const p of await agentPods()) {
       assert.deepEqual((p.status.containerStatuses ?? []).map((c) => `${c.name}:${c.ready}`).sort(), ['agent:true', 'wireguard-go:true'], `${p.metadata.name}: agent + wireguard-go sidecar`);
     }
@@ -314,12 +322,15 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
     const targets = [...sleepers.map(ipOf), ...(sandboxNode ? [sandboxNode.podIp] : [])];
     const [node0, node1] = real.nodes;
     const sa = 'konnectivity-agent';
+    // Its own namespace, as kube-system holds a managed cluster's Konnectivity agent.
+    const kas = `${namespace}-kas`;
+    await kubectlOk(real, ['create', 'namespace', kas]);
     // A Konnectivity agent Deployment as a pipeline has it (here a stand-in of our image that dials
     // pods), then the gateway added exactly as the project's README always said, via gateway-patch.
     const standIn = {
       apiVersion: 'apps/v1',
       kind: 'Deployment',
-      metadata: { name: 'konnectivity-agent', namespace },
+      metadata: { name: 'konnectivity-agent', namespace: kas },
       spec: {
         replicas: 1,
         selector: { matchLabels: { app: 'konnectivity-snippet' } },
@@ -333,15 +344,15 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
         },
       },
     };
-    await kubectlOk(real, ['create', 'serviceaccount', sa, '-n', namespace]);
+    await kubectlOk(real, ['create', 'serviceaccount', sa, '-n', kas]);
     await kubectlOk(real, ['apply', '-f', '-'], stringify(standIn));
     const addressPlan = ['--service-cidr', plan().serviceCIDRs.join(','), '--cluster-cidr', plan().clusterCIDRs.join(','), '--node-cidr', plan().nodeCIDRs.join(',')];
-    await kubectlOk(real, ['apply', '-f', '-'], await execCli(['gateway-patch', '--rbac', '--service-account', `${namespace}/${sa}`]));
+    await kubectlOk(real, ['apply', '-f', '-'], await execCli(['gateway-patch', '--rbac', '--service-account', `${kas}/${sa}`]));
     const patch = await execCli(['gateway-patch', '--image', image.reference, '--image-pull-policy', 'Never', '--pod-cidr', CLUSTER_CIDR, ...addressPlan]);
     const patchFile = join(real.dir, 'gateway-patch.yaml');
     writeFileSync(patchFile, patch);
-    await kubectlOk(real, ['patch', 'deployment', 'konnectivity-agent', '-n', namespace, '--patch-file', patchFile]);
-    const live = await kubectlJson<{ spec: { template: { spec: { containers: Array<{ name: string; command?: string[]; args?: string[] }> } } } }>(real, ['get', 'deployment', 'konnectivity-agent', '-n', namespace]);
+    await kubectlOk(real, ['patch', 'deployment', 'konnectivity-agent', '-n', kas, '--patch-file', patchFile]);
+    const live = await kubectlJson<{ spec: { template: { spec: { containers: Array<{ name: string; command?: string[]; args?: string[] }> } } } }>(real, ['get', 'deployment', 'konnectivity-agent', '-n', kas]);
     const gw = live.spec.template.spec.containers.find((c) => c.name === 'aks-mesh-gateway');
     assert.deepEqual({ command: gw?.command, args: gw?.args }, { command: ['./gateway'], args: ['--node-name=$(NODE_NAME)', '--gateway-endpoint=$(NODE_IP)', `--pod-cidr=${CLUSTER_CIDR}`] }, 'the original snippet, as written');
 
@@ -354,11 +365,16 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
         gateway: { podCIDRs: [CLUSTER_CIDR] },
       },
     });
-    await helmOk(['upgrade', RELEASE, CHART, '--namespace', namespace, '--reuse-values', '-f', values, '--wait', '--timeout', '5m'], 'helm upgrade --wait (konnectivity.enabled)');
+    // Not --wait: the pods' readiness is asserted last, after what the gateway does is seen.
+    await helmOk(['upgrade', RELEASE, CHART, '--namespace', namespace, '--reuse-values', '-f', values], 'helm upgrade (konnectivity.enabled)');
 
-    const snippetPods = await waitPodsReady(real, namespace, 'app=konnectivity-snippet', 1);
-    const chartPods = await waitPodsReady(real, namespace, 'app.kubernetes.io/component=konnectivity-agent', 1);
-    const gatewayPods = [...snippetPods, ...chartPods];
+    // The pods that carry the sidecar (a Deployment's previous pod may still run during its rollout), with the stand-in running.
+    const withGateway = (ns: string, selector: string) =>
+      waitFor(`a running pod with the gateway sidecar (${selector} in ${ns})`, async () => {
+        const pods = (await podsOf(real, ns, selector)).filter((p) => p.spec.containers.some((c) => c.name === 'aks-mesh-gateway') && p.status.phase === 'Running');
+        return pods.length === 1 && pods[0].status.containerStatuses?.find((c) => c.name === 'konnectivity-agent')?.state?.running ? pods : false;
+      }, 120_000, 1000);
+    const gatewayPods = [...(await withGateway(kas, 'app=konnectivity-snippet')), ...(await withGateway(namespace, 'app.kubernetes.io/component=konnectivity-agent'))];
     const gateways = await waitFor('a Ready Gateway per gateway pod', async () => {
       const list = await kubectlJson<{ items: Array<{ metadata: { name: string }; spec: { nodeName?: string; endpoint?: string; podCIDRs?: string[] }; status?: { conditions?: Array<{ type: string; status: string }> } }> }>(real, ['get', 'gateways.aksmesh.io']);
       const ready = list.items.filter((g) => g.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
@@ -380,7 +396,7 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
       // What the stand-in itself dials (the Konnectivity agent's part) gets there too.
       for (const p of gatewayPods) {
         await waitFor(`the stand-in in ${p.metadata.name} reaches every pod`, async () => {
-          const logs = await real.kubectl(['logs', p.metadata.name, '-n', namespace, '-c', 'konnectivity-agent', '--tail=200']);
+          const logs = await real.kubectl(['logs', p.metadata.name, '-n', p.metadata.namespace, '-c', 'konnectivity-agent', '--tail=200']);
           return targets.every((ip) => logs.stdout.includes(`reached ${ip}`));
         }, 60_000, 2000);
       }
@@ -389,12 +405,21 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
       const clear = clearPodPackets(packets, [CLUSTER_CIDR]).filter((p) => gatewayIps.includes(p.src) || gatewayIps.includes(p.dst));
       assert.deepEqual(clear.slice(0, 5).map((p) => p.summary || `${p.protocol} ${p.src} -> ${p.dst}`), [], `${clear.length} packets of the gateway pods in clear on the underlay`);
     }
+    // What an operator sees: both Konnectivity agent pods Ready (the gateway's probes answered), none restarting.
+    let last: Pod[] = [];
+    const ready = await waitFor('both gateway pods Ready', async () => {
+      last = await Promise.all(gatewayPods.map(async (p) => (await podsOf(real, p.metadata.namespace, `pod-template-hash=${p.metadata.labels?.['pod-template-hash'] ?? ''}`))[0] ?? p));
+      return last.every(podReady);
+    }, 60_000, 1000).catch(() => false);
+    assert.ok(ready, `the Konnectivity agent pods with the gateway sidecar are Ready:\n${last.map(podProblem).join('\n')}`);
     // The snippet's Deployment is not the chart's: gone before the uninstall, as its owner would remove it.
-    await kubectlOk(real, ['delete', 'deployment', 'konnectivity-agent', '-n', namespace, '--wait=true']);
+    await kubectlOk(real, ['delete', 'deployment', 'konnectivity-agent', '-n', kas, '--wait=true']);
   });
 
   test('7. helm uninstall leaves every real node clean, pod traffic takes the plain routes, Peers gone, CRDs kept', async () => {
     assert.ok(installed, 'needs the install');
+    // The snippet's stand-in (not the chart's) goes first, also when test 6 stopped half-way.
+    await real.kubectl(['delete', 'namespace', `${namespace}-kas`, '--wait=false']);
     await helmOk(['uninstall', RELEASE, '--namespace', namespace, '--wait', '--timeout', '5m'], 'helm uninstall --wait (pre-delete cleanup hook)');
     installed = false;
     for (const n of real.nodes) {
