@@ -411,7 +411,14 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
       last = await Promise.all(gatewayPods.map(async (p) => (await podsOf(real, p.metadata.namespace, `pod-template-hash=${p.metadata.labels?.['pod-template-hash'] ?? ''}`))[0] ?? p));
       return last.every(podReady);
     }, 60_000, 1000).catch(() => false);
-    assert.ok(ready, `the Konnectivity agent pods with the gateway sidecar are Ready:\n${last.map(podProblem).join('\n')}`);
+    if (!ready) {
+      // kubelet probes a pod from its node's bridge address, inside the pod CIDRs: say where the answer goes.
+      const paths = await Promise.all(gatewayPods.map(async (p) => {
+        const bridge = real.node(p.spec.nodeName ?? '').podCIDR.replace(/\.0\/24$/, '.1');
+        return `${p.metadata.name}: answer to kubelet at ${bridge} leaves through ${(await routeTo(await podNetns(real, p), bridge)).dev}`;
+      }));
+      assert.fail(`the Konnectivity agent pods with the gateway sidecar are Ready:\n${last.map(podProblem).join('\n')}\n${paths.join('\n')}`);
+    }
     // The snippet's Deployment is not the chart's: gone before the uninstall, as its owner would remove it.
     await kubectlOk(real, ['delete', 'deployment', 'konnectivity-agent', '-n', kas, '--wait=true']);
   });
