@@ -289,7 +289,7 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
     const { loss } = await measurePingLoss(from, ipOf(b), async () => {
       await helmOk(['upgrade', RELEASE, CHART, '--namespace', namespace, '--reuse-values', '--set', `image.tag=${upgradeTag}`, '--wait', '--timeout', '5m'], 'helm upgrade --wait (new image tag)');
       await kubectlOk(real, ['rollout', 'status', `ds/${AGENT_DS}`, '-n', namespace, '--timeout=180s']);
-    }, { settleMs: 3000 });
+    }, { settleMs: 3000, track: (child) => mesh.box.track(child) });
     note(`pings lost across helm upgrade (real-0 pod -> real-1 pod, 5/s): ${formatPingLoss(loss)}`);
     const after = await waitPodsReady(real, namespace, 'app.kubernetes.io/component=agent', 2);
     const expected = `${splitReference(image.reference).repository}:${upgradeTag}`;
@@ -311,7 +311,7 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
         const c = p?.status.containerStatuses?.find((x) => x.name === 'agent');
         return c && c.restartCount > restartsBefore && c.ready && c.containerID && !c.containerID.endsWith(oldId);
       }, 120_000, 500);
-    }, { settleMs: 3000 });
+    }, { settleMs: 3000, track: (child) => mesh.box.track(child) });
     note(`pings lost across an agent container restart (attach mode): ${formatPingLoss(restart.loss)}`);
     assert.ok(restart.loss.sent >= 10, formatPingLoss(restart.loss));
     assert.equal(restart.loss.lost, 0, `the agent's restart alone loses no ping: ${formatPingLoss(restart.loss)}`);
