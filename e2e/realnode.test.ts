@@ -413,9 +413,13 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
     }, 60_000, 1000).catch(() => false);
     if (!ready) {
       // kubelet probes a pod from its node's bridge address, inside the pod CIDRs: say where the answer goes.
-      const paths = await Promise.all(gatewayPods.map(async (p) => {
+      const paths = await Promise.all(last.map(async (p) => {
         const bridge = real.node(p.spec.nodeName ?? '').podCIDR.replace(/\.0\/24$/, '.1');
-        return `${p.metadata.name}: answer to kubelet at ${bridge} leaves through ${(await routeTo(await podNetns(real, p), bridge)).dev}`;
+        try {
+          return `${p.metadata.name}: its answer to kubelet's probe from ${bridge} leaves through ${(await routeTo(await podNetns(real, p), bridge)).dev}`;
+        } catch (err) {
+          return `${p.metadata.name}: ${(err as Error).message}`;
+        }
       }));
       assert.fail(`the Konnectivity agent pods with the gateway sidecar are Ready:\n${last.map(podProblem).join('\n')}\n${paths.join('\n')}`);
     }
