@@ -8,7 +8,8 @@ import { parseAllDocuments } from 'yaml';
 import { driftedManifests } from '../cli/commands/crds.ts';
 import { canonicalEndpoint, generatePrivateKey, keyProblem, publicKeyOf } from '../native/index.ts';
 import { PATTERNS } from './crd/schema.ts';
-import { AGENT_NOT_READY_TAINT, NODE_BOUND_POLICY, NODE_TAINT_ROLE, VAP_API, generatedManifests } from './manifests.ts';
+import { AGENT_NOT_READY_TAINT, NODE_BOUND_POLICY, NODE_TAINT_ROLE, VAP_API, generatedManifests, nodeBoundWritesPolicy } from './manifests.ts';
+import { valuesSchema } from './values-schema.ts';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -54,6 +55,8 @@ test('the chart installs the same policy, in the release namespace, only where t
   // The chart's standard labels helper stands where config/ has its two fixed labels.
   const body = `${lines.slice(1, -1).join('\n')}\n`
     .replaceAll('{{ .Release.Namespace }}', 'aks-mesh')
+    // gatewayServiceAccounts, empty by default: the range renders nothing.
+    .replace(/\{\{ range \.Values\.gatewayServiceAccounts \}\}.*?\{\{ end \}\}/g, '')
     .replace(/^( *)\{\{- include "aks-mesh\.labels" \(dict "ctx" \$ "component" "[a-z-]+"\) \| nindent \d+ \}\}$/gm, '$1app.kubernetes.io/name: aks-mesh\n$1app.kubernetes.io/part-of: aks-mesh');
   const shipped = ['node-bound-writes.yaml', 'agent-node-taint.yaml'].flatMap((f) => docs(files.get(`config/admission/${f}`) as string));
   assert.deepEqual(docs(body), shipped);
@@ -115,4 +118,31 @@ test('the schema endpoint pattern accepts exactly the endpoints our parser accep
     }),
     { numRuns: 3000 },
   );
+});
+
+test('gateway service accounts bound with `gateway-patch --rbac` are node-bound like aks-mesh-gateway (review finding 3)', () => {
+  const [policy] = nodeBoundWritesPolicy('mesh-ns', undefined, ['kube-system/konnectivity-agent']) as Array<Doc & { spec: { variables: Array<{ name: string; expression: string }> } }>;
+  assert.equal(
+    policy.spec.matchConditions[0].expression,
+    "request.userInfo.username in ['system:serviceaccount:mesh-ns:aks-mesh-agent', 'system:serviceaccount:mesh-ns:aks-mesh-gateway', 'system:serviceaccount:kube-system:konnectivity-agent']",
+  );
+  // Not the agent: every gateway rule applies to it; refusals name it.
+  assert.equal(policy.spec.variables.find((v) => v.name === 'agent')?.expression, "request.userInfo.username == 'system:serviceaccount:mesh-ns:aks-mesh-agent'");
+  assert.match(policy.spec.variables.find((v) => v.name === 'who')?.expression ?? '', /'gateway ' \+ request\.userInfo\.username/);
+  // Nothing a CEL string could be broken out of.
+  assert.throws(() => nodeBoundWritesPolicy('mesh-ns', undefined, ["kube-system/x'] || true || ['"]), /gatewayServiceAccounts "kube-system\/x'\] \|\| true \|\| \['": expected NAMESPACE\/NAME/);
+  // The chart renders the value into the same list.
+  const chart = generatedManifests().get('charts/aks-mesh/templates/admission.yaml') as string;
+  assert.ok(chart.includes("'system:serviceaccount:{{ .Release.Namespace }}:aks-mesh-gateway'{{ range .Values.gatewayServiceAccounts }}, 'system:serviceaccount:{{ replace `/` `:` . }}'{{ end }}]"), 'the chart lists gatewayServiceAccounts');
+  assert.match(readFileSync(resolve(root, 'charts/aks-mesh/values.yaml'), 'utf8'), /^gatewayServiceAccounts: \[\]/m);
+});
+
+test('values.schema.json: agent.keyDir is a folder of its own under /var/lib or /run, never /, /etc, .. or kubelet\'s (review finding 12)', () => {
+  const schema = valuesSchema() as { properties: { agent: { properties: { keyDir: { pattern: string; not: { pattern: string } } } } } };
+  const { pattern, not } = schema.properties.agent.properties.keyDir;
+  const ok = (dir: string) => new RegExp(pattern).test(dir) && !new RegExp(not.pattern).test(dir);
+  for (const dir of ['/var/lib/aks-mesh', '/var/lib/mesh-keys', '/var/lib/a/b.c', '/run/aks-mesh']) assert.ok(ok(dir), dir);
+  for (const dir of ['/', '/etc', '/root', '/var/lib', '/var/lib/', '/run', '/var/lib/../../etc', '/var/lib/./x', '/var/lib/a/..', '/var/lib/kubelet', '/var/lib/kubelet/pki', '/var/lib/containerd', '/run/containerd', '/var/lib/a b', '/var/lib//x']) {
+    assert.ok(!ok(dir), dir);
+  }
 });

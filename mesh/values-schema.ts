@@ -9,6 +9,12 @@ import { DEFAULT_FWMARK, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE, LOCAL_RULE_PRIORI
 
 type Schema = Record<string, unknown>;
 
+/** One path component of agent.keyDir: letters, digits, ._- with at least one that is not a dot (no . or ..). */
+const KEY_DIR_SEGMENT = '[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*';
+
+/** NAMESPACE/NAME of a service account (DNS label / DNS subdomain): nothing a CEL string could be broken out of. */
+export const SERVICE_ACCOUNT_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$';
+
 const object = (properties: Record<string, Schema>, description?: string, required: string[] = Object.keys(properties)): Schema => ({
   type: 'object',
   ...(description ? { description } : {}),
@@ -100,13 +106,27 @@ export function valuesSchema(): Schema {
         imagePullSecrets: { type: 'array', description: 'Secrets for a private registry', items: object({ name: string('Secret name', { minLength: 1 }) }) },
         mesh: meshSettings,
         nodeBoundWrites: { type: 'boolean', description: 'Install the node-bound-writes admission policy where the API server serves it (Kubernetes >= 1.30)' },
+        gatewayServiceAccounts: {
+          type: 'array',
+          description: 'NAMESPACE/NAME of further service accounts bound to the aks-mesh-gateway ClusterRole (aks-mesh gateway-patch --rbac): the node-bound-writes policy binds their writes to their node too',
+          uniqueItems: true,
+          items: { type: 'string', pattern: SERVICE_ACCOUNT_PATTERN },
+        },
         agent: object(
           {
             wireguardMode: string('attach: wireguard-go as a sidecar container (an agent restart keeps the tunnel); spawn: the agent starts it', { enum: ['attach', 'spawn'] }),
             logLevel: string('Log level', { enum: ['error', 'warn', 'info', 'debug'] }),
             logFormat: string('Log format', { enum: ['json', 'text'] }),
             metricsPort: port('Port of /metrics, /healthz and /readyz on the node'),
-            keyDir: string("Node folder of the agent's private key (a hostPath)", { pattern: '^/[^\\s]*$' }),
+            // A read-write DirectoryOrCreate hostPath: only a folder of its own under /var/lib (kept
+            // across reboots) or /run (tmpfs: a new key each boot, which the agent publishes in its
+            // Peer), never / or /etc (a typo there would hand the agent the node's root or
+            // configuration). No . or .. component (a segment has a character other than a dot), and
+            // not the state of kubelet, the container runtimes, etcd, systemd or the package manager.
+            keyDir: string("Node folder of the agent's private key (a hostPath: a folder of its own under /var/lib or /run)", {
+              pattern: `^/(var/lib|run)(/${KEY_DIR_SEGMENT})+$`,
+              not: { pattern: '^/(var/lib|run)/(kubelet|containerd|docker|containers|crio|cri-o|runc|cni|etcd|netns|systemd|dbus|udev|user|lock|secrets|wireguard|dpkg|apt|rpm)(/|$)' },
+            }),
             resources,
             wireguardResources: resources,
             nodeSelector,

@@ -8,6 +8,7 @@ import type { Argv } from 'yargs';
 import { stringify } from 'yaml';
 import { splitList } from '../../gateway/flags.ts';
 import { DEFAULT_SIDECAR_NAME, GATEWAY_CLUSTER_ROLE, gatewayRoleBinding, gatewaySidecar, gatewaySidecarPatch, sidecarNameProblem } from '../../gateway/sidecar.ts';
+import { SERVICE_ACCOUNT_PATTERN } from '../../mesh/values-schema.ts';
 import { UsageError } from '../format.ts';
 
 interface GatewayPatchArgs {
@@ -46,7 +47,14 @@ export function gatewayPatchCommand(y: Argv): Argv {
             'carries the public key), and a UDP hostPort (51821) so that nodes reach the gateway on the node\'s ' +
             'address. Containers and volumes merge by name: the Konnectivity agent\'s own are left alone and a second ' +
             'patch changes nothing. The gateway talks to the API server with the pod\'s service account: bind it to ' +
-            `the ClusterRole ${GATEWAY_CLUSTER_ROLE} (installed by the chart) with --rbac --service-account NAMESPACE/NAME.`,
+            `the ClusterRole ${GATEWAY_CLUSTER_ROLE} (installed by the chart) with --rbac --service-account NAMESPACE/NAME, ` +
+            'and list that account in the chart value gatewayServiceAccounts (--set gatewayServiceAccounts={NAMESPACE/NAME}) so ' +
+            'that the node-bound-writes admission policy binds its writes to its node as it does aks-mesh-gateway\'s; ' +
+            'otherwise any token of that account, the Konnectivity agent container\'s too, may rewrite every Gateway. ' +
+            'The sidecar mounts its own API token, so the pod may set automountServiceAccountToken: false. ' +
+            'Run at most one such pod per node (a required podAntiAffinity on kubernetes.io/hostname, or the hostPort): ' +
+            'the gateway names its Gateway after its node, so two on one node overwrite each other\'s. A Gateway whose ' +
+            'pod moved to another node stays until deleted (kubectl delete mgw NAME).',
         )
         .option('image', { type: 'string', describe: 'The aks-mesh image (required for the patch)' })
         .option('pod-cidr', { type: 'string', array: true, coerce: splitList, describe: 'Pod CIDRs the gateway routes through its tunnel; repeated and/or comma-separated (required for the patch)' })
@@ -77,7 +85,7 @@ export function gatewayPatchCommand(y: Argv): Argv {
           const port = a['listen-port'];
           if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new UsageError(`--listen-port ${port}: expected 1 to 65535`);
           const sa = a['service-account'];
-          if (sa !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(sa)) {
+          if (sa !== undefined && !new RegExp(SERVICE_ACCOUNT_PATTERN).test(sa)) {
             throw new UsageError(`--service-account ${JSON.stringify(sa)}: expected NAMESPACE/NAME, such as kube-system/konnectivity-agent`);
           }
           return true;
@@ -87,8 +95,21 @@ export function gatewayPatchCommand(y: Argv): Argv {
         process.stdout.write(a.output === 'json' ? `${JSON.stringify(object, null, 2)}\n` : stringify(object, { lineWidth: 0 }));
       };
       if (a.rbac) {
-        const [namespace, name] = (a['service-account'] as string).split('/') as [string, string];
+        const sa = a['service-account'] as string;
+        const [namespace, name] = sa.split('/') as [string, string];
         print(gatewayRoleBinding({ namespace, name }));
+        // The chart's admission policy knows only its own aks-mesh-gateway account (in the release
+        // namespace, which this command does not know): any other gets the gateway's write rights
+        // without the node binding until it is listed in gatewayServiceAccounts.
+        const upgrade = `helm upgrade <release> <chart> --reuse-values --set 'gatewayServiceAccounts={${sa}}' (plus any accounts already listed)`;
+        if (name !== 'aks-mesh-gateway') {
+          process.stderr.write(
+            `warning: ${sa} is not the chart's aks-mesh-gateway account, so the node-bound-writes admission policy does not bind its writes to its node ` +
+              `until the chart lists it: ${upgrade}; until then any token of ${sa} (every container of its pods) may rewrite every Gateway\n`,
+          );
+        } else {
+          process.stderr.write(`# if ${namespace} is not the chart's release namespace, have the node-bound-writes policy cover the account: ${upgrade}\n`);
+        }
         return;
       }
       const { canonicalCidr } = await import('../../native/index.ts');
@@ -118,7 +139,8 @@ export function gatewayPatchCommand(y: Argv): Argv {
       const sa = a['service-account'] ? ` --service-account ${a['service-account']}` : ' --service-account NAMESPACE/NAME';
       process.stderr.write(
         `# apply: kubectl -n ${a.namespace} patch deployment ${a.deployment} --patch-file <this output>\n` +
-          `# and give the Deployment's service account the gateway's permissions: aks-mesh gateway-patch --rbac${sa} | kubectl apply -f -\n`,
+          `# and give the Deployment's service account the gateway's permissions: aks-mesh gateway-patch --rbac${sa} | kubectl apply -f -\n` +
+          '# keep one such pod per node (podAntiAffinity on kubernetes.io/hostname): two gateways on one node write the same Gateway\n',
       );
     },
   );
