@@ -33,7 +33,7 @@ import type { GatewaySpec, MeshStatus, PeerSpec } from './crd/types.ts';
 import { checkObject } from './crd/validate.ts';
 import { Fallbacks } from './failclosed.ts';
 import { compareText } from './topology/order.ts';
-import { apiMessage, sameSpec } from './kube.ts';
+import { apiMessage, httpStatus, sameSpec } from './kube.ts';
 import type { MeshApi, OwnObjectOutcome } from './kube.ts';
 import { Reconciler } from './reconcile/index.ts';
 import type { DesiredDevice, DesiredState, SyncResult } from './reconcile/index.ts';
@@ -345,7 +345,28 @@ export class MeshMember {
       // A device that outlives us (attach mode: the sidecar's) keeps no peer we configured.
       await this.wireguard.client.set({ replacePeers: true }).catch((err: Error) => this.log.warn('could not clear the device\'s peers', { error: err.message }));
     }
-    if (this.o.api) await this.o.api.deleteObject(this.kind, this.o.name);
+    if (this.o.api) await this.deleteOwnObject(this.o.api);
+  }
+
+  /**
+   * The cleanup's last step, best-effort when the API refuses who we are: after `helm uninstall
+   * --no-hooks` (or any removal of the agent's RBAC) the token is no longer accepted (401) or no
+   * longer allowed to delete (403). The node itself is clean by then, and a cleanup pod that failed
+   * here would crash-loop and never report its node done: say what is left instead. Other errors
+   * (the API server unreachable, a 5xx) still fail, so the cleanup is retried.
+   */
+  private async deleteOwnObject(api: MeshApi): Promise<void> {
+    try {
+      await api.deleteObject(this.kind, this.o.name);
+    } catch (err) {
+      const status = httpStatus(err);
+      if (status !== 401 && status !== 403) throw err;
+      this.log.warn(`could not delete ${this.kind} ${this.o.name} (HTTP ${status}: ${apiMessage(err)}); the node is clean, delete the object by hand: kubectl delete ${this.kind.toLowerCase()}s.aksmesh.io ${this.o.name}`, {
+        kind: this.kind,
+        name: this.o.name,
+        status,
+      });
+    }
   }
 
   /** What the device and routes should be now, or null when the source has not synced (touch nothing). */
