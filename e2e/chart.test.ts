@@ -35,7 +35,8 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
@@ -56,7 +57,11 @@ const VAP_API = 'admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy';
 const skip = helmTestsUnavailable();
 
 const STANDARD_LABELS = ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/part-of', 'app.kubernetes.io/managed-by', 'helm.sh/chart'];
-const SELECTOR_LABELS = ['app.kubernetes.io/component', 'app.kubernetes.io/instance', 'app.kubernetes.io/name'];
+// Name and component only: the agent DaemonSet's selector since the first chart, and spec.selector is
+// immutable (a new key would fail every helm upgrade; the upgrade test below shows it).
+const SELECTOR_LABELS = ['app.kubernetes.io/component', 'app.kubernetes.io/name'];
+/** The chart as of commit 3080606 (issue 10's), for the upgrade test. */
+const OLD_CHART_COMMIT = '3080606';
 
 const res = (cpu: string, memory: string) => ({ requests: { cpu, memory }, limits: { memory } });
 /** Every documented option, each in at least one set (README "Chart values"). */
@@ -260,6 +265,13 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       ['mesh.table=254', /mesh\.table: Must not validate the schema/],
       ['mesh.rulePriority=32766', /mesh\.rulePriority: Must be less than or equal to 32765/],
       ['agent.wireguardmode=spawn', /agent: Additional property wireguardmode is not allowed/],
+      // A read-write DirectoryOrCreate hostPath: never the node's root or configuration.
+      ['agent.keyDir=/', /agent\.keyDir: Does not match pattern/],
+      ['agent.keyDir=/etc', /agent\.keyDir: Does not match pattern/],
+      ['agent.keyDir=/var/lib/../../etc', /agent\.keyDir: Does not match pattern/],
+      ['agent.keyDir=/var/lib/kubelet', /agent\.keyDir: Must not validate the schema/],
+      // Spliced into the admission policy's CEL list: nothing but NAMESPACE/NAME.
+      ["gatewayServiceAccounts={kube-system/x']}", /gatewayServiceAccounts\.0: Does not match pattern/],
     ];
     for (const [set, message] of cases) {
       for (const command of [['lint', '--strict', CHART], ['template', release, CHART]]) {
@@ -269,7 +281,7 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       }
     }
     // The refused marks are the agent's own refusals; its default and other free bits pass.
-    for (const ok of ['mesh.fwmark=0x2000', 'mesh.fwmark=0x10000', 'mesh.cidr=fd00:96::/48']) {
+    for (const ok of ['mesh.fwmark=0x2000', 'mesh.fwmark=0x10000', 'mesh.cidr=fd00:96::/48', 'agent.keyDir=/var/lib/mesh-keys', 'agent.keyDir=/run/aks-mesh']) {
       const r = await h(['template', release, CHART, '--set', ok]);
       assert.equal(r.code, 0, `${ok}: ${r.stderr}`);
     }
@@ -336,6 +348,34 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       assert.deepEqual(plain({ ...fromLibrary.container, resources: undefined }), plain({ ...rendered, resources: undefined }));
       assert.equal(deployment.serviceAccountName, 'aks-mesh-gateway', 'the gateway\'s own RBAC');
     }
+  });
+
+  test('the Konnectivity pod: the gateway\'s token only in the gateway container, one pod per node, and a gateway port the agents do not hold', async () => {
+    const objects = await template(setFile('konnectivity with the gateway sidecar'));
+    const deployment = objects.find((m) => m.kind === 'Deployment') as Manifest & { spec: { selector: { matchLabels: Record<string, string> }; strategy: unknown; template: { spec: PodSpec } } };
+    const pod = deployment.spec.template.spec;
+    // The gateway's token may write Gateways: the Konnectivity agent (a third party's image) never gets it.
+    assert.equal(pod.automountServiceAccountToken, false, 'no token mounted into every container');
+    const byName = new Map((pod.volumes ?? []).map((v) => [v.name, v]));
+    const tokensOf = (c: Container) => (c.volumeMounts ?? []).flatMap((m) => (byName.get(m.name)?.projected?.sources ?? []).filter((src) => src.serviceAccountToken).map((src) => ({ mountPath: m.mountPath, audience: src.serviceAccountToken?.audience })));
+    const konn = pod.containers.find((c) => c.name === 'konnectivity-agent') as Container;
+    const gateway = pod.containers.find((c) => c.name === 'aks-mesh-gateway') as Container;
+    assert.deepEqual(tokensOf(konn), [{ mountPath: '/var/run/secrets/tokens', audience: 'system:konnectivity-server' }], 'the Konnectivity agent: its Konnectivity-server token only');
+    assert.ok(konn.volumeMounts?.some((m) => m.mountPath === '/var/run/secrets/kubernetes.io/serviceaccount' && byName.get(m.name)?.projected?.sources?.some((src) => src.configMap?.name === 'kube-root-ca.crt')), 'and the CA its default --ca-cert names');
+    assert.deepEqual(tokensOf(gateway), [{ mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', audience: undefined }], 'the gateway: its API token');
+    // Two gateways on one node would write the same Gateway (named after the node).
+    assert.deepEqual(pod.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution, [{ topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: deployment.spec.selector.matchLabels } }]);
+    assert.deepEqual(deployment.spec.strategy, { type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: 1 } }, 'a rollout where every node has a pod does not wait for a node forever');
+
+    // The agents hold mesh.listenPort on every node's address: the same hostPort fits on no node.
+    // (A template `fail`: helm install and template refuse; helm lint only logs it.)
+    for (const set of ['konnectivity.gateway.listenPort=51820', 'mesh.listenPort=51821']) {
+      const r = await h(['template', release, CHART, '--set', 'konnectivity.enabled=true', '--set', set]);
+      assert.notEqual(r.code, 0, `${set} should be refused`);
+      assert.match(r.stdout + r.stderr, /konnectivity\.gateway\.listenPort \((51820|51821)\) must differ from mesh\.listenPort \((51820|51821)\) while konnectivity\.gateway\.hostPort is true/, set);
+    }
+    const noHostPort = await h(['template', release, CHART, '--set', 'konnectivity.enabled=true', '--set', 'konnectivity.gateway.listenPort=51820', '--set', 'konnectivity.gateway.hostPort=false']);
+    assert.equal(noHostPort.code, 0, `without hostPort the same number is the pod's own: ${noHostPort.stderr}`);
   });
 
   test('the metrics-server sidecar patch applies to a metrics-server Deployment (dry run) and registers the pod IP', async () => {
@@ -469,6 +509,14 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     // And both are what mesh/manifests.ts generates for that namespace (the file is not stale).
     assert.deepEqual(unlabelled(rendered), unlabelled(nodeBoundWritesPolicy(namespace)));
 
+    // Further gateway accounts (gateway-patch --rbac) are node-bound too, exactly as the library says.
+    const accounts = ['kube-system/konnectivity-agent', 'other/konn-2'];
+    const withAccounts = await h(['template', release, CHART, '--namespace', namespace, '--api-versions', VAP_API, '--set', `gatewayServiceAccounts={${accounts.join(',')}}`]);
+    assert.equal(withAccounts.code, 0, withAccounts.stderr);
+    const policyWith = parseManifests(withAccounts.stdout).filter((m) => m.kind.startsWith('ValidatingAdmissionPolicy'));
+    assert.deepEqual(unlabelled(policyWith), unlabelled(nodeBoundWritesPolicy(namespace, undefined, accounts)));
+    assert.match(withAccounts.stdout, /'system:serviceaccount:kube-system:konnectivity-agent', 'system:serviceaccount:other:konn-2'\]/);
+
     // Turned off, it is left out even where the API is served.
     const off = await h(['template', release, CHART, '--namespace', namespace, '--api-versions', VAP_API, '--set', 'nodeBoundWrites=false']);
     assert.equal(off.code, 0, off.stderr);
@@ -499,5 +547,30 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
     for (const crd of CRDS) await ext.readCustomResourceDefinition({ name: (crd.metadata as { name: string }).name });
     await kc.makeApiClient(k8s.CustomObjectsApi).getClusterCustomObject({ group: GROUP, version: VERSION, plural: 'peers', name: 'some-other-node' });
+  });
+
+  test(`helm upgrade from the chart of ${OLD_CHART_COMMIT} keeps the agent DaemonSet (its immutable selector unchanged)`, async () => {
+    assert.equal(installed, false, 'runs after the uninstall: the chart\'s cluster-scoped objects allow one release');
+    // That commit's chart, as an operator who installed it has it.
+    const old = join(cluster.dir, 'old-chart');
+    const tarball = execFileSync('git', ['-C', ROOT, 'archive', '--format=tar', OLD_CHART_COMMIT, 'charts/aks-mesh']);
+    mkdirSync(old);
+    execFileSync('tar', ['-x', '-C', old], { input: tarball });
+    const ns = `${namespace}-up`;
+    const up = 'mesh-up';
+    const installedOld = await hk(['install', up, join(old, 'charts', 'aks-mesh'), '--namespace', ns, '--create-namespace', '--wait=false', '--timeout', '2m']);
+    assert.equal(installedOld.code, 0, `helm install of the ${OLD_CHART_COMMIT} chart:\n${installedOld.stdout}\n${installedOld.stderr}`);
+    try {
+      const apps = cluster.kubeConfig().makeApiClient(k8s.AppsV1Api);
+      const before = await apps.readNamespacedDaemonSet({ name: 'aks-mesh-agent', namespace: ns });
+      const upgraded = await hk(['upgrade', up, CHART, '--namespace', ns, '--wait=false', '--timeout', '2m']);
+      assert.equal(upgraded.code, 0, `helm upgrade to this chart:\n${upgraded.stdout}\n${upgraded.stderr}`);
+      const after = await apps.readNamespacedDaemonSet({ name: 'aks-mesh-agent', namespace: ns });
+      assert.deepEqual(after.spec?.selector.matchLabels, before.spec?.selector.matchLabels, 'the selector is the one installed');
+      assert.equal(after.metadata?.uid, before.metadata?.uid, 'the same DaemonSet, updated in place');
+      assert.equal(after.spec?.template.metadata?.labels?.['app.kubernetes.io/instance'], up, 'the pods carry the new standard labels');
+    } finally {
+      await hk(['uninstall', up, '--namespace', ns, '--wait=false', '--no-hooks']);
+    }
   });
 });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { rbacObjects } from '../mesh/manifests.ts';
 import { GATEWAY_DEFAULTS, GATEWAY_LISTEN_PORT } from './flags.ts';
-import { GATEWAY_CLUSTER_ROLE, GATEWAY_METRICS_PORT, gatewayRoleBinding, gatewaySidecar, gatewaySidecarPatch } from './sidecar.ts';
+import { GATEWAY_CLUSTER_ROLE, GATEWAY_METRICS_PORT, SERVICE_ACCOUNT_PATH, gatewayRoleBinding, gatewaySidecar, gatewaySidecarPatch } from './sidecar.ts';
 
 test("command and args are the seed's, the pod CIDRs joined by commas", () => {
   const { container } = gatewaySidecar({ image: 'img:1', podCIDRs: ['10.244.0.0/16', 'fd00:10:244::/56'] });
@@ -83,4 +83,17 @@ test("the patch merges the container and volumes by name; the binding names the 
   const binding = gatewayRoleBinding({ namespace: 'kube-system', name: 'konnectivity-agent' }) as { roleRef: { name: string }; subjects: unknown[] };
   assert.equal(binding.roleRef.name, GATEWAY_CLUSTER_ROLE);
   assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'konnectivity-agent', namespace: 'kube-system' }]);
+});
+
+test('its own API token, CA and namespace at the in-cluster path: it works without the pod automounting one (review finding 10)', () => {
+  const { container, volumes } = gatewaySidecar({ image: 'img:1', podCIDRs: ['10.244.0.0/16'], name: 'gw' });
+  const mount = container.volumeMounts.find((m) => m.mountPath === SERVICE_ACCOUNT_PATH);
+  assert.deepEqual(mount, { name: 'gw-api', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true });
+  const sources = volumes.find((v) => v.name === 'gw-api')?.projected?.sources ?? [];
+  // What the in-cluster client reads: token, ca.crt, namespace.
+  assert.deepEqual(sources, [
+    { serviceAccountToken: { path: 'token', expirationSeconds: 3607 } },
+    { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+    { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
+  ]);
 });

@@ -14,6 +14,11 @@
  *   read-only.
  * - wireguard-go runs in spawn mode (one container); its UAPI socket is in another memory emptyDir
  *   (/var/run/wireguard), so `aks-mesh inspect` can be run in the container.
+ * - The API token is the sidecar's own projected volume (a short-lived token bound to the pod, the
+ *   cluster's CA, the namespace: what automountServiceAccountToken would mount), at the path the
+ *   in-cluster client reads. So the sidecar works whether or not the target pod automounts its
+ *   token, and the chart's pod can turn automounting off, keeping the gateway's token (write
+ *   Gateways) out of the third-party Konnectivity agent container.
  * - `--gateway-endpoint=$(NODE_IP)` advertises the node's address on the gateway's listen port
  *   (51821, not the node agent's 51820). A UDP hostPort of that number carries what nodes send there
  *   into the pod (the CNI's portmap). Without hostPort support it still works one way round: the
@@ -82,7 +87,11 @@ export interface Volume {
   name: string;
   emptyDir?: { medium?: string; sizeLimit?: string };
   hostPath?: { path: string; type: string };
+  projected?: { defaultMode: number; sources: Array<Record<string, unknown>> };
 }
+
+/** Where the in-cluster client looks for the token, CA and namespace. */
+export const SERVICE_ACCOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export interface GatewaySidecar {
   container: Container;
@@ -120,7 +129,7 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
   if (o.podCIDRs.length === 0) throw new Error('podCIDRs: at least one pod CIDR to route through the tunnel');
   const port = o.listenPort ?? GATEWAY_LISTEN_PORT;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`listenPort ${port}: expected 1 to 65535`);
-  const vol = { run: `${name}-run`, keys: `${name}-keys`, tmp: `${name}-tmp`, tun: `${name}-tun` };
+  const vol = { run: `${name}-run`, keys: `${name}-keys`, tmp: `${name}-tmp`, tun: `${name}-tun`, api: `${name}-api` };
   // Spelled out even at its default: the hostPort below must be the same number.
   const settings: Array<[string, string | number | readonly string[] | undefined]> = [
     ['AKS_MESH_MESH_CIDR', o.meshCIDR],
@@ -170,6 +179,8 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
       { name: vol.keys, mountPath: '/var/lib/aks-mesh' },
       // Node's compile cache and anything else that wants a temp file, with the root read-only.
       { name: vol.tmp, mountPath: '/tmp' },
+      // Its own token: a pod-level automount (if any) then leaves this container alone.
+      { name: vol.api, mountPath: SERVICE_ACCOUNT_PATH, readOnly: true },
     ],
     // Ready once its Gateway is registered and the device holds every node: a rollout of the
     // Konnectivity agent waits for the tunnel.
@@ -185,6 +196,19 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
     // Memory: the private key never reaches the node's disk.
     { name: vol.keys, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
     { name: vol.tmp, emptyDir: { sizeLimit: '64Mi' } },
+    // What automountServiceAccountToken would mount (a pod-bound token that kubelet renews, the
+    // cluster's CA, the namespace), for this container only. 0444 (292): read by root in the container.
+    {
+      name: vol.api,
+      projected: {
+        defaultMode: 0o444,
+        sources: [
+          { serviceAccountToken: { path: 'token', expirationSeconds: 3607 } },
+          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+          { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
+        ],
+      },
+    },
   ];
   return { container, volumes };
 }

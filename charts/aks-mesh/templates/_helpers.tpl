@@ -19,16 +19,21 @@ aks-mesh
 {{/* Standard labels. Call with (dict "ctx" $ "component" "agent"). */}}
 {{- define "aks-mesh.labels" -}}
 {{ include "aks-mesh.selectorLabels" . }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/version: {{ .ctx.Values.image.tag | default .ctx.Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
 app.kubernetes.io/part-of: aks-mesh
 app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end -}}
 
-{{/* The stable subset, for selectors (a selector never changes after install). */}}
+{{/*
+The stable subset, for selectors: name and component only, exactly the agent DaemonSet's selector of
+the first chart release. spec.selector is immutable, so adding a key (app.kubernetes.io/instance)
+would make every `helm upgrade` from an older install fail; the instance stays a label (one release
+per cluster anyway).
+*/}}
 {{- define "aks-mesh.selectorLabels" -}}
 app.kubernetes.io/name: aks-mesh
-app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
@@ -101,6 +106,11 @@ advertises). Its routing table, mark and rule live in the pod's own network name
 */}}
 {{- define "aks-mesh.gatewaySidecar" -}}
 {{- $gw := .Values.konnectivity.gateway -}}
+{{- /* The agents' hostNetwork wireguard-go holds mesh.listenPort on every mesh node: a hostPort of
+the same number could be scheduled on none of them. */ -}}
+{{- if and $gw.hostPort (eq (int $gw.listenPort) (int .Values.mesh.listenPort)) -}}
+{{- fail (printf "konnectivity.gateway.listenPort (%v) must differ from mesh.listenPort (%v) while konnectivity.gateway.hostPort is true: the agents already hold that UDP port on every node's address, so the Konnectivity pod could be scheduled nowhere" $gw.listenPort .Values.mesh.listenPort) -}}
+{{- end -}}
 {{- $probe := dict "port" 9587 -}}
 - name: aks-mesh-gateway
   image: {{ include "aks-mesh.image" . }}
@@ -138,6 +148,8 @@ advertises). Its routing table, mark and rule live in the pod's own network name
     - {name: aks-mesh-gateway-run, mountPath: /var/run/wireguard}
     - {name: aks-mesh-gateway-keys, mountPath: /var/lib/aks-mesh}
     - {name: aks-mesh-gateway-tmp, mountPath: /tmp}
+    # Its own API token (the pod mounts none: the Konnectivity agent container must not get it).
+    - {name: aks-mesh-gateway-api, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}
   # Ready once its Gateway is registered and the device holds every node.
   readinessProbe:
     httpGet: {path: /readyz, port: 9587, scheme: HTTP}
@@ -163,4 +175,17 @@ advertises). Its routing table, mark and rule live in the pod's own network name
 - {name: aks-mesh-gateway-run, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
 - {name: aks-mesh-gateway-keys, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
 - {name: aks-mesh-gateway-tmp, emptyDir: {sizeLimit: 64Mi}}
+# What automountServiceAccountToken would mount, for the gateway container only. defaultMode 292 is 0444.
+- name: aks-mesh-gateway-api
+  projected:
+    defaultMode: 292
+    sources:
+      - serviceAccountToken: {path: token, expirationSeconds: 3607}
+      - configMap:
+          name: kube-root-ca.crt
+          items: [{key: ca.crt, path: ca.crt}]
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef: {apiVersion: v1, fieldPath: metadata.namespace}
 {{- end -}}
