@@ -12,7 +12,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { gatewaySidecar } from '../gateway/sidecar.ts';
 import { rbacObjects } from '../mesh/manifests.ts';
 import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
@@ -47,6 +47,26 @@ test('--help explains the patch with an example', async () => {
   assert.equal(r.code, 0);
   for (const flag of ['--image', '--pod-cidr', '--container-name', '--deployment', '--service-account', '--rbac', '--output']) assert.match(r.stdout, new RegExp(`${flag}\\s`));
   assert.match(r.stdout, /kubectl -n kube-system patch deployment konnectivity-agent --patch-file patch\.yaml/);
+});
+
+test('--rbac for another account than aks-mesh-gateway warns that the admission policy does not bind it to its node, and prints the value that does (review finding 3)', async () => {
+  const other = await cli(['gateway-patch', '--rbac', '--service-account', 'kube-system/konnectivity-agent']);
+  assert.equal(other.code, 0, other.stderr);
+  assert.equal((parse(other.stdout) as { kind: string }).kind, 'ClusterRoleBinding', 'stdout stays the binding alone (| kubectl apply -f -)');
+  assert.match(other.stderr, /^warning: kube-system\/konnectivity-agent is not the chart's aks-mesh-gateway account, so the node-bound-writes admission policy does not bind its writes to its node/m);
+  assert.ok(other.stderr.includes("--set 'gatewayServiceAccounts={kube-system/konnectivity-agent}'"), other.stderr);
+  assert.match(other.stderr, /may rewrite every Gateway/);
+  const own = await cli(['gateway-patch', '--rbac', '--service-account', 'aks-mesh/aks-mesh-gateway']);
+  assert.equal(own.code, 0, own.stderr);
+  assert.doesNotMatch(own.stderr, /warning/);
+});
+
+test('--help says which value covers the account, and one gateway pod per node (review findings 3, 13)', async () => {
+  const r = await cli(['gateway-patch', '--help']);
+  const text = r.stdout.replace(/\s+/g, ' ');
+  assert.ok(text.includes('gatewayServiceAccounts'), text);
+  assert.ok(text.includes('podAntiAffinity on kubernetes.io/hostname'), text);
+  assert.ok(text.includes('automountServiceAccountToken: false'), text);
 });
 
 const skip = kubeTestsUnavailable() ?? false;
