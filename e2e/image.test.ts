@@ -83,6 +83,16 @@ function forbiddenFiles(files: string[]): string[] {
   return bad;
 }
 
+/** ISO 8601 week of a date in UTC, as `date -u +%G-W%V` prints it. */
+function isoWeek(d: Date): string {
+  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  const day = t.getUTCDay() || 7;
+  t.setUTCDate(t.getUTCDate() + 4 - day); // the Thursday of this week decides the year
+  const yearStart = Date.UTC(t.getUTCFullYear(), 0, 1);
+  const week = Math.ceil(((t.getTime() - yearStart) / 86_400_000 + 1) / 7);
+  return `${t.getUTCFullYear()}-W${String(week).padStart(2, '0')}`;
+}
+
 function sha256(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
 }
@@ -255,6 +265,40 @@ describe('the aks-mesh image (Dockerfile, scripts/build-image.sh)', { skip }, ()
       // Attach mode: the agent's exit leaves the sidecar's device (and so the tunnel) up.
       assert.match(podman(['exec', wg, 'ip', '-br', 'link', 'show', 'wg-mesh']), /^wg-mesh\s/);
     });
+  });
+
+  test('the base is keyed by the ISO week, so a warm cache still takes a new week\'s security fixes', () => {
+    // The week before and after the run: a run that crosses Monday 00:00 UTC may print either.
+    const weeks = [isoWeek(new Date())];
+    const out = execFileSync(BUILD, ['--base'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n');
+    weeks.push(isoWeek(new Date()));
+    assert.equal(out.length, 2, out.join(' | '));
+    assert.ok(weeks.some((w) => out[0].includes(`-${w}-`)), `the base ${out[0]} is not keyed by this week (${weeks.join(' or ')})`);
+    assert.ok(weeks.some((w) => out[1].includes(`-${w}-`)), `the base archive ${out[1]} is not keyed by this week`);
+    // The product image records the base it was built on; a new week's base is a new product image.
+    const base = execFileSync('podman', ['image', 'inspect', '--format', '{{index .Labels "org.opencontainers.image.base.name"}}', ref], { env, encoding: 'utf8' }).trim();
+    if (!process.env.AKS_MESH_IMAGE) assert.equal(base, out[0], 'the product image was not built on this week\'s base');
+    const bad = spawnSync(BUILD, ['--base'], { env: { ...process.env, AKS_MESH_BASE_WEEK: 'last-week' }, encoding: 'utf8' });
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /AKS_MESH_BASE_WEEK 'last-week' is not an ISO week/);
+  });
+
+  test('runs started together on a cold cache all succeed (each writes its configuration through its own temp file)', () => {
+    // --print-env writes the private configuration and is not serialized by the build lock: the
+    // widest window. Fresh cache roots, so every file is written by every run at once.
+    const failures: string[] = [];
+    for (let round = 0; round < 6; round++) {
+      const cache = mkdtempSync(join(tmpdir(), 'aks-mesh-image-race-'));
+      try {
+        const script = `pids=(); for i in 1 2 3 4 5 6; do AKS_MESH_CACHE='${cache}' '${BUILD}' --print-env >/dev/null 2>"${cache}/err.$i" & pids+=($!); done; rc=0; for p in "\${pids[@]}"; do wait "$p" || rc=1; done; cat "${cache}"/err.*; rm -f "${cache}"/err.*; exit $rc`;
+        const r = spawnSync('bash', ['-c', script], { encoding: 'utf8' });
+        if (r.status !== 0) failures.push(`round ${round}: ${r.stdout}${r.stderr}`);
+        assert.deepEqual(readdirSync(join(cache, 'containers')).filter((f) => !/^(containers\.conf|storage\.conf|registries\.conf|policy\.json|storage|run|tmp)$/.test(f)), [], 'temp files left');
+      } finally {
+        rmSync(cache, { recursive: true, force: true });
+      }
+    }
+    assert.deepEqual(failures, []);
   });
 
   describe('the file check can fail', () => {

@@ -16,9 +16,11 @@
 # input (Dockerfile, .dockerignore, package.json, package-lock.json, tsconfig.json, image/, the
 # sources the bundle is built from, this script, the base image's id), so a run that changed
 # nothing is a cache hit in under a second; the base is keyed by its recipe (suite, variant, mirror,
-# architecture). The git commit is baked in (`aks-mesh version`, the revision label; "-dirty" when
-# inputs differ from it) but is not part of the key: a cache hit reports the commit that first built
-# those exact inputs. The three most recent product archives are kept; older ones are deleted with
+# architecture) and the ISO week (date -u +%G-W%V; AKS_MESH_BASE_WEEK overrides it): the first run of
+# a week makes a new base, upgraded from the suite's security and updates suites, and so a new product
+# image (the old base is then deleted). The git commit is baked in (`aks-mesh version`, the revision
+# label; "-dirty" when inputs differ from it) but is not part of the key: a cache hit reports the
+# commit that first built those exact inputs. The three most recent product archives are kept; older ones are deleted with
 # their images.
 #
 # Private configuration only (never /etc): CONTAINERS_CONF (runc, cgroupfs, and explicit
@@ -31,6 +33,7 @@
 #
 #   DEBIAN_MIRROR      Debian mirror for the base (default http://deb.debian.org/debian)
 #   AKS_MESH_CACHE     cache root
+#   AKS_MESH_BASE_WEEK the ISO week the base is keyed by (default: this week, UTC), e.g. 2026-W49
 #   AKS_MESH_BUILD_CA  CA bundle for the build's downloads (default $SSL_CERT_FILE, else Debian's)
 #   STORAGE_DRIVER     overlay (default when the kernel has it) or vfs
 set -euo pipefail
@@ -42,7 +45,7 @@ conf="$cache/containers"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 suite=trixie
 # Bump when the base recipe below changes: it is part of the base's cache key.
-base_recipe=1
+base_recipe=2
 keep_archives=3
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'; }
@@ -116,11 +119,15 @@ EOF
   export TMPDIR="$conf/tmp"
   export BUILDAH_ISOLATION=oci
 }
-# Replace a file only when its text changes.
+# Replace a file only when its text changes. A temp file of this run's own and a rename: runs started
+# together (--print-env is not serialized by the build lock) never share a half-written file.
 put() {
-  local text
+  local text tmp
   text=$(cat)
-  if [[ ! -f "$1" ]] || [[ "$(cat "$1")" != "$text" ]]; then printf '%s\n' "$text" > "$1.tmp" && mv "$1.tmp" "$1"; fi
+  if [[ ! -f "$1" ]] || [[ "$(cat "$1")" != "$text" ]]; then
+    tmp=$(mktemp "$1.XXXXXX")
+    printf '%s\n' "$text" > "$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$1"
+  fi
 }
 # load and import copy images, which the signature policy governs: ours, not /etc's.
 podman() {
@@ -130,6 +137,14 @@ podman() {
   esac
 }
 
+if [[ "$mode" != env ]]; then
+  mkdir -p "$images"
+  # One build at a time per cache, the configuration written under the same lock: concurrent runs
+  # (tests in parallel) wait, then find the cache warm.
+  command -v flock >/dev/null || die "flock is not installed (apt-get install util-linux)"
+  exec 9>"$images/.lock"
+  if ! flock -n 9; then log "waiting for another build-image.sh to finish"; flock 9; fi
+fi
 write_config
 if [[ "$mode" == env ]]; then
   for v in CONTAINERS_CONF CONTAINERS_STORAGE_CONF CONTAINERS_REGISTRIES_CONF REGISTRIES_CONFIG_PATH TMPDIR BUILDAH_ISOLATION; do
@@ -138,11 +153,6 @@ if [[ "$mode" == env ]]; then
   echo "SIGNATURE_POLICY=$conf/policy.json"
   exit 0
 fi
-
-mkdir -p "$images"
-# One build at a time per cache: concurrent runs (tests in parallel) wait, then find the cache warm.
-exec 9>"$images/.lock"
-if ! flock -n 9; then log "waiting for another build-image.sh to finish"; flock 9; fi
 
 for tool in buildah podman debootstrap flock sha256sum; do
   command -v "$tool" >/dev/null || die "$tool is not installed (scripts/setup.sh installs buildah, podman and debootstrap)"
@@ -160,16 +170,23 @@ ensure_loaded() {
 }
 
 # ---- the base: debootstrap minbase trixie, trimmed like the debian:trixie-slim image ------------
+# Keyed by its recipe AND the ISO week: the base's packages are whatever the suite and its security
+# and updates suites hold the day it is made, so a warm cache would keep a month-old libc for ever.
+# A new week makes a new base (and so, through the base's id in the product's key, a new product
+# image); the previous weeks' bases are deleted once the new one is built.
+week="${AKS_MESH_BASE_WEEK:-$(date -u +%G-W%V)}"
+[[ "$week" =~ ^[0-9]{4}-W[0-9]{2}$ ]] || die "AKS_MESH_BASE_WEEK '$week' is not an ISO week such as 2026-W49"
 base_key=$(printf 'recipe=%s suite=%s variant=minbase mirror=%s arch=%s\n' "$base_recipe" "$suite" "$mirror" "$arch" | sha256sum | cut -c1-12)
-base_ref="localhost/debian:$suite-slim-debootstrap-$base_key"
-base_archive="$images/debian-$suite-slim-debootstrap-$base_key.tar"
+base_ref="localhost/debian:$suite-slim-debootstrap-$week-$base_key"
+base_archive="$images/debian-$suite-slim-debootstrap-$week-$base_key.tar"
 
 build_base() {
   local work rootfs started=$SECONDS
   work=$(mktemp -d "$images/base.XXXXXX")
-  # The root filesystem is root-owned and large: removed on any exit, success or not.
-  trap 'rm -rf "$work"' EXIT
   rootfs="$work/rootfs"
+  # The root filesystem is root-owned and large: removed on any exit, success or not (its /proc,
+  # mounted for apt below, first; --one-file-system never descends into a mount left behind).
+  trap 'umount "$rootfs/proc" 2>/dev/null || true; rm -rf --one-file-system "$work"' EXIT
   log "debootstrap --variant=minbase $suite from $mirror (about a minute)"
   debootstrap --variant=minbase --arch="$arch" --keyring=/usr/share/keyrings/debian-archive-keyring.gpg \
     "$suite" "$rootfs" "$mirror" >&2
@@ -186,11 +203,6 @@ path-exclude /usr/share/lintian/*
 path-exclude /usr/share/linda/*
 path-exclude /usr/share/locale/*
 EOF
-  find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
-  find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
-  rm -rf "$rootfs"/usr/share/{man,groff,info,lintian,linda,locale}/* \
-    "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
-    "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/* "$rootfs"/debootstrap
   # apt in containers: no recommends' downloads kept, the suite's updates and security fixes.
   cat > "$rootfs/etc/apt/apt.conf.d/docker-clean" <<'EOF'
 DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
@@ -211,6 +223,21 @@ Suites: $suite-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+  # debootstrap installs the suite's packages as of its last point release; the security and updates
+  # suites' fixes since then come from an upgrade against the sources above (host network and DNS).
+  [[ -n "$rootfs" && "$rootfs" == "$work/rootfs" ]] || die "internal: no root filesystem path"
+  log "apt-get upgrade from $suite-security and $suite-updates"
+  # A fresh file (never through a symlink debootstrap may have left): the host's DNS for apt.
+  rm -f "$rootfs/etc/resolv.conf"; cat /etc/resolv.conf > "$rootfs/etc/resolv.conf"
+  mount -t proc proc "$rootfs/proc"
+  chroot "$rootfs" apt-get -q update >&2
+  chroot "$rootfs" env DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Options::=--force-confold upgrade >&2
+  umount "$rootfs/proc"
+  find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+  rm -rf "$rootfs"/usr/share/{man,groff,info,lintian,linda,locale}/* \
+    "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb \
+    "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/* "$rootfs"/debootstrap
   # The runtime provides these per container.
   : > "$rootfs/etc/resolv.conf"; : > "$rootfs/etc/hostname"; rm -f "$rootfs/etc/machine-id"
   log "importing the root filesystem as $base_ref"
@@ -219,8 +246,18 @@ EOF
         --change 'CMD ["bash"]' - "$base_ref" >&2
   podman save -q --format docker-archive -o "$base_archive.tmp" "$base_ref" >&2
   mv "$base_archive.tmp" "$base_archive"
-  rm -rf "$work"; trap - EXIT
+  rm -rf --one-file-system "$work"; trap - EXIT
   log "base built in $((SECONDS - started)) s"
+  # Earlier weeks' bases: their archives go, and their images unless a kept product image is built
+  # on them (then only the name goes; the layers leave with that product image).
+  local f old_ref
+  for f in "$images"/debian-"$suite"-slim-debootstrap-*.tar; do
+    [[ -f "$f" && "$f" != "$base_archive" ]] || continue
+    old_ref="localhost/debian:$(basename "$f" .tar | sed 's/^debian-//')"
+    log "removing an earlier base: $old_ref"
+    podman rmi "$old_ref" >/dev/null 2>&1 || podman untag "$old_ref" >/dev/null 2>&1 || true
+    rm -f "$f"
+  done
 }
 
 if [[ -f "$base_archive" ]]; then
