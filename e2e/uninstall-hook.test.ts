@@ -272,6 +272,20 @@ describe('aks-mesh uninstall-hook on kube-apiserver 1.20', { skip }, () => {
       assert.match(again.stderr, /nothing to clean/);
       assert.ok(again.stderr.includes(gone), `the left-over Peer of a deleted node is mentioned: ${again.stderr}`);
     });
+
+    await t.test('5. the API server away for a moment (connection refused) does not fail the hook: it tries again until its timeout', async () => {
+      await cluster.stopApiServer({ graceMs: 0 });
+      let run: ReturnType<typeof hook>;
+      try {
+        run = hook('90s');
+        await waitFor('the hook trying again', () => /API call failed, trying again/.test(run.log()));
+      } finally {
+        await cluster.startApiServer();
+      }
+      const r = await run.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /nothing to clean/);
+    });
   });
 
   test('the hook\'s RBAC (rendered by the chart) allows what it does and nothing else; it goes even when the hook fails; the Job runs on no dead node', async () => {
