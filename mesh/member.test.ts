@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
-import { DEFAULT_FWMARK, generatePrivateKey, loadOrCreatePrivateKey, publicKeyOf } from '../native/index.ts';
+import { DEFAULT_FWMARK, generatePrivateKey, listFallbacks, listRoutes, listRules, loadOrCreatePrivateKey, publicKeyOf } from '../native/index.ts';
+import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { createPeer, getPeer, installCrds } from '../sandbox/kube.ts';
+import { MeshApi } from './api.ts';
 import type { Peer } from './crd/types.ts';
 import { MeshMember } from './member.ts';
 import { agentRole } from '../agent/role.ts';
@@ -130,5 +133,74 @@ describe('a member on a MemorySource and a real wireguard-go', { skip, timeout: 
     await member.reconciler.idle();
     const named = sets.flatMap((s) => s.filter((l) => l.startsWith('public_key=')).map((l) => Buffer.from(l.slice('public_key='.length), 'hex').toString('base64')));
     assert.deepEqual([...new Set(named)].sort(), [keys[2], keys[5]].sort(), 'only the removed and the added peer are written');
+  });
+});
+
+describe('--cleanup when the API no longer lets the node delete its Peer (after helm uninstall --no-hooks removed its RBAC)', { skip: skip || kubeTestsUnavailable() || false, timeout: 120_000 }, () => {
+  let cluster: TestCluster;
+  let box: Sandbox;
+  let keyDir: string;
+  let member: MeshMember;
+  let ns: string;
+  const warnings: string[] = [];
+
+  before(async () => {
+    // A token user bound to nothing: every write is refused (403), as for the agent's token once its Role is gone.
+    cluster = await TestCluster.start({ users: [{ name: 'revoked', groups: [] }] });
+    await installCrds(cluster);
+    const admin = cluster.kubeConfig();
+    await createPeer(admin, 'node-0', { publicKey: publicKeyOf(generatePrivateKey()), allowedIPs: ['10.244.0.0/24'], nodeName: 'node-0' });
+    box = new Sandbox();
+    ns = await box.addNamespace('c');
+    keyDir = await mkdtemp(join(tmpdir(), 'aks-mesh-member-cleanup-'));
+    member = new MeshMember({
+      role: agentRole({ nodeName: 'node-0', listenPort: 51820 }),
+      name: 'node-0',
+      nodeName: 'node-0',
+      interfaceName: box.ifName('wc', 'a'),
+      listenPort: 51820,
+      meshCIDR: '100.96.0.0/16',
+      fwmark: DEFAULT_FWMARK,
+      table: 51821,
+      rulePriority: 5281,
+      mtu: 1420,
+      keyPath: join(keyDir, 'private.key'),
+      wireguard: 'spawn',
+      netns: ns,
+      source: new MemorySource({
+        nodes: [0, 1].map((i) => ({ name: `node-${i}`, podCIDRs: [`10.244.${i}.0/24`], internalIPs: [`198.18.0.${i + 1}`] })),
+        peers: [peer(1, publicKeyOf(generatePrivateKey()))],
+      }),
+      api: new MeshApi(cluster.kubeConfig('revoked'), { instance: 'node-0', component: 'aks-mesh-agent' }),
+      resyncMs: 0,
+      debounceMs: 20,
+      log: { error: () => undefined, info: () => undefined, debug: () => undefined, warn: (m: string) => void warnings.push(m) },
+    });
+    box.trackPid(() => (member.wireguard as { pid?: number }).pid);
+    await member.start();
+  });
+
+  after(async () => {
+    await member?.stop().catch(() => undefined);
+    await box?.cleanup();
+    if (keyDir) await rm(keyDir, { recursive: true, force: true });
+    await cluster?.stop();
+  });
+
+  test('the node is cleaned all the same, the Peer left is named, and the cleanup succeeds (a cleanup pod must not crash-loop)', async () => {
+    const opts = { netns: ns };
+    const ruleThere = async () => (await listRules(opts)).some((r) => r.priority === 5281);
+    const deadline = Date.now() + 20_000;
+    while (!((await ruleThere()) && (await listRoutes(51821, opts)).length > 0)) {
+      assert.ok(Date.now() < deadline, 'the member set up its rule and routes');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await member.stop();
+    await member.cleanup();
+    assert.equal(await ruleThere(), false, 'rule removed');
+    assert.deepEqual(await listRoutes(51821, opts), [], 'routes removed');
+    assert.deepEqual(await listFallbacks(51821, opts), [], 'fallbacks removed');
+    assert.ok(await getPeer(cluster.kubeConfig(), 'node-0'), 'the Peer is still there (the API refused)');
+    assert.ok(warnings.some((w) => /could not delete Peer node-0 \(HTTP 403.*kubectl delete peers\.aksmesh\.io node-0/.test(w)), warnings.join('\n'));
   });
 });
