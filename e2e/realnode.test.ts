@@ -126,6 +126,17 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
     }
     return r;
   };
+  /**
+   * A namespace with its kube-root-ca.crt ConfigMap: the chart's and the gateway sidecar's projected
+   * service-account volumes read it, and kube-controller-manager's root-ca-cert-publisher writes it
+   * into every namespace; where the harness does not run that controller, the test publishes the CA.
+   */
+  const createNamespace = async (name: string): Promise<void> => {
+    await kubectlOk(real, ['create', 'namespace', name]);
+    await new Promise((r) => setTimeout(r, 1000));
+    const rootCa = await real.kubectl(['get', 'configmap', 'kube-root-ca.crt', '-n', name]);
+    if (rootCa.code !== 0) await kubectlOk(real, ['create', 'configmap', 'kube-root-ca.crt', '-n', name, `--from-file=ca.crt=${real.api.caCertPath}`]);
+  };
   const agentPods = () => podsOf(real, namespace, 'app.kubernetes.io/component=agent');
   const ipOf = (p: Pod): string => {
     if (!p.status.podIP) throw new Error(`pod ${p.metadata.name} has no IP`);
@@ -150,12 +161,7 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
       const r = await n.exec('ip', ['route', 'add', SERVICE_CLUSTER_IP_RANGE, 'via', mesh.underlay.hostIp]);
       if (r.code !== 0) throw new Error(`${n.name}: ip route add ${SERVICE_CLUSTER_IP_RANGE}: ${r.stderr.trim()}`);
     }
-    await kubectlOk(real, ['create', 'namespace', namespace]);
-    // The chart's projected service-account volume reads the kube-root-ca.crt ConfigMap, which
-    // kube-controller-manager's root-ca-cert-publisher writes into every namespace; where the
-    // harness does not run that controller, the test publishes the same CA itself.
-    const rootCa = await real.kubectl(['get', 'configmap', 'kube-root-ca.crt', '-n', namespace]);
-    if (rootCa.code !== 0) await kubectlOk(real, ['create', 'configmap', 'kube-root-ca.crt', '-n', namespace, `--from-file=ca.crt=${real.api.caCertPath}`]);
+    await createNamespace(namespace);
     await kubectlOk(real, ['apply', '-f', '-'], real.nodes.map((n, i) => stringify(sleeperPod(`sleeper-${i}`, namespace, n.name, tools.reference))).join('---\n'));
     sleepers = await waitPodsReady(real, namespace, 'app=realnode-sleeper', real.nodes.length);
     note(`set-up: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -324,7 +330,7 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
     const sa = 'konnectivity-agent';
     // Its own namespace, as kube-system holds a managed cluster's Konnectivity agent.
     const kas = `${namespace}-kas`;
-    await kubectlOk(real, ['create', 'namespace', kas]);
+    await createNamespace(kas);
     // A Konnectivity agent Deployment as a pipeline has it (here a stand-in of our image that dials
     // pods), then the gateway added exactly as the project's README always said, via gateway-patch.
     const standIn = {
