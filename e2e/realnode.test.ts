@@ -133,9 +133,8 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
    */
   const createNamespace = async (name: string): Promise<void> => {
     await kubectlOk(real, ['create', 'namespace', name]);
-    await new Promise((r) => setTimeout(r, 1000));
-    const rootCa = await real.kubectl(['get', 'configmap', 'kube-root-ca.crt', '-n', name]);
-    if (rootCa.code !== 0) await kubectlOk(real, ['create', 'configmap', 'kube-root-ca.crt', '-n', name, `--from-file=ca.crt=${real.api.caCertPath}`]);
+    const r = await real.kubectl(['create', 'configmap', 'kube-root-ca.crt', '-n', name, `--from-file=ca.crt=${real.api.caCertPath}`]);
+    if (r.code !== 0 && !/AlreadyExists/.test(r.stderr)) throw new Error(`kube-root-ca.crt in ${name}: ${r.stderr.trim()}`);
   };
   const agentPods = () => podsOf(real, namespace, 'app.kubernetes.io/component=agent');
   const ipOf = (p: Pod): string => {
