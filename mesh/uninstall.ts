@@ -283,7 +283,10 @@ export async function runUninstall(kc: k8s.KubeConfig, o: UninstallOptions): Pro
     try {
       cleanupDs = await retry(`create DaemonSet ${cleanupName}`, () => apps.createNamespacedDaemonSet({ namespace, body: desired }));
     } catch (err) {
-      return fail(`DaemonSet ${namespace}/${cleanupName}: create`, err);
+      // A create whose answer was lost (then retried) finds its own parked DaemonSet: go on with it.
+      const mine = httpStatus(err) === 409 ? await read(cleanupName) : null;
+      if (!mine || !isParked(mine) || mine.metadata?.annotations?.['aksmesh.io/cleanup-of'] !== o.daemonSet) return fail(`DaemonSet ${namespace}/${cleanupName}: create`, err);
+      cleanupDs = mine;
     }
     log.info('cleanup DaemonSet created, parked until the agents are gone', { namespace, daemonSet: cleanupName });
     log.info('deleting the agent DaemonSet', { namespace, daemonSet: o.daemonSet, nodes: sorted(agentNodes) });
