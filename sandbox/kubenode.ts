@@ -51,8 +51,10 @@
  *   containers), the mount-namespace holders; removes our cgroups, namespaces and temp dir; restores
  *   the global sysctls kubelet changes (vm.overcommit_memory, vm.panic_on_oom, kernel.panic,
  *   kernel.panic_on_oops, kernel.keys.root_max*) once the last run that uses real nodes on this machine
- *   is done. iptables: kubelet's and kube-proxy's chains live in the nodes' network namespaces and go
- *   with them; the host's tables are not touched.
+ *   is done. What a SIGKILLed run leaves is swept by the next start() (sweepStaleRuns): each run
+ *   records what it made, and holds its sysctl claim, under /run/aks-mesh (root's only, 0700).
+ *   iptables: kubelet's and kube-proxy's chains live in the nodes' network namespaces and go with
+ *   them; the host's tables are not touched.
  *
  * Why a private mount namespace per node: two kubelets sharing one delete each other's /var/log/pods
  * and device-plugin socket. Each node's holder process (`unshare --mount --propagation private`) mounts
@@ -68,7 +70,9 @@
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, constants as fsConstants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, rmdirSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import type { Stats } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { constants as osConstants, homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -79,7 +83,7 @@ import { KUBERNETES_SERVICE_IP, kubeTestsUnavailable } from './apiserver.ts';
 import type { KubectlResult, TestCluster } from './apiserver.ts';
 import { MeshCluster } from './cluster.ts';
 import type { MeshClusterOptions } from './cluster.ts';
-import { claimPidFile, isRunning, signalPid, tailOf } from './proc.ts';
+import { isRunning, signalPid, tailOf } from './proc.ts';
 import { Sandbox } from './sandbox.ts';
 
 const execFileAsync = promisify(execFile);
@@ -98,6 +102,14 @@ export const CLUSTER_CIDR = '10.244.0.0/16';
 export const FIRST_OCTET = 200;
 /** The host's address on the underlay is .254: room for 50 real nodes. */
 export const MAX_REAL_NODES = 50;
+/**
+ * The harness's machine-wide state: run records (RUN_RECORDS) and the host sysctl claims
+ * (SYSCTL_DIR). Root acts on what it finds there (kills by cgroup, deletes namespaces, links and
+ * directories, writes /proc/sys), so it lives under /run (not the world-writable /tmp), mode 0700,
+ * and a directory or file that is a symlink, not ours, or writable by group or others is refused;
+ * each record is checked against the names this harness makes before anything is done with it.
+ */
+export const STATE_DIR = '/run/aks-mesh';
 const CONTAINERD_SOCKET = '/run/containerd/containerd.sock';
 const NOT_READY_TAINT = 'node.kubernetes.io/not-ready';
 
@@ -282,7 +294,7 @@ export class RealNodeCluster {
     this.kubeconfigPath = join(init.dir, 'kubeconfig-admin');
     this.log = init.options.log ?? (() => undefined);
     this.keepLogs = init.options.keepLogs ?? process.env.AKS_MESH_KEEP_LOGS === '1';
-    this.sysctlClaim = new SysctlClaim();
+    this.sysctlClaim = new SysctlClaim(init.box.tag);
   }
 
   /** What a MeshCluster needs for real nodes to join it: spread into its options. */
@@ -491,6 +503,7 @@ export class RealNodeCluster {
   private record(): void {
     const record: RunRecord = {
       pid: process.pid,
+      start: SELF_START,
       dir: this.dir,
       netns: this.nodes.filter(Boolean).map((n) => n.netns),
       cgroupRoots: this.nodes.filter(Boolean).map((n) => n.cgroupRoot),
@@ -498,8 +511,8 @@ export class RealNodeCluster {
       // Our own MeshCluster's underlay and temp dirs (its API server dies with us by parent-death signal).
       ...(this.ownMesh ? { hostLinks: [this.mesh.underlay.hostInterface], extraNetns: [this.mesh.underlay.ns], extraDirs: [this.mesh.dir, this.api.dir] } : {}),
     };
-    mkdirSync(RUN_RECORDS, { recursive: true, mode: 0o755 });
-    writeFileSync(this.recordPath, JSON.stringify(record) + '\n');
+    stateDir(RUN_RECORDS);
+    writeStateFile(this.recordPath, JSON.stringify(record) + '\n');
   }
 
   private assertRunning(): void {
@@ -747,17 +760,19 @@ export class RealNodeCluster {
 // ---------------------------------------------------------------- runs that died
 
 /**
- * Where each run lists what it made (machine-wide, like the port reservations). Exit and signal
+ * Where each run lists what it made (machine-wide, root's only: see STATE_DIR). Exit and signal
  * hooks clean up, and the parent-death signal stops kubelet, containerd and the holders when the test
  * process is SIGKILLed; but containerd's shims and the containers outlive containerd by design. So
  * the next run sweeps what a dead run left: processes in its cgroups, and in its nodes' mount
  * namespaces (checked to still be that run's: their mounts name its dir), then its cgroups and
- * network namespaces.
+ * network namespaces. A record is acted on only when every name in it is one this harness makes.
  */
-export const RUN_RECORDS = '/tmp/aks-mesh-realnodes';
+export const RUN_RECORDS = join(STATE_DIR, 'realnodes');
 
 interface RunRecord {
   pid: number;
+  /** The process's start time (processStartTime): a reused pid is not this run. */
+  start: number;
   dir: string;
   netns: string[];
   cgroupRoots: string[];
@@ -767,31 +782,77 @@ interface RunRecord {
   extraDirs?: string[];
 }
 
+/** The names this harness (and its own MeshCluster, Sandbox, TestCluster) make; nothing else is swept. */
+function recordPatterns(): Record<'dir' | 'extraDirs' | 'netns' | 'cgroupRoots' | 'mountNamespaces' | 'hostLinks', RegExp> {
+  const tmp = tmpdir().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return {
+    dir: new RegExp(`^${tmp}/aks-mesh-realnode-[A-Za-z0-9]{6}$`),
+    extraDirs: new RegExp(`^${tmp}/aks-mesh-(cluster|kube)-[A-Za-z0-9]{6}$`),
+    netns: /^am-[0-9a-f]{6}-[a-z0-9]{1,8}$/,
+    cgroupRoots: /^\/aks-mesh-[0-9a-f]{6}-real-\d{1,2}$/,
+    // '' for a holder that was gone when the record was written.
+    mountNamespaces: /^(mnt:\[\d+\])?$/,
+    hostLinks: /^am[0-9a-f]{6}h$/,
+  };
+}
+
+/** Why a record (file `name`) must not be acted on, or null when every field is one of our names. */
+export function invalidRunRecord(name: string, rec: unknown): string | null {
+  const m = /^(\d+)-[0-9a-f]{6}\.json$/.exec(name);
+  if (!m) return 'its file name is not <pid>-<tag>.json';
+  if (!rec || typeof rec !== 'object') return 'it is not a JSON object';
+  const r = rec as Record<string, unknown>;
+  if (r.pid !== Number(m[1]) || !Number.isInteger(r.pid) || (r.pid as number) < 2) return `pid: ${JSON.stringify(r.pid)} is not the pid in its name`;
+  if (!Number.isInteger(r.start) || (r.start as number) <= 0) return `start: ${JSON.stringify(r.start)} is not a process start time`;
+  const p = recordPatterns();
+  if (typeof r.dir !== 'string' || !p.dir.test(r.dir)) return `dir: ${JSON.stringify(r.dir)} does not match ${p.dir}`;
+  const lists: Array<[string, RegExp, boolean]> = [
+    ['netns', p.netns, true],
+    ['cgroupRoots', p.cgroupRoots, true],
+    ['mountNamespaces', p.mountNamespaces, true],
+    ['hostLinks', p.hostLinks, false],
+    ['extraNetns', p.netns, false],
+    ['extraDirs', p.extraDirs, false],
+  ];
+  for (const [field, re, required] of lists) {
+    const v = r[field];
+    if (v === undefined && !required) continue;
+    if (!Array.isArray(v)) return `${field}: not a list`;
+    const bad = v.find((x) => typeof x !== 'string' || !re.test(x));
+    if (bad !== undefined) return `${field}: ${JSON.stringify(bad)} does not match ${re}`;
+  }
+  return null;
+}
+
 export function sweepStaleRuns(log: (line: string) => void = () => undefined): void {
   sweepRecords(log);
   // A dead run's kubelets changed the host's sysctls: the last claim out restores them.
-  if (existsSync(SYSCTL_DIR)) {
-    const restored = new SysctlClaim().releaseStale();
-    if (Object.keys(restored).length) log(`restored the host sysctls of dead runs: ${JSON.stringify(restored)}`);
-  }
+  const restored = new SysctlClaim().releaseStale();
+  if (Object.keys(restored).length) log(`restored the host sysctls of dead runs: ${JSON.stringify(restored)}`);
 }
 
 function sweepRecords(log: (line: string) => void): void {
-  let names: string[];
-  try {
-    names = readdirSync(RUN_RECORDS);
-  } catch {
-    return;
-  }
-  for (const name of names) {
+  if (!stateDirExists(RUN_RECORDS)) return;
+  for (const name of readdirSync(RUN_RECORDS)) {
+    if (!name.endsWith('.json')) continue;
     const path = join(RUN_RECORDS, name);
     let rec: RunRecord;
     try {
-      rec = JSON.parse(readFileSync(path, 'utf8')) as RunRecord;
-    } catch {
+      rec = JSON.parse(readStateFile(path)) as RunRecord;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue; // its run removed it meanwhile
+      log(`${path}: ignored and removed: ${(err as Error).message}`);
+      rmSync(path, { force: true });
       continue;
     }
-    if (isRunning(rec.pid)) continue;
+    const invalid = invalidRunRecord(name, rec);
+    if (invalid) {
+      // Not a record this harness wrote: nothing in it is acted on.
+      log(`${path}: ignored and removed, not a record of this harness: ${invalid}`);
+      rmSync(path, { force: true });
+      continue;
+    }
+    if (alive(rec.pid, rec.start)) continue;
     const pids = new Set<number>();
     for (const root of rec.cgroupRoots) for (const pid of cgroupPids(root)) pids.add(pid);
     const wanted = new Set(rec.mountNamespaces.filter(Boolean));
@@ -1152,12 +1213,94 @@ export async function buildNodeImage(which: 'pause' | 'tools'): Promise<{ refere
   }
 }
 
+// ---------------------------------------------------------------- machine-wide state (root's only)
+
+/**
+ * Throw naming the path when it is not a directory (or file) of ours that only we can write: a
+ * symlink, another owner, group- or world-writable. `st` from fstat of an fd opened with O_NOFOLLOW.
+ */
+export function assertOwnedPath(path: string, kind: 'directory' | 'file', st: Stats = lstatSync(path)): void {
+  const uid = process.getuid?.() ?? 0;
+  let why: string | undefined;
+  if (st.isSymbolicLink()) why = 'is a symlink';
+  else if (kind === 'directory' && !st.isDirectory()) why = 'is not a directory';
+  else if (kind === 'file' && !st.isFile()) why = 'is not a regular file';
+  else if (st.uid !== uid) why = `is owned by uid ${st.uid}, not ${uid}`;
+  else if ((st.mode & 0o022) !== 0) why = `is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})`;
+  if (why) throw new Error(`${path}: refusing this ${kind}: it ${why}; the real-node harness acts on its contents as root (remove it if you did not make it)`);
+}
+
+/** STATE_DIR/<sub>, made 0700 when missing, checked either way (its parent too). */
+function stateDir(path: string): string {
+  for (const d of [STATE_DIR, path]) {
+    try {
+      mkdirSync(d, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    assertOwnedPath(d, 'directory');
+  }
+  return path;
+}
+
+/** Whether STATE_DIR/<sub> exists; throws when it exists but is not safe to act on. */
+function stateDirExists(path: string): boolean {
+  if (!existsSync(path)) return false;
+  assertOwnedPath(STATE_DIR, 'directory');
+  assertOwnedPath(path, 'directory');
+  return true;
+}
+
+/** A file's text, never through a symlink, refused unless ours and written by us only. */
+function readStateFile(path: string): string {
+  const fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    assertOwnedPath(path, 'file', fstatSync(fd));
+    return readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Write a new file next to `path` (exclusive, no symlink followed, 0600) and rename it over `path`. */
+function writeStateFile(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(tmp, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+/**
+ * A process's start time (clock ticks after boot, /proc/<pid>/stat field 22), or undefined when it
+ * is gone. With the pid it names one process: a later process that got the same pid has another.
+ */
+export function processStartTime(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    return Number.isInteger(start) ? start : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** This very process (pid and start time) still runs. */
+function alive(pid: number, start: number): boolean {
+  return isRunning(pid) && processStartTime(pid) === start;
+}
+
+const SELF_START = processStartTime(process.pid) ?? 0;
+
 // ---------------------------------------------------------------- host sysctls
 
 /** Machine-wide sysctls kubelet sets at start (pkg/kubelet/cm setupKernelTunables); restored when the last run is done. */
 export const KUBELET_SYSCTLS = ['vm/overcommit_memory', 'vm/panic_on_oom', 'kernel/panic', 'kernel/panic_on_oops', 'kernel/keys/root_maxkeys', 'kernel/keys/root_maxbytes'];
-/** Where runs that use real nodes record the host's original values (machine-wide, like the port reservations). */
-export const SYSCTL_DIR = '/tmp/aks-mesh-kubelet-sysctls';
+/** Where runs that use real nodes record the host's original values and hold their claims (machine-wide). */
+export const SYSCTL_DIR = join(STATE_DIR, 'kubelet-sysctls');
 
 export function readSysctls(names: readonly string[] = KUBELET_SYSCTLS): Record<string, string> {
   const out: Record<string, string> = {};
@@ -1172,37 +1315,55 @@ export function readSysctls(names: readonly string[] = KUBELET_SYSCTLS): Record<
 }
 
 /**
- * Parallel runs share the host's sysctls: the first run to claim records the original values
- * (original.json), each run holds a claim (a file named by its pid), and the last one to release
- * writes the originals back. A run that died without releasing leaves a stale claim, swept by pid.
+ * What of a recorded original.json may be written back: only KUBELET_SYSCTLS keys, only integer
+ * values (all of kubelet's are); anything else in the file is ignored.
  */
-class SysctlClaim {
+export function restorableSysctls(recorded: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!recorded || typeof recorded !== 'object') return out;
+  for (const name of KUBELET_SYSCTLS) {
+    const v = (recorded as Record<string, unknown>)[name];
+    if (typeof v === 'string' && /^-?\d{1,20}$/.test(v)) out[name] = v;
+  }
+  return out;
+}
+
+/**
+ * Parallel runs share the host's sysctls: the first run to claim records the original values
+ * (original.json), each RealNodeCluster holds a claim (claim-<pid>-<tag>: two clusters in one process
+ * hold two), and the last one to release writes the originals back. A claim records its process's
+ * start time, so a claim whose process died (even if its pid was reused since) is stale and swept.
+ */
+export class SysctlClaim {
   private held = false;
+  private readonly name: string;
+
+  /** `tag`: 6 hex characters that tell this process's claims apart (a Sandbox's tag). */
+  constructor(tag: string = randomBytes(3).toString('hex')) {
+    if (!/^[0-9a-f]{6}$/.test(tag)) throw new Error(`SysctlClaim: tag ${JSON.stringify(tag)} is not 6 hex characters`);
+    this.name = `claim-${process.pid}-${tag}`;
+  }
 
   acquire(): void {
-    mkdirSync(SYSCTL_DIR, { recursive: true, mode: 0o755 });
+    stateDir(SYSCTL_DIR);
     withLock(() => {
       const original = join(SYSCTL_DIR, 'original.json');
       if (liveClaims().length === 0) {
         // Nobody uses real nodes now: the values are the host's own, unless a run died before restoring them.
-        if (existsSync(original)) writeSysctls(JSON.parse(readFileSync(original, 'utf8')) as Record<string, string>);
-        writeFileSync(original, JSON.stringify(readSysctls()) + '\n');
+        if (existsSync(original)) writeSysctls(readOriginal(original));
+        writeStateFile(original, JSON.stringify(readSysctls()) + '\n');
       }
-      claimPidFile(join(SYSCTL_DIR, `claim-${process.pid}`));
+      writeStateFile(join(SYSCTL_DIR, this.name), JSON.stringify({ pid: process.pid, start: SELF_START }) + '\n');
     });
     this.held = true;
   }
 
   /** With no live claim left (only dead runs' ones), restore the originals; returns what was written. */
   releaseStale(): Record<string, string> {
+    if (!stateDirExists(SYSCTL_DIR)) return {};
     let restored: Record<string, string> = {};
     withLock(() => {
-      const original = join(SYSCTL_DIR, 'original.json');
-      if (liveClaims().length === 0 && existsSync(original)) {
-        restored = JSON.parse(readFileSync(original, 'utf8')) as Record<string, string>;
-        writeSysctls(restored);
-        unlinkSync(original);
-      }
+      restored = restoreIfLast();
     });
     return restored;
   }
@@ -1213,45 +1374,66 @@ class SysctlClaim {
     this.held = false;
     let restored: Record<string, string> = {};
     withLock(() => {
-      try {
-        unlinkSync(join(SYSCTL_DIR, `claim-${process.pid}`));
-      } catch {
-        /* gone */
-      }
-      const original = join(SYSCTL_DIR, 'original.json');
-      if (liveClaims().length === 0 && existsSync(original)) {
-        restored = JSON.parse(readFileSync(original, 'utf8')) as Record<string, string>;
-        writeSysctls(restored);
-        unlinkSync(original);
-      }
+      rmSync(join(SYSCTL_DIR, this.name), { force: true });
+      restored = restoreIfLast();
     });
     return restored;
   }
 }
 
-/** Other live processes that hold a claim on the host sysctls (runs using real nodes right now). */
+function readOriginal(path: string): Record<string, string> {
+  try {
+    return restorableSysctls(JSON.parse(readStateFile(path)));
+  } catch (err) {
+    if (err instanceof SyntaxError) return {};
+    throw err;
+  }
+}
+
+/** Under the lock: with no live claim, write original.json back and remove it. */
+function restoreIfLast(): Record<string, string> {
+  const original = join(SYSCTL_DIR, 'original.json');
+  if (liveClaims().length > 0 || !existsSync(original)) return {};
+  const restored = readOriginal(original);
+  writeSysctls(restored);
+  unlinkSync(original);
+  return restored;
+}
+
+/**
+ * The pids of live claims on the host sysctls: one per running RealNodeCluster on this machine,
+ * this process's included. Empty when no run uses real nodes (or there is no record at all).
+ */
 export function otherSysctlClaimants(): number[] {
   try {
-    return liveClaims().filter((pid) => pid !== process.pid);
+    return stateDirExists(SYSCTL_DIR) ? liveClaims() : [];
   } catch {
     return [];
   }
 }
 
+/** Live claims' pids; a claim of a dead process (or an unreadable one) is removed. */
 function liveClaims(): number[] {
   const out: number[] = [];
   for (const name of readdirSync(SYSCTL_DIR)) {
-    const m = /^claim-(\d+)$/.exec(name);
+    const m = /^claim-(\d+)-[0-9a-f]{6}$/.exec(name);
     if (!m) continue;
+    const path = join(SYSCTL_DIR, name);
+    let claim: { pid?: unknown; start?: unknown } = {};
+    try {
+      claim = JSON.parse(readStateFile(path)) as typeof claim;
+    } catch {
+      /* unreadable: stale */
+    }
     const pid = Number(m[1]);
-    if (isRunning(pid)) out.push(pid);
-    else rmSync(join(SYSCTL_DIR, name), { force: true });
+    if (claim.pid === pid && typeof claim.start === 'number' && alive(pid, claim.start)) out.push(pid);
+    else rmSync(path, { force: true });
   }
   return out;
 }
 
 function writeSysctls(values: Record<string, string>): void {
-  for (const [n, v] of Object.entries(values)) {
+  for (const [n, v] of Object.entries(restorableSysctls(values))) {
     try {
       if (readFileSync(join('/proc/sys', n), 'utf8').trim() !== v) writeFileSync(join('/proc/sys', n), v);
     } catch {
@@ -1260,12 +1442,42 @@ function writeSysctls(values: Record<string, string>): void {
   }
 }
 
-/** A short critical section across processes: an exclusive lock file (a stale one, of a dead pid, is taken over). */
+/**
+ * A short critical section across processes: an exclusive lock file holding its owner's pid and
+ * start time (a lock of a process that is gone, its pid reused or not, is taken over).
+ */
 function withLock(fn: () => void): void {
   const lock = join(SYSCTL_DIR, 'lock');
   const deadline = Date.now() + 10_000;
-  while (!claimPidFile(lock)) {
-    if (Date.now() > deadline) throw new Error(`${lock} is held by a live process for more than 10 s`);
+  for (;;) {
+    try {
+      const fd = openSync(lock, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+      try {
+        writeSync(fd, JSON.stringify({ pid: process.pid, start: SELF_START }));
+      } finally {
+        closeSync(fd);
+      }
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    let owner: { pid?: unknown; start?: unknown } | undefined;
+    let stale = false;
+    try {
+      owner = JSON.parse(readStateFile(lock)) as typeof owner;
+    } catch {
+      // Being written, or released meanwhile; still empty after 2 s: its owner died writing it.
+      try {
+        stale = Date.now() - lstatSync(lock).mtimeMs > 2000;
+      } catch {
+        /* released */
+      }
+    }
+    if (stale || (owner && !(typeof owner.pid === 'number' && typeof owner.start === 'number' && alive(owner.pid, owner.start)))) {
+      rmSync(lock, { force: true }); // its owner died holding it
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`${lock} is held by a live process (${JSON.stringify(owner)}) for more than 10 s`);
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
   }
   try {

@@ -12,15 +12,30 @@
  * turns their absence into a failure.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { KUBERNETES_SERVICE_IP } from '../../sandbox/apiserver.ts';
 import { MeshCluster } from '../../sandbox/cluster.ts';
-import { KUBELET_SYSCTLS, RealNodeCluster, buildNodeImage, otherSysctlClaimants, readSysctls, realNodesUnavailable, sweepStaleRuns } from '../../sandbox/kubenode.ts';
+import {
+  KUBELET_SYSCTLS,
+  RUN_RECORDS,
+  RealNodeCluster,
+  SYSCTL_DIR,
+  SysctlClaim,
+  assertOwnedPath,
+  buildNodeImage,
+  otherSysctlClaimants,
+  processStartTime,
+  readSysctls,
+  realNodesUnavailable,
+  restorableSysctls,
+  sweepStaleRuns,
+} from '../../sandbox/kubenode.ts';
 import { isRunning } from '../../sandbox/proc.ts';
 import { cidrContains } from '../../native/index.ts';
 
@@ -42,7 +57,7 @@ describe('real nodes (kubelet + containerd + kube-proxy in namespaces)', { skip,
   before(async () => {
     sysctlsBefore = readSysctls(HOST_SYSCTLS);
     // With another run's kubelets up, the host already holds kubelet's values: the originals are on record.
-    sharedAtStart = otherSysctlClaimants().length > 0;
+    sharedAtStart = otherSysctlClaimants().length > 0 || otherKubelets().length > 0;
     iptablesBefore = hostIptables();
     tools = await buildNodeImage('tools');
     const t0 = performance.now();
@@ -182,8 +197,14 @@ describe('real nodes (kubelet + containerd + kube-proxy in namespaces)', { skip,
     const cgroupRoots = cluster.nodes.map((n) => n.cgroupRoot);
     const netns = cluster.nodes.map((n) => n.netns);
     const dir = cluster.dir;
-    // kubelet did change the host's tunables while it ran (so the restore below is tested).
-    t.diagnostic(`while running: ${JSON.stringify(readSysctls(HOST_SYSCTLS))}; before: ${JSON.stringify(sysctlsBefore)}`);
+    // kubelet did change the host's tunables while it ran, so the restore below can fail (were
+    // kubelet's values the host's own, it would pass with no restore at all).
+    const running = readSysctls(HOST_SYSCTLS);
+    t.diagnostic(`while running: ${JSON.stringify(running)}; before: ${JSON.stringify(sysctlsBefore)}`);
+    if (!sharedAtStart) {
+      const changed = KUBELET_SYSCTLS.filter((k) => running[k] !== sysctlsBefore[k]);
+      assert.ok(changed.length > 0, `kubelet changed none of ${KUBELET_SYSCTLS.join(', ')}: the restore is not tested (the host already had kubelet's values)`);
+    } else t.diagnostic('another run\'s kubelets ran when we started: the host held their values already');
     const report = await cluster.stop();
     t.diagnostic(`stop: ${s(report.ms)}, forced: [${report.forced.join(', ')}]`);
     assert.deepEqual(report.leftoverCgroups, []);
@@ -211,11 +232,18 @@ describe('real nodes (kubelet + containerd + kube-proxy in namespaces)', { skip,
 
   test('a run SIGKILLed (no hook runs) leaves pods running, and the next run sweeps them and everything else it made', async (t) => {
     const child = spawn(process.execPath, [join(import.meta.dirname, 'node-killed-child.ts'), tools.archive, tools.reference], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Whatever fails below, the child run is killed and what it made is swept (the sweep is what is
+    // tested, so it also runs as the cleanup: a second sweep finds nothing).
+    t.after(() => {
+      child.kill('SIGKILL');
+      sweepStaleRuns();
+    });
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
     const exited = new Promise((r) => child.once('exit', r));
+    const deadline = Date.now() + 240_000;
     const made = await new Promise<{ dir: string; cgroupRoot: string; netns: string; underlayNetns: string; hostLink: string; containerPids: number[] }>((resolve, reject) => {
       const timer = setInterval(() => {
         const line = out.split('\n').find((l) => l.startsWith('{'));
@@ -225,6 +253,9 @@ describe('real nodes (kubelet + containerd + kube-proxy in namespaces)', { skip,
         } else if (child.exitCode !== null) {
           clearInterval(timer);
           reject(new Error(`the child run exited (${child.exitCode}): ${err}`));
+        } else if (Date.now() > deadline) {
+          clearInterval(timer);
+          reject(new Error(`the child run printed nothing in 240 s: ${out}${err}`));
         }
       }, 200);
     });
@@ -303,6 +334,136 @@ describe('real nodes joining a MeshCluster (its underlay and API server)', { ski
     assert.match(nodes.stdout, /node\/node-0/);
   });
 });
+
+describe('the harness\'s machine-wide state (root acts on it)', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, () => {
+  const suffix = randomBytes(3).toString('hex');
+
+  test('a directory or file that is a symlink, not root\'s only, or writable by others is refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-owned-test-'));
+    try {
+      assertOwnedPath(dir, 'directory'); // mkdtemp: 0700, ours
+      assert.match(RUN_RECORDS, /^\/run\/aks-mesh\//);
+      assert.match(SYSCTL_DIR, /^\/run\/aks-mesh\//);
+      const open = join(dir, 'open');
+      mkdirSync(open);
+      chmodSync(open, 0o1777); // what /tmp is: anyone could have made it
+      assert.throws(() => assertOwnedPath(open, 'directory'), /open: refusing this directory: it is writable by group or others \(mode 1777\)/);
+      const link = join(dir, 'link');
+      symlinkSync(dir, link);
+      assert.throws(() => assertOwnedPath(link, 'directory'), /link: refusing this directory: it is a symlink/);
+      const file = join(dir, 'f.json');
+      writeFileSync(file, '{}', { mode: 0o666 });
+      chmodSync(file, 0o666);
+      assert.throws(() => assertOwnedPath(file, 'file'), /f\.json: refusing this file: it is writable by group or others/);
+      assert.throws(() => assertOwnedPath(dir, 'file'), /refusing this file: it is not a regular file/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('only kubelet\'s sysctls, with integer values, are ever written back from a record', () => {
+    const recorded = { 'vm/overcommit_memory': '0', '../../etc/shadow': 'root::0:0', 'kernel/panic': '0; reboot', 'kernel/panic_on_oops': 1 };
+    assert.deepEqual(restorableSysctls(recorded), { 'vm/overcommit_memory': '0' });
+    assert.deepEqual(restorableSysctls('not an object'), {});
+  });
+
+  test('a run record naming something the harness never makes is not acted on (and is removed)', () => {
+    const victimDir = mkdtempSync(join(tmpdir(), `aks-mesh-victim-${suffix}-`));
+    const victimNs = `victim-${suffix}`;
+    execFileSync('ip', ['netns', 'add', victimNs]);
+    const dead = spawnSyncPid();
+    const path = join(RUN_RECORDS, `${dead}-${suffix}.json`);
+    try {
+      writeFileSync(join(victimDir, 'keep'), 'x');
+      writeRecord(path, { pid: dead, start: 1, dir: victimDir, netns: [victimNs], cgroupRoots: [], mountNamespaces: [] });
+      const lines: string[] = [];
+      sweepStaleRuns((l) => lines.push(l));
+      assert.ok(existsSync(join(victimDir, 'keep')), `${victimDir} was removed`);
+      assert.ok(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(victimNs), `${victimNs} was deleted`);
+      assert.ok(!existsSync(path), 'the record is left');
+      assert.ok(lines.some((l) => l.includes(path) && /not a record of this harness: dir:/.test(l)), lines.join('\n'));
+    } finally {
+      rmSync(path, { force: true });
+      rmSync(victimDir, { recursive: true, force: true });
+      execFileSync('ip', ['netns', 'del', victimNs], { stdio: 'ignore' });
+    }
+  });
+
+  test('a run record whose pid now belongs to another process (another start time) is swept', () => {
+    // This very process's pid, as a recycled pid would look: running, but started at another time.
+    const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-realnode-'));
+    const netns = `am-${suffix}-k0`;
+    execFileSync('ip', ['netns', 'add', netns]);
+    const path = join(RUN_RECORDS, `${process.pid}-${suffix}.json`);
+    try {
+      writeRecord(path, { pid: process.pid, start: (processStartTime(process.pid) ?? 0) + 1, dir, netns: [netns], cgroupRoots: [`/aks-mesh-${suffix}-real-0`], mountNamespaces: [] });
+      sweepStaleRuns();
+      assert.ok(!existsSync(dir), `${dir} left: the run was taken for alive`);
+      assert.ok(!execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).includes(netns), `${netns} left`);
+      assert.ok(!existsSync(path), 'the record is left');
+    } finally {
+      rmSync(path, { force: true });
+      rmSync(dir, { recursive: true, force: true });
+      try {
+        execFileSync('ip', ['netns', 'del', netns], { stdio: 'ignore' });
+      } catch {
+        /* swept */
+      }
+    }
+  });
+
+  test('two clusters in one process hold two sysctl claims; a claim of a dead process (pid reused) is stale', () => {
+    const a = new SysctlClaim(randomBytes(3).toString('hex'));
+    const b = new SysctlClaim(randomBytes(3).toString('hex'));
+    const mine = () => otherSysctlClaimants().filter((p) => p === process.pid).length;
+    const before = mine();
+    a.acquire();
+    b.acquire();
+    try {
+      assert.equal(mine(), before + 2);
+      a.release();
+      // b still holds its claim: the host's values are not restored under the other cluster's kubelets.
+      assert.equal(mine(), before + 1, 'the second cluster\'s claim went with the first one\'s');
+    } finally {
+      a.release();
+      b.release();
+    }
+    assert.equal(mine(), before);
+    // A claim recorded by a process that has since gone, whose pid this process now has.
+    const stale = join(SYSCTL_DIR, `claim-${process.pid}-${suffix}`);
+    writeFileSync(stale, JSON.stringify({ pid: process.pid, start: (processStartTime(process.pid) ?? 0) + 1 }), { mode: 0o600 });
+    try {
+      assert.equal(mine(), before, 'a claim with another start time counted as live');
+      assert.ok(!existsSync(stale), 'the stale claim was not removed');
+    } finally {
+      rmSync(stale, { force: true });
+    }
+  });
+
+  function writeRecord(path: string, record: object): void {
+    mkdirSync(RUN_RECORDS, { recursive: true, mode: 0o700 });
+    writeFileSync(path, JSON.stringify(record), { mode: 0o600 });
+  }
+});
+
+/** The pid of a process that has exited. */
+function spawnSyncPid(): number {
+  const child = spawnSync('true');
+  return child.pid as number;
+}
+
+/** Kubelets on this machine not started by this process (another run's, whatever its harness version). */
+function otherKubelets(): number[] {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p) && readOr(`/proc/${p}/comm`).trim() === 'kubelet').map(Number);
+}
+
+function readOr(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
 
 /** The host's iptables rules (every table), without counters: what a run must leave as it found. */
 function hostIptables(): string {
