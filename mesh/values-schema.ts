@@ -143,6 +143,7 @@ export function valuesSchema(): Schema {
           cleanup: { type: 'boolean', description: 'Run the pre-delete hook that cleans every node on helm uninstall' },
           timeoutSeconds: { type: 'integer', description: 'How long the hook waits for every node (keep helm uninstall --timeout above it)', minimum: 30, maximum: 3600 },
           resources,
+          tolerations: { ...tolerations, description: "Extra tolerations for the hook's Job (where every node carries a taint of its own)" },
         }),
         konnectivity: object(
           {
