@@ -421,7 +421,8 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
       const paths = await Promise.all(last.map(async (p) => {
         const bridge = real.node(p.spec.nodeName ?? '').podCIDR.replace(/\.0\/24$/, '.1');
         try {
-          return `${p.metadata.name}: its answer to kubelet's probe from ${bridge} leaves through ${(await routeTo(await podNetns(real, p), bridge)).dev}`;
+          const path = await routeTo(await podNetns(real, p), bridge, { from: ipOf(p) });
+          return `${p.metadata.name}: its answer to kubelet's probe from ${bridge} leaves through ${path.dev || path.text} (peers accept from a gateway only its mesh IP)`;
         } catch (err) {
           return `${p.metadata.name}: ${(err as Error).message}`;
         }

@@ -224,9 +224,12 @@ export interface RouteChoice {
   text: string;
 }
 
-/** Which way the kernel sends a packet to `ip` from this namespace (`ip route get`), optionally with a mark. */
-export async function routeTo(ref: NetnsRef, ip: string, options: { mark?: number } = {}): Promise<RouteChoice> {
-  const args = ['route', 'get', ip, ...(options.mark === undefined ? [] : ['mark', String(options.mark)])];
+/**
+ * Which way the kernel sends a packet to `ip` from this namespace (`ip route get`), optionally with
+ * a mark, or as an answer from a given local address (`from`: what the policy rules see for a reply).
+ */
+export async function routeTo(ref: NetnsRef, ip: string, options: { mark?: number; from?: string } = {}): Promise<RouteChoice> {
+  const args = ['route', 'get', ip, ...(options.from === undefined ? [] : ['from', options.from]), ...(options.mark === undefined ? [] : ['mark', String(options.mark)])];
   try {
     const [r] = await ipJson<RawRoute & { type?: string }>(ref, args);
     return { dev: r?.dev ?? '', ...(r?.gateway ? { gateway: r.gateway } : {}), routable: !(r?.type && REFUSING.has(r.type)), text: JSON.stringify(r) };
