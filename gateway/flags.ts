@@ -31,10 +31,11 @@ export interface GatewayFlags {
   name?: string;
   'gateway-endpoint': string;
   'pod-cidr': string[];
+  'pod-ip'?: string;
 }
 
 /** Flags only the gateway has (also read from AKS_MESH_<FLAG>). */
-export const GATEWAY_FLAG_NAMES = ['name', 'gateway-endpoint', 'pod-cidr'] as const;
+export const GATEWAY_FLAG_NAMES = ['name', 'gateway-endpoint', 'pod-cidr', 'pod-ip'] as const;
 
 /** A list flag's values, repeated and/or comma-separated ("a,b" "c" → a, b, c). */
 export const splitList = (v: readonly unknown[]): string[] =>
@@ -58,6 +59,14 @@ export function gatewayFlags<T>(y: Argv<T>): Argv<T & GatewayFlags> {
       demandOption: true,
       describe: 'Pod CIDRs to route through the tunnel, parts no node holds yet included; comma-separated and/or repeated',
       coerce: splitList,
+    })
+    .option('pod-ip', {
+      type: 'string',
+      // The seed's sidecar has POD_IP from the downward API but passes no flag for it.
+      default: process.env.POD_IP || undefined,
+      defaultDescription: '$POD_IP',
+      describe:
+        "This pod's own IP: what the pod answers from it (kubelet's probes, which come from the node's address inside --pod-cidr) leaves through the main table, not the tunnel, where nodes would drop it (an `ip rule from <IP> lookup main` one below --rule-priority, removed by --cleanup)",
     }) as unknown as Argv<T & GatewayFlags>;
 }
 
@@ -69,6 +78,8 @@ export interface GatewaySettings {
   /** Canonical CIDRs. */
   podCIDRs: string[];
   listenPort: number;
+  /** Canonical, or absent. */
+  podIP?: string;
 }
 
 /**
@@ -90,5 +101,6 @@ export async function resolveGateway(a: GatewayFlags & { 'node-name': string; 'l
     bare === null ? canonicalEndpoint(a['gateway-endpoint'], '--gateway-endpoint') : bare.includes(':') ? `[${bare}]:${a['listen-port']}` : `${bare}:${a['listen-port']}`;
   const podCIDRs = a['pod-cidr'].map((c, i) => canonicalCidr(c, `--pod-cidr[${i}]`));
   const listenPort = listenPortGiven ? a['listen-port'] : Number(/:(\d+)$/.exec(endpoint)?.[1]);
-  return { name: a.name ?? a['node-name'], endpoint, podCIDRs, listenPort };
+  const podIP = a['pod-ip'] ? canonicalIp(a['pod-ip'], '--pod-ip') : undefined;
+  return { name: a.name ?? a['node-name'], endpoint, podCIDRs, listenPort, ...(podIP ? { podIP } : {}) };
 }

@@ -13,9 +13,11 @@ export type GatewayOptions = Omit<MemberOptions, 'role'> & {
   podCIDRs: string[];
   /** Where nodes reach this gateway: IP:port. */
   endpoint: string;
+  /** The pod's own IP: answers from it (kubelet's probes) leave through the main table, not the tunnel. */
+  podIP?: string;
 };
 
 export function createGateway(options: GatewayOptions): MeshMember {
-  const { podCIDRs, endpoint, ...member } = options;
-  return new MeshMember({ ...member, role: gatewayRole({ name: options.name, nodeName: options.nodeName, endpoint, podCIDRs }) });
+  const { podCIDRs, endpoint, podIP, ...member } = options;
+  return new MeshMember({ ...member, role: gatewayRole({ name: options.name, nodeName: options.nodeName, endpoint, podCIDRs, ...(podIP ? { podIP } : {}) }) });
 }

@@ -18,6 +18,8 @@ export interface GatewayRoleOptions {
   endpoint: string;
   /** The pod CIDRs it routes into the mesh (--pod-cidr). */
   podCIDRs: readonly string[];
+  /** The pod's own IP (--pod-ip, $POD_IP): what it answers from leaves through the main table. */
+  podIP?: string;
 }
 
 export function gatewayRole(o: GatewayRoleOptions): MemberRole {
@@ -29,6 +31,7 @@ export function gatewayRole(o: GatewayRoleOptions): MemberRole {
     kind: 'Gateway',
     owner: `gateway ${o.name}`,
     podCIDRs,
+    ...(o.podIP ? { replySource: o.podIP } : {}),
     // Recomputed only when the topology's routes change (a new array: the fallbacks parse it).
     routes(topologyRoutes) {
       if (topologyRoutes !== routesIn) {

@@ -15,12 +15,14 @@ import {
   createWireguardGo,
   deleteAddress,
   ensureRule,
+  ensureSourceRule,
   flushTable,
   getLink,
   listAddresses,
   loadOrCreatePrivateKey,
   publicKeyOf,
   removeRule,
+  removeSourceRule,
   replaceAddress,
   setLinkMtu,
   setLinkUp,
@@ -77,6 +79,13 @@ export interface MemberRole {
   readonly owner: string;
   /** CIDRs this member routes into its tunnel beyond what the peers bring (a gateway's --pod-cidr): they fail closed too. */
   readonly podCIDRs?: readonly string[];
+  /**
+   * A local address whose own packets leave through the main table, ahead of the mesh rule (a
+   * gateway pod's IP: kubelet probes it from the node's address inside --pod-cidr, and the answers
+   * must not go into the tunnel, where nodes drop them). Connections the member's pod opens itself
+   * take the mesh IP as their source (the routes' device address), so they stay in the tunnel.
+   */
+  readonly replySource?: string;
   /**
    * The routes to hold for a topology's routes. Returning that same array says they are canonical
    * and sorted (merged unparsed into the fallbacks); a new array is parsed and sorted there.
@@ -291,6 +300,7 @@ export class MeshMember {
     });
     try {
       await ensureRule({ table: this.o.table, fwmark: this.o.fwmark, priority: this.o.rulePriority }, this.ipOpts);
+      if (this.o.role.replySource) await ensureSourceRule({ from: this.o.role.replySource, priority: this.o.rulePriority - 1 }, this.ipOpts);
       await this.o.source.start();
       this.register();
       await this.wireguard.start();
@@ -340,6 +350,7 @@ export class MeshMember {
   async cleanup(): Promise<void> {
     await flushTable(this.o.table, this.o.interfaceName, this.ipOpts);
     await removeRule({ table: this.o.table, fwmark: this.o.fwmark, priority: this.o.rulePriority }, this.ipOpts);
+    if (this.o.role.replySource) await removeSourceRule({ from: this.o.role.replySource, priority: this.o.rulePriority - 1 }, this.ipOpts);
     if (await getLink(this.o.interfaceName, this.ipOpts)) {
       for (const a of await listAddresses(this.o.interfaceName, this.ipOpts)) await deleteAddress(this.o.interfaceName, a, this.ipOpts);
       // A device that outlives us (attach mode: the sidecar's) keeps no peer we configured.

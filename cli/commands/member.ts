@@ -239,7 +239,7 @@ export function gatewayCommand(y: Argv): Argv {
       const g = await resolveGateway(a, listenPortGiven);
       await run('gateway', { ...a, 'listen-port': g.listenPort }, g.name, async (options) => {
         const { createGateway } = await import('../../gateway/gateway.ts');
-        return createGateway({ ...options, name: g.name, endpoint: g.endpoint, podCIDRs: g.podCIDRs });
+        return createGateway({ ...options, name: g.name, endpoint: g.endpoint, podCIDRs: g.podCIDRs, ...(g.podIP ? { podIP: g.podIP } : {}) });
       });
     },
   );

@@ -7,6 +7,7 @@ export {
   deleteLink,
   deleteRoutes,
   ensureRule,
+  ensureSourceRule,
   flushTable,
   getLink,
   listAddresses,
@@ -14,6 +15,7 @@ export {
   listRoutes,
   listRules,
   removeRule,
+  removeSourceRule,
   replaceAddress,
   replaceFallbacks,
   replaceRoutes,
@@ -22,7 +24,7 @@ export {
   setLinkUp,
   underlayMtu,
 } from './ip.ts';
-export type { IpOptions, LinkInfo, PolicyRule, Route } from './ip.ts';
+export type { IpOptions, LinkInfo, PolicyRule, Route, SourceRule } from './ip.ts';
 export {
   DEFAULT_FWMARK,
   DEFAULT_FWMARK_MASK,

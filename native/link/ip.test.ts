@@ -13,6 +13,7 @@ import {
   deleteLink,
   deleteRoutes,
   ensureRule,
+  ensureSourceRule,
   flushTable,
   getLink,
   listAddresses,
@@ -20,6 +21,7 @@ import {
   listRoutes,
   listRules,
   removeRule,
+  removeSourceRule,
   replaceAddress,
   replaceFallbacks,
   replaceRoutes,
@@ -129,6 +131,41 @@ describe('ip wrapper', { skip }, () => {
       await removeRule(RULE, o);
       await flushTable(TABLE, tun, o);
       await box.ip(ns, 'route', 'del', '10.78.0.0/16', 'dev', dummy);
+      await deleteLink(tun, o);
+    }
+  });
+
+  test("a gateway pod's answers from its own IP take the main table; what it opens itself stays in the tunnel", async () => {
+    // A gateway pod routes the whole pod CIDR into its tunnel, the node's own address in it included:
+    // kubelet probes the pod from there, and the answers (from the pod IP) must not go into the tunnel.
+    const o = { netns: ns };
+    const tun = box.ifName('am', 'g');
+    await box.ip(ns, 'link', 'add', tun, 'type', 'veth', 'peer', 'name', box.ifName('am', 'h'));
+    await setLinkUp(tun, o);
+    await setLinkUp(dummy, o);
+    await box.ip(ns, 'addr', 'add', '10.79.1.7/24', 'dev', dummy); // the pod's IP on its eth0
+    await box.ip(ns, 'addr', 'add', '100.96.9.9/32', 'dev', tun); // the gateway's mesh IP
+    const source = { from: '10.79.1.7', priority: RULE.priority - 1 };
+    try {
+      await replaceRoutes(TABLE, [{ dst: '10.79.0.0/16', dev: tun }], o);
+      await ensureRule(RULE, o);
+      const route = async (...extra: string[]): Promise<string> => (await box.ip(ns, 'route', 'get', '10.79.1.1', ...extra)).trim();
+      assert.match(await route('from', '10.79.1.7'), new RegExp(`dev ${tun}`), 'without the rule, an answer to the node goes into the tunnel');
+      await ensureSourceRule(source, o);
+      await ensureSourceRule(source, o);
+      const rules = (await listRules(o)).filter((r) => r.priority === source.priority);
+      assert.equal(rules.length, 1, 'added once');
+      assert.match(await route('from', '10.79.1.7'), new RegExp(`dev ${dummy}`), 'an answer from the pod IP leaves through the main table');
+      assert.match(await route(), new RegExp(`dev ${tun} .*src 100\\.96\\.9\\.9`), 'a connection the pod opens takes the mesh IP and the tunnel');
+      await assert.rejects(ensureSourceRule({ from: '10.79.1.7', priority: 0 }, o), /rule priority 0 for replies from 10\.79\.1\.7: must be 1-32765/);
+      assert.equal(await removeSourceRule(source, o), 1);
+      assert.equal(await removeSourceRule(source, o), 0);
+      assert.match(await route('from', '10.79.1.7'), new RegExp(`dev ${tun}`));
+    } finally {
+      await removeSourceRule(source, o);
+      await removeRule(RULE, o);
+      await flushTable(TABLE, tun, o);
+      await box.ip(ns, 'addr', 'del', '10.79.1.7/24', 'dev', dummy).catch(() => undefined);
       await deleteLink(tun, o);
     }
   });

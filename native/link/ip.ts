@@ -284,6 +284,8 @@ interface RawRule {
   fwmark?: string;
   fwmask?: string;
   not?: null | boolean;
+  src?: string;
+  srclen?: number;
 }
 
 function checkRule(rule: PolicyRule): void {
@@ -350,6 +352,42 @@ export async function removeRule(rule: PolicyRule, o: IpOptions = {}): Promise<n
       await run([family, 'rule', 'del', 'priority', String(r.priority), 'table', String(rule.table)], o);
       removed++;
     }
+  }
+  return removed;
+}
+
+/**
+ * A rule that sends what one local address sends back through the main table, ahead of the mesh
+ * rule: `ip rule add from <address> lookup main priority <priority>`.
+ */
+export interface SourceRule {
+  /** A single address (no prefix). */
+  from: string;
+  priority: number;
+}
+
+function sourceRuleMatches(r: RawRule, rule: SourceRule): boolean {
+  const fullLength = rule.from.includes(':') ? 128 : 32;
+  return r.priority === rule.priority && r.src === rule.from && (r.srclen ?? fullLength) === fullLength && r.table === 'main' && !r.not && r.fwmark === undefined;
+}
+
+/** Add the source rule once (its address's family only); any other rule at that priority is left alone. */
+export async function ensureSourceRule(rule: SourceRule, o: IpOptions = {}): Promise<void> {
+  if (!Number.isInteger(rule.priority) || rule.priority < 1 || rule.priority > 32765) {
+    throw new NativeError('invalid-config', `rule priority ${rule.priority} for replies from ${rule.from}: must be 1-32765 (one below --rule-priority)`);
+  }
+  const family = rule.from.includes(':') ? '-6' : '-4';
+  if ((await runJson<RawRule[]>([family, 'rule', 'show'], o)).some((r) => sourceRuleMatches(r, rule))) return;
+  await run([family, 'rule', 'add', 'from', rule.from, 'lookup', 'main', 'priority', String(rule.priority)], o);
+}
+
+/** Remove the source rule if it is there. Returns how many were removed. */
+export async function removeSourceRule(rule: SourceRule, o: IpOptions = {}): Promise<number> {
+  const family = rule.from.includes(':') ? '-6' : '-4';
+  let removed = 0;
+  for (const r of (await runJson<RawRule[]>([family, 'rule', 'show'], o)).filter((x) => sourceRuleMatches(x, rule))) {
+    await run([family, 'rule', 'del', 'from', rule.from, 'lookup', 'main', 'priority', String(r.priority)], o);
+    removed++;
   }
   return removed;
 }
