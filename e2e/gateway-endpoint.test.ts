@@ -51,7 +51,17 @@ mkdir -p /run/wireguard /run/secrets/kubernetes.io/serviceaccount
 cp "$secrets/token" "$secrets/ca.crt" /run/secrets/kubernetes.io/serviceaccount/
 mount -t tmpfs -o mode=0755,size=1m aks-mesh-pod-var-lib /var/lib
 mkdir -m 0700 /var/lib/aks-mesh
+# (Where this checkout or its node sits under /tmp, as in a CI clone, a fresh /tmp would hide them:
+# the emptyDir then goes on top of a bind of them back in place.)
+keep=$(mktemp -d /run/aks-mesh-pod-keep.XXXXXX)
+mount --rbind /tmp "$keep"
 mount -t tmpfs -o mode=1777,size=64m aks-mesh-pod-tmp /tmp
+for path in "$@"; do
+  case "$path" in /tmp/*)
+    top=/tmp/$(printf %s "\${path#/tmp/}" | cut -d/ -f1)
+    if [ ! -e "$top" ]; then mkdir -p "$top"; mount --rbind "$keep/\${top#/tmp/}" "$top"; fi;;
+  esac
+done
 # readOnlyRootFilesystem: true
 mount -o remount,bind,ro /
 if touch /aks-mesh-read-only-probe 2>/dev/null; then echo 'the root filesystem is still writable' >&2; exit 97; fi
