@@ -1,4 +1,8 @@
 /**
+ * The exporter-compatible per-peer series follow real traffic through two real wireguard-go
+ * devices: a TCP transfer of N bytes moves wireguard_sent_bytes_total / _received_bytes_total by
+ * at least N at the two ends, and a dead device leaves them out without breaking the scrape.
+ *
  * /healthz and aksmesh_wireguard_restarts_total follow the real wireguard-go supervision: a quick
  * restart after kill -9 keeps the member healthy and is counted; a wireguard-go that cannot be
  * brought back (its binary gone) makes /healthz fail, naming why, until it runs again.
@@ -14,6 +18,11 @@ import { after, before, describe, test } from 'node:test';
 import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { SpawnedWireguardGo, findWireguardGo, generatePrivateKey } from '../native/index.ts';
 import { MemberMetrics } from './metrics.ts';
+import { startTunnel, stopTunnel, waitForPing } from '../e2e/tunnel.ts';
+import type { TunnelNode } from '../e2e/tunnel.ts';
+import { tcpTransfer } from '../sandbox/tcp.ts';
+import type { SyncResult } from './reconcile/index.ts';
+import type { Topology } from './topology/index.ts';
 
 const skip = networkTestsUnavailable() ?? false;
 
@@ -92,5 +101,103 @@ describe('health and restarts of wireguard-go in /healthz and /metrics', { skip 
     await ready;
     assert.deepEqual(await get('/healthz'), { status: 200, body: 'ok\n' });
     assert.ok((await restartsMetric()) > during);
+  });
+});
+
+/** Samples of one series in an exposition: their labels and value. */
+function samples(text: string, name: string): { labels: Record<string, string>; value: number }[] {
+  const out: { labels: Record<string, string>; value: number }[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)\{(.*)\} (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const labels: Record<string, string> = {};
+    for (const l of m[2].matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    out.push({ labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+describe('wireguard_* per-peer series read from the live device at scrape time', { skip }, () => {
+  const box = new Sandbox();
+  let a: TunnelNode;
+  let b: TunnelNode;
+  const servers: Server[] = [];
+  const base = new Map<string, string>();
+  const startedAt = Math.floor(Date.now() / 1000);
+
+  const scrape = async (node: TunnelNode): Promise<{ status: number; body: string }> => {
+    const r = await fetch(`${base.get(node.name)}/metrics`);
+    return { status: r.status, body: await r.text() };
+  };
+  const one = (body: string, name: string, other: TunnelNode): { labels: Record<string, string>; value: number } | undefined =>
+    samples(body, name).find((s) => s.labels.public_key === other.publicKey);
+
+  before(async () => {
+    ({ a, b } = await startTunnel(box));
+    for (const [self, other] of [
+      [a, b],
+      [b, a],
+    ]) {
+      const metrics = new MemberMetrics({ role: 'node', name: `node-${self.name}`, interface: self.interfaceName });
+      // Only what record() reads for the names and counts: the test has no source or reconciler.
+      const topology = { peers: [{ kind: 'Peer', name: `node-${other.name}`, publicKey: other.publicKey }], routes: [], refused: [] } as unknown as Topology;
+      metrics.record({ at: new Date(), full: true, live: null, desired: { routes: [] } } as unknown as SyncResult, topology);
+      // Loopback of this test process only.
+      const server = await metrics.serve('127.0.0.1:0', { synced: () => true, maxSilenceMs: 60_000, device: () => self.wg.client.get() });
+      servers.push(server);
+      base.set(self.name, `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    }
+  });
+  after(async () => {
+    for (const s of servers) s.close();
+    if (a && b) await stopTunnel({ a, b });
+    await box.cleanup();
+  });
+
+  test('a transfer of N bytes moves sent/received by at least N at the two ends; the handshake is a recent Unix time', async () => {
+    assert.ok(await waitForPing(box, a.ns, b.meshIp), 'no ping reply through the tunnel');
+    const first = await scrape(a);
+    assert.equal(first.status, 200);
+    for (const name of ['wireguard_sent_bytes_total', 'wireguard_received_bytes_total']) assert.match(first.body, new RegExp(`^# TYPE ${name} counter$`, 'm'));
+    assert.match(first.body, /^# TYPE wireguard_latest_handshake_seconds gauge$/m);
+    const sentBefore = one(first.body, 'wireguard_sent_bytes_total', b)?.value ?? NaN;
+    const receivedBefore = one((await scrape(b)).body, 'wireguard_received_bytes_total', a)?.value ?? NaN;
+    assert.ok(Number.isFinite(sentBefore) && Number.isFinite(receivedBefore), 'a per-peer sample on both ends');
+
+    const bytes = 4 * 1024 * 1024;
+    const transfer = await tcpTransfer(box, a, { ns: b.ns, ip: b.meshIp }, bytes);
+    assert.equal(transfer.received, bytes);
+
+    // A scrape within a second of the last one answers from the same device read: poll until a fresh read.
+    let sent = sentBefore;
+    let received = receivedBefore;
+    await waitUntil('the counters to follow the transfer', async () => {
+      sent = one((await scrape(a)).body, 'wireguard_sent_bytes_total', b)?.value ?? NaN;
+      received = one((await scrape(b)).body, 'wireguard_received_bytes_total', a)?.value ?? NaN;
+      return sent - sentBefore >= bytes && received - receivedBefore >= bytes;
+    });
+    assert.ok(sent - sentBefore >= bytes, `a sent ${sent - sentBefore} bytes to b by its metrics`);
+    assert.ok(received - receivedBefore >= bytes, `b received ${received - receivedBefore} bytes from a by its metrics`);
+
+    const body = (await scrape(a)).body;
+    const handshake = one(body, 'wireguard_latest_handshake_seconds', b);
+    assert.ok(handshake, 'wireguard_latest_handshake_seconds for b');
+    const now = Math.floor(Date.now() / 1000);
+    assert.ok(handshake.value >= startedAt - 1 && handshake.value <= now + 1, `handshake at ${handshake.value}, test ran ${startedAt}..${now}`);
+    assert.deepEqual(handshake.labels, { interface: a.interfaceName, public_key: b.publicKey, allowed_ips: `${b.meshIp}/32`, peer: 'Peer/node-b', role: 'node', name: 'node-a' });
+    // The device's private key is in every UAPI get; it must never reach the exposition.
+    assert.ok(!body.includes(a.privateKey), 'private key in /metrics');
+  });
+
+  test('a device that cannot be read: the per-peer series are left out, an error is counted, the scrape still answers', async () => {
+    await b.wg.stop();
+    let last = { status: 0, body: '' };
+    await waitUntil('a failed read to be counted', async () => {
+      last = await scrape(b);
+      return (samples(last.body, 'aksmesh_device_read_errors_total')[0]?.value ?? 0) >= 1;
+    });
+    assert.equal(last.status, 200);
+    assert.equal(samples(last.body, 'wireguard_sent_bytes_total').length, 0);
+    assert.ok(samples(last.body, 'aksmesh_reconcile_total').length > 0, 'the other series are still there');
   });
 });

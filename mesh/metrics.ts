@@ -4,13 +4,21 @@
  *   GET /healthz  200 while reconcile passes keep happening and wireguard-go is running or can be
  *                 brought back (liveness: a spawn-mode restart that keeps failing makes it 503)
  *   GET /readyz   200 once the source has synced and the last pass converged (readiness)
+ *
+ * Per peer, the common WireGuard exporter's series (MindFlavor/prometheus_wireguard_exporter's
+ * names and labels, which the public Grafana dashboards query), read from the live device at
+ * scrape time: wireguard_sent_bytes_total, wireguard_received_bytes_total,
+ * wireguard_latest_handshake_seconds{interface, public_key, allowed_ips, peer}.
  */
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { WireguardStatus } from '../native/index.ts';
+import type { DeviceState, WireguardStatus } from '../native/index.ts';
 import type { SyncResult } from './reconcile/index.ts';
 import type { Topology } from './topology/index.ts';
+
+/** How long one device read answers scrapes: concurrent scrapes (and the three series of one) share it. */
+const DEVICE_READ_TTL_MS = 1000;
 
 export class MemberMetrics {
   readonly registry = new Registry();
@@ -26,6 +34,14 @@ export class MemberMetrics {
   private wireguard: (() => WireguardStatus) | null = null;
   lastPass: SyncResult | null = null;
   lastPassAt = 0;
+  /** Reads the live device for the wireguard_* series (set by serve()); null: those series stay empty. */
+  private readDevice: (() => Promise<DeviceState>) | null = null;
+  /** The last read, shared by the three series of one scrape and by scrapes within DEVICE_READ_TTL_MS. */
+  private deviceRead: { at: number; state: Promise<DeviceState | null> } | null = null;
+  private readonly deviceErrors: Counter;
+  /** Public key → our `peer` label (kind/name), from the topology of the last pass. */
+  private peerNames = new Map<string, string>();
+  private namesTopology: Topology | null = null;
 
   constructor(labels: { role: string; name: string; interface: string }) {
     this.registry.setDefaultLabels(labels);
@@ -39,6 +55,8 @@ export class MemberMetrics {
     this.passes = new Counter({ name: 'aksmesh_reconcile_total', help: 'Reconcile passes by result', labelNames: ['result'], registers: r });
     this.duration = new Histogram({ name: 'aksmesh_reconcile_duration_seconds', help: 'How long a reconcile pass took', buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: r });
     this.routes = new Gauge({ name: 'aksmesh_routes', help: 'Routes through the tunnel that this member wants', registers: r });
+    this.deviceErrors = new Counter({ name: 'aksmesh_device_read_errors_total', help: 'Scrapes whose UAPI read of the device failed (the wireguard_* series were left out of them)', registers: r });
+    this.deviceSeries(r, labels.interface);
     // A counter that follows the supervision's own count when scraped, so nothing has to call us on each restart.
     let counted = 0;
     const status = (): WireguardStatus | undefined => this.wireguard?.();
@@ -52,6 +70,72 @@ export class MemberMetrics {
         counted = Math.max(counted, n);
       },
     });
+  }
+
+  /**
+   * The exporter-compatible per-peer series. They are read at scrape time, not on reconcile passes:
+   * byte counters that only moved at each resync would make rate() graphs useless. TYPE stays
+   * `counter` (dashboards use rate()/increase() on them): each collect() resets the Counter and
+   * adds the device's own count, so the exposition is exactly what wireguard-go reports (a
+   * wireguard-go restart resets it to 0, which Prometheus treats as a counter reset).
+   */
+  private deviceSeries(registers: Registry[], interfaceName: string): void {
+    const labelNames = ['interface', 'public_key', 'allowed_ips', 'peer'];
+    const read = (): Promise<DeviceState | null> => this.readLiveDevice();
+    const labelsOf = (p: DeviceState['peers'][number]): Record<string, string> => ({
+      interface: interfaceName,
+      public_key: p.publicKey,
+      allowed_ips: p.allowedIPs.join(','),
+      peer: this.peerNames.get(p.publicKey) ?? '',
+    });
+    const counter = (name: string, help: string, value: (p: DeviceState['peers'][number]) => bigint): void => {
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        async collect() {
+          const device = await read();
+          this.reset();
+          for (const p of device?.peers ?? []) this.inc(labelsOf(p), Number(value(p)));
+        },
+      });
+    };
+    counter('wireguard_sent_bytes_total', 'Bytes sent to the peer (wireguard-go tx_bytes)', (p) => p.txBytes);
+    counter('wireguard_received_bytes_total', 'Bytes received from the peer (wireguard-go rx_bytes)', (p) => p.rxBytes);
+    new Gauge({
+      name: 'wireguard_latest_handshake_seconds',
+      help: 'Unix time of the latest handshake with the peer (0: never)',
+      labelNames,
+      registers,
+      async collect() {
+        const device = await read();
+        this.reset();
+        for (const p of device?.peers ?? []) this.set(labelsOf(p), p.lastHandshake ? Number(p.lastHandshake.sec) : 0);
+      },
+    });
+  }
+
+  /**
+   * One UAPI `get` shared for DEVICE_READ_TTL_MS by every series and concurrent scrape (a scrape
+   * storm costs wireguard-go one read a second). A failed read counts an error and yields null:
+   * the per-peer series are left out of that scrape, the rest of /metrics still answers. The
+   * client's own timeout bounds how long a hung wireguard-go can hold a scrape.
+   */
+  private readLiveDevice(): Promise<DeviceState | null> {
+    const read = this.readDevice;
+    if (!read) return Promise.resolve(null);
+    const now = Date.now();
+    if (this.deviceRead && now - this.deviceRead.at < DEVICE_READ_TTL_MS) return this.deviceRead.state;
+    const state = read().then(
+      (d) => d,
+      () => {
+        this.deviceErrors.inc();
+        return null;
+      },
+    );
+    this.deviceRead = { at: now, state };
+    return state;
   }
 
   onRequest(op: 'get' | 'set'): void {
@@ -72,6 +156,10 @@ export class MemberMetrics {
     this.peers.set({ state: 'desired' }, topology.peers.length);
     this.peers.set({ state: 'refused' }, topology.refused.length);
     this.routes.set(result.desired.routes.length);
+    if (topology !== this.namesTopology) {
+      this.peerNames = new Map(topology.peers.map((p) => [p.publicKey, `${p.kind}/${p.name}`]));
+      this.namesTopology = topology;
+    }
     // Per-peer figures come from a read of the device, which only a full pass makes (at start and
     // every resync): an event pass has nothing new to say about handshakes and counters, and
     // rewriting 3 series per peer on every event was O(mesh) work per change (issue 10).
@@ -126,10 +214,13 @@ export class MemberMetrics {
   /**
    * Serve /metrics, /healthz and /readyz on `host:port`. `synced` says whether the source has
    * synced; `wireguard` (the member's wireguard.status()) lets /healthz fail while wireguard-go is
-   * down and cannot be brought back, and feeds aksmesh_wireguard_restarts_total.
+   * down and cannot be brought back, and feeds aksmesh_wireguard_restarts_total. `device` (the
+   * member's `wireguard.client.get()`) feeds the wireguard_* per-peer series at scrape time.
    */
-  serve(address: string, health: { synced: () => boolean; maxSilenceMs: number; wireguard?: () => WireguardStatus }): Promise<Server> {
+  serve(address: string, health: { synced: () => boolean; maxSilenceMs: number; wireguard?: () => WireguardStatus; device?: () => Promise<DeviceState> }): Promise<Server> {
     this.wireguard = health.wireguard ?? null;
+    this.readDevice = health.device ?? null;
+    this.deviceRead = null;
     const m = /^(.*):(\d+)$/.exec(address);
     if (!m) throw new Error(`--metrics-address ${JSON.stringify(address)}: expected host:port, e.g. 0.0.0.0:9586`);
     const host = m[1].replace(/^\[|\]$/g, '') || '0.0.0.0';
