@@ -63,6 +63,18 @@ export interface FormatOptions {
   showKeys?: boolean;
   /** Unix seconds "now" (for handshake ages). */
   now?: number;
+  /** `inspect --watch`: bytes/s per peer public key since the previous read; adds a "rate:" line. */
+  rates?: ReadonlyMap<string, PeerRate>;
+}
+
+export interface PeerRate {
+  rx: number;
+  tx: number;
+}
+
+/** "1.21 KiB/s" (the units of humanBytes, per second). */
+export function humanRate(bytesPerSecond: number): string {
+  return `${humanBytes(BigInt(Math.max(0, Math.round(bytesPerSecond))))}/s`;
 }
 
 export function formatText(device: DeviceState, o: FormatOptions): string {
@@ -82,6 +94,8 @@ export function formatText(device: DeviceState, o: FormatOptions): string {
     if (peer.rxBytes > 0n || peer.txBytes > 0n) {
       out.push(`  transfer: ${humanBytes(peer.rxBytes)} received, ${humanBytes(peer.txBytes)} sent`);
     }
+    const rate = o.rates?.get(peer.publicKey);
+    if (rate) out.push(`  rate: ${humanRate(rate.rx)} received, ${humanRate(rate.tx)} sent`);
     if (peer.persistentKeepalive) out.push(`  persistent keepalive: every ${humanDuration(peer.persistentKeepalive)}`);
   }
   return `${out.join('\n')}\n`;

@@ -9,6 +9,8 @@ interface InspectArgs {
   json: boolean;
   'show-keys': boolean;
   timeout: number;
+  watch: boolean;
+  interval: number;
 }
 
 export function inspectCommand(y: Argv): Argv {
@@ -27,16 +29,34 @@ export function inspectCommand(y: Argv): Argv {
           describe: 'Print private and preshared keys instead of "(hidden)" (errors never show them)',
         })
         .option('timeout', { type: 'number', default: 5000, describe: 'UAPI timeout in milliseconds' })
+        .option('watch', {
+          alias: 'w',
+          type: 'boolean',
+          default: false,
+          describe:
+            'Read the device again every --interval and show per-peer rx/tx rates and handshake age: redrawn in place on a terminal; ' +
+            'elsewhere a block only when the device changed; with --json one JSON object per line per read. A device that goes away ' +
+            'is reported and watched until it returns; Ctrl-C or SIGTERM stops (exit 0)',
+        })
+        .option('interval', { type: 'number', default: 1000, describe: 'With --watch: milliseconds between reads (at least 100)' })
         .conflicts('interface', 'socket')
         .check((a) => {
           if (!a.interface && !a.socket) throw new Error('say which device: --interface <name> or --socket <path>');
+          if (!Number.isFinite(a.interval) || a.interval < 100) throw new Error(`--interval ${a.interval}: must be a number of milliseconds, at least 100`);
+          if (!Number.isFinite(a.timeout) || a.timeout <= 0) throw new Error(`--timeout ${a.timeout}: must be a positive number of milliseconds`);
           return true;
         })
+        .example('$0 inspect -i wg-mesh --watch', 'live view with rates, redrawn every second')
         .example('$0 inspect -i wg-mesh', 'the node agent’s device')
         .example('$0 inspect --socket /var/run/wireguard/wg-gw.sock --json', 'a gateway’s device as JSON') as unknown as Argv<InspectArgs>,
     async (a) => {
       const socketPath = a.socket ?? socketPathFor(a.interface as string, a['socket-dir']);
       const interfaceName = a.interface ?? socketPath.replace(/^.*\//, '').replace(/\.sock$/, '');
+      if (a.watch) {
+        const { watchDevice } = await import('../inspect-watch.ts');
+        await watchDevice({ socketPath, interfaceName, intervalMs: a.interval, timeoutMs: a.timeout, json: a.json, showKeys: a['show-keys'] });
+        return;
+      }
       const device = await new UapiClient(socketPath, { timeoutMs: a.timeout }).get().catch((err: unknown) => {
         // NativeErrors are redacted when made; anything else is, here, before the CLI prints it.
         if (err instanceof NativeError || !(err instanceof Error)) throw err;

@@ -1,0 +1,172 @@
+/**
+ * `aks-mesh inspect --watch`: reads a device every --interval ms and shows it with per-peer rates.
+ *
+ * - On a terminal the `wg show` block is redrawn in place (cursor home + clear), the cursor hidden
+ *   while watching and shown again on exit.
+ * - Not on a terminal (a pipe, a log file) a block is printed only when the device changed (a new
+ *   handshake, moved counters, peers added or removed): an idle device prints nothing, never an
+ *   endless stream of identical blocks.
+ * - With --json: one JSON object per line per read (NDJSON), rates included, for machines.
+ * - A device that goes away (wireguard-go restarting, an agent upgrade) is reported once and watched
+ *   again until it returns: that moment is when an operator most wants the watch to keep running.
+ *   Only Ctrl-C / SIGTERM end the watch, with exit code 0.
+ */
+import type { DeviceState } from '../native/index.ts';
+import { NativeError, UapiClient, redactSecrets } from '../native/index.ts';
+import { formatText, toJson } from './format.ts';
+import type { DeviceJson, PeerJson, PeerRate } from './format.ts';
+
+export interface WatchOptions {
+  socketPath: string;
+  interfaceName: string;
+  intervalMs: number;
+  timeoutMs: number;
+  json: boolean;
+  showKeys: boolean;
+  out?: NodeJS.WriteStream | NodeJS.WritableStream;
+  /** Redraw in place; default: whether `out` is a TTY. */
+  tty?: boolean;
+}
+
+/** One --json --watch line. */
+export interface WatchJson extends Partial<Omit<DeviceJson, 'peers'>> {
+  /** Unix milliseconds of this read. */
+  time: number;
+  interface: string;
+  /** Set when the device could not be read (then no device fields). */
+  error?: string;
+  peers?: WatchPeerJson[];
+}
+
+export interface WatchPeerJson extends PeerJson {
+  /** Unix milliseconds of the last handshake (the device reports nanoseconds), null if never. */
+  latestHandshakeMs: number | null;
+  /** Seconds since the last handshake at this read, null if never. */
+  handshakeAgeSeconds: number | null;
+  /** Bytes/s since the previous read; null on the first read of a peer or after its counters reset. */
+  rxRate: number | null;
+  txRate: number | null;
+}
+
+interface Sample {
+  time: number;
+  rx: bigint;
+  tx: bigint;
+}
+
+const CLEAR = '\x1b[H\x1b[2J';
+const HIDE_CURSOR = '\x1b[?25l';
+const SHOW_CURSOR = '\x1b[?25h';
+
+function handshakeMs(p: DeviceState['peers'][number]): number | null {
+  if (!p.lastHandshake) return null;
+  return Number(p.lastHandshake.sec) * 1000 + Math.floor(p.lastHandshake.nsec / 1e6);
+}
+
+/** Rates since the previous samples; updates `previous` to this read. Counters that went down (a restarted device) give no rate. */
+export function ratesSince(previous: Map<string, Sample>, device: DeviceState, time: number): Map<string, PeerRate | null> {
+  const rates = new Map<string, PeerRate | null>();
+  const seen = new Set<string>();
+  for (const p of device.peers) {
+    seen.add(p.publicKey);
+    const before = previous.get(p.publicKey);
+    const seconds = before ? (time - before.time) / 1000 : 0;
+    rates.set(
+      p.publicKey,
+      before && seconds > 0 && p.rxBytes >= before.rx && p.txBytes >= before.tx
+        ? { rx: Number(p.rxBytes - before.rx) / seconds, tx: Number(p.txBytes - before.tx) / seconds }
+        : null,
+    );
+    previous.set(p.publicKey, { time, rx: p.rxBytes, tx: p.txBytes });
+  }
+  for (const key of previous.keys()) if (!seen.has(key)) previous.delete(key);
+  return rates;
+}
+
+/** Runs until SIGINT/SIGTERM (or `signal` aborts); resolves then, so the CLI exits 0. */
+export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promise<void> {
+  const out = o.out ?? process.stdout;
+  const tty = o.tty ?? (out as NodeJS.WriteStream).isTTY === true;
+  const client = new UapiClient(o.socketPath, { timeoutMs: o.timeoutMs });
+  const stop = new AbortController();
+  const onSignal = (): void => stop.abort();
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  signal?.addEventListener('abort', onSignal, { once: true });
+  const previous = new Map<string, Sample>();
+  // What the last non-TTY block showed (the device, without the read time and derived ages).
+  let lastShown = '';
+  if (tty && !o.json) out.write(HIDE_CURSOR);
+  try {
+    while (!stop.signal.aborted) {
+      const time = Date.now();
+      let device: DeviceState | null = null;
+      let error = '';
+      try {
+        device = await client.get();
+      } catch (err) {
+        // NativeErrors are redacted when made; anything else is, here, before it is printed.
+        error = err instanceof NativeError ? err.message : redactSecrets(err instanceof Error ? err.message : String(err));
+      }
+      if (stop.signal.aborted) break;
+      if (!device) previous.clear();
+      const rates = device ? ratesSince(previous, device, time) : new Map<string, PeerRate | null>();
+      if (o.json) {
+        out.write(`${JSON.stringify(device ? watchJson(device, o, time, rates) : { time, interface: o.interfaceName, error })}\n`);
+      } else {
+        const header = `${new Date(time).toISOString()}  every ${o.intervalMs} ms  (Ctrl-C to stop)\n`;
+        const body = device
+          ? formatText(device, {
+              interfaceName: o.interfaceName,
+              showKeys: o.showKeys,
+              now: Math.floor(time / 1000),
+              rates: new Map([...rates].filter((e): e is [string, PeerRate] => e[1] !== null)),
+            })
+          : `interface: ${o.interfaceName}\n  unavailable: ${error}\n  (watching for it to come back)\n`;
+        if (tty) {
+          out.write(`${CLEAR}${header}${body}`);
+        } else {
+          const state = device ? JSON.stringify(toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys })) : error;
+          if (state !== lastShown) out.write(`${header}${body}\n`);
+          lastShown = state;
+        }
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, o.intervalMs);
+        stop.signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          { once: true },
+        );
+      });
+    }
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    signal?.removeEventListener('abort', onSignal);
+    if (tty && !o.json) out.write(SHOW_CURSOR);
+  }
+}
+
+function watchJson(device: DeviceState, o: WatchOptions, time: number, rates: Map<string, PeerRate | null>): WatchJson {
+  const base = toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys });
+  const byKey = new Map(device.peers.map((p) => [p.publicKey, p]));
+  return {
+    time,
+    ...base,
+    peers: base.peers.map((p) => {
+      const hs = handshakeMs(byKey.get(p.publicKey) as DeviceState['peers'][number]);
+      const rate = rates.get(p.publicKey) ?? null;
+      return {
+        ...p,
+        latestHandshakeMs: hs,
+        handshakeAgeSeconds: hs === null ? null : Math.max(0, Math.floor((time - hs) / 1000)),
+        rxRate: rate ? Math.round(rate.rx) : null,
+        txRate: rate ? Math.round(rate.tx) : null,
+      };
+    }),
+  };
+}

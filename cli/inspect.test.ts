@@ -1,0 +1,191 @@
+/**
+ * `aks-mesh inspect --watch` against a plain wireguard-go that only `wg` (wireguard-tools)
+ * configured, in two network namespaces this test creates: nothing of ours writes to the devices,
+ * so the watch is shown to work on any wireguard-go, not only the agent's.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
+import { waitForPing } from '../e2e/tunnel.ts';
+import { DEFAULT_SOCKET_DIR, findWireguardGo, socketPathFor } from '../native/index.ts';
+import type { WatchJson } from './inspect-watch.ts';
+
+const MAIN = join(import.meta.dirname, 'main.ts');
+const skip = networkTestsUnavailable(['wireguard-go', 'wg']);
+
+function wg(args: string[], input?: string): string {
+  return execFileSync('wg', args, { encoding: 'utf8', input });
+}
+
+/** A running `aks-mesh inspect --watch`, its stdout collected as it arrives. */
+class Watch {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, [MAIN, 'inspect', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout?.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
+    this.child.stderr?.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  lines(): WatchJson[] {
+    return this.stdout
+      .split('\n')
+      .filter((l) => l.endsWith('}'))
+      .map((l) => JSON.parse(l) as WatchJson);
+  }
+
+  /** Waits (generously: the machine is busy) until a JSON line satisfies `ok`; returns it. */
+  async until(ok: (line: WatchJson) => boolean, what: string, timeoutMs = 30_000): Promise<WatchJson> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.lines().find(ok);
+      if (found) return found;
+      if (Date.now() > deadline || this.child.exitCode !== null) {
+        assert.fail(`no watch line ${what} (exit ${this.child.exitCode}); stderr: ${this.stderr}; last: ${this.stdout.slice(-2000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
+    return this.exited;
+  }
+}
+
+describe('aks-mesh inspect --watch on a wireguard-go configured only by wg', { skip: skip ?? false }, () => {
+  const box = new Sandbox();
+  const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-inspect-watch-'));
+  const watches: Watch[] = [];
+  const nodes: Array<{ ns: string; ifName: string; ip: string; meshIp: string; publicKey: string; wg?: ChildProcess }> = [];
+
+  before(async () => {
+    const nsA = await box.addNamespace('a');
+    const nsB = await box.addNamespace('b');
+    // 198.18.0.0/15 (RFC 2544 benchmarking): only ever inside our own namespaces.
+    await box.veth(nsA, '198.18.7.1/24', nsB, '198.18.7.2/24');
+    for (const [name, ns, n] of [
+      ['a', nsA, 1],
+      ['b', nsB, 2],
+    ] as const) {
+      const ifName = box.ifName('wg', name);
+      const privateKey = wg(['genkey']).trim();
+      const keyFile = join(dir, `${name}.key`);
+      writeFileSync(keyFile, `${privateKey}\n`, { mode: 0o600 });
+      const child = box.spawn(ns, findWireguardGo(), ['-f', ifName], {
+        env: { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' },
+      });
+      nodes.push({ ns, ifName, ip: `198.18.7.${n}`, meshIp: `100.97.7.${n}`, publicKey: wg(['pubkey'], privateKey).trim(), wg: child });
+      const socket = socketPathFor(ifName, DEFAULT_SOCKET_DIR);
+      for (let i = 0; !existsSync(socket); i++) {
+        assert.ok(i < 300 && child.exitCode === null, `wireguard-go made no socket at ${socket}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      wg(['set', ifName, 'private-key', keyFile, 'listen-port', '51820']);
+    }
+    for (const [self, other] of [
+      [nodes[0], nodes[1]],
+      [nodes[1], nodes[0]],
+    ]) {
+      wg(['set', self.ifName, 'peer', other.publicKey, 'endpoint', `${other.ip}:51820`, 'allowed-ips', `${other.meshIp}/32`]);
+      await box.ip(self.ns, 'addr', 'add', `${self.meshIp}/24`, 'dev', self.ifName);
+      await box.ip(self.ns, 'link', 'set', self.ifName, 'up');
+    }
+  });
+
+  after(async () => {
+    await Promise.all(watches.map((w) => w.stop()));
+    await box.cleanup();
+    // wireguard-go removes its socket on SIGTERM; one killed harder leaves it: remove ours by name.
+    for (const n of nodes) rmSync(socketPathFor(n.ifName, DEFAULT_SOCKET_DIR), { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('not on a terminal: an idle device prints its wg show block once, not once per read; SIGTERM exits 0', async () => {
+    const [a, b] = nodes;
+    // No traffic yet and no keepalive: the device does not change, however many reads.
+    const w = new Watch(['--socket', socketPathFor(a.ifName, DEFAULT_SOCKET_DIR), '--watch', '--interval', '100']);
+    watches.push(w);
+    const deadline = Date.now() + 30_000;
+    while (!w.stdout.includes('allowed ips:') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    // Twenty more reads' worth of time (at least; the machine may be slower).
+    await new Promise((r) => setTimeout(r, 2000));
+    const { code, signal } = await w.stop();
+    assert.equal(signal, null, w.stderr);
+    assert.equal(code, 0, w.stderr);
+    assert.equal(w.stdout.split('\ninterface: ').length - 1, 1, `expected one block:\n${w.stdout}`);
+    assert.match(
+      w.stdout,
+      new RegExp(`\ninterface: ${a.ifName}\n  public key: ${a.publicKey.replace(/[+/]/g, '\\$&')}\n  private key: \\(hidden\\)\n  listening port: 51820\n`),
+    );
+    assert.ok(w.stdout.includes(`\npeer: ${b.publicKey}\n  endpoint: ${b.ip}:51820\n  allowed ips: ${b.meshIp}/32\n`), w.stdout);
+    assert.ok(!w.stdout.includes('latest handshake'), 'no handshake yet');
+    assert.ok(!w.stdout.includes('\x1b'), 'no terminal escapes into a pipe');
+  });
+
+  test('--json --watch: the peer without a handshake, then after a ping a handshake and growing rx/tx with rates', async (t) => {
+    const [a, b] = nodes;
+    const w = new Watch(['--socket', socketPathFor(a.ifName, DEFAULT_SOCKET_DIR), '--watch', '--json', '--interval', '200']);
+    watches.push(w);
+    const first = await w.until((l) => l.peers?.length === 1, 'with the peer');
+    assert.equal(first.interface, a.ifName);
+    assert.equal(first.privateKey, '(hidden)');
+    assert.equal(first.peers?.[0].publicKey, b.publicKey);
+    assert.equal(first.peers?.[0].latestHandshake, null);
+    assert.equal(first.peers?.[0].rxBytes, '0');
+
+    assert.ok(await waitForPing(box, a.ns, b.meshIp), 'no ping reply through the tunnel');
+    const shaken = await w.until((l) => l.peers?.[0]?.latestHandshakeMs != null, 'with a handshake');
+    const hs = shaken.peers?.[0].latestHandshakeMs as number;
+    // Diagnostic only (never asserted): how long after the handshake the watch reported it.
+    t.diagnostic(`inspect --watch reported the handshake ${shaken.time - hs} ms after it happened (interval 200 ms)`);
+
+    // Traffic while watching: the counters grow and the rates of the reads that saw it are non-zero.
+    const rxBefore = BigInt(shaken.peers?.[0].rxBytes ?? '0');
+    const text = new Watch(['--socket', socketPathFor(a.ifName, DEFAULT_SOCKET_DIR), '--watch', '--interval', '200']);
+    watches.push(text);
+    await box.exec(a.ns, 'ping', ['-c', '10', '-i', '0.2', '-s', '1000', '-W', '2', b.meshIp]);
+    const moving = await w.until(
+      (l) => (l.peers?.[0]?.rxRate ?? 0) > 0 && (l.peers?.[0]?.txRate ?? 0) > 0 && BigInt(l.peers?.[0]?.rxBytes ?? '0') > rxBefore,
+      'with non-zero rx and tx rates',
+    );
+    assert.ok(BigInt(moving.peers?.[0].txBytes ?? '0') > 0n);
+    assert.equal(typeof moving.peers?.[0].handshakeAgeSeconds, 'number');
+    // The text watch of the same traffic: wg show's lines plus a rate line.
+    assert.equal((await text.stop()).code, 0, text.stderr);
+    const section = text.stdout.split('\n\n').filter((s) => s.startsWith(`peer: ${b.publicKey}`)).pop() ?? '';
+    assert.match(section, /\n {2}latest handshake: (Now|\d+ seconds? ago)\n/, text.stdout);
+    assert.match(section, /\n {2}transfer: [\d.]+ (B|KiB) received, [\d.]+ (B|KiB) sent\n/);
+    assert.match(text.stdout, /\n {2}rate: [\d.]+ (B|KiB)\/s received, [\d.]+ (B|KiB)\/s sent\n/);
+  });
+
+  test('the device going away is reported on its line and watched until it returns', async () => {
+    const [, b] = nodes;
+    const w = new Watch(['--socket', socketPathFor(b.ifName, DEFAULT_SOCKET_DIR), '--watch', '--json', '--interval', '200']);
+    watches.push(w);
+    await w.until((l) => l.peers?.length === 1, 'with the peer');
+    b.wg?.kill('SIGTERM');
+    const gone = await w.until((l) => l.error !== undefined, 'reporting the device gone');
+    assert.equal(gone.interface, b.ifName);
+    assert.match(gone.error ?? '', new RegExp(b.ifName));
+    assert.equal(w.child.exitCode, null, 'the watch keeps running');
+    // A new wireguard-go for the same interface (unconfigured): the watch reads it again.
+    const restarted = box.spawn(b.ns, findWireguardGo(), ['-f', b.ifName], {
+      env: { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' },
+    });
+    b.wg = restarted;
+    const back = await w.until((l) => l.time > gone.time && l.error === undefined && Array.isArray(l.peers), 'with the device back');
+    assert.deepEqual(back.peers, []);
+    const { code } = await w.stop();
+    assert.equal(code, 0, w.stderr);
+  });
+});
