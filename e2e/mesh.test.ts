@@ -65,6 +65,31 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     }
   });
 
+  test("each agent's /metrics carries the common exporter's per-peer series, read from the live device: a transfer moves them by at least its size", async () => {
+    const [a, b] = c.nodes;
+    const scrape = async (): Promise<string> => (await c.box.exec(a.ns, 'curl', ['-sf', `http://${a.metricsAddress}/metrics`], { timeoutMs: 10_000 })).stdout;
+    const sample = (text: string, metric: string): number | null => {
+      const line = text.split('\n').find((l) => l.startsWith(`${metric}{`) && l.includes(`peer="Peer/${b.name}"`));
+      return line === undefined ? null : Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    const before = await scrape();
+    assert.match(before, /^# TYPE wireguard_sent_bytes_total counter$/m);
+    const sent0 = sample(before, 'wireguard_sent_bytes_total');
+    assert.ok(sent0 !== null, `no wireguard_sent_bytes_total for Peer/${b.name}:\n${before.split('\n').filter((l) => l.startsWith('wireguard_')).join('\n')}`);
+    const size = 3 * 1024 * 1024;
+    const t = await c.tcp(a.name, b.name, size);
+    assert.ok(t.intact);
+    // The agent shares one device read for a second between scrapes: poll until the transfer shows.
+    let sent = sent0;
+    for (let i = 0; i < 50 && sent - sent0 < size; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      sent = sample(await scrape(), 'wireguard_sent_bytes_total') ?? sent;
+    }
+    assert.ok(sent - sent0 >= size, `wireguard_sent_bytes_total moved by ${sent - sent0}, the transfer was ${size}`);
+    const handshake = sample(await scrape(), 'wireguard_latest_handshake_seconds');
+    assert.ok(handshake !== null && handshake > 1_700_000_000, `latest handshake ${handshake}`);
+  });
+
   test('the matrix holds again after a resync period', async () => {
     await new Promise((r) => setTimeout(r, (RESYNC + 1) * 1000));
     const m = await c.matrix();

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 tcpdump socat procps python3 ca-certificates
-  etcd-server openssl util-linux iptables
+  etcd-server openssl util-linux iptables curl
   # The image (issue 11): a debootstrap base, built by buildah from the Dockerfile, saved by podman.
   debootstrap buildah podman runc
   # Real nodes (issue 11): containerd + runc under kubelet, CNI plugins, kube-proxy's conntrack; gcc and

@@ -196,7 +196,7 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, name: string, create
     return;
   }
 
-  const server = a['metrics-address'] === 'off' ? null : await metrics.serve(a['metrics-address'], { synced: () => source.synced(), maxSilenceMs: Math.max(3 * a.resync * 1000, 30_000), wireguard: () => member.wireguard.status() });
+  const server = a['metrics-address'] === 'off' ? null : await metrics.serve(a['metrics-address'], { synced: () => source.synced(), maxSilenceMs: Math.max(3 * a.resync * 1000, 30_000), wireguard: () => member.wireguard.status(), device: () => member.wireguard.client.get() });
   const stopped = new Promise<string>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve(sig));
   });
