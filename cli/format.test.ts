@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { DeviceState } from '../native/index.ts';
-import { formatText, humanBytes, humanDuration, sortPeers, toJson } from './format.ts';
+import { formatText, humanBytes, humanDuration, humanRate, sortPeers, toJson } from './format.ts';
 import { blankPeerState } from '../native/index.ts';
 import { KeyIndex } from '../scripts/scan-secrets.ts';
 
@@ -284,5 +284,28 @@ describe('no key without showKeys', () => {
   test('with showKeys, the same check finds both keys (so the check above can fail)', () => {
     const found = secrets.find(formatText(CAPTURED, { interfaceName: 'wg0', now: 0, showKeys: true }));
     assert.deepEqual(found.map((f) => f.source).sort(), ['the preshared key', 'the private key']);
+  });
+});
+
+describe('rates (inspect --watch)', () => {
+  test('a peer with a rate gets a "rate:" line after its transfer; peers without one and plain inspect are unchanged', () => {
+    const device: DeviceState = {
+      ...CAPTURED,
+      peers: [peer(PEER_A, { allowedIPs: ['10.1.0.0/16'], rxBytes: 2048n, txBytes: 100n }), peer(PEER_B, { endpoint: '1.2.3.4:51820' })],
+    };
+    const plain = formatText(device, { interfaceName: 'wgcprobe1', now: 0 });
+    const withRates = formatText(device, { interfaceName: 'wgcprobe1', now: 0, rates: new Map([[PEER_A, { rx: 1536, tx: 12.4 }]]) });
+    assert.equal(
+      withRates,
+      plain.replace('  transfer: 2.00 KiB received, 100 B sent\n', '  transfer: 2.00 KiB received, 100 B sent\n  rate: 1.50 KiB/s received, 12 B/s sent\n'),
+    );
+    assert.notEqual(withRates, plain);
+  });
+
+  test('humanRate uses wg\'s byte units per second and never shows a negative rate', () => {
+    assert.equal(humanRate(0), '0 B/s');
+    assert.equal(humanRate(1023.4), '1023 B/s');
+    assert.equal(humanRate(1024 * 1024 * 3.5), '3.50 MiB/s');
+    assert.equal(humanRate(-5), '0 B/s');
   });
 });

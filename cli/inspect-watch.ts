@@ -93,6 +93,8 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   signal?.addEventListener('abort', onSignal, { once: true });
+  // A reader that went away (`inspect --watch | head`) ends the watch quietly, like Ctrl-C.
+  out.on('error', onSignal);
   const previous = new Map<string, Sample>();
   // What the last non-TTY block showed (the device, without the read time and derived ages).
   let lastShown = '';
@@ -147,6 +149,7 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     signal?.removeEventListener('abort', onSignal);
+    out.off('error', onSignal);
     if (tty && !o.json) out.write(SHOW_CURSOR);
   }
 }

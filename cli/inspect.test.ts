@@ -4,7 +4,7 @@
  * so the watch is shown to work on any wireguard-go, not only the agent's.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -132,6 +132,33 @@ describe('aks-mesh inspect --watch on a wireguard-go configured only by wg', { s
     assert.ok(!w.stdout.includes('\x1b'), 'no terminal escapes into a pipe');
   });
 
+  test('on a terminal: redrawn in place with the cursor hidden, Ctrl-C exits 0 and shows the cursor again', async () => {
+    const [a] = nodes;
+    // util-linux script(1) gives the watch a real pseudo-terminal; the ^C written to it is turned
+    // into SIGINT by the terminal's line discipline, as when an operator presses Ctrl-C.
+    const command = [process.execPath, MAIN, 'inspect', '--socket', socketPathFor(a.ifName, DEFAULT_SOCKET_DIR), '--watch', '--interval', '100']
+      .map((x) => `'${x}'`)
+      .join(' ');
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 30_000;
+      // Two redraws: the device is drawn again in place even though nothing changed.
+      while (out.split('\x1b[H\x1b[2J').length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      child.stdin.write('\x03');
+      const code = await exited;
+      assert.equal(code, 0, out);
+      assert.ok(out.includes('\x1b[?25l'), 'the cursor is hidden while watching');
+      assert.ok(out.split('\x1b[H\x1b[2J').length >= 3, `redrawn in place:\n${JSON.stringify(out.slice(-500))}`);
+      assert.match(out, new RegExp(`interface: ${a.ifName}\r?\n`));
+      assert.ok(out.lastIndexOf('\x1b[?25h') > out.lastIndexOf('\x1b[H\x1b[2J'), 'the cursor is shown again at exit');
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  });
+
   test('--json --watch: the peer without a handshake, then after a ping a handshake and growing rx/tx with rates', async (t) => {
     const [a, b] = nodes;
     const w = new Watch(['--socket', socketPathFor(a.ifName, DEFAULT_SOCKET_DIR), '--watch', '--json', '--interval', '200']);
@@ -188,4 +215,19 @@ describe('aks-mesh inspect --watch on a wireguard-go configured only by wg', { s
     const { code } = await w.stop();
     assert.equal(code, 0, w.stderr);
   });
+});
+
+describe('aks-mesh inspect usage errors', () => {
+  for (const [args, message] of [
+    [['--watch'], /say which device/],
+    [['-i', 'wg0', '--watch', '--interval', '5'], /--interval 5: must be a number of milliseconds, at least 100/],
+    [['-i', 'wg0', '--timeout', '0'], /--timeout 0: must be a positive number/],
+  ] as const) {
+    test(`${args.join(' ')}: exits 2 naming the flag`, () => {
+      const r = spawnSync(process.execPath, [MAIN, 'inspect', ...args], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, message);
+      assert.match(r.stderr, /aks-mesh --help/);
+    });
+  }
 });

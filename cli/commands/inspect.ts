@@ -1,6 +1,6 @@
 import type { Argv } from 'yargs';
 import { DEFAULT_SOCKET_DIR, NativeError, UapiClient, redactSecrets, socketPathFor } from '../../native/index.ts';
-import { formatText, toJson } from '../format.ts';
+import { UsageError, formatText, toJson } from '../format.ts';
 
 interface InspectArgs {
   interface?: string;
@@ -41,9 +41,9 @@ export function inspectCommand(y: Argv): Argv {
         .option('interval', { type: 'number', default: 1000, describe: 'With --watch: milliseconds between reads (at least 100)' })
         .conflicts('interface', 'socket')
         .check((a) => {
-          if (!a.interface && !a.socket) throw new Error('say which device: --interface <name> or --socket <path>');
-          if (!Number.isFinite(a.interval) || a.interval < 100) throw new Error(`--interval ${a.interval}: must be a number of milliseconds, at least 100`);
-          if (!Number.isFinite(a.timeout) || a.timeout <= 0) throw new Error(`--timeout ${a.timeout}: must be a positive number of milliseconds`);
+          if (!a.interface && !a.socket) throw new UsageError('say which device: --interface <name> or --socket <path>');
+          if (!Number.isFinite(a.interval) || a.interval < 100) throw new UsageError(`--interval ${a.interval}: must be a number of milliseconds, at least 100`);
+          if (!Number.isFinite(a.timeout) || a.timeout <= 0) throw new UsageError(`--timeout ${a.timeout}: must be a positive number of milliseconds`);
           return true;
         })
         .example('$0 inspect -i wg-mesh --watch', 'live view with rates, redrawn every second')
