@@ -159,6 +159,20 @@ describe('aks-mesh inspect --watch on a wireguard-go configured only by wg', { s
     }
   });
 
+  test('a reader that goes away (inspect --watch --json | head -1) ends the watch with exit 0, not a crash', async () => {
+    const [a] = nodes;
+    const w = new Watch(['--socket', socketPathFor(a.ifName, DEFAULT_SOCKET_DIR), '--watch', '--json', '--interval', '100']);
+    watches.push(w);
+    await w.until((l) => l.peers?.length === 1, 'with the peer');
+    w.child.stdout?.destroy();
+    const deadline = setTimeout(() => w.child.kill('SIGKILL'), 30_000);
+    const { code, signal } = await w.exited;
+    clearTimeout(deadline);
+    assert.equal(signal, null, w.stderr);
+    assert.equal(code, 0, w.stderr);
+    assert.equal(w.stderr, '');
+  });
+
   test('--json --watch: the peer without a handshake, then after a ping a handshake and growing rx/tx with rates', async (t) => {
     const [a, b] = nodes;
     const w = new Watch(['--socket', socketPathFor(a.ifName, DEFAULT_SOCKET_DIR), '--watch', '--json', '--interval', '200']);
