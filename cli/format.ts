@@ -65,6 +65,8 @@ export interface FormatOptions {
   now?: number;
   /** `inspect --watch`: bytes/s per peer public key since the previous read; adds a "rate:" line. */
   rates?: ReadonlyMap<string, PeerRate>;
+  /** `inspect --names`: public key → "Peer/<name>" or "Gateway/<name>"; adds a "name:" line (text) or `name` (JSON). */
+  names?: ReadonlyMap<string, string>;
 }
 
 export interface PeerRate {
@@ -86,6 +88,8 @@ export function formatText(device: DeviceState, o: FormatOptions): string {
   if (device.fwmark) out.push(`  fwmark: 0x${device.fwmark.toString(16)}`);
   for (const peer of sortPeers(device.peers)) {
     out.push('', `peer: ${peer.publicKey}`);
+    const name = o.names?.get(peer.publicKey);
+    if (name) out.push(`  name: ${name}`);
     if (peer.presharedKey) out.push(`  preshared key: ${o.showKeys === true ? peer.presharedKey : '(hidden)'}`);
     if (peer.endpoint) out.push(`  endpoint: ${peer.endpoint}`);
     out.push(`  allowed ips: ${peer.allowedIPs.length ? peer.allowedIPs.join(', ') : '(none)'}`);
@@ -114,6 +118,8 @@ export interface PeerJson {
   txBytes: string;
   /** Seconds; 0 is off. */
   persistentKeepalive: number;
+  /** Only with --names: the Peer or Gateway holding this public key ("Peer/node-a"), null if none does. */
+  name?: string | null;
 }
 
 export interface DeviceJson {
@@ -143,6 +149,7 @@ export function toJson(device: DeviceState, o: FormatOptions): DeviceJson {
       rxBytes: p.rxBytes.toString(),
       txBytes: p.txBytes.toString(),
       persistentKeepalive: p.persistentKeepalive,
+      ...(o.names ? { name: o.names.get(p.publicKey) ?? null } : {}),
     })),
   };
 }

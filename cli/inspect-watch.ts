@@ -26,7 +26,12 @@ export interface WatchOptions {
   out?: NodeJS.WriteStream | NodeJS.WritableStream;
   /** Redraw in place; default: whether `out` is a TTY. */
   tty?: boolean;
+  /** --names: public key → Peer/Gateway name, asked again every NAMES_REFRESH_MS (undefined: could not be read). */
+  loadNames?: () => Promise<Map<string, string> | undefined>;
 }
+
+/** How often --watch --names reads the Peers and Gateways again (members come and go; the API is not polled hard). */
+const NAMES_REFRESH_MS = 30_000;
 
 /** One --json --watch line. */
 export interface WatchJson extends Partial<Omit<DeviceJson, 'peers'>> {
@@ -98,9 +103,24 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
   const previous = new Map<string, Sample>();
   // What the last non-TTY block showed (the device, without the read time and derived ages).
   let lastShown = '';
+  // Without a loader, no names (and the output has no name fields); with one, the last map read.
+  // The first read waits for the names; later refreshes run beside the watch so a slow API never stalls it.
+  let names: Map<string, string> | undefined = o.loadNames ? ((await o.loadNames()) ?? new Map()) : undefined;
+  let namesRead = Date.now();
+  let refreshing = false;
   if (tty && !o.json) out.write(HIDE_CURSOR);
   try {
     while (!stop.signal.aborted) {
+      if (o.loadNames && !refreshing && Date.now() - namesRead >= NAMES_REFRESH_MS) {
+        namesRead = Date.now();
+        refreshing = true;
+        void o
+          .loadNames()
+          .then((m) => {
+            if (m) names = m;
+          })
+          .finally(() => (refreshing = false));
+      }
       const time = Date.now();
       let device: DeviceState | null = null;
       let error = '';
@@ -114,7 +134,7 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
       if (!device) previous.clear();
       const rates = device ? ratesSince(previous, device, time) : new Map<string, PeerRate | null>();
       if (o.json) {
-        out.write(`${JSON.stringify(device ? watchJson(device, o, time, rates) : { time, interface: o.interfaceName, error })}\n`);
+        out.write(`${JSON.stringify(device ? watchJson(device, o, time, rates, names) : { time, interface: o.interfaceName, error })}\n`);
       } else {
         const header = `${new Date(time).toISOString()}  every ${o.intervalMs} ms  (Ctrl-C to stop)\n`;
         const body = device
@@ -123,12 +143,13 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
               showKeys: o.showKeys,
               now: Math.floor(time / 1000),
               rates: new Map([...rates].filter((e): e is [string, PeerRate] => e[1] !== null)),
+              names,
             })
           : `interface: ${o.interfaceName}\n  unavailable: ${error}\n  (watching for it to come back)\n`;
         if (tty) {
           out.write(`${CLEAR}${header}${body}`);
         } else {
-          const state = device ? JSON.stringify(toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys })) : error;
+          const state = device ? JSON.stringify(toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys, names })) : error;
           if (state !== lastShown) out.write(`${header}${body}\n`);
           lastShown = state;
         }
@@ -154,8 +175,8 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
   }
 }
 
-function watchJson(device: DeviceState, o: WatchOptions, time: number, rates: Map<string, PeerRate | null>): WatchJson {
-  const base = toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys });
+function watchJson(device: DeviceState, o: WatchOptions, time: number, rates: Map<string, PeerRate | null>, names: Map<string, string> | undefined): WatchJson {
+  const base = toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys, names });
   const byKey = new Map(device.peers.map((p) => [p.publicKey, p]));
   return {
     time,

@@ -14,6 +14,10 @@ import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
 import { waitForPing } from '../e2e/tunnel.ts';
 import { DEFAULT_SOCKET_DIR, findWireguardGo, socketPathFor } from '../native/index.ts';
 import type { WatchJson } from './inspect-watch.ts';
+import type { DeviceJson } from './format.ts';
+import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
+import { createPeer, customApi, installCrds } from '../sandbox/kube.ts';
+import { API_VERSION, GROUP, VERSION } from '../mesh/index.ts';
 
 const MAIN = join(import.meta.dirname, 'main.ts');
 const skip = networkTestsUnavailable(['wireguard-go', 'wg']);
@@ -244,4 +248,81 @@ describe('aks-mesh inspect usage errors', () => {
       assert.match(r.stderr, /aks-mesh --help/);
     });
   }
+});
+
+describe('aks-mesh inspect --names against kube-apiserver 1.20', { skip: (kubeTestsUnavailable() ?? networkTestsUnavailable(['wireguard-go', 'wg'])) || false }, () => {
+  const box = new Sandbox();
+  let cluster: TestCluster;
+  let kubeconfig: string;
+  let ifName: string;
+  const keys = { peer: '', gateway: '', stranger: '' };
+
+  before(async () => {
+    cluster = await TestCluster.start();
+    await installCrds(cluster);
+    kubeconfig = await cluster.writeKubeconfig(join(cluster.dir, 'inspect.kubeconfig'));
+    for (const k of Object.keys(keys) as Array<keyof typeof keys>) keys[k] = wg(['pubkey'], wg(['genkey'])).trim();
+    const kc = cluster.kubeConfig();
+    await createPeer(kc, `node-${box.tag}`, { publicKey: keys.peer, allowedIPs: ['10.98.0.0/24'] });
+    await customApi(kc).createClusterCustomObject({
+      group: GROUP,
+      version: VERSION,
+      plural: 'gateways',
+      body: { apiVersion: API_VERSION, kind: 'Gateway', metadata: { name: `gw-${box.tag}` }, spec: { publicKey: keys.gateway, meshIP: '100.96.255.9', podCIDRs: ['10.244.0.0/16'] } },
+    });
+    // A device no agent wrote: one wireguard-go, its three peers set by wg alone.
+    const ns = await box.addNamespace('n');
+    ifName = box.ifName('wg', 'n');
+    const child = box.spawn(ns, findWireguardGo(), ['-f', ifName], { env: { ...process.env, WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' } });
+    const socket = socketPathFor(ifName, DEFAULT_SOCKET_DIR);
+    for (let i = 0; !existsSync(socket); i++) {
+      assert.ok(i < 300 && child.exitCode === null, `wireguard-go made no socket at ${socket}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const [i, key] of Object.values(keys).entries()) wg(['set', ifName, 'peer', key, 'allowed-ips', `10.97.${i}.0/24`]);
+  });
+
+  after(async () => {
+    await box.cleanup();
+    if (ifName) rmSync(socketPathFor(ifName, DEFAULT_SOCKET_DIR), { force: true });
+    await cluster?.stop();
+  });
+
+  function run(args: string[]): { code: number | null; stdout: string; stderr: string } {
+    const r = spawnSync(process.execPath, [MAIN, 'inspect', '--socket', socketPathFor(ifName, DEFAULT_SOCKET_DIR), ...args], { encoding: 'utf8', timeout: 60_000 });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  test('text and --json name each peer by its Peer or Gateway; a key no object holds has no name', () => {
+    const text = run(['--kubeconfig', kubeconfig]);
+    assert.equal(text.code, 0, text.stderr);
+    assert.ok(text.stdout.includes(`peer: ${keys.peer}\n  name: Peer/node-${box.tag}\n`), text.stdout);
+    assert.ok(text.stdout.includes(`peer: ${keys.gateway}\n  name: Gateway/gw-${box.tag}\n`), text.stdout);
+    assert.ok(text.stdout.includes(`peer: ${keys.stranger}\n  allowed ips:`), text.stdout);
+    const json = run(['--kubeconfig', kubeconfig, '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    const names = Object.fromEntries((JSON.parse(json.stdout) as DeviceJson).peers.map((p) => [p.publicKey, p.name]));
+    assert.deepEqual(names, { [keys.peer]: `Peer/node-${box.tag}`, [keys.gateway]: `Gateway/gw-${box.tag}`, [keys.stranger]: null });
+    // Without --names nothing asks the API and the JSON has no name field (plain inspect unchanged).
+    const plain = run(['--json']);
+    assert.ok((JSON.parse(plain.stdout) as DeviceJson).peers.every((p) => !('name' in p)));
+  });
+
+  test('--watch --json carries the names', async () => {
+    const w = new Watch(['--socket', socketPathFor(ifName, DEFAULT_SOCKET_DIR), '--watch', '--json', '--interval', '200', '--kubeconfig', kubeconfig]);
+    try {
+      const line = await w.until((l) => l.peers?.length === 3, 'with the three peers', 60_000);
+      assert.equal(line.peers?.find((p) => p.publicKey === keys.gateway)?.name, `Gateway/gw-${box.tag}`);
+    } finally {
+      assert.equal((await w.stop()).code, 0, w.stderr);
+    }
+  });
+
+  test('an API that cannot be read: a warning naming --names, the device shown without names, exit 0', () => {
+    const missing = join(cluster.dir, 'no-such.kubeconfig');
+    const r = run(['--kubeconfig', missing]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: .*no-such\.kubeconfig.*peers shown without names/);
+    assert.ok(r.stdout.includes(`peer: ${keys.peer}\n  allowed ips:`), r.stdout);
+  });
 });
