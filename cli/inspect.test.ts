@@ -143,7 +143,10 @@ describe('aks-mesh inspect --watch on a wireguard-go configured only by wg', { s
     const command = [process.execPath, MAIN, 'inspect', '--socket', socketPathFor(a.ifName, DEFAULT_SOCKET_DIR), '--watch', '--interval', '100']
       .map((x) => `'${x}'`)
       .join(' ');
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // script(1) runs the command through $SHELL -c; `exec` makes the watch the terminal's foreground
+    // process itself, so the ^C reaches it alone (dash, CI's /bin/sh, would otherwise wait as the
+    // foreground parent, take the SIGINT too and exit 130 whatever the watch did).
+    const child = spawn('script', ['-qfec', `exec ${command}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
