@@ -12,7 +12,9 @@ packages=(wireguard-go wireguard-tools iproute2 iputils-ping iperf3 tcpdump soca
   debootstrap buildah podman runc
   # Real nodes (issue 11): containerd + runc under kubelet, CNI plugins, kube-proxy's conntrack; gcc and
   # libc6-dev build kubelet's cgo parts and the pause binary.
-  containerd containernetworking-plugins conntrack gcc libc6-dev)
+  containerd containernetworking-plugins conntrack gcc libc6-dev
+  # The live page's test (issue 12): headless Chromium driven by playwright-core, and a font for its text.
+  chromium fonts-dejavu-core)
 # kubectl: the machine's own if it has one (any version that talks to 1.20), else Debian's.
 command -v kubectl >/dev/null || packages+=(kubernetes-client)
 missing=()

@@ -16,6 +16,13 @@ import { loadKubeConfig } from '../kubeconfig.ts';
 import type { MeshApi } from '../../mesh/api.ts';
 import type { MemberOptions, MeshMember } from '../../mesh/member.ts';
 import type { PeerSource } from '../../mesh/source/types.ts';
+import type { SyncResult } from '../../mesh/reconcile/index.ts';
+import type { Topology } from '../../mesh/topology/index.ts';
+import { CONTROL_FLAG_NAMES, controlFlags, startControl } from '../member-control.ts';
+import type { ControlArgs } from '../member-control.ts';
+import type { MemberService } from '../member-services.ts';
+import { STREAM_FLAG_NAMES, startStream, streamFlags } from '../member-stream.ts';
+import type { StreamArgs } from '../member-stream.ts';
 
 interface CommonArgs {
   'node-name': string;
@@ -45,8 +52,8 @@ interface CommonArgs {
   cleanup: boolean;
 }
 
-type AgentArgs = CommonArgs & AgentFlags;
-type GatewayArgs = CommonArgs & GatewayFlags;
+type AgentArgs = CommonArgs & AgentFlags & StreamArgs & ControlArgs;
+type GatewayArgs = CommonArgs & GatewayFlags & StreamArgs & ControlArgs;
 
 /** What the shared flags make: every member option but the role's. */
 type BaseOptions = Omit<MemberOptions, 'role' | 'name'>;
@@ -64,7 +71,7 @@ function fromEnvironment<T>(y: Argv<T>, names: readonly string[]): Argv<T> {
 /** Flags that take a list (repeated and/or comma-separated; their AKS_MESH_* variable is a comma list). */
 const LIST_FLAGS = new Set(['pod-cidr', 'service-cidr', 'cluster-cidr', 'node-cidr']);
 
-const COMMON_FLAGS = ['node-name', 'interface', 'listen-port', 'mesh-cidr', 'kubeconfig', 'peers-dir', 'key-file', 'wireguard', 'wireguard-go', 'socket-dir', 'mtu', 'table', 'fwmark', 'allow-kubernetes-mark-bits', 'rule-priority', 'service-cidr', 'cluster-cidr', 'node-cidr', 'keepalive', 'resync', 'apply-mode', 'metrics-address', 'log-level', 'log-format'] as const;
+const COMMON_FLAGS: readonly string[] = [...STREAM_FLAG_NAMES, ...CONTROL_FLAG_NAMES, 'node-name', 'interface', 'listen-port', 'mesh-cidr', 'kubeconfig', 'peers-dir', 'key-file', 'wireguard', 'wireguard-go', 'socket-dir', 'mtu', 'table', 'fwmark', 'allow-kubernetes-mark-bits', 'rule-priority', 'service-cidr', 'cluster-cidr', 'node-cidr', 'keepalive', 'resync', 'apply-mode', 'metrics-address', 'log-level', 'log-format'];
 
 /** A mark as written on the command line: decimal or 0x hex (what `ip rule` prints); NaN when it is neither. */
 function parseMark(text: string): number {
@@ -75,7 +82,7 @@ function parseMark(text: string): number {
 }
 
 function common(y: Argv, defaults: { interface: string; keyFile: string; keepalive: number; metrics: string; listenPort: number }): Argv<CommonArgs> {
-  return y
+  return controlFlags(streamFlags(y))
     .option('node-name', { type: 'string', demandOption: true, describe: 'The Kubernetes node this runs on (env AKS_MESH_NODE_NAME; in a pod, from the downward API spec.nodeName)' })
     .option('interface', { type: 'string', default: defaults.interface, describe: 'WireGuard interface name; its UAPI socket is <socket-dir>/<interface>.sock' })
     .option('listen-port', { type: 'number', default: defaults.listenPort, describe: 'UDP port wireguard-go listens on' })
@@ -135,7 +142,7 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
 }
 
 /** Run a member: `role` names it in logs and metrics, `create` is createAgent or createGateway given the shared options. */
-async function run(role: 'node' | 'gateway', a: CommonArgs, name: string, create: (options: BaseOptions) => Promise<MeshMember>): Promise<void> {
+async function run(role: 'node' | 'gateway', a: CommonArgs & StreamArgs & ControlArgs, name: string, create: (options: BaseOptions) => Promise<MeshMember>): Promise<void> {
   // Each mode loads only what it uses: @kubernetes/client-node (with mesh/api.ts and the informers)
   // costs about 85 MB of RSS and most of a second of CPU at start, and a --peers-dir member never
   // talks to an API server. So no mesh/index.ts here (it re-exports everything).
@@ -164,6 +171,8 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, name: string, create
   }
   const { MemberMetrics } = await import('../../mesh/metrics.ts');
   const metrics = new MemberMetrics({ role, name, interface: a.interface });
+  // Side services (the live stream, the control socket) see every pass after the metrics do.
+  const syncListeners = new Set<(result: SyncResult, topology: Topology) => void>();
   const member = await create({
     nodeName: a['node-name'],
     interfaceName: a.interface,
@@ -187,7 +196,16 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, name: string, create
     applyMode: a['apply-mode'],
     log,
     onRequest: (op) => metrics.onRequest(op),
-    onSync: (result, topology) => metrics.record(result, topology),
+    onSync: (result, topology) => {
+      metrics.record(result, topology);
+      for (const listener of syncListeners) {
+        try {
+          listener(result, topology);
+        } catch (err) {
+          log.error('a pass listener failed', { error: (err as Error).message });
+        }
+      }
+    },
   });
 
   if (a.cleanup) {
@@ -200,11 +218,42 @@ async function run(role: 'node' | 'gateway', a: CommonArgs, name: string, create
   const stopped = new Promise<string>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve(sig));
   });
+  const context = {
+    member,
+    metrics,
+    log,
+    role,
+    name,
+    onSync: (listener: (result: SyncResult, topology: Topology) => void) => {
+      syncListeners.add(listener);
+      return () => syncListeners.delete(listener);
+    },
+  };
+  // Started before the member, so an operator can ask a member that waits for its wireguard-go.
+  const services: MemberService[] = [];
+  try {
+    for (const start of [startStream, startControl]) {
+      const service = await start(a, context);
+      if (service) services.push(service);
+    }
+  } catch (err) {
+    await Promise.all(services.map((s) => s.close().catch(() => undefined)));
+    server?.close();
+    throw err;
+  }
+  const closeServices = (): Promise<unknown> => Promise.all(services.map((s) => s.close().catch((e: Error) => log.warn('could not close a side service', { error: e.message }))));
   log.info('starting', { role, name, interface: a.interface, wireguard: a.wireguard, source: a['peers-dir'] ? `directory ${a['peers-dir']}` : 'kubernetes', publicKey: member.publicKey });
-  await member.start();
+  try {
+    await member.start();
+  } catch (err) {
+    await closeServices();
+    server?.close();
+    throw err;
+  }
   const sig = await stopped;
   log.info('stopping', { signal: sig, keeps: a.wireguard === 'attach' ? 'the sidecar device, routes and rule (tunnel stays up)' : 'routes and rule (use --cleanup to remove)' });
   await member.stop();
+  await closeServices();
   server?.close();
   // member.stop() has aborted every API call and waited a bounded time; a socket that still lingers
   // (a watch connecting to an API server that does not answer) must not keep the process: exit once
