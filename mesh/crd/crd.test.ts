@@ -172,7 +172,7 @@ describe('CRDs on a real kube-apiserver', { skip }, () => {
     // READY is empty until an agent writes the Ready condition.
     assert.match(row, /^node-a\s+198\.18\.0\.1:51820\s+100\.96\.0\.7\s+\["10\.244\.1\.0\/24"\]\s+\d+s$/);
     const wide = await cluster.kubectl(['get', 'meshpeer', '-o', 'wide']);
-    assert.match(wide.stdout, /^NAME\s+ENDPOINT\s+MESH IP\s+ALLOWED IPS\s+NODE\s+READY\s+AGE$/m);
+    assert.match(wide.stdout, /^NAME\s+ENDPOINT\s+MESH IP\s+ALLOWED IPS\s+NODE\s+READY\s+HEALTHY\s+AGE$/m);
     assert.match(wide.stdout, /^node-a\s.*\]\s+node-a\s+\d+s$/m);
     const mgw = await cluster.kubectl(['get', 'mgw']);
     assert.equal(mgw.code, 0, mgw.stderr);
@@ -192,5 +192,34 @@ describe('CRDs on a real kube-apiserver', { skip }, () => {
     now = (await custom.getClusterCustomObject(base)) as { status?: unknown; spec: { endpoint: string } };
     assert.deepEqual(now.status, { listenPort: 51820 });
     assert.equal(now.spec.endpoint, '198.18.0.1:51820');
+  });
+
+  test('the per-peer health a member writes is kept as written (nothing pruned), shows as HEALTHY in -o wide, and a wrong reason is refused', async () => {
+    const base = { group: GROUP, version: VERSION, plural: 'peers', name: 'node-a' };
+    const peers = {
+      desired: 3,
+      configured: 3,
+      handshakeWithin3m: 1,
+      healthy: 1,
+      summary: '1/3',
+      unhealthy: [
+        { kind: 'Gateway', name: 'konnectivity', reason: 'NoHandshake' },
+        { kind: 'Peer', name: 'node-b', reason: 'StaleHandshake', lastHandshake: '2026-01-01T00:00:00Z' },
+      ],
+      unhealthyOmitted: 0,
+    };
+    const obj = (await custom.getClusterCustomObject(base)) as Record<string, unknown>;
+    await custom.replaceClusterCustomObjectStatus({ ...base, body: { ...obj, status: { peers } } });
+    const now = (await custom.getClusterCustomObject(base)) as { status?: { peers?: unknown } };
+    assert.deepEqual(now.status?.peers, peers);
+    const wide = await cluster.kubectl(['get', 'mp', 'node-a', '-o', 'wide']);
+    assert.match(wide.stdout, /^node-a\s.*\]\s+node-a\s+1\/3\s+\d+s$/m);
+    const plain = await cluster.kubectl(['get', 'mp', 'node-a']);
+    assert.doesNotMatch(plain.stdout, /HEALTHY|1\/3/, 'HEALTHY is a wide column');
+    const again = (await custom.getClusterCustomObject(base)) as Record<string, unknown>;
+    await assert.rejects(
+      custom.replaceClusterCustomObjectStatus({ ...base, body: { ...again, status: { peers: { ...peers, unhealthy: [{ kind: 'Peer', name: 'x', reason: 'Sad' }] } } } }),
+      (err: unknown) => err instanceof k8s.ApiException && err.code === 422 && apiMessage(err).includes('status.peers.unhealthy.reason'),
+    );
   });
 });

@@ -7,6 +7,12 @@
  * pod CIDR a Peer claims) is enforced by the agent's trust rules (mesh/topology).
  */
 import { GROUP, RESOURCES, VERSION } from './types.ts';
+import type { UnhealthyReason } from './types.ts';
+
+/** At most this many unhealthy peers are listed on a member's status (the rest are counted in unhealthyOmitted). */
+export const UNHEALTHY_LIMIT = 32;
+/** Every reason a peer may be listed as unhealthy for. */
+export const UNHEALTHY_REASONS: readonly UnhealthyReason[] = ['NoHandshake', 'StaleHandshake', 'NoEndpoint', 'NotConfigured', 'Refused'];
 
 type Schema = Record<string, unknown>;
 
@@ -128,6 +134,30 @@ const status: Schema = {
         desired: { type: 'integer', minimum: 0 },
         configured: { type: 'integer', minimum: 0 },
         handshakeWithin3m: { type: 'integer', minimum: 0 },
+        healthy: { type: 'integer', minimum: 0, description: 'Configured peers with a handshake within the last 3 minutes.' },
+        summary: { type: 'string', maxLength: 32, description: 'healthy/desired, e.g. "2/3" (the HEALTHY column).' },
+        unhealthy: {
+          type: 'array',
+          description: `The peers this member does not count as healthy, sorted by kind then name, at most ${UNHEALTHY_LIMIT}.`,
+          maxItems: UNHEALTHY_LIMIT,
+          items: {
+            type: 'object',
+            required: ['kind', 'name', 'reason'],
+            properties: {
+              kind: { type: 'string', enum: ['Peer', 'Gateway'] },
+              name: { type: 'string', maxLength: 253 },
+              reason: {
+                type: 'string',
+                enum: [...UNHEALTHY_REASONS],
+                description:
+                  'NoHandshake: configured, never a handshake; StaleHandshake: the last one is older than 3 minutes; NoEndpoint: no endpoint known and no recent handshake; ' +
+                  'NotConfigured: desired but not on the device; Refused: the trust rules refused the object.',
+              },
+              lastHandshake: { type: 'string', format: 'date-time' },
+            },
+          },
+        },
+        unhealthyOmitted: { type: 'integer', minimum: 0, description: 'How many more unhealthy peers there are than the list holds.' },
       },
     },
     lastSyncTime: { type: 'string', format: 'date-time' },
@@ -187,6 +217,8 @@ export const GATEWAY_SCHEMA = resourceSchema(
 );
 
 const READY = '.status.conditions[?(@.type=="Ready")].status';
+/** healthy/desired as the member last wrote it (`kubectl get mp -o wide`). */
+const HEALTHY: Schema = { name: 'Healthy', type: 'string', jsonPath: '.status.peers.summary', priority: 1, description: 'Peers with a handshake within 3 minutes, of those desired' };
 
 function crd(kind: 'Peer' | 'Gateway', schema: Schema, columns: Schema[]): Schema {
   const r = RESOURCES[kind];
@@ -218,6 +250,7 @@ export const PEER_CRD = crd('Peer', PEER_SCHEMA, [
   { name: 'Allowed IPs', type: 'string', jsonPath: '.spec.allowedIPs' },
   { name: 'Node', type: 'string', jsonPath: '.spec.nodeName', priority: 1 },
   { name: 'Ready', type: 'string', jsonPath: READY },
+  HEALTHY,
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ]);
 
@@ -226,6 +259,7 @@ export const GATEWAY_CRD = crd('Gateway', GATEWAY_SCHEMA, [
   { name: 'Mesh IP', type: 'string', jsonPath: '.spec.meshIP' },
   { name: 'Pod CIDRs', type: 'string', jsonPath: '.spec.podCIDRs' },
   { name: 'Ready', type: 'string', jsonPath: READY },
+  HEALTHY,
   { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
 ]);
 

@@ -58,11 +58,38 @@ export interface Condition {
   observedGeneration?: number;
 }
 
+/** Why a member counts a peer as not healthy (status.peers.unhealthy[].reason). */
+export type UnhealthyReason = 'NoHandshake' | 'StaleHandshake' | 'NoEndpoint' | 'Refused' | 'NotConfigured';
+
+/** One peer a member does not count as healthy, as it says on its own status. */
+export interface UnhealthyPeer {
+  kind: 'Peer' | 'Gateway';
+  name: string;
+  reason: UnhealthyReason;
+  /** RFC 3339: the last handshake, when there was one (a StaleHandshake's age shows from it). */
+  lastHandshake?: string;
+}
+
+/** A member's view of its peers (status.peers). */
+export interface PeerHealth {
+  desired: number;
+  configured: number;
+  handshakeWithin3m: number;
+  /** Configured peers with a handshake within the last 3 minutes. */
+  healthy?: number;
+  /** `${healthy}/${desired}`: the HEALTHY printer column. */
+  summary?: string;
+  /** The peers that are not healthy, sorted by kind then name, at most UNHEALTHY_LIMIT; absent when none. */
+  unhealthy?: UnhealthyPeer[];
+  /** How many more unhealthy peers there are than the list holds; absent when none were left out. */
+  unhealthyOmitted?: number;
+}
+
 export interface MeshStatus {
   observedGeneration?: number;
   conditions?: Condition[];
   listenPort?: number;
-  peers?: { desired: number; configured: number; handshakeWithin3m: number };
+  peers?: PeerHealth;
   lastSyncTime?: string;
 }
 
