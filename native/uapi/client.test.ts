@@ -135,6 +135,21 @@ for (const binary of skip ? [] : availableWireguardGoBinaries()) {
       assert.equal(device.publicKey, publicKeyOf(privateKey));
     });
 
+    test('observe() is told each exchange, its op and whether wireguard-go answered (the UAPI latency metric)', async () => {
+      const seen: Array<[string, number, boolean]> = [];
+      const client = new UapiClient(wg.client.socketPath);
+      const stop = client.observe((op, seconds, answered) => seen.push([op, seconds, answered]));
+      await client.get();
+      await client.removePeer(publicKeyOf(generatePrivateKey()));
+      const gone = new UapiClient(`${wg.client.socketPath}.missing`, { timeoutMs: 500 });
+      gone.observe((op, seconds, answered) => seen.push([op, seconds, answered]));
+      await gone.get().catch(() => undefined);
+      stop();
+      await client.get();
+      assert.deepEqual(seen.map(([op, , answered]) => [op, answered]), [['get', true], ['set', true], ['get', false]]);
+      assert.ok(seen.every(([, s]) => s >= 0 && Number.isFinite(s)));
+    });
+
     test('a refused set leaves no private or preshared key in its error: message, JSON, util.inspect', async () => {
       const privateKey = generatePrivateKey();
       const presharedKey = generatePresharedKey();

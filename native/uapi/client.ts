@@ -136,6 +136,9 @@ function loggedIpcError(log: UapiClientOptions['wireguardLog'], seqBefore: numbe
   return hit?.replace(/^.*?IPC error -?\d+: /, '');
 }
 
+/** Told how long one UAPI exchange took and whether an answer came (UapiClient.observe). */
+export type UapiObserver = (op: 'get' | 'set', seconds: number, answered: boolean) => void;
+
 export class UapiClient {
   readonly socketPath: string;
   readonly timeoutMs: number;
@@ -144,6 +147,7 @@ export class UapiClient {
   private readonly wireguardLog?: UapiClientOptions['wireguardLog'];
   /** How big the next `get` answer is likely to be: the last one and an eighth (devices grow slowly). */
   private getSizeHint = MIN_GET_BUFFER_BYTES;
+  private readonly observers = new Set<UapiObserver>();
 
   constructor(socketPath: string, options: UapiClientOptions = {}) {
     this.socketPath = socketPath;
@@ -158,6 +162,17 @@ export class UapiClient {
 
   static forInterface(interfaceName: string, options: UapiClientOptions & { socketDir?: string } = {}): UapiClient {
     return new UapiClient(socketPathFor(interfaceName, options.socketDir), options);
+  }
+
+  /**
+   * Be told, after each exchange with wireguard-go, how long it took (connect to the last byte of
+   * the answer, or to the failure) and whether an answer came (an errno answer is an answer): the
+   * UAPI latency metric. A `set`'s re-read after a refusal is a `get` of its own. A listener that
+   * throws is ignored. Returns the unsubscribe.
+   */
+  observe(listener: UapiObserver): () => void {
+    this.observers.add(listener);
+    return () => this.observers.delete(listener);
   }
 
   /** Read the whole device. */
@@ -245,11 +260,22 @@ export class UapiClient {
       let buffer = Buffer.allocUnsafe(Math.min(limit, op === 'get' ? this.getSizeHint : SET_ANSWER_BYTES));
       let received = 0;
       let settled = false;
+      const started = this.observers.size ? performance.now() : 0;
       const finish = (err: Error | null): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
         socket.destroy();
+        if (this.observers.size) {
+          const seconds = (performance.now() - started) / 1000;
+          for (const o of this.observers) {
+            try {
+              o(op, seconds, err === null);
+            } catch {
+              // A metric must never break a request.
+            }
+          }
+        }
         if (err) return reject(err);
         if (op === 'get') this.getSizeHint = Math.max(MIN_GET_BUFFER_BYTES, received + (received >> 3));
         resolve(buffer.subarray(0, received));
