@@ -1,0 +1,282 @@
+/**
+ * The member's live stream (issue 12, contract (2)): a WebSocket at ws://<address>/stream that
+ * `aks-mesh inspect --url` and the dashboard read. One JSON object per text frame:
+ *   hello    once, on connect: who this member is;
+ *   device   on connect, then whenever the live device changed (read at most every intervalMs,
+ *            one read shared by every client, and never while no client is connected);
+ *   desired  on connect and after each pass whose topology changed;
+ *   change   after each pass that added, removed or refused something;
+ *   pass     after each pass.
+ *
+ * Never open to the network unless asked: a non-loopback address needs a token, and with a token
+ * every request without `Authorization: Bearer <token>` is answered 401 before the upgrade.
+ * Bounded: at most maxClients connections (then 503), and a client whose unsent data passes
+ * maxBufferedBytes (it reads too slowly) is dropped with close code 1008, never buffered without
+ * limit. What the messages carry is the caller's (cli/member-stream.ts): this module only serves them.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../native/index.ts';
+import { OPEN, WebSocketServer } from './ws.ts';
+import type { WebSocketLike, WebSocketServerLike } from './ws.ts';
+
+export const STREAM_PATH = '/stream';
+export const DEFAULT_STREAM_INTERVAL_MS = 250;
+export const DEFAULT_STREAM_MAX_CLIENTS = 16;
+export const DEFAULT_STREAM_MAX_BUFFERED_BYTES = 1024 * 1024;
+/** Close code and reason a slow client gets (1008: policy violation). */
+export const SLOW_CLIENT_CLOSE = { code: 1008, reason: 'too slow: dropped' } as const;
+/** Tokens shorter than this are refused: the token is all that guards a stream on the network. */
+export const MIN_TOKEN_LENGTH = 16;
+
+export interface StreamServerOptions {
+  /** host:port or [v6]:port; port 0 picks a free one (see address()). */
+  address: string;
+  /** Required on a non-loopback address. */
+  token?: string;
+  /** The hello message's member (contract (2)). */
+  member: Record<string, unknown>;
+  /**
+   * One read of the live device as the `device` message's payload (JSON-able). Its serialisation is
+   * what "changed" means: a read equal to the last one sends nothing. Throwing sends the error once.
+   */
+  readDevice: () => Promise<unknown>;
+  intervalMs?: number;
+  maxClients?: number;
+  maxBufferedBytes?: number;
+  log?: Logger;
+}
+
+/** host and port of "host:port" / "[v6]:port"; throws naming `what` when it is neither. */
+export function parseHostPort(text: string, what: string): { host: string; port: number } {
+  const m = /^\[([0-9a-fA-F:.]+)\]:(\d{1,5})$/.exec(text) ?? /^([^:[\]]+):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || port > 65535 || (isIP(m[1]) === 0 && m[1] !== 'localhost')) {
+    throw new Error(`${what} ${JSON.stringify(text)}: expected IP:port or [IPv6]:port (such as 127.0.0.1:9587)`);
+  }
+  return { host: m[1], port };
+}
+
+/** Only this machine (this network namespace) can connect. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^::ffff:127\./i.test(host);
+}
+
+/** Constant-time comparison of a request's Authorization header against the token. */
+export function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
+  // Digests make both sides 32 bytes: timingSafeEqual needs equal lengths and the length leaks nothing.
+  const given = createHash('sha256')
+    .update(m ? m[1] : '\0')
+    .digest();
+  const wanted = createHash('sha256').update(token).digest();
+  return m !== null && timingSafeEqual(given, wanted);
+}
+
+interface Client {
+  ws: WebSocketLike;
+  dropped: boolean;
+}
+
+export class StreamServer {
+  private readonly o: Required<Omit<StreamServerOptions, 'token' | 'log'>> & Pick<StreamServerOptions, 'token' | 'log'>;
+  private readonly http: Server;
+  private readonly wss: WebSocketServerLike;
+  private readonly clients = new Set<Client>();
+  /** The last device message sent (its serialisation), shared by every client; null while no read is running. */
+  private lastDevice: string | null = null;
+  private lastDeviceKey: string | null = null;
+  private desired: string | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private reading = false;
+  private closed = false;
+
+  private constructor(o: StreamServerOptions) {
+    this.o = {
+      intervalMs: DEFAULT_STREAM_INTERVAL_MS,
+      maxClients: DEFAULT_STREAM_MAX_CLIENTS,
+      maxBufferedBytes: DEFAULT_STREAM_MAX_BUFFERED_BYTES,
+      ...o,
+    };
+    // Clients send nothing: a tiny payload limit keeps a hostile one from making us buffer its frames.
+    this.wss = new WebSocketServer({ noServer: true, maxPayload: 4096, perMessageDeflate: false, clientTracking: false });
+    this.http = createServer((req, res) => {
+      // A plain HTTP request (a browser, curl): the same door as the upgrade, then a hint.
+      const refusal = this.refusal(req);
+      res.writeHead(refusal?.status ?? 426, { 'content-type': 'text/plain; charset=utf-8', connection: 'close', ...(refusal?.headers ?? {}) });
+      res.end(refusal ? `${refusal.text}\n` : `aks-mesh stream: connect with a WebSocket client to ${STREAM_PATH} (aks-mesh inspect --url)\n`);
+    });
+    this.http.headersTimeout = 10_000;
+    this.http.requestTimeout = 10_000;
+    this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+    this.http.on('clientError', (_err, socket: Duplex) => socket.destroy());
+  }
+
+  /** Listens on o.address; rejects (naming the address) when it cannot, or when it would be open without a token. */
+  static async start(o: StreamServerOptions): Promise<StreamServer> {
+    const { host, port } = parseHostPort(o.address, '--stream-address');
+    if (o.token !== undefined && o.token.length < MIN_TOKEN_LENGTH) throw new Error(`stream token: ${o.token.length} characters, at least ${MIN_TOKEN_LENGTH} needed`);
+    if (!isLoopback(host) && !o.token) {
+      throw new Error(`--stream-address ${o.address} is not a loopback address: it needs a token (--stream-token-file or AKS_MESH_STREAM_TOKEN), or bind 127.0.0.1`);
+    }
+    const server = new StreamServer(o);
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(new Error(`--stream-address ${o.address}: ${err.message}`));
+      server.http.once('error', onError);
+      server.http.listen(port, host, () => {
+        server.http.off('error', onError);
+        resolve();
+      });
+    });
+    server.http.on('error', (err: Error) => o.log?.warn('stream server error', { error: err.message }));
+    return server;
+  }
+
+  /** Where it listens (the port, when started on port 0). */
+  address(): { host: string; port: number } {
+    const a = this.http.address() as AddressInfo;
+    return { host: a.address, port: a.port };
+  }
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  /** Why a request is refused before the upgrade, or null. */
+  private refusal(req: IncomingMessage): { status: number; text: string; headers?: Record<string, string> } | null {
+    if (this.o.token !== undefined && !bearerMatches(req.headers.authorization, this.o.token)) {
+      return {
+        status: 401,
+        text: req.headers.authorization ? 'wrong token' : 'a token is required: Authorization: Bearer <token>',
+        headers: { 'www-authenticate': 'Bearer realm="aks-mesh stream"' },
+      };
+    }
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== STREAM_PATH) return { status: 404, text: `no such path: the stream is at ${STREAM_PATH}` };
+    return null;
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const refusal = this.refusal(req) ?? (this.closed ? { status: 503, text: 'stopping' } : null) ?? (this.clients.size >= this.o.maxClients ? { status: 503, text: `too many clients (at most ${this.o.maxClients})` } : null);
+    if (refusal) {
+      const headers = Object.entries({ 'content-type': 'text/plain; charset=utf-8', connection: 'close', ...(refusal.headers ?? {}) })
+        .map(([k, v]) => `${k}: ${v}\r\n`)
+        .join('');
+      const body = `${refusal.text}\n`;
+      socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 401 ? 'Unauthorized' : refusal.status === 404 ? 'Not Found' : 'Service Unavailable'}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      if (refusal.status === 401) this.o.log?.warn('stream: request refused (no or wrong token)', { from: req.socket.remoteAddress });
+      return;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws));
+  }
+
+  private connected(ws: WebSocketLike): void {
+    const client: Client = { ws, dropped: false };
+    this.clients.add(client);
+    ws.on('error', () => ws.terminate());
+    ws.on('close', () => {
+      this.clients.delete(client);
+      if (this.clients.size === 0) this.stopReading();
+    });
+    // Clients have nothing to say; anything they send is ignored.
+    ws.on('message', () => undefined);
+    this.sendTo(client, JSON.stringify({ type: 'hello', time: Date.now(), member: this.o.member }));
+    if (this.lastDevice) this.sendTo(client, this.lastDevice);
+    if (this.desired) this.sendTo(client, this.desired);
+    // The first client starts the reads; the others share them (and got the last device just above).
+    if (!this.timer && !this.reading) void this.readDevice();
+  }
+
+  /** Sends `message` (an object, serialised once) to every client. */
+  broadcast(message: object): void {
+    if (this.clients.size === 0) return;
+    const text = JSON.stringify(message);
+    for (const c of this.clients) this.sendTo(c, text);
+  }
+
+  /** The `desired` message: kept for clients that connect later, and sent to the connected ones. */
+  setDesired(message: object): void {
+    this.desired = JSON.stringify(message);
+    for (const c of this.clients) this.sendTo(c, this.desired);
+  }
+
+  private sendTo(c: Client, text: string): void {
+    if (c.dropped || c.ws.readyState !== OPEN) return;
+    if (c.ws.bufferedAmount > this.o.maxBufferedBytes) {
+      this.drop(c);
+      return;
+    }
+    c.ws.send(text);
+  }
+
+  /**
+   * A client that does not read what it is sent: stop sending, say why in a close frame, and cut the
+   * connection if the close cannot get through either (its window is full), so nothing stays queued.
+   */
+  private drop(c: Client): void {
+    c.dropped = true;
+    this.o.log?.warn('stream: a client read too slowly and was dropped', { limitBytes: this.o.maxBufferedBytes, buffered: c.ws.bufferedAmount });
+    c.ws.close(SLOW_CLIENT_CLOSE.code, SLOW_CLIENT_CLOSE.reason);
+    setTimeout(() => c.ws.terminate(), 1000).unref();
+  }
+
+  private async readDevice(): Promise<void> {
+    this.timer = null;
+    if (this.closed || this.clients.size === 0) return;
+    this.reading = true;
+    const time = Date.now();
+    let payload: object;
+    let key: string;
+    try {
+      const device = await this.o.readDevice();
+      key = JSON.stringify(device);
+      payload = { type: 'device', time, device };
+    } catch (err) {
+      const error = err instanceof Error ? err.message : String(err);
+      key = `error:${error}`;
+      payload = { type: 'device', time, device: null, error };
+    } finally {
+      this.reading = false;
+    }
+    if (this.closed || this.clients.size === 0) {
+      this.stopReading();
+      return;
+    }
+    if (key !== this.lastDeviceKey) {
+      this.lastDeviceKey = key;
+      this.lastDevice = JSON.stringify(payload);
+      for (const c of this.clients) this.sendTo(c, this.lastDevice);
+    }
+    this.timer = setTimeout(() => void this.readDevice(), Math.max(0, this.o.intervalMs - (Date.now() - time)));
+  }
+
+  /** No client left: no reads, and the next client gets a fresh one rather than a stale copy. */
+  private stopReading(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.lastDevice = null;
+    this.lastDeviceKey = null;
+  }
+
+  /** Closes every connection (1001: going away) and the listening socket; resolves once the port is free. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.stopReading();
+    for (const c of this.clients) {
+      c.ws.close(1001, 'member stopping');
+      setTimeout(() => c.ws.terminate(), 500).unref();
+    }
+    this.wss.close();
+    await new Promise<void>((resolve) => {
+      this.http.close(() => resolve());
+      // Idle keep-alive HTTP requests must not hold the port.
+      this.http.closeAllConnections();
+    });
+  }
+}
