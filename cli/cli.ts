@@ -10,8 +10,11 @@ import { UsageError } from './format.ts';
 import { crdsCommand } from './commands/crds.ts';
 import { agentCommand, gatewayCommand } from './commands/member.ts';
 import { demoCommand } from './commands/demo.ts';
+import { dashboardCommand } from './commands/dashboard.ts';
 import { gatewayPatchCommand } from './commands/gateway-patch.ts';
 import { inspectCommand } from './commands/inspect.ts';
+import { diffCommand } from './commands/diff.ts';
+import { reconcileCommand } from './commands/reconcile.ts';
 import { statusCommand } from './commands/status.ts';
 import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
 import { uninstallHookCommand } from './commands/uninstall-hook.ts';
@@ -40,6 +43,8 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(2);
     });
   const commands = [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, statusCommand, crdsCommand, gatewayPatchCommand, uninstallHookCommand, demoCommand, versionCommand];
+  commands.push(dashboardCommand);
+  commands.push(reconcileCommand, diffCommand);
   for (const add of commands) parser = add(parser);
   await parser.parseAsync();
 }
