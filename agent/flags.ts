@@ -8,7 +8,9 @@ import type { Argv } from 'yargs';
 export const AGENT_DEFAULTS = {
   interface: 'wg-mesh',
   keyFile: '/var/lib/aks-mesh/private.key',
-  keepalive: 0,
+  // 25 s, as the gateway: an idle pair then renews its handshake every ~2 min, so status.peers can tell
+  // a live pair (handshake < 3 min) from a broken one. Without it an idle pair never handshakes.
+  keepalive: 25,
   metrics: '0.0.0.0:9586',
   listenPort: 51820,
 } as const;

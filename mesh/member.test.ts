@@ -13,8 +13,11 @@ import { DEFAULT_FWMARK, generatePrivateKey, listFallbacks, listRoutes, listRule
 import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
 import { createPeer, getPeer, installCrds } from '../sandbox/kube.ts';
 import { MeshApi } from './api.ts';
-import type { Peer } from './crd/types.ts';
+import type { Peer, PeerHealth } from './crd/types.ts';
+import { HealthTracker, UNHEALTHY_LIMIT, peerVerdict } from './health.ts';
 import { MeshMember } from './member.ts';
+import type { DeviceState, PeerState } from '../native/index.ts';
+import type { DesiredPeer, Refusal } from './topology/index.ts';
 import { agentRole } from '../agent/role.ts';
 import { MemorySource } from './source/index.ts';
 
@@ -202,5 +205,235 @@ describe('--cleanup when the API no longer lets the node delete its Peer (after 
     assert.deepEqual(await listFallbacks(51821, opts), [], 'fallbacks removed');
     assert.ok(await getPeer(cluster.kubeConfig(), 'node-0'), 'the Peer is still there (the API refused)');
     assert.ok(warnings.some((w) => /could not delete Peer node-0 \(HTTP 403.*kubectl delete peers\.aksmesh\.io node-0/.test(w)), warnings.join('\n'));
+  });
+});
+
+// ------------------------------------------------------------------ per-peer health (status.peers)
+
+/**
+ * Per-peer health is a pure function of the desired peers and the device as read: these states are
+ * written by hand because a real wireguard-go cannot be made to hold a 4-minute-old handshake on
+ * demand (the e2e test in e2e/health.test.ts waits out the real 3 minutes instead).
+ */
+const T0 = 1_800_000_000;
+const at = (sec: number): Date => new Date(sec * 1000);
+const desired = (kind: 'Peer' | 'Gateway', name: string, key = `${kind}-${name}-key`): DesiredPeer =>
+  ({ kind, name, publicKey: key, allowedIPs: [], nodeName: null, meshIP: null }) as unknown as DesiredPeer;
+const state = (key: string, handshakeAt: number | null, endpoint: string | null = '198.18.0.9:51820'): PeerState => ({
+  publicKey: key,
+  presharedKey: null,
+  endpoint,
+  allowedIPs: [],
+  persistentKeepalive: 25,
+  lastHandshake: handshakeAt === null ? null : { sec: BigInt(handshakeAt), nsec: 0 },
+  rxBytes: 0n,
+  txBytes: 0n,
+  protocolVersion: 1,
+});
+const device = (peers: PeerState[]): DeviceState => ({ privateKey: null, publicKey: null, listenPort: 51820, fwmark: 0, peers }) as DeviceState;
+const refusal = (kind: 'Peer' | 'Gateway', name: string): Refusal => ({ kind, name, reason: 'OutsideNodePodCIDRs', field: 'spec.allowedIPs[0]', message: `${kind} ${name}: refused` });
+
+describe('per-peer health (mesh/health.ts)', () => {
+  test('the reasons: not on the device, never a handshake, no endpoint, a handshake older than 3 minutes; younger is healthy', () => {
+    assert.deepEqual(peerVerdict(undefined, T0), { reason: 'NotConfigured' });
+    assert.deepEqual(peerVerdict(state('k', null), T0), { reason: 'NoHandshake' });
+    assert.deepEqual(peerVerdict(state('k', null, null), T0), { reason: 'NoEndpoint' });
+    assert.equal(peerVerdict(state('k', T0 - 179), T0), null, '179 s: healthy');
+    assert.deepEqual(peerVerdict(state('k', T0 - 180), T0), { reason: 'StaleHandshake', lastHandshake: new Date((T0 - 180) * 1000).toISOString().replace(/\.\d+Z$/, 'Z') });
+    // A roaming peer we never had an endpoint for, but which handshook once: this side cannot renew it.
+    assert.equal(peerVerdict(state('k', T0 - 600, null), T0)?.reason, 'NoEndpoint');
+    assert.equal(peerVerdict(state('k', T0 - 5, null), T0), null, 'a fresh handshake is healthy without an endpoint (the peer roams to us)');
+  });
+
+  test('status.peers: counts, summary n/m, the unhealthy list sorted by kind then name with its reasons; refused objects listed but not counted in m', () => {
+    const peers = [desired('Peer', 'node-c'), desired('Peer', 'node-a'), desired('Gateway', 'gw'), desired('Peer', 'node-b'), desired('Peer', 'Node-Z')];
+    const live = device([state(peers[0].publicKey, T0 - 10), state(peers[1].publicKey, T0 - 400), state(peers[2].publicKey, null), state(peers[4].publicKey, T0 - 1)]);
+    const h = new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers, live, refused: [refusal('Peer', 'evil'), refusal('Peer', 'self')], full: true, at: at(T0) });
+    assert.deepEqual(h, {
+      desired: 5,
+      configured: 4,
+      handshakeWithin3m: 2,
+      healthy: 2,
+      summary: '2/5',
+      unhealthy: [
+        { kind: 'Gateway', name: 'gw', reason: 'NoHandshake' },
+        { kind: 'Peer', name: 'evil', reason: 'Refused' },
+        { kind: 'Peer', name: 'node-a', reason: 'StaleHandshake', lastHandshake: new Date((T0 - 400) * 1000).toISOString().replace(/\.\d+Z$/, 'Z') },
+        { kind: 'Peer', name: 'node-b', reason: 'NotConfigured' },
+      ],
+    } satisfies PeerHealth);
+    // The member's own refusal is its Ready condition's business, not one of its peers.
+    assert.ok(!h.unhealthy?.some((u) => u.name === 'self'));
+  });
+
+  test(`the list is bounded: the first ${UNHEALTHY_LIMIT} in order, and how many more were left out`, () => {
+    const peers = Array.from({ length: 50 }, (_, i) => desired('Peer', `node-${String(i).padStart(2, '0')}`));
+    const h = new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers, live: device([]), refused: [refusal('Gateway', 'gw')], full: true, at: at(T0) });
+    assert.equal(h.unhealthy?.length, UNHEALTHY_LIMIT);
+    assert.equal(h.unhealthyOmitted, 51 - UNHEALTHY_LIMIT);
+    assert.deepEqual(h.unhealthy?.[0], { kind: 'Gateway', name: 'gw', reason: 'Refused' });
+    assert.equal(h.unhealthy?.at(-1)?.name, `node-${String(UNHEALTHY_LIMIT - 2).padStart(2, '0')}`);
+    assert.equal(h.summary, '0/50');
+    const healthy = new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers: peers.slice(0, 2), live: device(peers.slice(0, 2).map((p) => state(p.publicKey, T0))), refused: [], full: true, at: at(T0) });
+    assert.deepEqual(healthy, { desired: 2, configured: 2, handshakeWithin3m: 2, healthy: 2, summary: '2/2' }, 'no list and no omitted count when all are healthy');
+  });
+
+  test('unchanged input gives the same object; an event pass judges only what changed, as of the last read; a full pass judges again with its time', () => {
+    const tracker = new HealthTracker({ kind: 'Peer', name: 'self' });
+    const a = desired('Peer', 'node-a');
+    const b = desired('Peer', 'node-b');
+    const peers = [a, b];
+    const liveA = state(a.publicKey, T0 - 100);
+    const live = device([liveA, state(b.publicKey, T0 - 100)]);
+    const first = tracker.update({ peers, live, refused: [], full: true, at: at(T0) });
+    assert.equal(first.summary, '2/2');
+    // An event pass 2 minutes later that changed nothing: no re-judging (handshakes were not re-read).
+    assert.equal(tracker.update({ peers, live, refused: [], full: false, at: at(T0 + 120) }), first);
+    // An event pass adds node-c (on the device, no handshake yet) and removes node-b.
+    const c = desired('Peer', 'node-c');
+    const next = tracker.update({ peers: [a, c], live: device([liveA, state(c.publicKey, null)]), refused: [], full: false, at: at(T0 + 120) });
+    assert.deepEqual(next.unhealthy, [{ kind: 'Peer', name: 'node-c', reason: 'NoHandshake' }]);
+    assert.equal(next.summary, '1/2', 'node-a is still judged as of the last read (100 s old then)');
+    // The next full pass reads the same handshakes 120 s later: node-a's is 220 s old now.
+    const full = tracker.update({ peers: [a, c], live: device([liveA, state(c.publicKey, null)]), refused: [], full: true, at: at(T0 + 120) });
+    assert.deepEqual(full.unhealthy?.map((u) => `${u.name}:${u.reason}`), ['node-a:StaleHandshake', 'node-c:NoHandshake']);
+    assert.equal(full.summary, '0/2');
+    // A peer whose key changed (same name): judged on its new key.
+    const c2 = desired('Peer', 'node-c', 'new-key');
+    const rekeyed = tracker.update({ peers: [a, c2], live: device([liveA, state('new-key', T0 + 119)]), refused: [], full: false, at: at(T0 + 121) });
+    assert.deepEqual(rekeyed.unhealthy?.map((u) => `${u.name}:${u.reason}`), ['node-a:StaleHandshake']);
+    assert.equal(rekeyed.summary, '1/2');
+  });
+
+  test('an event pass is judged the same as a full pass over the same input (random changes)', () => {
+    let seed = 11;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    const pool = Array.from({ length: 30 }, (_, i) => desired(i % 5 === 0 ? 'Gateway' : 'Peer', `m-${i}`));
+    const states = new Map(pool.map((p) => [p.publicKey, state(p.publicKey, next() % 3 === 0 ? null : T0 - (next() % 400), next() % 7 === 0 ? null : '198.18.0.1:1')]));
+    const tracker = new HealthTracker({ kind: 'Peer', name: 'self' });
+    let peers = pool.slice(0, 10);
+    let live = device(peers.filter(() => next() % 4 !== 0).map((p) => states.get(p.publicKey) as PeerState));
+    tracker.update({ peers, live, refused: [], full: true, at: at(T0) });
+    for (let round = 0; round < 200; round++) {
+      peers = pool.filter(() => next() % 3 !== 0).sort((x, y) => (x.publicKey < y.publicKey ? -1 : 1));
+      live = device(peers.filter(() => next() % 5 !== 0).map((p) => states.get(p.publicKey) as PeerState));
+      const refused = next() % 4 === 0 ? [refusal('Peer', `r-${next() % 3}`)] : [];
+      const event = tracker.update({ peers, live, refused, full: false, at: at(T0 + round) });
+      const fresh = new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers, live, refused, full: true, at: at(T0) });
+      assert.deepEqual(event, fresh, `round ${round}`);
+    }
+  });
+});
+
+describe('a member writes its per-peer health on its own Peer, only when it changes', { skip: skip || kubeTestsUnavailable() || false, timeout: 180_000 }, () => {
+  let cluster: TestCluster;
+  let box: Sandbox;
+  let keyDir: string;
+  let member: MeshMember;
+  let api: MeshApi;
+  let source: MemorySource;
+  const keys = Array.from({ length: 4 }, () => publicKeyOf(generatePrivateKey()));
+  const health = async (): Promise<PeerHealth | undefined> => (await getPeer(cluster.kubeConfig(), 'node-0'))?.status?.peers as PeerHealth | undefined;
+  const until = async <T>(what: string, read: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const v = await read();
+      if (ok(v)) return v;
+      assert.ok(Date.now() < deadline, `${what}: last seen ${JSON.stringify(v)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+
+  before(async () => {
+    cluster = await TestCluster.start();
+    await installCrds(cluster);
+    box = new Sandbox();
+    const ns = await box.addNamespace('h');
+    keyDir = await mkdtemp(join(tmpdir(), 'aks-mesh-member-health-'));
+    const keyPath = join(keyDir, 'private.key');
+    keys[0] = publicKeyOf(loadOrCreatePrivateKey(keyPath).privateKey);
+    // The own Peer as the role would write it, in the API (status goes there) and in the source.
+    const own = peer(0, keys[0]);
+    await createPeer(cluster.kubeConfig(), 'node-0', own.spec);
+    source = new MemorySource({
+      nodes: Array.from({ length: 4 }, (_, i) => ({ name: `node-${i}`, podCIDRs: [`10.244.${i}.0/24`], internalIPs: [`198.18.0.${i + 1}`] })),
+      peers: [
+        own,
+        // An endpoint nobody answers at: configured, never a handshake.
+        peer(1, keys[1]),
+        // No endpoint: this side cannot start a handshake.
+        { ...peer(2, keys[2]), spec: { ...peer(2, keys[2]).spec, endpoint: undefined } } as Peer,
+        // Claims node-1's pod CIDR: refused by the trust rules.
+        peer(3, keys[3], '198.18.0.4:51820', '10.244.1.0/24'),
+      ],
+    });
+    api = new MeshApi(cluster.kubeConfig(), { instance: 'node-0', component: 'aks-mesh-agent' });
+    member = new MeshMember({
+      role: agentRole({ nodeName: 'node-0', listenPort: 51820 }),
+      name: 'node-0',
+      nodeName: 'node-0',
+      interfaceName: box.ifName('wh', 'a'),
+      listenPort: 51820,
+      meshCIDR: '100.96.0.0/16',
+      fwmark: DEFAULT_FWMARK,
+      table: 51822,
+      rulePriority: 5282,
+      mtu: 1420,
+      keyPath,
+      wireguard: 'spawn',
+      netns: ns,
+      source,
+      api,
+      resyncMs: 0,
+      debounceMs: 20,
+    });
+    box.trackPid(() => (member.wireguard as { pid?: number }).pid);
+    await member.start();
+  });
+
+  after(async () => {
+    await member?.stop().catch(() => undefined);
+    await box?.cleanup();
+    if (keyDir) await rm(keyDir, { recursive: true, force: true });
+    await cluster?.stop();
+  });
+
+  test('status.peers names each unhealthy peer with its reason; HEALTHY reads 0/2 (the refused one is listed, not counted)', async () => {
+    const h = await until('the health on Peer node-0', health, (v) => v?.unhealthy?.length === 3);
+    assert.deepEqual(h, {
+      desired: 2,
+      configured: 2,
+      handshakeWithin3m: 0,
+      healthy: 0,
+      summary: '0/2',
+      unhealthy: [
+        { kind: 'Peer', name: 'node-1', reason: 'NoHandshake' },
+        { kind: 'Peer', name: 'node-2', reason: 'NoEndpoint' },
+        { kind: 'Peer', name: 'node-3', reason: 'Refused' },
+      ],
+    });
+    const wide = await cluster.kubectl(['get', 'mp', 'node-0', '-o', 'wide']);
+    assert.match(wide.stdout, /^node-0\s.*\s0\/2\s+\d+s$/m, wide.stdout);
+  });
+
+  test('passes that change nothing write nothing; a change of the unhealthy set is written once', async () => {
+    // Let a write held back by STATUS_MIN_INTERVAL_MS go out first.
+    await new Promise((r) => setTimeout(r, 11_000));
+    // lastSyncTime alone is refreshed once a minute (MeshApi.updateStatus' heartbeat): on a slow
+    // machine one may fall into this test, and is then the one write allowed beside the change.
+    const syncTime = async () => ((await getPeer(cluster.kubeConfig(), 'node-0'))?.status as { lastSyncTime?: string } | undefined)?.lastSyncTime;
+    const syncBefore = await syncTime();
+    const before = api.statusWrites;
+    for (let i = 0; i < 3; i++) await member.reconciler.syncNow();
+    await new Promise((r) => setTimeout(r, 11_000));
+    const heartbeat = (await syncTime()) === syncBefore ? 0 : 1;
+    assert.equal(api.statusWrites, before + heartbeat, 'three full passes with the same health: no status write');
+    source.deletePeer('node-3');
+    const h = await until('node-3 off the list', health, (v) => v?.unhealthy?.length === 2);
+    assert.deepEqual(h?.unhealthy?.map((u) => u.name), ['node-1', 'node-2']);
+    await member.reconciler.idle();
+    await new Promise((r) => setTimeout(r, 500));
+    const heartbeats = (await syncTime()) === syncBefore ? 0 : 1;
+    assert.equal(api.statusWrites, before + 1 + heartbeats, 'one write for the one change');
   });
 });

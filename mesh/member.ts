@@ -43,6 +43,7 @@ import type { PeerSource, Snapshot } from './source/index.ts';
 import { TopologyEngine, allocateMeshIP, meshIPHolders } from './topology/index.ts';
 import type { DesiredPeer, MeshIPHolder, MeshSettings, ObjectKind, Refusal, Topology } from './topology/index.ts';
 import { identityDelta } from './delta.ts';
+import { HealthTracker } from './health.ts';
 
 /** What a role's ownSpec may read: the member's key, its mesh IP (allocated on demand) and the Nodes. */
 export interface OwnSpecContext {
@@ -226,7 +227,8 @@ export class MeshMember {
   private loggedRefused: readonly Refusal[] | null = null;
   /** The public keys on the device, by the reconciler's live state (the same object while the device did not change). */
   private liveKeysFor: { live: DeviceState | null; keys: Set<string> } | null = null;
-  private counts: { peers: readonly DesiredPeer[]; live: DeviceState | null; configured: number; handshakeWithin3m: number } | null = null;
+  /** Per-peer health for status.peers (mesh/health.ts): judged again in full only when a full pass read the handshakes. */
+  private readonly health: HealthTracker;
 
   private readonly role: MemberRole;
   /** What the role's hooks get (built once: the API does not change). */
@@ -237,6 +239,7 @@ export class MeshMember {
     this.role = options.role;
     this.log = options.log ?? silentLogger;
     this.registerBackoff = new Backoff({ initialMs: 500, maxMs: 30_000, ...options.registerBackoff });
+    this.health = new HealthTracker({ kind: options.role.kind, name: options.name });
     const key = loadOrCreatePrivateKey(options.keyPath);
     if (key.created) this.log.info('created a private key', { path: options.keyPath });
     this.privateKey = key.privateKey;
@@ -702,25 +705,10 @@ export class MeshMember {
   private async writeStatus(result: SyncResult, topology: Topology): Promise<void> {
     if (this.stopped) return;
     const api = this.o.api as MeshApi;
-    const live: DeviceState | null = result.live;
-    // Counted again only when the peers or the device changed, or on a full pass (which re-reads
-    // the handshakes; an event pass's live state carries the last full pass's handshakes anyway).
-    let counts = this.counts;
-    if (!counts || counts.peers !== topology.peers || counts.live !== live || result.full) {
-      const now = Math.floor(Date.now() / 1000);
-      const byKey = new Map((live?.peers ?? []).map((p) => [p.publicKey, p]));
-      let configured = 0;
-      let handshakeWithin3m = 0;
-      for (const p of topology.peers) {
-        const got = byKey.get(p.publicKey);
-        if (!got) continue;
-        configured++;
-        const hs = got.lastHandshake;
-        if (hs !== null && hs !== undefined && now - Number(hs.sec) < 180) handshakeWithin3m++;
-      }
-      counts = this.counts = { peers: topology.peers, live, configured, handshakeWithin3m };
-    }
-    const { configured, handshakeWithin3m } = counts;
+    // Every peer judged again on a full pass (which re-read the handshakes); an event pass judges
+    // only the peers it changed, as of the last read (its live state carries those handshakes).
+    const health = this.health.update({ peers: topology.peers, live: result.live, refused: topology.refused, full: result.full, at: result.at });
+    const { configured } = health;
     const ownRefused = topology.refused.find((r) => r.kind === this.kind && r.name === this.o.name);
     // Refused by the trust rules, this member is not part of the mesh, however well its device is set up.
     const ok = !result.error && configured === topology.peers.length && !ownRefused;
@@ -733,7 +721,9 @@ export class MeshMember {
     const was = own?.status?.conditions?.find((c) => c.type === 'Ready');
     const sinceWrite = Date.now() - this.lastStatusWrite;
     if (was && was.status === ready.status && was.reason === ready.reason && sinceWrite < STATUS_MIN_INTERVAL_MS) {
-      // Only counts moved: the latest of them goes out once the interval is over.
+      // Only counts or the unhealthy list moved: the latest of them goes out once the interval is
+      // over (a node joining changes every member's list; written at once, a burst of joins would
+      // cost each member a write per join).
       this.pendingStatus = { result, topology };
       if (!this.statusTimer) {
         this.statusTimer = setTimeout(() => {
@@ -749,7 +739,7 @@ export class MeshMember {
       const wrote = await api.updateStatus(
         this.kind,
         this.o.name,
-        { listenPort: this.o.listenPort, peers: { desired: topology.peers.length, configured, handshakeWithin3m }, lastSyncTime: result.at.toISOString().replace(/\.\d+Z$/, 'Z') },
+        { listenPort: this.o.listenPort, peers: health, lastSyncTime: result.at.toISOString().replace(/\.\d+Z$/, 'Z') },
         ready,
         { cached: own?.status, generation: own?.metadata.generation },
       );
