@@ -12,7 +12,8 @@ import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
 import { createPeer, customApi, installCrds } from '../sandbox/kube.ts';
 import { GROUP, NODE_BOUND_POLICY, VERSION } from '../mesh/index.ts';
 import { generatePrivateKey, publicKeyOf } from '../native/index.ts';
-import { nodeBoundWarning, printable } from './commands/status.ts';
+import { meshHealth, meshHealthLines, nodeBoundWarning, printable } from './commands/status.ts';
+import type { MemberHealth } from './commands/status.ts';
 
 const MAIN = join(import.meta.dirname, 'main.ts');
 
@@ -51,6 +52,54 @@ describe('printable', () => {
       assert.equal(printable(out), out, 'idempotent');
     }
     assert.equal(printable('Peer node-b: allowedIPs 10.244.9.0/24 is not inside Node node-b’s podCIDRs'), 'Peer node-b: allowedIPs 10.244.9.0/24 is not inside Node node-b’s podCIDRs');
+  });
+});
+
+describe('the broken pairs, from what each member lists on its status', () => {
+  const h = (summary: string, unhealthy: NonNullable<MemberHealth['health']>['unhealthy'], extra: Partial<NonNullable<MemberHealth['health']>> = {}): MemberHealth['health'] => ({
+    desired: Number(summary.split('/')[1]),
+    configured: 0,
+    handshakeWithin3m: Number(summary.split('/')[0]),
+    healthy: Number(summary.split('/')[0]),
+    summary,
+    ...(unhealthy ? { unhealthy } : {}),
+    ...extra,
+  });
+
+  test('each unordered pair once, with every reason and who reports it; refused objects apart; cut lists said', () => {
+    const members: MemberHealth[] = [
+      { kind: 'Peer', name: 'node-b', health: h('1/3', [{ kind: 'Peer', name: 'node-a', reason: 'StaleHandshake', lastHandshake: '2026-12-01T07:00:00Z' }, { kind: 'Peer', name: 'evil', reason: 'Refused' }]) },
+      { kind: 'Peer', name: 'node-a', health: h('1/3', [{ kind: 'Peer', name: 'node-b', reason: 'StaleHandshake', lastHandshake: '2026-12-01T07:00:01Z' }, { kind: 'Gateway', name: 'gw', reason: 'NoHandshake' }]) },
+      { kind: 'Peer', name: 'node-c', health: h('2/2', undefined) },
+      { kind: 'Gateway', name: 'gw', health: h('2/3', [{ kind: 'Peer', name: 'node-a', reason: 'NotConfigured' }], { unhealthyOmitted: 4 }) },
+      { kind: 'Peer', name: 'evil', refusedMessage: "Peer evil: spec.allowedIPs[0] 10.244.0.0/16 overlaps Node node-a's podCIDR 10.244.0.0/24" },
+    ];
+    const got = meshHealth(members);
+    assert.deepEqual(got.brokenPairs, [
+      { members: ['Gateway/gw', 'node-a'], reasons: [{ reason: 'NoHandshake', reportedBy: ['node-a'] }, { reason: 'NotConfigured', reportedBy: ['Gateway/gw'] }] },
+      { members: ['node-a', 'node-b'], reasons: [{ reason: 'StaleHandshake', reportedBy: ['node-a', 'node-b'], lastHandshake: '2026-12-01T07:00:01Z' }] },
+    ]);
+    assert.deepEqual(got.refused, [{ kind: 'Peer', name: 'evil', reportedBy: ['node-b'], message: "Peer evil: spec.allowedIPs[0] 10.244.0.0/16 overlaps Node node-a's podCIDR 10.244.0.0/24" }]);
+    assert.deepEqual(got.omitted, [{ member: 'Gateway/gw', count: 4 }]);
+    assert.deepEqual(meshHealthLines(got, members.length), [
+      'broken pairs:',
+      '  Gateway/gw ↔ node-a: NoHandshake (reported by node-a); NotConfigured (reported by Gateway/gw)',
+      '  node-a ↔ node-b: StaleHandshake (reported by node-a, node-b; last handshake 2026-12-01T07:00:01Z)',
+      '  Gateway/gw lists 4 more unhealthy peers than its status holds',
+      'refused:',
+      "  Peer evil: Peer evil: spec.allowedIPs[0] 10.244.0.0/16 overlaps Node node-a's podCIDR 10.244.0.0/24 (reported by node-b)",
+    ]);
+    assert.deepEqual(meshHealthLines(meshHealth([{ kind: 'Peer', name: 'node-c', health: h('2/2', undefined) }]), 1), ['broken pairs: none']);
+  });
+
+  test('whatever a writer put on a status, nothing unsafe is printed and nothing malformed throws', () => {
+    const members = [
+      { kind: 'Peer', name: 'node-a', health: { ...h('0/1', undefined), unhealthy: [{ kind: 'Peer', name: 'x\x1b[2Jy', reason: 'No\u202eHandshake' }, { kind: 'Evil', name: 'z', reason: 'NoHandshake' }, null, 'text'] } },
+      { kind: 'Peer', name: 'node-b', health: { unhealthy: 'not a list' } },
+    ] as unknown as MemberHealth[];
+    const lines = meshHealthLines(meshHealth(members), 2);
+    assert.deepEqual(lines, ['broken pairs:', '  node-a ↔ xy: NoHandshake (reported by node-a)']);
+    for (const l of lines) assert.doesNotMatch(l, UNSAFE);
   });
 });
 
@@ -107,7 +156,7 @@ describe('aks-mesh status against kube-apiserver 1.20', { skip }, () => {
     assert.match(row, /False\s.*allowedIPs 10\.99\.0\.0\/24 is refused$/);
     assert.doesNotMatch(table.stdout, UNSAFE);
     const json = await cli(['status', '--kubeconfig', kubeconfig, '--json']);
-    const rows = JSON.parse(json.stdout) as Array<{ name: string; problem: string }>;
+    const rows = (JSON.parse(json.stdout) as { members: Array<{ name: string; problem: string }> }).members;
     assert.equal(rows.find((r) => r.name === 'evil')?.problem, 'allowedIPs 10.99.0.0/24 is refused');
   });
 });

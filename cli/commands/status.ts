@@ -1,11 +1,13 @@
 /**
  * `aks-mesh status`: the mesh's health at a glance, from the status every member writes on its own
- * Peer or Gateway (Ready, peers configured, recent handshakes, last sync) and the Accepted condition
- * agents write on objects the trust rules refused; and a warning when the API server does not bind
+ * Peer or Gateway (Ready, peers configured, recent handshakes, last sync, the peers it finds
+ * unhealthy and why) and the Accepted condition agents write on objects the trust rules refused; the
+ * broken pairs, each named once with who reports it; and a warning when the API server does not bind
  * writes to nodes (no node-bound-writes policy). Everything printed comes from the API, so control
  * characters and terminal escapes are stripped first.
  */
 import type { Argv } from 'yargs';
+import type { PeerHealth } from '../../mesh/crd/types.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
 
 interface StatusArgs {
@@ -22,8 +24,120 @@ interface Row {
   accepted: string;
   peers: string;
   handshakes: string;
+  /** status.peers.summary: healthy/desired. */
+  healthy: string;
   lastSync: string;
   problem: string;
+}
+
+/** What `status` reads of one member for the broken pairs: its object and the health on its status. */
+export interface MemberHealth {
+  kind: 'Peer' | 'Gateway';
+  name: string;
+  health?: PeerHealth;
+  /** The Accepted condition's message when the trust rules refused this object. */
+  refusedMessage?: string;
+}
+
+/** A pair of members at least one of which lists the other as unhealthy, named once. */
+export interface BrokenPair {
+  /** The two members as printed (a Peer by its name, a Gateway as Gateway/<name>), in order. */
+  members: [string, string];
+  /** Each reason given, with who gave it (sorted). */
+  reasons: Array<{ reason: string; reportedBy: string[]; lastHandshake?: string }>;
+}
+
+/** An object the trust rules refused, with the members that list it and the reason written on it. */
+export interface RefusedObject {
+  kind: 'Peer' | 'Gateway';
+  name: string;
+  reportedBy: string[];
+  message?: string;
+}
+
+export interface MeshHealth {
+  brokenPairs: BrokenPair[];
+  refused: RefusedObject[];
+  /** Members whose list was cut (status.peers.unhealthyOmitted): more broken pairs than shown. */
+  omitted: Array<{ member: string; count: number }>;
+}
+
+/** How a member is named in a pair: a Peer by its name, a Gateway as Gateway/<name> (names have no '/', so they cannot collide). */
+export function memberLabel(kind: 'Peer' | 'Gateway', name: string): string {
+  return printable(kind === 'Peer' ? name : `Gateway/${name}`);
+}
+
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The broken pairs from every member's status.peers.unhealthy (contract: a pair is unhealthy when
+ * either side lists the other), each unordered pair once with its reasons and reporters; the
+ * refused objects apart (listed by members, or carrying Accepted=False). Pure: `status` and the
+ * dashboard read the same answer from the same objects.
+ */
+export function meshHealth(members: readonly MemberHealth[]): MeshHealth {
+  const pairs = new Map<string, { members: [string, string]; reasons: Map<string, { reporters: Set<string>; lastHandshake?: string }> }>();
+  const refused = new Map<string, { kind: 'Peer' | 'Gateway'; name: string; reporters: Set<string>; message?: string }>();
+  const omitted: MeshHealth['omitted'] = [];
+  const refusedEntry = (kind: 'Peer' | 'Gateway', name: string) => {
+    const key = `${kind}/${name}`;
+    let r = refused.get(key);
+    if (!r) refused.set(key, (r = { kind, name: printable(name), reporters: new Set() }));
+    return r;
+  };
+  for (const m of members) {
+    const self = memberLabel(m.kind, m.name);
+    if (m.refusedMessage !== undefined) refusedEntry(m.kind, m.name).message = printable(m.refusedMessage);
+    const h = m.health;
+    if (h?.unhealthyOmitted) omitted.push({ member: self, count: h.unhealthyOmitted });
+    for (const u of Array.isArray(h?.unhealthy) ? h.unhealthy : []) {
+      // The schema holds these shapes, but an older CRD (or a hand-written status) may not.
+      if (u === null || typeof u !== 'object' || (u.kind !== 'Peer' && u.kind !== 'Gateway') || typeof u.name !== 'string') continue;
+      if (u.reason === 'Refused') {
+        refusedEntry(u.kind, u.name).reporters.add(self);
+        continue;
+      }
+      const other = memberLabel(u.kind, u.name);
+      const ends = [self, other].sort(byText) as [string, string];
+      const key = ends.join('\0');
+      let pair = pairs.get(key);
+      if (!pair) pairs.set(key, (pair = { members: ends, reasons: new Map() }));
+      const reason = printable(String(u.reason));
+      let r = pair.reasons.get(reason);
+      if (!r) pair.reasons.set(reason, (r = { reporters: new Set() }));
+      r.reporters.add(self);
+      if (typeof u.lastHandshake === 'string' && (!r.lastHandshake || u.lastHandshake > r.lastHandshake)) r.lastHandshake = printable(u.lastHandshake);
+    }
+  }
+  const brokenPairs = [...pairs.values()]
+    .sort((a, b) => byText(a.members[0], b.members[0]) || byText(a.members[1], b.members[1]))
+    .map((p) => ({
+      members: p.members,
+      reasons: [...p.reasons.entries()]
+        .sort(([a], [b]) => byText(a, b))
+        .map(([reason, r]) => ({ reason, reportedBy: [...r.reporters].sort(byText), ...(r.lastHandshake ? { lastHandshake: r.lastHandshake } : {}) })),
+    }));
+  const refusedList = [...refused.values()]
+    .sort((a, b) => byText(a.kind, b.kind) || byText(a.name, b.name))
+    .map((r) => ({ kind: r.kind, name: r.name, reportedBy: [...r.reporters].sort(byText), ...(r.message !== undefined ? { message: r.message } : {}) }));
+  return { brokenPairs, refused: refusedList, omitted: omitted.sort((a, b) => byText(a.member, b.member)) };
+}
+
+/** The broken pairs and refused objects as text lines (what `status` prints under its table). */
+export function meshHealthLines(h: MeshHealth, members: number): string[] {
+  const lines: string[] = [];
+  if (members > 0) lines.push(h.brokenPairs.length ? 'broken pairs:' : 'broken pairs: none');
+  for (const p of h.brokenPairs) {
+    const why = p.reasons.map((r) => `${r.reason} (reported by ${r.reportedBy.join(', ')}${r.lastHandshake ? `; last handshake ${r.lastHandshake}` : ''})`).join('; ');
+    lines.push(`  ${p.members[0]} ↔ ${p.members[1]}: ${why}`);
+  }
+  for (const o of h.omitted) lines.push(`  ${o.member} lists ${o.count} more unhealthy peer${o.count === 1 ? '' : 's'} than its status holds`);
+  if (h.refused.length) lines.push('refused:');
+  for (const r of h.refused) {
+    const by = r.reportedBy.length ? ` (reported by ${r.reportedBy.join(', ')})` : '';
+    lines.push(`  ${r.kind} ${r.name}: ${r.message ?? 'refused by the trust rules'}${by}`);
+  }
+  return lines;
 }
 
 // Matching control characters is the point of these two expressions.
@@ -75,11 +189,11 @@ export function nodeBoundWarning(check: NodeBoundCheck, policyName: string): str
 export function statusCommand(y: Argv): Argv {
   return y.command<StatusArgs>(
     'status',
-    'Show every Peer and Gateway with its Ready and Accepted conditions, peers configured and recent handshakes',
+    'Show every Peer and Gateway with its Ready and Accepted conditions, peers configured and recent handshakes, then the broken pairs (a pair is broken when either member lists the other as unhealthy on its status, with the reason: NoHandshake, StaleHandshake, NoEndpoint, NotConfigured) and the refused objects',
     (c) =>
       c
         .option('kubeconfig', { type: 'string', describe: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)' })
-        .option('json', { type: 'boolean', default: false, describe: 'Print JSON instead of a table' }) as unknown as Argv<StatusArgs>,
+        .option('json', { type: 'boolean', default: false, describe: 'Print JSON instead of a table: {members: [rows], brokenPairs, refused, omitted}' }) as unknown as Argv<StatusArgs>,
     async (a) => {
       const k8s = await import('@kubernetes/client-node');
       const { GROUP, VERSION, NODE_BOUND_POLICY, apiMessage } = await import('../../mesh/index.ts');
@@ -117,6 +231,7 @@ export function statusCommand(y: Argv): Argv {
       };
       const now = Date.now();
       const rows: Row[] = [];
+      const members: MemberHealth[] = [];
       for (const [kind, items] of [['Peer', await list('peers')], ['Gateway', await list('gateways')]] as const) {
         for (const o of items) {
           const cond = (type: string) => o.status?.conditions?.find((c) => c.type === type);
@@ -133,19 +248,22 @@ export function statusCommand(y: Argv): Argv {
             accepted: accepted?.status ?? '-',
             peers: p ? `${p.configured}/${p.desired}` : '-',
             handshakes: p ? `${p.handshakeWithin3m}/${p.desired}` : '-',
+            healthy: typeof p?.summary === 'string' ? p.summary : '-',
             lastSync: sync === null ? '-' : `${sync}s ago`,
             problem: (accepted?.status === 'False' ? accepted.message : ready?.status === 'False' ? ready.message : '') ?? '',
           };
           // Every field may carry what a writer put into the API (messages above all).
-          for (const field of ['name', 'node', 'meshIP', 'ready', 'accepted', 'peers', 'handshakes', 'lastSync', 'problem'] as const) row[field] = printable(String(row[field]));
+          for (const field of ['name', 'node', 'meshIP', 'ready', 'accepted', 'peers', 'handshakes', 'healthy', 'lastSync', 'problem'] as const) row[field] = printable(String(row[field]));
           rows.push(row);
+          members.push({ kind, name: o.metadata.name, ...(p ? { health: p } : {}), ...(accepted?.status === 'False' ? { refusedMessage: accepted.message ?? '' } : {}) });
         }
       }
       // On stderr, so that --json output stays one JSON document.
       const warning = nodeBoundWarning(await checked, NODE_BOUND_POLICY);
       if (warning) process.stderr.write(`${warning}\n`);
+      const health = meshHealth(members);
       if (a.json) {
-        process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify({ members: rows, ...health }, null, 2)}\n`);
         return;
       }
       const header = ['KIND', 'NAME', 'NODE', 'MESH IP', 'READY', 'ACCEPTED', 'PEERS', 'HANDSHAKES<3M', 'LAST SYNC', 'PROBLEM'];
@@ -153,6 +271,7 @@ export function statusCommand(y: Argv): Argv {
       const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
       for (const line of [header, ...cells]) process.stdout.write(`${line.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()}\n`);
       if (rows.length === 0) process.stdout.write('no Peers or Gateways: is the agent DaemonSet running?\n');
+      for (const line of meshHealthLines(health, rows.length)) process.stdout.write(`${line}\n`);
     },
   );
 }
