@@ -266,7 +266,7 @@ export const PAGE_JS = `'use strict';
     }
     if (state.streams.indexOf(key) < 0) words.push('no stream for it (aks-mesh dashboard --stream ' + (m ? m.name : key) + '=ws://…): health from its status, no traffic figures');
     else if (!live || live.state !== 'open') words.push('stream: ' + (live ? live.state + (live.error ? ': ' + live.error : '') : 'connecting'));
-    else words.push('live from its stream' + (live.lastPass ? ', last pass ' + age(live.lastPass.time) + (live.lastPass.error ? ' failed: ' + live.lastPass.error : '') : ''));
+    else words.push('live from its stream' + (live.deviceError ? ' (device: ' + live.deviceError + ')' : '') + (live.lastPass ? ', last pass ' + age(live.lastPass.time) + (live.lastPass.error ? ' failed: ' + live.lastPass.error : '') : ''));
     $('detail-state').textContent = words.join(' · ');
     var device = live && live.device;
     if (device && Array.isArray(device.peers)) {
@@ -315,7 +315,7 @@ export const PAGE_JS = `'use strict';
   function setConn(text, cls) { var c = $('conn'); c.textContent = text; c.className = 'badge ' + cls; }
   function onFrame(key, f) {
     var live = state.live[key] || (state.live[key] = { state: 'open', changes: [] });
-    if (f.type === 'device') live.device = f.device;
+    if (f.type === 'device') { live.device = f.device; live.deviceError = f.device ? null : (f.error || 'the device could not be read'); }
     else if (f.type === 'desired') live.desired = f;
     else if (f.type === 'hello') live.hello = f.member;
     else if (f.type === 'pass') live.lastPass = f;
