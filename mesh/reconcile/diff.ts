@@ -172,3 +172,143 @@ export function diffRoutes(want: readonly string[], live: ReadonlyArray<{ dst: s
     remove: live.filter((r) => !wanted.has(canonical.get(r.dst))).map((r) => canonical.get(r.dst)).sort(),
   };
 }
+
+/** A peer field the reconciler sets; what `peerDifferences` names. */
+export type PeerField = 'allowedIPs' | 'endpoint' | 'persistentKeepalive' | 'presharedKey';
+
+/**
+ * Which fields of a live peer differ from what `want` says (the fields peerMatches compares, each
+ * named): what a decision log line and `aks-mesh status --local` show for an updated peer.
+ */
+export function peerDifferences(want: PeerConfig, live: PeerState): PeerField[] {
+  const fields: PeerField[] = [];
+  if (!sameList(want.allowedIPs, live.allowedIPs) && cidrSet(want.allowedIPs) !== cidrSet(live.allowedIPs)) fields.push('allowedIPs');
+  if (want.endpoint && (live.endpoint === null || canonicalEndpoint(want.endpoint) !== canonicalEndpoint(live.endpoint))) fields.push('endpoint');
+  if ((want.persistentKeepalive ?? 0) !== live.persistentKeepalive) fields.push('persistentKeepalive');
+  if ((want.presharedKey ?? null) !== live.presharedKey) fields.push('presharedKey');
+  return fields;
+}
+
+/** The fields two desired peers differ in (an event pass's update, against what it applied last). */
+export function configDifferences(before: PeerConfig, after: PeerConfig): PeerField[] {
+  const fields: PeerField[] = [];
+  if (!sameList(before.allowedIPs, after.allowedIPs) && cidrSet(before.allowedIPs) !== cidrSet(after.allowedIPs)) fields.push('allowedIPs');
+  if ((before.endpoint ?? null) !== (after.endpoint ?? null)) fields.push('endpoint');
+  if ((before.persistentKeepalive ?? 0) !== (after.persistentKeepalive ?? 0)) fields.push('persistentKeepalive');
+  if ((before.presharedKey ?? null) !== (after.presharedKey ?? null)) fields.push('presharedKey');
+  return fields;
+}
+
+/** How a live device differs from the desired one, peer by peer (public keys sorted). */
+export interface DeviceDrift {
+  /** Device settings that differ. */
+  settings: Array<'privateKey' | 'listenPort' | 'fwmark'>;
+  /** Desired peers the device does not hold. */
+  missing: string[];
+  /** Peers on the device that are not desired. */
+  extra: string[];
+  /** Peers on both whose configuration differs, with the fields. */
+  different: Array<{ publicKey: string; fields: PeerField[] }>;
+}
+
+/** The difference between a desired and a live device, for people (readiness, status, diff); decides nothing. */
+export function deviceDrift(want: DesiredDevice, live: DeviceState): DeviceDrift {
+  const settings: DeviceDrift['settings'] = [];
+  if (live.privateKey !== want.privateKey) settings.push('privateKey');
+  if (live.listenPort !== want.listenPort) settings.push('listenPort');
+  if (live.fwmark !== want.fwmark) settings.push('fwmark');
+  const have = new Map(live.peers.map((p) => [p.publicKey, p]));
+  const wanted = new Set<string>();
+  const missing: string[] = [];
+  const different: DeviceDrift['different'] = [];
+  for (const peer of want.peers) {
+    wanted.add(peer.publicKey);
+    const got = have.get(peer.publicKey);
+    if (!got) missing.push(peer.publicKey);
+    else {
+      const fields = peerDifferences(peer, got);
+      if (fields.length) different.push({ publicKey: peer.publicKey, fields });
+    }
+  }
+  const extra = live.peers.map((p) => p.publicKey).filter((k) => !wanted.has(k));
+  return { settings, missing: missing.sort(), extra: extra.sort(), different: different.sort((a, b) => (a.publicKey < b.publicKey ? -1 : a.publicKey > b.publicKey ? 1 : 0)) };
+}
+
+/** Whether a drift is worth failing readiness for: an endpoint alone that differs is WireGuard roaming (the peer's packets came from elsewhere), not a device set up wrong. */
+export function driftMatters(d: DeviceDrift): boolean {
+  return d.settings.length > 0 || d.missing.length > 0 || d.extra.length > 0 || d.different.some((x) => x.fields.some((f) => f !== 'endpoint'));
+}
+
+/** How a peer is named for people: "Peer/node-b" when the desired state knows it, else its key's first characters. */
+export type PeerNamer = (publicKey: string) => string | undefined;
+
+function nameList(keys: readonly string[], nameOf: PeerNamer, max = 3): string {
+  const shown = keys.slice(0, max).map((k) => nameOf(k) ?? `key ${k.slice(0, 8)}…`);
+  return `${shown.join(', ')}${keys.length > max ? `, and ${keys.length - max} more` : ''}`;
+}
+
+/**
+ * One sentence saying how the device differs, or null when it does not (in a way that matters:
+ * see driftMatters), e.g. "device differs from the desired state: 1 peer missing (Peer/node-b)".
+ */
+export function describeDrift(d: DeviceDrift, nameOf: PeerNamer): string | null {
+  if (!driftMatters(d)) return null;
+  const parts: string[] = [];
+  if (d.settings.length) parts.push(`device settings differ (${d.settings.join(', ')})`);
+  const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+  if (d.missing.length) parts.push(`${plural(d.missing.length, 'peer')} missing (${nameList(d.missing, nameOf)})`);
+  if (d.extra.length) parts.push(`${plural(d.extra.length, 'extra peer')} (${nameList(d.extra, nameOf)})`);
+  const different = d.different.filter((x) => x.fields.some((f) => f !== 'endpoint'));
+  if (different.length) {
+    const shown = different.slice(0, 3).map((x) => `${nameOf(x.publicKey) ?? `key ${x.publicKey.slice(0, 8)}…`}: ${x.fields.join(', ')}`);
+    parts.push(`${plural(different.length, 'peer')} configured differently (${shown.join('; ')}${different.length > 3 ? `; and ${different.length - 3} more` : ''})`);
+  }
+  return `device differs from the desired state: ${parts.join('; ')}`;
+}
+
+/** What a full pass would do to the routing table (planRoutes). */
+export interface RoutePlan {
+  /** Canonical CIDRs to route through the device. */
+  add: string[];
+  /** Canonical CIDRs whose route through the device goes. */
+  remove: string[];
+  addFallbacks: string[];
+  removeFallbacks: string[];
+  /** Destinations another device holds in the table ("10.244.9.0/24 dev eth1"): left alone. */
+  conflicts: string[];
+  /** Routes through other devices in the table (destination -> device). */
+  foreign: Map<string, string>;
+}
+
+/**
+ * The route changes that make a listed table hold `routes` through `dev`, and `unreachable`
+ * fallbacks for every CIDR of `fallbackLists` (when `held`, the fallbacks listed, is given; null
+ * when the table does not fail closed). Only routes through `dev` are ever removed; a destination
+ * another device holds is a conflict, never taken over.
+ */
+export function planRoutes(routes: readonly string[], fallbackLists: ReadonlyArray<readonly string[]>, current: ReadonlyArray<{ dst: string; dev: string }>, held: ReadonlySet<string> | null, dev: string): RoutePlan {
+  const changes = diffRoutes(routes, current, dev);
+  const ours = new Set<string>();
+  const foreign = new Map<string, string>();
+  for (const r of current) {
+    if (r.dev === dev) ours.add(r.dst);
+    else if (!foreign.has(r.dst)) foreign.set(r.dst, r.dev);
+  }
+  const add: string[] = [];
+  const conflicts: string[] = [];
+  for (const c of changes.add) {
+    const other = foreign.get(c);
+    if (other === undefined) add.push(c);
+    else conflicts.push(`${c} dev ${other}`);
+  }
+  const remove = changes.remove.filter((c) => ours.has(c));
+  let addFallbacks: string[] = [];
+  let removeFallbacks: string[] = [];
+  if (held) {
+    const wanted = new Set<string>();
+    for (const list of fallbackLists) for (const c of list) wanted.add(canonical.get(c));
+    removeFallbacks = [...held].filter((c) => !wanted.has(c));
+    addFallbacks = [...wanted].filter((c) => !held.has(c)).sort();
+  }
+  return { add, remove, addFallbacks, removeFallbacks, conflicts, foreign };
+}

@@ -338,6 +338,14 @@ export class DeviceMirror {
     return this.view;
   }
 
+  /**
+   * A peer as last applied or read: `from` is the desired object (a DesiredPeer carries its kind and
+   * name, which log lines name a removed peer by), `state` what the device holds as far as known.
+   */
+  peer(publicKey: string): { from: PeerConfig; state: PeerState } | undefined {
+    return this.peers.get(publicKey);
+  }
+
   /** How many peers the mirror holds. */
   get size(): number {
     return this.peers.size;

@@ -16,9 +16,9 @@
  * start), `desired()` returns null and the device is left exactly as it is.
  */
 import { PROMPT_KEEPALIVE, listFallbacks, listRoutes, silentLogger } from '../../native/index.ts';
-import type { DeviceState, Logger, PeerChange, SetRequest } from '../../native/index.ts';
-import { batchOps, batchRequest, canonical, diffRoutes, opRequest, planDevice } from './diff.ts';
-import type { DesiredDevice, DeviceOp } from './diff.ts';
+import type { DeviceState, Logger, PeerChange, PeerConfig, PeerState, SetRequest } from '../../native/index.ts';
+import { batchOps, batchRequest, deviceDrift, opRequest, peerDifferences, planDevice, planRoutes } from './diff.ts';
+import type { DesiredDevice, DeviceDrift, DeviceOp, PeerField, RoutePlan } from './diff.ts';
 import { DeviceMirror } from './mirror.ts';
 import { applyRouteBatch } from './routes.ts';
 
@@ -72,6 +72,33 @@ export interface SyncResult {
   desired: DesiredState;
   /** Set when the pass could not converge; the next pass (a full one) retries. */
   error?: Error;
+  /** Each peer this pass added, updated or removed on the device (in the order applied; none in replace mode). */
+  changes?: PeerDecision[];
+}
+
+/** One peer a pass added, updated or removed: what a decision log line and the live stream say. */
+export interface PeerDecision {
+  change: 'added' | 'updated' | 'removed';
+  /** The object's kind and name, when the desired state named it (a peer removed after an agent restart may be known by key only). */
+  kind?: string;
+  name?: string;
+  publicKey: string;
+  /** For an update: the fields that differed. */
+  fields?: PeerField[];
+}
+
+/** What a full pass would do now, without doing it (Reconciler.preview: `aks-mesh diff`, `status --local`). */
+export interface Preview {
+  at: Date;
+  desired: DesiredState;
+  /** The device as read for this preview. */
+  live: DeviceState;
+  /** The UAPI operations a full pass would send (in replace mode, the one rewrite). */
+  ops: DeviceOp[];
+  /** How the device differs from the desired state, peer by peer. */
+  drift: DeviceDrift;
+  /** What a full pass would change in the routing table; null when this reconciler manages no routes. */
+  routes: RoutePlan | null;
 }
 
 export interface ReconcilerOptions {
@@ -109,6 +136,18 @@ const MAX_ATTEMPTS = 3;
 const DEFAULT_BATCH = 64;
 /** At most this many new peers of one event pass get a handshake prompt (greet()). */
 const GREET_LIMIT = 16;
+/**
+ * A pass that changes at most this many peers logs each at info ("peer added" Peer/node-b ...);
+ * a bigger one (a start-up on a 5,000-peer mesh) logs them at debug, and its 'reconciled' summary
+ * line says how many: the info log stays a few lines per pass whatever the mesh size.
+ */
+export const DECISION_LOG_LIMIT = 16;
+
+/** The kind and name a desired peer carries (a DesiredPeer does; a bare PeerConfig does not). */
+function nameOf(peer: PeerConfig | undefined): { kind?: string; name?: string } {
+  const p = peer as { kind?: unknown; name?: unknown } | undefined;
+  return typeof p?.kind === 'string' && typeof p.name === 'string' ? { kind: p.kind, name: p.name } : {};
+}
 
 /** Whether the logger would print debug lines: winston formats a line before its transport drops it, so skip the call when not. */
 function debugEnabled(log: Logger): boolean {
@@ -131,6 +170,8 @@ export class Reconciler {
   private stopped = false;
   /** The device as last read (what a failed pass reports). */
   private lastRead: DeviceState | null = null;
+  /** Whether a pass is running now (between its desired state and its onSync). */
+  private passing = false;
   /** Passes completed (for tests and metrics). */
   passes = 0;
   lastResult: SyncResult | null = null;
@@ -187,6 +228,36 @@ export class Reconciler {
     return run;
   }
 
+  /**
+   * Whether a pass is running: the device may be half-way between two desired states, so a reader
+   * comparing it with the last pass's desired state (readiness) must not call that drift.
+   */
+  get busy(): boolean {
+    return this.passing;
+  }
+
+  /**
+   * What a full pass would change now, without changing anything: the desired state, the device
+   * read once, the routing table listed once, and the plan diff.ts makes from them. Runs between
+   * passes (never during one). Null while there is no desired state (the source has not synced).
+   */
+  preview(): Promise<Preview | null> {
+    return this.exclusive(async () => {
+      const desired = this.o.desired();
+      if (!desired) return null;
+      const live = await this.o.device.get();
+      const plan = planDevice(desired.device, live);
+      let routes: RoutePlan | null = null;
+      if (this.o.routes) {
+        const { table, dev, netns } = this.o.routes;
+        const current = await listRoutes(table, { netns });
+        const held = (this.o.routes.failClosed ?? true) ? new Set(await listFallbacks(table, { netns })) : null;
+        routes = planRoutes(desired.routes, this.fallbackLists(desired), current, held, dev);
+      }
+      return { at: new Date(), desired, live, ops: this.forMode(plan.ops, desired.device, false), drift: deviceDrift(desired.device, live), routes };
+    });
+  }
+
   /** Wait until no pass is running or scheduled. */
   async idle(): Promise<void> {
     while (this.running || this.timer) {
@@ -215,6 +286,15 @@ export class Reconciler {
   }
 
   private async pass(forceFull: boolean): Promise<SyncResult | null> {
+    this.passing = true;
+    try {
+      return await this.passOnce(forceFull);
+    } finally {
+      this.passing = false;
+    }
+  }
+
+  private async passOnce(forceFull: boolean): Promise<SyncResult | null> {
     const cpuAtStart = process.cpuUsage();
     // A full pass asked for (wireguard-go restarted, the device reset) stays due even when this one
     // cannot run (no desired state yet, or it cannot be computed): the next pass must not trust a
@@ -238,7 +318,7 @@ export class Reconciler {
     }
     const full = forceFull || this.fullNext || !this.mirror.trusted;
     this.fullNext = false;
-    const result: SyncResult = { at: new Date(), full, applied: [], sets: 0, routesAdded: [], routesRemoved: [], live: null, desired };
+    const result: SyncResult = { at: new Date(), full, applied: [], sets: 0, routesAdded: [], routesRemoved: [], live: null, desired, changes: [] };
     try {
       if (full || !(await this.eventDevice(desired.device, result))) {
         result.full = true;
@@ -260,6 +340,7 @@ export class Reconciler {
           else if (op.op === 'remove') removed++;
           else if (op.op === 'replace') put += op.peers.length;
         }
+        this.logDecisions(result.changes ?? []);
         const cpu = process.cpuUsage(cpuAtStart);
         this.log.info('reconciled', {
           // The process's CPU over the pass, desired state included (whatever else ran meanwhile too).
@@ -267,6 +348,8 @@ export class Reconciler {
           full: result.full,
           sets: result.sets,
           peersPut: put,
+          peersAdded: result.changes?.filter((c) => c.change === 'added').length ?? 0,
+          peersUpdated: result.changes?.filter((c) => c.change === 'updated').length ?? 0,
           peersRemoved: removed,
           routesAdded: result.routesAdded.length,
           routesRemoved: result.routesRemoved.length,
@@ -276,6 +359,8 @@ export class Reconciler {
       this.mirror.distrust();
       result.live = this.lastRead;
       result.error = err as Error;
+      // What did land before the failure is still worth a line each.
+      this.logDecisions(result.changes ?? []);
       this.log.warn('reconcile pass failed; will retry', { error: result.error.message });
     }
     this.passes++;
@@ -296,7 +381,7 @@ export class Reconciler {
   private async eventDevice(want: DesiredDevice, result: SyncResult): Promise<boolean> {
     const ops = this.mirror.diff(want);
     if (ops.length === 0) return true;
-    const refused = await this.apply(this.forMode(ops, want), result, 1, true);
+    const refused = await this.apply(this.forMode(ops, want), result, 1, true, (key) => this.mirror.peer(key)?.state);
     if (refused) {
       this.mirror.distrust();
       return false;
@@ -342,10 +427,11 @@ export class Reconciler {
     for (let attempt = 1; ; attempt++) {
       const plan = planDevice(want, live);
       const ops = this.forMode(plan.ops, want);
+      const have = plan.have;
       if (ops.length && attempt > MAX_ATTEMPTS) {
         throw new Error(`device still differs after ${MAX_ATTEMPTS} attempts (${ops.length} operations left): ${lastRefusal?.message ?? 'no refusal seen'}`);
       }
-      const refused = ops.length ? await this.apply(ops, result, attempt, false) : null;
+      const refused = ops.length ? await this.apply(ops, result, attempt, false, (key) => have.get(key)) : null;
       if (!refused) {
         this.mirror.rebuild(want, live, plan, ops.some((o) => o.op === 'replace'));
         return;
@@ -363,10 +449,10 @@ export class Reconciler {
   }
 
   /** In replace mode, any peer difference becomes one rewrite of every desired peer. */
-  private forMode(ops: DeviceOp[], want: DesiredDevice): DeviceOp[] {
+  private forMode(ops: DeviceOp[], want: DesiredDevice, logged = true): DeviceOp[] {
     if (this.o.applyMode !== 'replace' || !ops.some((o) => o.op === 'put' || o.op === 'remove')) return ops;
-    // The convergence benchmark matches a change to the rewrite that carries it by these keys.
-    if (this.debug) this.log.debug('replace carries', { publicKeys: ops.flatMap((o) => (o.op === 'put' ? [o.peer.publicKey] : o.op === 'remove' ? [o.publicKey] : [])) });
+    // The convergence benchmark matches a change to the rewrite that carries it by these keys (a preview carries nothing).
+    if (this.debug && logged) this.log.debug('replace carries', { publicKeys: ops.flatMap((o) => (o.op === 'put' ? [o.peer.publicKey] : o.op === 'remove' ? [o.publicKey] : [])) });
     return [...ops.filter((o) => o.op === 'device'), { op: 'replace', peers: want.peers }];
   }
 
@@ -375,13 +461,13 @@ export class Reconciler {
    * operations are sent again one per `set`, so one bad peer does not keep the others out. Returns
    * the last refusal, or null when every `set` was accepted.
    */
-  private async apply(ops: readonly DeviceOp[], result: SyncResult, attempt: number, commit: boolean): Promise<Error | null> {
+  private async apply(ops: readonly DeviceOp[], result: SyncResult, attempt: number, commit: boolean, before: (publicKey: string) => PeerState | undefined): Promise<Error | null> {
     let refused: Error | null = null;
     for (const batch of batchOps(ops, this.o.batchSize ?? DEFAULT_BATCH)) {
       try {
         result.sets++;
         await this.o.device.set(batchRequest(batch));
-        for (const op of batch) this.applied(op, result, commit);
+        for (const op of batch) this.applied(op, result, commit, before);
         continue;
       } catch (err) {
         refused = err as Error;
@@ -392,7 +478,7 @@ export class Reconciler {
         try {
           result.sets++;
           await this.o.device.set(opRequest(op));
-          this.applied(op, result, commit);
+          this.applied(op, result, commit, before);
         } catch (err) {
           refused = err as Error;
           this.log.warn('UAPI set refused', { op: op.op, publicKey: op.op === 'put' ? op.peer.publicKey : op.op === 'remove' ? op.publicKey : undefined, error: refused.message, attempt });
@@ -403,8 +489,17 @@ export class Reconciler {
   }
 
   /** One operation landed: record it, and log it (the convergence benchmark matches these lines by public key). */
-  private applied(op: DeviceOp, result: SyncResult, commit: boolean): void {
+  private applied(op: DeviceOp, result: SyncResult, commit: boolean, before: (publicKey: string) => PeerState | undefined): void {
     result.applied.push(op);
+    // Described before the mirror takes the operation: the mirror still knows what it replaces.
+    if (op.op === 'put') {
+      const was = op.created ? undefined : before(op.peer.publicKey);
+      const decision: PeerDecision = { change: op.created ? 'added' : 'updated', ...nameOf(op.peer), publicKey: op.peer.publicKey };
+      if (was) decision.fields = peerDifferences(op.peer, was);
+      result.changes?.push(decision);
+    } else if (op.op === 'remove') {
+      result.changes?.push({ change: 'removed', ...nameOf(this.mirror.peer(op.publicKey)?.from), publicKey: op.publicKey });
+    }
     if (commit) this.mirror.commit(op);
     if (!this.debug) return;
     switch (op.op) {
@@ -420,6 +515,25 @@ export class Reconciler {
       case 'device':
         this.log.debug('applied', { op: 'device' });
         return;
+    }
+  }
+
+  /**
+   * One line per peer the pass changed, naming it (kind/name and public key) and, for an update,
+   * the fields: at info for a pass of at most DECISION_LOG_LIMIT changes, else at debug (the
+   * 'reconciled' summary line counts them). Keys and settings are never logged here: a peer's
+   * allowed IPs and endpoint are, as what an operator needs to see what moved.
+   */
+  private logDecisions(changes: readonly PeerDecision[]): void {
+    if (changes.length === 0) return;
+    const loud = changes.length <= DECISION_LOG_LIMIT;
+    if (!loud && !this.debug) return;
+    for (const c of changes) {
+      const meta: Record<string, unknown> = { peer: c.kind && c.name ? `${c.kind}/${c.name}` : '(unknown)', publicKey: c.publicKey };
+      if (c.fields) meta.fields = c.fields.join(',');
+      const message = `peer ${c.change}`;
+      if (loud) this.log.info(message, meta);
+      else this.log.debug(message, meta);
     }
   }
 
@@ -476,30 +590,8 @@ export class Reconciler {
     this.mirror.fallbacks.reset();
     const current = await listRoutes(table, { netns });
     const held = failClosed ? new Set(await listFallbacks(table, { netns })) : null;
-    const changes = diffRoutes(desired.routes, current, dev);
-    const ours = new Set<string>();
-    const foreign = new Map<string, string>();
-    for (const r of current) {
-      if (r.dev === dev) ours.add(r.dst);
-      else if (!foreign.has(r.dst)) foreign.set(r.dst, r.dev);
-    }
-    const add: string[] = [];
-    const conflicts: string[] = [];
-    for (const c of changes.add) {
-      const other = foreign.get(c);
-      if (other === undefined) add.push(c);
-      else conflicts.push(`${c} dev ${other}`);
-    }
-    const remove = changes.remove.filter((c) => ours.has(c));
     const lists = this.fallbackLists(desired);
-    let addFallbacks: string[] = [];
-    let removeFallbacks: string[] = [];
-    if (held) {
-      const wanted = new Set<string>();
-      for (const list of lists) for (const c of list) wanted.add(canonical.get(c));
-      removeFallbacks = [...held].filter((c) => !wanted.has(c));
-      addFallbacks = [...wanted].filter((c) => !held.has(c)).sort();
-    }
+    const { add, remove, addFallbacks, removeFallbacks, conflicts, foreign } = planRoutes(desired.routes, lists, current, held, dev);
     await applyRouteBatch({ table, dev, addRoutes: add, addVerb: 'replace', removeRoutes: remove, addFallbacks, removeFallbacks }, { netns });
     result.routesAdded = add;
     result.routesRemoved = remove;
