@@ -3,7 +3,10 @@
  *   GET /metrics  the metrics below
  *   GET /healthz  200 while reconcile passes keep happening and wireguard-go is running or can be
  *                 brought back (liveness: a spawn-mode restart that keeps failing makes it 503)
- *   GET /readyz   200 once the source has synced and the last pass converged (readiness)
+ *   GET /readyz   200 once the source has synced, the last pass converged, and the live device
+ *                 (read at probe time, one read a second shared with the scrapes) is what that pass
+ *                 wanted; 503 naming what differs ("1 peer missing (Peer/node-b)") while someone's
+ *                 `wg set` by hand or a lost wireguard-go state is not repaired yet (readiness)
  *
  * Per peer, the common WireGuard exporter's series (MindFlavor/prometheus_wireguard_exporter's
  * names and labels, which the public Grafana dashboards query), read from the live device at
@@ -14,6 +17,7 @@ import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DeviceState, WireguardStatus } from '../native/index.ts';
+import { describeDrift, deviceDrift } from './reconcile/index.ts';
 import type { SyncResult } from './reconcile/index.ts';
 import type { Topology } from './topology/index.ts';
 
@@ -27,6 +31,7 @@ export class MemberMetrics {
   private readonly rx: Gauge;
   private readonly tx: Gauge;
   private readonly uapi: Counter;
+  private readonly uapiDuration: Histogram;
   private readonly passes: Counter;
   private readonly duration: Histogram;
   private readonly routes: Gauge;
@@ -37,7 +42,7 @@ export class MemberMetrics {
   /** Reads the live device for the wireguard_* series (set by serve()); null: those series stay empty. */
   private readDevice: (() => Promise<DeviceState>) | null = null;
   /** The last read, shared by the three series of one scrape and by scrapes within DEVICE_READ_TTL_MS. */
-  private deviceRead: { at: number; state: Promise<DeviceState | null> } | null = null;
+  private deviceRead: { at: number; passAt: number; state: Promise<DeviceState | null>; error: string | null } | null = null;
   private readonly deviceErrors: Counter;
   /** Public key → our `peer` label (kind/name), from the topology of the last pass. */
   private peerNames = new Map<string, string>();
@@ -52,6 +57,14 @@ export class MemberMetrics {
     this.rx = new Gauge({ name: 'aksmesh_peer_received_bytes', help: 'Bytes received from a peer (wireguard-go counter)', labelNames: ['peer'], registers: r });
     this.tx = new Gauge({ name: 'aksmesh_peer_sent_bytes', help: 'Bytes sent to a peer (wireguard-go counter)', labelNames: ['peer'], registers: r });
     this.uapi = new Counter({ name: 'aksmesh_uapi_requests_total', help: 'UAPI requests sent to wireguard-go', labelNames: ['op'], registers: r });
+    this.uapiDuration = new Histogram({
+      name: 'aksmesh_uapi_request_duration_seconds',
+      help: 'How long a UAPI exchange with wireguard-go took, by op and result (ok: an answer came, errno included; error: none did)',
+      labelNames: ['op', 'result'],
+      // A get of a few peers is well under a millisecond; one of 5,000 peers, or a set of a batch of new peers, is tens to hundreds.
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: r,
+    });
     this.passes = new Counter({ name: 'aksmesh_reconcile_total', help: 'Reconcile passes by result', labelNames: ['result'], registers: r });
     this.duration = new Histogram({ name: 'aksmesh_reconcile_duration_seconds', help: 'How long a reconcile pass took', buckets: [0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: r });
     this.routes = new Gauge({ name: 'aksmesh_routes', help: 'Routes through the tunnel that this member wants', registers: r });
@@ -127,19 +140,42 @@ export class MemberMetrics {
     if (!read) return Promise.resolve(null);
     const now = Date.now();
     if (this.deviceRead && now - this.deviceRead.at < DEVICE_READ_TTL_MS) return this.deviceRead.state;
-    const state = read().then(
+    const entry: NonNullable<MemberMetrics['deviceRead']> = { at: now, passAt: this.lastPassAt, state: Promise.resolve(null), error: null };
+    entry.state = read().then(
       (d) => d,
-      () => {
+      (err: Error) => {
         this.deviceErrors.inc();
+        entry.error = err.message;
         return null;
       },
     );
-    this.deviceRead = { at: now, state };
-    return state;
+    this.deviceRead = entry;
+    return entry.state;
   }
 
   onRequest(op: 'get' | 'set'): void {
     this.uapi.inc({ op });
+  }
+
+  /** One UAPI exchange finished (UapiClient.observe). */
+  onResponse(op: 'get' | 'set', seconds: number, answered: boolean): void {
+    this.uapiDuration.observe({ op, result: answered ? 'ok' : 'error' }, seconds);
+  }
+
+  /**
+   * Why the live device is not what the last pass wanted, or null when it is (or that cannot be
+   * judged now). Read at probe time through the shared read. A read taken while a pass was running
+   * or before the last pass ended is no verdict: the device may be half-way between two desired
+   * states, which the pass itself is settling.
+   */
+  async deviceDrift(busy: () => boolean): Promise<string | null> {
+    const pass = this.lastPass;
+    if (!pass || pass.error || !this.readDevice) return null;
+    const device = await this.readLiveDevice();
+    const read = this.deviceRead;
+    if (!device) return read?.error ? `cannot read the device: ${read.error}` : null;
+    if (busy() || this.lastPass !== pass || (read && read.passAt !== this.lastPassAt)) return null;
+    return describeDrift(deviceDrift(pass.desired.device, device), (key) => this.peerNames.get(key));
   }
 
   /** Whether a pass has written the per-peer series yet (the first pass does, full or not). */
@@ -217,7 +253,10 @@ export class MemberMetrics {
    * down and cannot be brought back, and feeds aksmesh_wireguard_restarts_total. `device` (the
    * member's `wireguard.client.get()`) feeds the wireguard_* per-peer series at scrape time.
    */
-  serve(address: string, health: { synced: () => boolean; maxSilenceMs: number; wireguard?: () => WireguardStatus; device?: () => Promise<DeviceState> }): Promise<Server> {
+  serve(
+    address: string,
+    health: { synced: () => boolean; maxSilenceMs: number; wireguard?: () => WireguardStatus; device?: () => Promise<DeviceState>; busy?: () => boolean },
+  ): Promise<Server> {
     this.wireguard = health.wireguard ?? null;
     this.readDevice = health.device ?? null;
     this.deviceRead = null;
@@ -244,7 +283,12 @@ export class MemberMetrics {
         if (!health.synced()) send(503, 'source not synced yet\n');
         else if (!this.lastPass) send(503, 'no reconcile pass yet\n');
         else if (this.lastPass.error) send(503, `last reconcile failed: ${this.lastPass.error.message}\n`);
-        else send(200, 'ok\n');
+        else {
+          this.deviceDrift(health.busy ?? (() => false)).then(
+            (drift) => (drift ? send(503, `${drift}\n`) : send(200, 'ok\n')),
+            (err: Error) => send(503, `cannot compare the device with the desired state: ${err.message}\n`),
+          );
+        }
       } else {
         send(404, 'not found: try /metrics, /healthz, /readyz\n');
       }

@@ -48,7 +48,7 @@ interface CommonArgs {
   'apply-mode': 'incremental' | 'replace';
   'metrics-address': string;
   'log-level': string;
-  'log-format': 'text' | 'json';
+  'log-format': 'auto' | 'text' | 'json';
   cleanup: boolean;
 }
 
@@ -114,7 +114,11 @@ function common(y: Argv, defaults: { interface: string; keyFile: string; keepali
     })
     .option('metrics-address', { type: 'string', default: defaults.metrics, describe: 'host:port for /metrics, /healthz and /readyz ("off" to disable)' })
     .option('log-level', { choices: ['error', 'warn', 'info', 'debug'], default: 'info', describe: 'Log level' })
-    .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const, describe: 'Log format on stderr' })
+    .option('log-format', {
+      choices: ['auto', 'text', 'json'] as const,
+      default: 'auto' as const,
+      describe: 'Log format on stderr: json (one object a line, for log collectors), text (one readable line), or auto: text when stderr is a terminal, json otherwise',
+    })
     .option('cleanup', { type: 'boolean', default: false, describe: 'Remove everything this member added (routes, ip rule, interface address, its own object in the API) and exit' })
     .check((a) => {
       const port = a['listen-port'];
@@ -148,7 +152,9 @@ async function run(role: 'node' | 'gateway', a: CommonArgs & StreamArgs & Contro
   // talks to an API server. So no mesh/index.ts here (it re-exports everything).
   const { createLogger, canonicalCidr } = await import('../../native/index.ts');
   const { checkSettings } = await import('../../mesh/topology/index.ts');
-  const log = createLogger({ level: a['log-level'], format: a['log-format'], component: role === 'node' ? 'agent' : 'gateway' });
+  // auto: a person at a terminal reads text; a pod's stderr goes to a log collector, which wants JSON.
+  const format = a['log-format'] === 'auto' ? (process.stderr.isTTY ? 'text' : 'json') : a['log-format'];
+  const log = createLogger({ level: a['log-level'], format, component: role === 'node' ? 'agent' : 'gateway' });
   canonicalCidr(a['mesh-cidr'], '--mesh-cidr');
   const lists = {
     serviceCIDRs: a['service-cidr']?.map((c, i) => canonicalCidr(c, `--service-cidr[${i}]`)),
@@ -208,13 +214,16 @@ async function run(role: 'node' | 'gateway', a: CommonArgs & StreamArgs & Contro
     },
   });
 
+  // UAPI latency (aksmesh_uapi_request_duration_seconds): every exchange the member's client makes.
+  member.wireguard.client.observe((op, seconds, answered) => metrics.onResponse(op, seconds, answered));
+
   if (a.cleanup) {
     await member.cleanup();
     log.info('cleaned up: routes, rule, interface address and own object removed', { table: a.table, interface: a.interface });
     return;
   }
 
-  const server = a['metrics-address'] === 'off' ? null : await metrics.serve(a['metrics-address'], { synced: () => source.synced(), maxSilenceMs: Math.max(3 * a.resync * 1000, 30_000), wireguard: () => member.wireguard.status(), device: () => member.wireguard.client.get() });
+  const server = a['metrics-address'] === 'off' ? null : await metrics.serve(a['metrics-address'], { synced: () => source.synced(), maxSilenceMs: Math.max(3 * a.resync * 1000, 30_000), wireguard: () => member.wireguard.status(), device: () => member.wireguard.client.get(), busy: () => member.reconciler.busy });
   const stopped = new Promise<string>((resolve) => {
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.once(sig, () => resolve(sig));
   });
