@@ -13,6 +13,8 @@ import { demoCommand } from './commands/demo.ts';
 import { dashboardCommand } from './commands/dashboard.ts';
 import { gatewayPatchCommand } from './commands/gateway-patch.ts';
 import { inspectCommand } from './commands/inspect.ts';
+import { diffCommand } from './commands/diff.ts';
+import { reconcileCommand } from './commands/reconcile.ts';
 import { statusCommand } from './commands/status.ts';
 import { keygenCommand, pubkeyCommand } from './commands/keys.ts';
 import { uninstallHookCommand } from './commands/uninstall-hook.ts';
@@ -42,6 +44,7 @@ export async function main(argv: string[]): Promise<void> {
     });
   const commands = [agentCommand, gatewayCommand, keygenCommand, pubkeyCommand, inspectCommand, statusCommand, crdsCommand, gatewayPatchCommand, uninstallHookCommand, demoCommand, versionCommand];
   commands.push(dashboardCommand);
+  commands.push(reconcileCommand, diffCommand);
   for (const add of commands) parser = add(parser);
   await parser.parseAsync();
 }

@@ -1,14 +1,68 @@
-/** The member's local control socket (net-ipc) (issue 12): flags and start. Placeholder until built. */
+/**
+ * The member's local control socket (issue 12; mesh/control.ts): its flag, and what each request
+ * asks of the running member. `aks-mesh status --local`, `aks-mesh reconcile` and `aks-mesh diff`
+ * (cli/control-client.ts) are its clients.
+ */
 import type { Argv } from 'yargs';
 import type { MemberService, ServiceContext } from './member-services.ts';
 
-export const CONTROL_FLAG_NAMES: readonly string[] = [];
-export type ControlArgs = Record<string, unknown>;
-
-export function controlFlags<T>(y: Argv<T>): Argv<T> {
-  return y;
+export const CONTROL_FLAG_NAMES: readonly string[] = ['control-socket'];
+export interface ControlArgs {
+  'control-socket'?: string;
+  interface: string;
 }
 
-export async function startControl(_a: ControlArgs, _ctx: ServiceContext): Promise<MemberService | null> {
-  return null;
+/** /var/run/aks-mesh/<interface>.sock (kept here too, so parsing the flags loads nothing of mesh/). */
+export function defaultControlSocketPath(interfaceName: string): string {
+  return `/var/run/aks-mesh/${interfaceName}.sock`;
+}
+
+export function controlFlags<T>(y: Argv<T>): Argv<T> {
+  return y.option('control-socket', {
+    type: 'string',
+    describe:
+      'Unix socket for `aks-mesh status --local`, `reconcile` and `diff` (default /var/run/aks-mesh/<interface>.sock; "off" disables). ' +
+      'Owner-only: the socket is 0600 and its directory, when created, 0700; a stale socket of a dead agent is replaced, a live one refused',
+  }) as unknown as Argv<T>;
+}
+
+export async function startControl(args: ControlArgs, ctx: ServiceContext): Promise<MemberService | null> {
+  const path = args['control-socket'] || defaultControlSocketPath(args.interface);
+  if (path === 'off') return null;
+  const { ControlServer, diffAnswer, passSummary, statusAnswer } = await import('../mesh/control.ts');
+  const { member, log } = ctx;
+  const reconciler = member.reconciler;
+  const server = await ControlServer.start(
+    path,
+    {
+      status: async () => {
+        let preview = null;
+        let previewError: string | undefined;
+        try {
+          preview = await reconciler.preview();
+        } catch (err) {
+          previewError = (err as Error).message;
+        }
+        return statusAnswer({
+          member: { role: ctx.role, kind: member.kind, name: ctx.name, interface: member.o.interfaceName, publicKey: member.publicKey },
+          synced: member.o.source.synced(),
+          wireguard: member.wireguard.status(),
+          passes: reconciler.passes,
+          lastPass: reconciler.lastResult,
+          refused: member.topology?.refused ?? [],
+          preview,
+          ...(previewError ? { previewError } : {}),
+        });
+      },
+      reconcile: async () => {
+        log.info('full pass asked for on the control socket', { socket: path });
+        const result = await reconciler.syncNow({ full: true });
+        return { pass: result ? passSummary(result) : null };
+      },
+      diff: async () => diffAnswer(await reconciler.preview()),
+    },
+    { log },
+  );
+  log.info('control socket listening', { socket: path });
+  return { close: () => server.close() };
 }

@@ -1,0 +1,13 @@
+/** `aks-mesh reconcile`: ask the member on this machine for a full pass now, through its control socket (cli/control-client.ts). */
+import type { Argv } from 'yargs';
+import { controlOptions, runReconcile } from '../control-client.ts';
+import type { ControlArgs } from '../control-client.ts';
+
+export function reconcileCommand(y: Argv): Argv {
+  return y.command<ControlArgs>(
+    'reconcile',
+    'Ask the agent on this machine for a full reconcile pass now (through its control socket) and show what it changed; exit 1 if the pass failed',
+    (c) => controlOptions(c).example('$0 reconcile', 'repair drift now instead of at the next resync'),
+    (a) => runReconcile(a),
+  );
+}

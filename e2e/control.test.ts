@@ -1,0 +1,172 @@
+/**
+ * The agent's local control socket on real agents (issue 12, Done when 1's /readyz half and 4): a
+ * two-node sandbox cluster (peers directory, real wireguard-go), its agents' control sockets asked
+ * through the CLI as a child process. A peer removed by hand with `wg set … remove` makes `aks-mesh
+ * diff` show it missing (exit 1), `status --local` say so, and `/readyz` fail naming it; `aks-mesh
+ * reconcile` repairs it and all three recover. Another user (nobody, uid 65534) is refused with the
+ * permission error; the socket goes with the agent.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CLI, MeshCluster, NODE_BINARY, REPO_ROOT } from '../sandbox/cluster.ts';
+import type { ClusterMember } from '../sandbox/cluster.ts';
+import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
+import { API_VERSION } from '../mesh/crd/types.ts';
+
+const skip = networkTestsUnavailable() ?? false;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run the CLI as a child process (optionally as another user), with a deadline. */
+function cli(args: string[], options: { uid?: number; gid?: number; script?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const argv = options.script ? ['--input-type=module', '-e', options.script] : [CLI, ...args];
+    const child = spawn(NODE_BINARY, argv, {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      // The compile cache (cli/main.ts) is root's: another user skips it.
+      env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '1', AKS_MESH_CONTROL_SOCKET: '', AKS_MESH_INTERFACE: '' },
+      ...(options.uid !== undefined ? { uid: options.uid, gid: options.gid } : {}),
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** `aks-mesh status --local` (runLocalStatus, which the status command's --local calls). */
+function localStatus(socket: string, json: boolean): Promise<Run> {
+  const module = JSON.stringify(join(REPO_ROOT, 'cli', 'control-client.ts'));
+  return cli([], { script: `const m = await import(${module}); await m.runLocalStatus({ socket: ${JSON.stringify(socket)}, json: ${json} });` });
+}
+
+describe('the control socket of a real agent', { skip }, () => {
+  let c: MeshCluster;
+  let dir: string;
+  const socketOf = (m: ClusterMember): string => join(dir, `${m.interfaceName}.sock`);
+
+  async function readyz(m: ClusterMember): Promise<{ status: number; body: string }> {
+    const script = `fetch('http://${m.metricsAddress}/readyz').then(async (r) => process.stdout.write(JSON.stringify({ status: r.status, body: await r.text() })), () => process.stdout.write('{"status":0,"body":""}'))`;
+    const { stdout } = await c.box.exec(m.ns, process.execPath, ['-e', script], { timeoutMs: 10_000 });
+    return JSON.parse(stdout) as { status: number; body: string };
+  }
+
+  before(async () => {
+    // A folder of our own (mkdtemp: 0700, root's): the sockets of this run, removed with it.
+    dir = mkdtempSync(join(tmpdir(), 'aks-mesh-control-'));
+    // A long resync: the drift made by hand stays until `aks-mesh reconcile` repairs it.
+    c = await MeshCluster.start({ nodes: 2, source: 'dir', resyncSeconds: 600 });
+    // Without an API server nobody registers: the Peers are files, as an administrator would write them.
+    c.writePeersFile(
+      'peers.yaml',
+      c.nodes.map((n, i) => ({
+        apiVersion: API_VERSION,
+        kind: 'Peer',
+        metadata: { name: n.name },
+        spec: { publicKey: n.publicKey, endpoint: n.endpoint, allowedIPs: [n.podCIDR], meshIP: `100.96.0.${i + 1}`, nodeName: n.name },
+      })),
+    );
+    for (const n of c.nodes) await c.startAgent(n.name, { flags: { '--control-socket': socketOf(n) } });
+    await c.waitForMatrix({ timeoutMs: 60_000 });
+  });
+  after(async () => {
+    await c?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('status, diff and readyz agree the device is in step; the socket is owner-only', async () => {
+    const [a, b] = c.nodes;
+    const socket = socketOf(a);
+    await c.waitFor(`${a.name} ready`, async () => (await readyz(a)).status === 200, { timeoutMs: 30_000 });
+    assert.equal(statSync(socket).mode & 0o777, 0o600, 'the socket is 0600');
+    const status = await localStatus(socket, true);
+    assert.equal(status.code, 0, status.stderr);
+    const s = JSON.parse(status.stdout) as { member: { name: string }; source: { synced: boolean }; peers: { desired: number; onDevice: number; missing: unknown[] }; inSync: boolean; wireguard: { state: string; restarts: number }; lastPass: { full: boolean } };
+    assert.equal(s.member.name, a.name);
+    assert.equal(s.source.synced, true);
+    assert.deepEqual([s.peers.desired, s.peers.onDevice, s.peers.missing.length], [1, 1, 0]);
+    assert.equal(s.inSync, true);
+    assert.equal(s.wireguard.restarts, 0);
+    const text = await localStatus(socket, false);
+    assert.match(text.stdout, new RegExp(`Peer ${a.name} \\(agent\\) on ${a.interfaceName}`));
+    assert.match(text.stdout, /in sync: +yes/);
+    const diff = await cli(['diff', '--control-socket', socket]);
+    assert.equal(diff.code, 0, `diff exits 0 when nothing would change: ${diff.stdout}${diff.stderr}`);
+    assert.match(diff.stdout, /no changes/);
+    assert.ok(b);
+  });
+
+  test('a peer removed by hand: diff shows it (exit 1), status and /readyz name it; reconcile repairs it and all recover', async (t) => {
+    const [a, b] = c.nodes;
+    const socket = socketOf(a);
+    await c.box.exec(a.ns, 'wg', ['set', a.interfaceName, 'peer', b.publicKey, 'remove']);
+
+    const diff = await cli(['diff', '--control-socket', socket]);
+    assert.equal(diff.code, 1, `diff exits 1 when a pass would change something: ${diff.stdout}${diff.stderr}`);
+    assert.match(diff.stdout, new RegExp(`^\\+ peer Peer/${b.name} ${b.publicKey.replace(/[+/]/g, '\\$&')} allowed-ips `, 'm'));
+    const json = await cli(['diff', '--control-socket', socket, '--json']);
+    const d = JSON.parse(json.stdout) as { changes: number; device: { add: Array<{ name: string }> }; routes: { add: string[] } };
+    assert.equal(d.device.add[0]?.name, b.name);
+    // The routes went with the peer? No: routes are the table's, wg set touches only the device.
+    assert.deepEqual(d.routes.add, []);
+
+    const status = JSON.parse((await localStatus(socket, true)).stdout) as { peers: { missing: Array<{ kind: string; name: string }> }; inSync: boolean };
+    assert.deepEqual(status.peers.missing.map((p) => `${p.kind}/${p.name}`), [`Peer/${b.name}`]);
+    assert.equal(status.inSync, false);
+    assert.match((await localStatus(socket, false)).stdout, new RegExp(`missing \\(desired, not on the device\\):\\n +Peer/${b.name}`));
+
+    let notReady = { status: 0, body: '' };
+    await c.waitFor(`${a.name}'s /readyz fails`, async () => (notReady = await readyz(a)).status === 503, { timeoutMs: 10_000 });
+    assert.equal(notReady.body.trim(), `device differs from the desired state: 1 peer missing (Peer/${b.name})`);
+    t.diagnostic(`/readyz while the device differs: 503 ${notReady.body.trim()}`);
+
+    const reconcile = await cli(['reconcile', '--control-socket', socket]);
+    assert.equal(reconcile.code, 0, reconcile.stderr);
+    assert.match(reconcile.stdout, /full, 1 set/);
+    assert.match(reconcile.stdout, new RegExp(`^\\+ peer Peer/${b.name} `, 'm'));
+    const after = await cli(['diff', '--control-socket', socket]);
+    assert.equal(after.code, 0, after.stdout);
+    await c.waitFor(`${a.name}'s /readyz recovers`, async () => (await readyz(a)).status === 200, { timeoutMs: 10_000 });
+    // One decision line for the repair, naming the peer (at info: a pass of one change).
+    assert.match(readFileSync(a.logFile, 'utf8'), new RegExp(`peer added peer="Peer/${b.name}" publicKey="${b.publicKey.replace(/[+/]/g, '\\$&')}"`));
+    await c.waitForMatrix({ timeoutMs: 30_000 });
+  });
+
+  test('another user (nobody) is refused with the permission error; no agent there is said plainly', async () => {
+    const socket = socketOf(c.nodes[0]);
+    const nobody = await cli(['diff', '--control-socket', socket], { uid: 65534, gid: 65534 });
+    assert.equal(nobody.code, 1, nobody.stdout + nobody.stderr);
+    assert.equal(nobody.stderr.trim(), `aks-mesh: permission denied: the control socket ${socket} is owner-only; run as root (or as the agent's user)`);
+    const missing = join(dir, 'nothing-here.sock');
+    const none = await cli(['reconcile', '--control-socket', missing]);
+    assert.equal(none.code, 1);
+    assert.equal(none.stderr.trim(), `aks-mesh: no agent listening on ${missing} (is the agent running on this node? --control-socket or --interface choose another socket)`);
+  });
+
+  test('the socket goes with the agent; a restarted agent takes the place again', async () => {
+    const a = c.nodes[0];
+    const socket = socketOf(a);
+    await c.stopAgent(a.name);
+    assert.equal(existsSync(socket), false, 'a stopped agent removes its socket');
+    const gone = await cli(['diff', '--control-socket', socket]);
+    assert.equal(gone.code, 1);
+    assert.match(gone.stderr, /no agent listening on/);
+    await c.startAgent(a.name, { flags: { '--control-socket': socket } });
+    await c.waitFor(`${a.name}'s control socket answers`, async () => (await cli(['diff', '--control-socket', socket])).code === 0, { timeoutMs: 30_000 });
+  });
+});
