@@ -3,6 +3,11 @@
  * devices: a TCP transfer of N bytes moves wireguard_sent_bytes_total / _received_bytes_total by
  * at least N at the two ends, and a dead device leaves them out without breaking the scrape.
  *
+ * /readyz compares the live device (read at probe time) with what the last pass wanted: a peer
+ * removed by hand with `wg set … remove` makes it 503, naming the peer, and putting it back makes it
+ * 200 again; a pass in progress is no verdict. aksmesh_uapi_request_duration_seconds counts the
+ * real exchanges by op.
+ *
  * /healthz and aksmesh_wireguard_restarts_total follow the real wireguard-go supervision: a quick
  * restart after kill -9 keeps the member healthy and is counted; a wireguard-go that cannot be
  * brought back (its binary gone) makes /healthz fail, naming why, until it runs again.
@@ -199,5 +204,73 @@ describe('wireguard_* per-peer series read from the live device at scrape time',
     assert.equal(last.status, 200);
     assert.equal(samples(last.body, 'wireguard_sent_bytes_total').length, 0);
     assert.ok(samples(last.body, 'aksmesh_reconcile_total').length > 0, 'the other series are still there');
+  });
+});
+
+describe('/readyz against the live device, and UAPI latency', { skip }, () => {
+  const box = new Sandbox();
+  let a: TunnelNode;
+  let b: TunnelNode;
+  let server: Server;
+  let base: string;
+  let busy = false;
+  let metrics: MemberMetrics;
+
+  const get = async (path: string): Promise<{ status: number; body: string }> => {
+    const r = await fetch(`${base}${path}`);
+    return { status: r.status, body: await r.text() };
+  };
+
+  before(async () => {
+    ({ a, b } = await startTunnel(box));
+    metrics = new MemberMetrics({ role: 'node', name: 'node-a', interface: a.interfaceName });
+    a.wg.client.observe((op, seconds, answered) => metrics.onResponse(op, seconds, answered));
+    // The desired device is what a holds now (its peer b, as startTunnel configured it), named as the topology names it.
+    const live = await a.wg.client.get();
+    const peers = live.peers.map((p) => ({ kind: 'Peer', name: 'node-b', publicKey: p.publicKey, endpoint: p.endpoint, allowedIPs: p.allowedIPs, persistentKeepalive: p.persistentKeepalive }));
+    const topology = { peers, routes: [], refused: [] } as unknown as Topology;
+    const desired = { device: { privateKey: a.privateKey, listenPort: live.listenPort, fwmark: live.fwmark, peers }, routes: [] };
+    metrics.record({ at: new Date(), full: true, applied: [], sets: 0, routesAdded: [], routesRemoved: [], live, desired } as SyncResult, topology);
+    server = await metrics.serve('127.0.0.1:0', { synced: () => true, maxSilenceMs: 60_000, device: () => a.wg.client.get(), busy: () => busy });
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    server?.close();
+    if (a && b) await stopTunnel({ a, b });
+    await box.cleanup();
+  });
+
+  test('a peer removed by hand makes /readyz 503 naming it; put back, 200 again', async () => {
+    assert.equal((await get('/readyz')).status, 200);
+    const peer = (await a.wg.client.get()).peers[0];
+    await box.exec(a.ns, 'wg', ['set', a.interfaceName, 'peer', b.publicKey, 'remove']);
+    let last = { status: 0, body: '' };
+    // Probes within a second share one read: poll until a read after the removal.
+    await waitUntil('/readyz to see the missing peer', async () => (last = await get('/readyz')).status === 503);
+    assert.equal(last.body, 'device differs from the desired state: 1 peer missing (Peer/node-b)\n');
+    // While a pass runs the device may be half-way: no verdict.
+    busy = true;
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.equal((await get('/readyz')).status, 200, 'a pass in progress is not drift');
+    busy = false;
+    await a.wg.client.set({ peers: [{ publicKey: peer.publicKey, endpoint: peer.endpoint, allowedIPs: peer.allowedIPs, persistentKeepalive: peer.persistentKeepalive }] });
+    await waitUntil('/readyz to recover', async () => (last = await get('/readyz')).status === 200);
+    assert.equal(last.body, 'ok\n');
+  });
+
+  test('an allowed IP changed by hand is drift too, named with the field', async () => {
+    await box.exec(a.ns, 'wg', ['set', a.interfaceName, 'peer', b.publicKey, 'allowed-ips', '10.99.0.0/24']);
+    let last = { status: 0, body: '' };
+    await waitUntil('/readyz to see the changed peer', async () => (last = await get('/readyz')).status === 503);
+    assert.equal(last.body, 'device differs from the desired state: 1 peer configured differently (Peer/node-b: allowedIPs)\n');
+    await box.exec(a.ns, 'wg', ['set', a.interfaceName, 'peer', b.publicKey, 'allowed-ips', `${b.meshIp}/32`]);
+    await waitUntil('/readyz to recover', async () => (await get('/readyz')).status === 200);
+  });
+
+  test('aksmesh_uapi_request_duration_seconds counts the real gets by op and result', async () => {
+    const body = (await get('/metrics')).body;
+    assert.match(body, /^# TYPE aksmesh_uapi_request_duration_seconds histogram$/m);
+    const count = samples(body, 'aksmesh_uapi_request_duration_seconds_count').find((s) => s.labels.op === 'get' && s.labels.result === 'ok');
+    assert.ok(count && count.value >= 2, `gets observed: ${count?.value}`);
   });
 });

@@ -170,7 +170,7 @@ export class MemberMetrics {
    */
   async deviceDrift(busy: () => boolean): Promise<string | null> {
     const pass = this.lastPass;
-    if (!pass || pass.error || !this.readDevice) return null;
+    if (!pass || pass.error || !pass.desired?.device || !this.readDevice) return null;
     const device = await this.readLiveDevice();
     const read = this.deviceRead;
     if (!device) return read?.error ? `cannot read the device: ${read.error}` : null;
