@@ -163,6 +163,15 @@ function writesHealth(m: MemberView): boolean {
   return m.healthy !== null;
 }
 
+/**
+ * Whether an agent runs for this member: it writes Ready or peer counts on its own status. An
+ * external Peer (a machine outside the cluster) has none of that; the Accepted condition that agents
+ * write on other objects does not count.
+ */
+function hasAgent(m: MemberView): boolean {
+  return m.ready !== null || m.desired !== null;
+}
+
 /** What X's status says about the pair (X, Y). */
 export function sideOf(x: MemberView, y: MemberView): PairSide {
   const listed = x.unhealthy.find((e) => e.kind === y.kind && e.name === y.name);
@@ -176,14 +185,14 @@ export function sideOf(x: MemberView, y: MemberView): PairSide {
 }
 
 /**
- * A pair's health: unhealthy when either side lists the other; healthy when every side that writes
- * health says healthy (an external Peer has no agent, so its pairs rest on the other side's word);
+ * A pair's health: unhealthy when either side lists the other; healthy when every side that has an
+ * agent says healthy (an external Peer has none, so its pairs rest on the other side's word);
  * unknown otherwise (no health written yet, a side not Ready, a truncated list).
  */
 export function pairView(x: MemberView, y: MemberView): PairView {
   const [a, b] = x.key < y.key ? [x, y] : [y, x];
   const sides = [sideOf(a, b), sideOf(b, a)];
-  const speaking = sides.filter((s, i) => writesHealth(i === 0 ? a : b) || s.health === 'unhealthy');
+  const speaking = sides.filter((s, i) => hasAgent(i === 0 ? a : b) || s.health === 'unhealthy');
   let health: PairHealth = 'unknown';
   if (sides.some((s) => s.health === 'unhealthy')) health = 'unhealthy';
   else if (speaking.length > 0 && speaking.every((s) => s.health === 'healthy')) health = 'healthy';
