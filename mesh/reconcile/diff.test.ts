@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { blankPeerState, canonicalCidr, encodeSet, generatePrivateKey, publicKeyOf } from '../../native/index.ts';
 import type { DeviceState, PeerState, SetRequest } from '../../native/index.ts';
-import { batchOps, batchRequest, diffDevice, diffRoutes, opRequest, planDevice } from './diff.ts';
+import { batchOps, batchRequest, describeDrift, deviceDrift, diffDevice, diffRoutes, driftMatters, opRequest, peerDifferences, planDevice, planRoutes } from './diff.ts';
 import type { DesiredDevice } from './diff.ts';
 import { CidrMirror, DeviceMirror } from './mirror.ts';
 
@@ -351,5 +351,87 @@ describe('CidrMirror', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('deviceDrift, describeDrift and planRoutes (what readiness, status --local and diff say)', () => {
+  const priv = generatePrivateKey();
+  const keys = Array.from({ length: 6 }, () => publicKeyOf(generatePrivateKey())).sort();
+  const live = (peers: PeerState[], over: Partial<DeviceState> = {}): DeviceState => ({ privateKey: priv, publicKey: publicKeyOf(priv), listenPort: 51820, fwmark: 0x2000, peers, ...over });
+  const state = (publicKey: string, over: Partial<PeerState> = {}): PeerState => ({ ...blankPeerState(publicKey), allowedIPs: ['10.244.1.0/24'], ...over });
+  const want = (peers: Array<{ publicKey: string; allowedIPs: string[]; endpoint?: string; kind?: string; name?: string }>): DesiredDevice => ({ privateKey: priv, listenPort: 51820, fwmark: 0x2000, peers });
+  const names = new Map([[keys[0], 'Peer/node-a'], [keys[1], 'Peer/node-b'], [keys[2], 'Gateway/gw']]);
+  const nameOf = (k: string): string | undefined => names.get(k);
+
+  test('in step: no drift, no sentence', () => {
+    const d = deviceDrift(want([{ publicKey: keys[0], allowedIPs: ['10.244.1.0/24'] }]), live([state(keys[0])]));
+    assert.deepEqual(d, { settings: [], missing: [], extra: [], different: [] });
+    assert.equal(describeDrift(d, nameOf), null);
+  });
+
+  test('missing, extra and changed peers, and settings, each named; a private key is named, never shown', () => {
+    const d = deviceDrift(
+      want([
+        { publicKey: keys[0], allowedIPs: ['10.244.1.0/24'] },
+        { publicKey: keys[1], allowedIPs: ['10.244.2.0/24'] },
+        { publicKey: keys[2], allowedIPs: ['10.244.3.0/24'], endpoint: '198.18.0.3:51820' },
+      ]),
+      live([state(keys[0], { allowedIPs: ['10.244.9.0/24'] }), state(keys[2], { allowedIPs: ['10.244.3.0/24'], endpoint: '198.18.0.3:51820' }), state(keys[5])], { listenPort: 51821, privateKey: generatePrivateKey() }),
+    );
+    assert.deepEqual(d.settings, ['privateKey', 'listenPort']);
+    assert.deepEqual(d.missing, [keys[1]]);
+    assert.deepEqual(d.extra, [keys[5]]);
+    assert.deepEqual(d.different, [{ publicKey: keys[0], fields: ['allowedIPs'] }]);
+    const text = describeDrift(d, nameOf) ?? '';
+    assert.equal(
+      text,
+      `device differs from the desired state: device settings differ (privateKey, listenPort); 1 peer missing (Peer/node-b); 1 extra peer (key ${keys[5].slice(0, 8)}…); 1 peer configured differently (Peer/node-a: allowedIPs)`,
+    );
+    assert.ok(!text.includes(priv));
+  });
+
+  test('an endpoint alone that differs is roaming: shown as different, not readiness drift', () => {
+    const d = deviceDrift(want([{ publicKey: keys[2], allowedIPs: ['10.244.3.0/24'], endpoint: '198.18.0.3:51820' }]), live([state(keys[2], { allowedIPs: ['10.244.3.0/24'], endpoint: '10.0.0.9:40000' })]));
+    assert.deepEqual(d.different, [{ publicKey: keys[2], fields: ['endpoint'] }]);
+    assert.equal(driftMatters(d), false);
+    assert.equal(describeDrift(d, nameOf), null);
+  });
+
+  test('many missing peers: three named, the rest counted', () => {
+    const d = deviceDrift(want(keys.map((k, i) => ({ publicKey: k, allowedIPs: [`10.244.${i}.0/24`] }))), live([]));
+    assert.equal(describeDrift(d, nameOf), `device differs from the desired state: 6 peers missing (Peer/node-a, Peer/node-b, Gateway/gw, and 3 more)`);
+  });
+
+  test('peerDifferences names every field the reconciler sets', () => {
+    const w = { publicKey: keys[0], allowedIPs: ['10.244.1.0/24'], endpoint: '198.18.0.1:51820', persistentKeepalive: 25, presharedKey: 'x' };
+    assert.deepEqual(peerDifferences(w, state(keys[0], { endpoint: null })), ['endpoint', 'persistentKeepalive', 'presharedKey']);
+    assert.deepEqual(peerDifferences({ ...w, presharedKey: null, persistentKeepalive: 0 }, state(keys[0], { endpoint: '198.18.0.1:51820' })), []);
+  });
+
+  test('planRoutes: only our routes go, another device keeps its own, fallbacks follow every list', () => {
+    const plan = planRoutes(
+      ['10.244.1.0/24', '10.244.2.0/24', '10.244.7.0/24'],
+      [['10.244.1.0/24', '10.244.2.0/24', '10.244.7.0/24'], ['10.244.3.0/24']],
+      [
+        { dst: '10.244.1.0/24', dev: 'wg0' },
+        { dst: '10.244.5.0/24', dev: 'wg0' },
+        { dst: '10.244.7.0/24', dev: 'eth1' },
+      ],
+      new Set(['10.244.1.0/24', '10.244.9.0/24']),
+      'wg0',
+    );
+    assert.deepEqual(plan.add, ['10.244.2.0/24']);
+    assert.deepEqual(plan.remove, ['10.244.5.0/24']);
+    assert.deepEqual(plan.conflicts, ['10.244.7.0/24 dev eth1']);
+    assert.deepEqual(plan.addFallbacks, ['10.244.2.0/24', '10.244.3.0/24', '10.244.7.0/24']);
+    assert.deepEqual(plan.removeFallbacks, ['10.244.9.0/24']);
+    assert.deepEqual(planRoutes(['10.244.1.0/24'], [['10.244.1.0/24']], [{ dst: '10.244.1.0/24', dev: 'wg0' }], null, 'wg0'), {
+      add: [],
+      remove: [],
+      addFallbacks: [],
+      removeFallbacks: [],
+      conflicts: [],
+      foreign: new Map(),
+    });
   });
 });

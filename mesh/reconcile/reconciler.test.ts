@@ -2,6 +2,8 @@
  * The reconciler on the real wireguard-go: bursts coalesce into one pass, and a `set` that
  * wireguard-go refuses does not keep the other peers from being configured; the error names it.
  * Routes: fallbacks beyond the routes fail closed; a route through another device is never deleted.
+ * preview() says what a full pass would change (drift made by hand with `wg set` and `ip route`)
+ * without sending a single `set` or touching the table; each pass logs the peers it changed, by name.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -96,6 +98,78 @@ describe('Reconciler on a real wireguard-go', { skip }, () => {
     assert.deepEqual(second?.routesRemoved, ['10.50.0.0/24']);
     assert.deepEqual((await listRoutes(table, { netns: ns })).map((x) => `${x.dst} ${x.dev}`), [`10.60.0.0/24 ${other}`]);
     assert.deepEqual(await listFallbacks(table, { netns: ns }), []);
+    await r.stop();
+  });
+
+  test('preview: what a full pass would change, read from the device and the table, and nothing changed', async () => {
+    const table = 51878;
+    const dev = box.ifName('wg', 'r');
+    await box.ip(ns, 'link', 'set', dev, 'up');
+    const named = peers.slice(0, 3).map((p, i) => ({ ...p, kind: 'Peer', name: `node-${i}` }));
+    const desired: DesiredState = { device: { privateKey, listenPort: 51813, fwmark: 0, peers: named }, routes: ['10.50.0.0/24', '10.50.1.0/24'] };
+    const r = new Reconciler({ device: wg.client, routes: { table, dev, netns: ns }, desired: () => desired, resyncMs: 0 });
+    assert.equal((await r.syncNow())?.error, undefined);
+    const clean = await r.preview();
+    assert.ok(clean);
+    assert.deepEqual(clean.ops, [], 'nothing to do right after a pass');
+    assert.deepEqual([clean.routes?.add, clean.routes?.remove], [[], []]);
+
+    // Drift by hand: node-1 removed, node-2's allowed IPs changed, a stranger added, a route deleted.
+    const stranger = publicKeyOf(generatePrivateKey());
+    await box.exec(ns, 'wg', ['set', dev, 'peer', named[1].publicKey, 'remove', 'peer', named[2].publicKey, 'allowed-ips', '10.59.0.0/24', 'peer', stranger, 'allowed-ips', '10.58.0.0/24']);
+    await box.ip(ns, 'route', 'del', '10.50.1.0/24', 'dev', dev, 'table', String(table));
+    const setsBefore = sets;
+    const before = await wg.client.get();
+    const p = await r.preview();
+    assert.ok(p);
+    assert.equal(sets, setsBefore, 'a preview sends no set');
+    assert.deepEqual((await wg.client.get()).peers.map((x) => `${x.publicKey} ${x.allowedIPs}`).sort(), before.peers.map((x) => `${x.publicKey} ${x.allowedIPs}`).sort(), 'the device is as it was');
+    assert.deepEqual((await listRoutes(table, { netns: ns })).map((x) => x.dst), ['10.50.0.0/24'], 'the table is as it was');
+    assert.deepEqual(p.drift.missing, [named[1].publicKey]);
+    assert.deepEqual(p.drift.extra, [stranger]);
+    assert.deepEqual(p.drift.different, [{ publicKey: named[2].publicKey, fields: ['allowedIPs'] }]);
+    assert.deepEqual(
+      p.ops.map((o) => (o.op === 'put' ? `put ${o.peer.publicKey} ${o.created}` : o.op === 'remove' ? `remove ${o.publicKey}` : o.op)).sort(),
+      [`put ${named[1].publicKey} true`, `put ${named[2].publicKey} false`, `remove ${stranger}`].sort(),
+    );
+    assert.deepEqual(p.routes?.add, ['10.50.1.0/24']);
+
+    // The pass that repairs it says which peers it changed, by name, one line each.
+    const lines: Array<{ level: string; message: string; meta?: Record<string, unknown> }> = [];
+    const log = {
+      error: (message: string, meta?: Record<string, unknown>) => lines.push({ level: 'error', message, meta }),
+      warn: (message: string, meta?: Record<string, unknown>) => lines.push({ level: 'warn', message, meta }),
+      info: (message: string, meta?: Record<string, unknown>) => lines.push({ level: 'info', message, meta }),
+      debug: (message: string, meta?: Record<string, unknown>) => lines.push({ level: 'debug', message, meta }),
+    };
+    const logged = new Reconciler({ device: wg.client, routes: { table, dev, netns: ns }, desired: () => desired, resyncMs: 0, log });
+    const repair = await logged.syncNow();
+    assert.deepEqual(
+      repair?.changes?.map((c) => `${c.change} ${c.kind ?? '-'}/${c.name ?? '-'} ${(c.fields ?? []).join(',')}`).sort(),
+      ['added Peer/node-1 ', 'removed -/- ', 'updated Peer/node-2 allowedIPs'],
+      'a stranger added by hand has no name: it is named by its key',
+    );
+    const info = lines.filter((l) => l.level === 'info' && l.message.startsWith('peer '));
+    assert.deepEqual(info.map((l) => `${l.message} ${String(l.meta?.peer)}${l.meta?.fields ? ` ${String(l.meta.fields)}` : ''}`).sort(), ['peer added Peer/node-1', 'peer removed (unknown)', 'peer updated Peer/node-2 allowedIPs']);
+    assert.ok(info.every((l) => typeof l.meta?.publicKey === 'string'));
+    assert.ok(!JSON.stringify(lines).includes(privateKey), 'no private key in any line');
+    const after = await logged.preview();
+    assert.deepEqual(after?.ops, []);
+    assert.deepEqual(after?.routes?.add, []);
+    await r.stop();
+    await logged.stop();
+  });
+
+  test('a pass of many changes logs a summary at info, not a line per peer', async () => {
+    const many = Array.from({ length: 40 }, (_, i) => ({ publicKey: publicKeyOf(generatePrivateKey()), allowedIPs: [`10.70.${i}.0/24`], kind: 'Peer', name: `n${i}` }));
+    const lines: string[] = [];
+    const log = { error: () => undefined, warn: () => undefined, info: (m: string) => lines.push(m), debug: () => undefined, isLevelEnabled: () => false };
+    const r = new Reconciler({ device: wg.client, desired: () => ({ device: { privateKey, listenPort: 51814, fwmark: 0, peers: many }, routes: [] }), resyncMs: 0, log });
+    const left = (await wg.client.get()).peers.length;
+    const result = await r.syncNow();
+    assert.equal(result?.changes?.length, many.length + left, 'every change (the adds, and removals of what earlier tests left) is still recorded on the result');
+    assert.deepEqual(lines.filter((m) => m.startsWith('peer ')), [], 'no per-peer info lines');
+    assert.deepEqual(lines.filter((m) => m === 'reconciled'), ['reconciled']);
     await r.stop();
   });
 
