@@ -156,3 +156,31 @@ export function toJson(device: DeviceState, o: FormatOptions): DeviceJson {
 
 /** Bad flags or arguments: the CLI prints the message and exits 2, like yargs' own usage errors. */
 export class UsageError extends Error {}
+
+/**
+ * The device back from its JSON (`inspect --json`, or a `device` message of an agent's stream), so
+ * `inspect --url` prints exactly what `inspect` prints locally. Hidden keys stay "(hidden)";
+ * `latestHandshakeMs`, when the JSON has it, restores the handshake's milliseconds.
+ */
+export function fromJson(json: Omit<DeviceJson, 'peers'> & { peers: ReadonlyArray<PeerJson & { latestHandshakeMs?: number | null }> }): DeviceState {
+  return {
+    privateKey: json.privateKey,
+    publicKey: json.publicKey,
+    listenPort: json.listenPort,
+    fwmark: json.fwmark,
+    peers: json.peers.map((p) => {
+      const ms = typeof p.latestHandshakeMs === 'number' ? p.latestHandshakeMs : p.latestHandshake === null ? null : p.latestHandshake * 1000;
+      return {
+        publicKey: p.publicKey,
+        presharedKey: p.presharedKey,
+        endpoint: p.endpoint,
+        allowedIPs: p.allowedIPs,
+        persistentKeepalive: p.persistentKeepalive,
+        lastHandshake: ms === null ? null : { sec: BigInt(Math.floor(ms / 1000)), nsec: (ms % 1000) * 1e6 },
+        rxBytes: BigInt(p.rxBytes),
+        txBytes: BigInt(p.txBytes),
+        protocolVersion: 1,
+      };
+    }),
+  };
+}

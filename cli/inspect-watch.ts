@@ -101,14 +101,13 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
   // A reader that went away (`inspect --watch | head`) ends the watch quietly, like Ctrl-C.
   out.on('error', onSignal);
   const previous = new Map<string, Sample>();
-  // What the last non-TTY block showed (the device, without the read time and derived ages).
-  let lastShown = '';
+  const view = new WatchView({ ...o, out, tty, header: `every ${o.intervalMs} ms` });
   // Without a loader, no names (and the output has no name fields); with one, the last map read.
   // The first read waits for the names; later refreshes run beside the watch so a slow API never stalls it.
   let names: Map<string, string> | undefined = o.loadNames ? ((await o.loadNames()) ?? new Map()) : undefined;
   let namesRead = Date.now();
   let refreshing = false;
-  if (tty && !o.json) out.write(HIDE_CURSOR);
+  view.begin();
   try {
     while (!stop.signal.aborted) {
       if (o.loadNames && !refreshing && Date.now() - namesRead >= NAMES_REFRESH_MS) {
@@ -133,27 +132,7 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
       if (stop.signal.aborted) break;
       if (!device) previous.clear();
       const rates = device ? ratesSince(previous, device, time) : new Map<string, PeerRate | null>();
-      if (o.json) {
-        out.write(`${JSON.stringify(device ? watchJson(device, o, time, rates, names) : { time, interface: o.interfaceName, error })}\n`);
-      } else {
-        const header = `${new Date(time).toISOString()}  every ${o.intervalMs} ms  (Ctrl-C to stop)\n`;
-        const body = device
-          ? formatText(device, {
-              interfaceName: o.interfaceName,
-              showKeys: o.showKeys,
-              now: Math.floor(time / 1000),
-              rates: new Map([...rates].filter((e): e is [string, PeerRate] => e[1] !== null)),
-              names,
-            })
-          : `interface: ${o.interfaceName}\n  unavailable: ${error}\n  (watching for it to come back)\n`;
-        if (tty) {
-          out.write(`${CLEAR}${header}${body}`);
-        } else {
-          const state = device ? JSON.stringify(toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys, names })) : error;
-          if (state !== lastShown) out.write(`${header}${body}\n`);
-          lastShown = state;
-        }
-      }
+      view.show(time, device, error, rates, names);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, o.intervalMs);
         stop.signal.addEventListener(
@@ -171,11 +150,70 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
     process.off('SIGTERM', onSignal);
     signal?.removeEventListener('abort', onSignal);
     out.off('error', onSignal);
-    if (tty && !o.json) out.write(SHOW_CURSOR);
+    view.end();
   }
 }
 
-function watchJson(device: DeviceState, o: WatchOptions, time: number, rates: Map<string, PeerRate | null>, names: Map<string, string> | undefined): WatchJson {
+export interface ViewOptions {
+  interfaceName: string;
+  json: boolean;
+  showKeys: boolean;
+  out: NodeJS.WriteStream | NodeJS.WritableStream;
+  tty: boolean;
+  /** What the text header says after the time (how often, or where from). */
+  header: string;
+}
+
+/**
+ * How a watch shows each read, wherever the reads come from (the UAPI socket here, an agent's stream
+ * for `inspect --url`): redrawn on a terminal, a block per change elsewhere, a JSON line per read.
+ */
+export class WatchView {
+  private readonly o: ViewOptions;
+  /** What the last non-TTY block showed (the device, without the read time and derived ages). */
+  private lastShown = '';
+
+  constructor(o: ViewOptions) {
+    this.o = o;
+  }
+
+  begin(): void {
+    if (this.o.tty && !this.o.json) this.o.out.write(HIDE_CURSOR);
+  }
+
+  end(): void {
+    if (this.o.tty && !this.o.json) this.o.out.write(SHOW_CURSOR);
+  }
+
+  /** One read: the device (or null and why not), its rates and the names known. */
+  show(time: number, device: DeviceState | null, error: string, rates: ReadonlyMap<string, PeerRate | null>, names: Map<string, string> | undefined): void {
+    const { o } = this;
+    const out = o.out;
+    if (o.json) {
+      out.write(`${JSON.stringify(device ? watchJson(device, o, time, rates, names) : { time, interface: o.interfaceName, error })}\n`);
+      return;
+    }
+    const header = `${new Date(time).toISOString()}  ${o.header}  (Ctrl-C to stop)\n`;
+    const body = device
+      ? formatText(device, {
+          interfaceName: o.interfaceName,
+          showKeys: o.showKeys,
+          now: Math.floor(time / 1000),
+          rates: new Map([...rates].filter((e): e is [string, PeerRate] => e[1] !== null)),
+          names,
+        })
+      : `interface: ${o.interfaceName}\n  unavailable: ${error}\n  (watching for it to come back)\n`;
+    if (o.tty) {
+      out.write(`${CLEAR}${header}${body}`);
+    } else {
+      const state = device ? JSON.stringify(toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys, names })) : error;
+      if (state !== this.lastShown) out.write(`${header}${body}\n`);
+      this.lastShown = state;
+    }
+  }
+}
+
+function watchJson(device: DeviceState, o: { interfaceName: string; showKeys: boolean }, time: number, rates: ReadonlyMap<string, PeerRate | null>, names: Map<string, string> | undefined): WatchJson {
   const base = toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys, names });
   const byKey = new Map(device.peers.map((p) => [p.publicKey, p]));
   return {

@@ -30,6 +30,7 @@
  * process's exit and signal hooks.
  */
 import { execFile, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import {
   closeSync,
@@ -79,6 +80,11 @@ export const DEFAULT_MESH_CIDR = '100.96.0.0/16';
 export const DEFAULT_LISTEN_PORT = 51820;
 /** Every member serves metrics on its underlay IP at this port (reachable from the host). */
 export const METRICS_PORT = 9464;
+/**
+ * Every member serves its live stream (mesh/stream.ts) on its underlay IP at this port, reachable
+ * from the host with the member's token (a non-loopback stream needs one).
+ */
+export const STREAM_PORT = 9587;
 /** The host's address on the underlay: 198.18.X.254. */
 export const HOST_OCTET = 254;
 /** The gateway's address on the underlay: 198.18.X.100. */
@@ -161,6 +167,14 @@ export interface ClusterMember {
   publicKey: string;
   /** --metrics-address: underlayIp:METRICS_PORT. */
   metricsAddress: string;
+  /** --stream-address: underlayIp:STREAM_PORT. */
+  streamAddress: string;
+  /** ws://underlayIp:STREAM_PORT/stream: the live stream, reachable from the host with streamToken. */
+  streamUrl: string;
+  /** The token the stream asks for (Authorization: Bearer <token>); random per member. */
+  streamToken: string;
+  /** --stream-token-file: holds streamToken (0600). */
+  streamTokenFile: string;
   wireguard: WireguardMode;
   /** The token user this member's agent authenticates as (kube mode). */
   user?: string;
@@ -511,6 +525,8 @@ export class MeshCluster {
       ...(m.role === 'node' ? [['--endpoint', m.endpoint] as [string, string]] : []),
       ['--resync', String(this.resyncSeconds)],
       ['--metrics-address', m.metricsAddress],
+      ['--stream-address', m.streamAddress],
+      ['--stream-token-file', m.streamTokenFile],
       ['--log-format', 'text'],
     ];
     const overrides = options.flags ?? {};
@@ -991,6 +1007,9 @@ export class MeshCluster {
     const keyFile = join(this.dir, 'keys', `${name}.key`);
     const privateKey = generatePrivateKey();
     writePrivateKeyFile(keyFile, privateKey);
+    const streamToken = randomBytes(24).toString('base64url');
+    const streamTokenFile = join(this.dir, 'keys', `${name}.stream-token`);
+    writeFileSync(streamTokenFile, `${streamToken}\n`, { mode: 0o600 });
     const kubeconfig = this.source === 'kube' ? join(this.dir, `kubeconfig-${name}`) : undefined;
     return {
       name,
@@ -1005,6 +1024,10 @@ export class MeshCluster {
       keyFile,
       publicKey: publicKeyOf(privateKey),
       metricsAddress: `${underlayIp}:${METRICS_PORT}`,
+      streamAddress: `${underlayIp}:${STREAM_PORT}`,
+      streamUrl: `ws://${underlayIp}:${STREAM_PORT}/stream`,
+      streamToken,
+      streamTokenFile,
       wireguard,
       ...(kubeconfig ? { user: userOf(name), kubeconfig } : {}),
       logFile: join(this.dir, `${name}.log`),

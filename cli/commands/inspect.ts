@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { DEFAULT_SOCKET_DIR, NativeError, UapiClient, redactSecrets, socketPathFor } from '../../native/index.ts';
 import { UsageError, formatText, toJson } from '../format.ts';
@@ -13,6 +14,9 @@ interface InspectArgs {
   interval: number;
   names: boolean;
   kubeconfig?: string;
+  url?: string;
+  token?: string;
+  'token-file'?: string;
 }
 
 export function inspectCommand(y: Argv): Argv {
@@ -49,18 +53,41 @@ export function inspectCommand(y: Argv): Argv {
             'If the API cannot be read, a warning goes to stderr and the device is shown without names',
         })
         .option('kubeconfig', { type: 'string', describe: 'With --names (implies it): kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)' })
+        .option('url', {
+          type: 'string',
+          describe:
+            "An agent's or gateway's live stream instead of a local socket: ws://host:port (such as ws://127.0.0.1:9587 after " +
+            'kubectl port-forward to an agent pod). Peers are named by the member; keys are never sent',
+        })
+        .option('token-file', { type: 'string', describe: 'With --url: file holding the stream token (the chart keeps it in Secret aks-mesh-stream-token)' })
+        .option('token', { type: 'string', describe: 'With --url: the stream token itself (visible to other users in ps; prefer --token-file or AKS_MESH_STREAM_TOKEN)' })
         .conflicts('interface', 'socket')
+        .conflicts('token', 'token-file')
         .check((a) => {
-          if (!a.interface && !a.socket) throw new UsageError('say which device: --interface <name> or --socket <path>');
+          if (a.url) {
+            // The stream names peers itself and never carries keys; a local device has no place here.
+            const clash = (['interface', 'socket', 'kubeconfig'] as const).find((k) => a[k] !== undefined) ?? (a.names ? 'names' : a['show-keys'] ? 'show-keys' : undefined);
+            if (clash) throw new UsageError(`--url and --${clash} exclude each other: the stream names its peers and never sends keys`);
+          }
+          if ((a.token !== undefined || a['token-file'] !== undefined) && !a.url) throw new UsageError('--token and --token-file go with --url (the stream of an agent or gateway)');
+          if (!a.interface && !a.socket && !a.url) throw new UsageError('say which device: --interface <name>, --socket <path> or --url ws://host:port');
           if (!Number.isFinite(a.interval) || a.interval < 100) throw new UsageError(`--interval ${a.interval}: must be a number of milliseconds, at least 100`);
           if (!Number.isFinite(a.timeout) || a.timeout <= 0) throw new UsageError(`--timeout ${a.timeout}: must be a positive number of milliseconds`);
           return true;
         })
         .example('$0 inspect -i wg-mesh --watch', 'live view with rates, redrawn every second')
+        .example('$0 inspect --url ws://127.0.0.1:9587 --token-file token --watch', "an agent's device through kubectl port-forward ds/aks-mesh-agent 9587")
         .example('$0 inspect -i wg-mesh', 'the node agent’s device')
         .example('$0 inspect -i wg-mesh --names --kubeconfig ~/.kube/config', 'peers named by their Peer/Gateway')
         .example('$0 inspect --socket /var/run/wireguard/wg-gw.sock --json', 'a gateway’s device as JSON') as unknown as Argv<InspectArgs>,
     async (a) => {
+      if (a.url) {
+        const token = streamToken(a);
+        const remote = await import('../inspect-remote.ts');
+        const o = { url: remote.streamUrl(a.url), token, timeoutMs: a.timeout, json: a.json };
+        await (a.watch ? remote.watchRemote(o) : remote.inspectRemote(o));
+        return;
+      }
       const socketPath = a.socket ?? socketPathFor(a.interface as string, a['socket-dir']);
       const interfaceName = a.interface ?? socketPath.replace(/^.*\//, '').replace(/\.sock$/, '');
       const wantNames = a.names || a.kubeconfig !== undefined;
@@ -89,4 +116,23 @@ export function inspectCommand(y: Argv): Argv {
       process.stdout.write(a.json ? `${JSON.stringify(toJson(device, options), null, 2)}\n` : formatText(device, options));
     },
   );
+}
+
+/** --token, --token-file or $AKS_MESH_STREAM_TOKEN (in that order); undefined when none is given. */
+function streamToken(a: InspectArgs): string | undefined {
+  if (a.token !== undefined) {
+    if (!a.token.trim()) throw new UsageError('--token: empty');
+    return a.token.trim();
+  }
+  if (a['token-file'] !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(a['token-file'], 'utf8');
+    } catch (err) {
+      throw new UsageError(`--token-file ${a['token-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (!text.trim()) throw new UsageError(`--token-file ${a['token-file']}: empty`);
+    return text.trim();
+  }
+  return process.env.AKS_MESH_STREAM_TOKEN?.trim() || undefined;
 }
