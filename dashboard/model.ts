@@ -67,7 +67,7 @@ export interface MemberView {
 export interface PairSide {
   from: string;
   health: PairHealth;
-  /** For 'unhealthy': the reason from the status; for 'unknown': why nothing can be said. */
+  /** For 'unhealthy': the reason from the status; for 'unknown': why `from` cannot say (e.g. 'not Ready'). */
   reason: string | null;
   lastHandshake: string | null;
 }
@@ -177,10 +177,10 @@ export function sideOf(x: MemberView, y: MemberView): PairSide {
   const listed = x.unhealthy.find((e) => e.kind === y.kind && e.name === y.name);
   if (listed) return { from: x.key, health: 'unhealthy', reason: listed.reason, lastHandshake: listed.lastHandshake ?? null };
   const unknown = (reason: string): PairSide => ({ from: x.key, health: 'unknown', reason, lastHandshake: null });
-  if (!writesHealth(x)) return unknown(`${x.key} reports no peer health`);
-  if (x.ready !== 'True') return unknown(`${x.key} is not Ready`);
+  if (!writesHealth(x)) return unknown('reports no peer health');
+  if (x.ready !== 'True') return unknown('not Ready');
   // A bounded list that left entries out may have left this pair out.
-  if (x.unhealthyOmitted > 0) return unknown(`${x.key} left ${x.unhealthyOmitted} unhealthy peers out of its status`);
+  if (x.unhealthyOmitted > 0) return unknown(`left ${x.unhealthyOmitted} unhealthy peers out of its status`);
   return { from: x.key, health: 'healthy', reason: null, lastHandshake: null };
 }
 

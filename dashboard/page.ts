@@ -90,7 +90,7 @@ line.pair { stroke-width: 3; }
 line.pair.healthy { stroke: var(--ok); }
 line.pair.unhealthy { stroke: var(--bad); stroke-width: 4; }
 line.pair.unknown { stroke: var(--unknown); stroke-dasharray: 6 5; }
-svg.has-selection line.pair { opacity: 0.15; }
+svg.has-selection line.pair { opacity: 0.3; }
 svg.has-selection line.pair.mine { opacity: 1; }
 g.member { cursor: pointer; }
 g.member .shape { fill: #fff; stroke: var(--fg); stroke-width: 2; }
@@ -167,13 +167,20 @@ export const PAGE_JS = `'use strict';
     return p.a + ' ↔ ' + p.b + ': ' + p.health + (why.length ? ' — ' + why.join('; ') : '');
   }
 
+  // The first side with something to say, for a table cell seen from the selected member: its own
+  // word bare, the other side's with its name ("unknown (Peer/node-b: not Ready)").
+  function sideWords(p, key) {
+    var side = p.sides.filter(function (s) { return s.reason && (p.health !== 'unhealthy' || s.health === 'unhealthy'); })[0];
+    return side ? ' (' + (side.from === key ? '' : side.from + ': ') + side.reason + ')' : '';
+  }
+
   // ------------------------------------------------------------------ the picture
   function drawPicture() {
     var root = $('mesh'); clear(root);
     var view = state.view; if (!view) return;
     var ms = view.members.filter(function (m) { return m.accepted !== 'False'; });
     var n = ms.length, cx = 320, cy = 320;
-    var r = n <= 1 ? 0 : Math.min(230, 120 + n * 12);
+    var r = n <= 1 ? 0 : Math.min(230, 170 + n * 6);
     var pos = {};
     ms.forEach(function (m, i) {
       var a = -Math.PI / 2 + (2 * Math.PI * i) / Math.max(1, n);
@@ -273,10 +280,9 @@ export const PAGE_JS = `'use strict';
       device.peers.forEach(function (p) {
         var name = typeof p.name === 'string' ? p.name : null;
         var pair = name ? pairOf(key, name) : null;
-        var side = pair ? pair.sides.filter(function (s) { return s.reason; })[0] : null;
         body.appendChild(row([
           name || String(p.publicKey).slice(0, 12) + '…',
-          { text: pair ? pair.health + (side ? ' (' + side.reason + ')' : '') : '-', cls: pair ? 'health-' + pair.health : '' },
+          { text: pair ? pair.health + sideWords(pair, key) : '-', cls: pair ? 'health-' + pair.health : '', title: pair ? pairText(pair) : '' },
           p.endpoint,
           typeof p.latestHandshake === 'number' ? age(p.latestHandshake * 1000) : 'never',
           bytes(p.rxBytes), bytes(p.txBytes), rate(p.rxRate), rate(p.txRate),
@@ -287,11 +293,10 @@ export const PAGE_JS = `'use strict';
         if (p.a !== key && p.b !== key) return;
         var other = p.a === key ? p.b : p.a;
         var o = member(other);
-        var side = p.sides.filter(function (s) { return s.reason; })[0];
         var last = p.sides.filter(function (s) { return s.lastHandshake; })[0];
         body.appendChild(row([
           other,
-          { text: p.health + (side ? ' (' + side.reason + ')' : ''), cls: 'health-' + p.health, title: pairText(p) },
+          { text: p.health + sideWords(p, key), cls: 'health-' + p.health, title: pairText(p) },
           o ? o.endpoint : null,
           last ? age(Date.parse(last.lastHandshake)) : p.health === 'healthy' ? 'within 3 min' : '-',
           '-', '-', '-', '-',

@@ -206,13 +206,14 @@ describe('aks-mesh dashboard renders status health and refused objects (status w
       await page.locator('g.member[data-member="Peer/node-c"]').click();
       const row = page.locator('#peers tr[data-peer="Peer/node-a"]');
       await row.waitFor();
-      assert.match(await row.innerText(), /unhealthy \(StaleHandshake\)/);
+      assert.match(await row.innerText(), /unhealthy \(Peer\/node-a: StaleHandshake\)/);
       assert.match(await page.locator('#detail-state').innerText(), /no stream for it/);
       assert.match(await page.locator('#peers tr[data-peer="Peer/node-b"]').innerText(), /^Peer\/node-b\s+healthy\s/);
       // A member that stops being Ready no longer vouches for its pairs.
       await writeStatus('peers', 'node-b', { conditions: [{ ...ready(), status: 'False', reason: 'DeviceDown', message: 'wireguard-go is not running' }], peers: health() });
       await page.waitForSelector(`g.member[data-member="Peer/node-b"][data-ready="False"]`);
       await waitForPair(page, 'Peer/node-b', 'Peer/node-c', 'unknown');
+      assert.match(await page.locator('#peers tr[data-peer="Peer/node-b"]').innerText(), /unknown \(Peer\/node-b: not Ready\)/);
     } finally {
       await page.close();
     }
