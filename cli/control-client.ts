@@ -75,7 +75,13 @@ export async function controlRequest(socket: string, op: ControlOp, timeoutMs: n
   }
 }
 
+/** "Peer/node-b", or "(unnamed)" for a peer the desired state does not name (one put on the device by hand). */
 function peerName(p: PeerRef): string {
+  return p.kind && p.name ? `${p.kind}/${p.name}` : '(unnamed)';
+}
+
+/** The name, or for an unnamed peer its public key too (status lists show names only). */
+function peerLabel(p: PeerRef): string {
   return p.kind && p.name ? `${p.kind}/${p.name}` : `(unnamed) ${p.publicKey}`;
 }
 
@@ -115,9 +121,9 @@ export function formatStatus(s: StatusAnswer, now = Date.now()): string {
     const p = s.peers;
     lines.push(`peers:       ${p.desired} desired, ${p.onDevice} on the device, ${p.missing.length} missing, ${p.extra.length} extra, ${p.different.length} different`);
     if (p.settings.length) lines.push(`  device settings differ: ${p.settings.join(', ')}`);
-    if (p.missing.length) lines.push('  missing (desired, not on the device):', ...listLines(p.missing.map(peerName), '    '));
-    if (p.extra.length) lines.push('  extra (on the device, not desired):', ...listLines(p.extra.map(peerName), '    '));
-    if (p.different.length) lines.push('  configured differently:', ...listLines(p.different.map((d) => `${peerName(d)}: ${d.fields.join(', ')}`), '    '));
+    if (p.missing.length) lines.push('  missing (desired, not on the device):', ...listLines(p.missing.map(peerLabel), '    '));
+    if (p.extra.length) lines.push('  extra (on the device, not desired):', ...listLines(p.extra.map(peerLabel), '    '));
+    if (p.different.length) lines.push('  configured differently:', ...listLines(p.different.map((d) => `${peerLabel(d)}: ${d.fields.join(', ')}`), '    '));
   } else if (!s.deviceError) lines.push('peers:       no desired state yet');
   if (s.routes) {
     const r = s.routes;
