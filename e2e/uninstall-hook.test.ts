@@ -166,6 +166,8 @@ describe('aks-mesh uninstall-hook on kube-apiserver 1.20', { skip }, () => {
 
       await podGone(nodes[1]);
       const cleanup = await unparked();
+      // The hook logs the un-park after the API accepted it: the object can be seen before the line is.
+      await waitFor('the hook saying it un-parked', () => run.log().includes('un-parked'));
       assert.ok(run.log().indexOf('agent pods gone') < run.log().indexOf('un-parked'), run.log());
       // Plain objects (client-node returns class instances) for deepEqual.
       const pod = JSON.parse(JSON.stringify(cleanup.spec?.template.spec)) as k8s.V1PodSpec;
