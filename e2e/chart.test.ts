@@ -108,6 +108,8 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
     metricsServer: { konnectivitySidecar: { enabled: true, resources: res('5m', '24Mi') } },
   },
   'uninstall cleanup off': { uninstall: { cleanup: false } },
+  'stream on another port': { agent: { stream: { port: 9700 } } },
+  'stream off': { agent: { stream: { enabled: false } } },
   'image and pull secrets': { image: { repository: 'localhost/aks-mesh', tag: '0.1.0-abcdef123456', pullPolicy: 'Never' }, imagePullSecrets: [{ name: 'regcred' }] },
 };
 
@@ -265,6 +267,8 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       ['mesh.table=254', /mesh\.table: Must not validate the schema/],
       ['mesh.rulePriority=32766', /mesh\.rulePriority: Must be less than or equal to 32765/],
       ['agent.wireguardmode=spawn', /agent: Additional property wireguardmode is not allowed/],
+      ['agent.stream.port=70000', /agent\.stream\.port: Must be less than or equal to 65535/],
+      ['agent.stream.enabled=maybe', /agent\.stream\.enabled: Invalid type/],
       // A read-write DirectoryOrCreate hostPath: never the node's root or configuration.
       ['agent.keyDir=/', /agent\.keyDir: Does not match pattern/],
       ['agent.keyDir=/etc', /agent\.keyDir: Does not match pattern/],
@@ -280,6 +284,11 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
         assert.match(r.stdout + r.stderr, message, `helm ${command[0]} --set ${set}`);
       }
     }
+    // Both listen on the node (hostNetwork): the same port could never start. (A template `fail`:
+    // helm install and template refuse; helm lint only logs it.)
+    const clash = await h(['template', release, CHART, '--set', 'agent.stream.port=9586']);
+    assert.notEqual(clash.code, 0);
+    assert.match(clash.stderr, /agent\.stream\.port \(9586\) must differ from agent\.metricsPort \(9586\)/);
     // The refused marks are the agent's own refusals; its default and other free bits pass.
     for (const ok of ['mesh.fwmark=0x2000', 'mesh.fwmark=0x10000', 'mesh.cidr=fd00:96::/48', 'agent.keyDir=/var/lib/mesh-keys', 'agent.keyDir=/run/aks-mesh']) {
       const r = await h(['template', release, CHART, '--set', ok]);
@@ -318,6 +327,40 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       assert.equal(pod.volumes?.find((v) => v.name === 'dev-net-tun')?.hostPath?.type, 'CharDevice');
       assert.equal(pod.nodeSelector?.['kubernetes.io/os'], 'linux');
     }
+  });
+
+  test("the agent's live stream: on the node's loopback, its token from a generated Secret, only in the agent container; off when disabled", async () => {
+    const envOf = (c: Container | undefined) => new Map((c?.env ?? []).map((e) => [e.name, e]));
+    const tokens: string[] = [];
+    for (const [name, port] of [['defaults', 9587], ['stream on another port', 9700], ['spawn mode', 9587]] as const) {
+      const objects = await template(setFile(name));
+      const secret = objects.find((m) => m.kind === 'Secret' && m.metadata.name === 'aks-mesh-stream-token') as (Manifest & { data?: Record<string, string> }) | undefined;
+      assert.ok(secret, `${name}: Secret aks-mesh-stream-token: ${kinds(objects).join(', ')}`);
+      assert.equal(secret.metadata.namespace, namespace);
+      const token = Buffer.from(secret.data?.token ?? '', 'base64').toString();
+      assert.match(token, /^[A-Za-z0-9]{48}$/, `${name}: a 48-character random token`);
+      tokens.push(token);
+      const pod = podSpecs(objects).get('DaemonSet/aks-mesh-agent') as PodSpec;
+      const env = envOf(pod.containers.find((c) => c.name === 'agent'));
+      assert.equal(env.get('AKS_MESH_STREAM_ADDRESS')?.value, `127.0.0.1:${port}`, `${name}: loopback only`);
+      assert.deepEqual(env.get('AKS_MESH_STREAM_TOKEN')?.valueFrom?.secretKeyRef, { name: 'aks-mesh-stream-token', key: 'token' });
+      assert.equal(env.get('AKS_MESH_STREAM_TOKEN')?.value, undefined, 'never the token itself in the pod spec');
+      assert.equal(env.get('AKS_MESH_LOG_FORMAT')?.value, 'json', 'JSON logs in the cluster');
+      // Nobody else gets it: not wireguard-go, not the uninstall hook's cleanup agents.
+      for (const [where, spec] of podSpecs(objects)) {
+        for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+          if (where === 'DaemonSet/aks-mesh-agent' && c.name === 'agent') continue;
+          assert.ok(!(c.env ?? []).some((e) => e.valueFrom?.secretKeyRef?.name === 'aks-mesh-stream-token'), `${where} ${c.name} has the stream token`);
+        }
+      }
+      assert.doesNotMatch(JSON.stringify(objects.filter((m) => m.kind !== 'Secret')), new RegExp(token), 'the token appears only in its Secret');
+    }
+    assert.equal(new Set(tokens).size, tokens.length, 'a fresh token per install (none baked into the chart)');
+    const off = await template(setFile('stream off'));
+    assert.ok(!off.some((m) => m.kind === 'Secret'), 'stream off: no Secret');
+    const env = envOf((podSpecs(off).get('DaemonSet/aks-mesh-agent') as PodSpec).containers.find((c) => c.name === 'agent'));
+    assert.equal(env.get('AKS_MESH_STREAM_ADDRESS')?.value, 'off');
+    assert.equal(env.has('AKS_MESH_STREAM_TOKEN'), false);
   });
 
   test('the chart\'s gateway sidecar is the container and volumes `aks-mesh gateway-patch` prints (gateway/sidecar.ts)', async () => {
@@ -418,7 +461,7 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     // The chart's NOTES tell the operator the same as `aks-mesh status`.
     assert.match(r.stdout, /WARNING: writes are not node-bound/);
     // ... and how to check the mesh, and what uninstall does and keeps.
-    for (const line of [`kubectl -n ${namespace} rollout status ds/aks-mesh-agent`, 'kubectl get mp', 'kubectl get mgw', 'aks-mesh status', `kubectl -n ${namespace} logs ds/aks-mesh-agent -c agent`, 'aks-mesh agent --cleanup', 'kubectl delete crd peers.aksmesh.io gateways.aksmesh.io']) {
+    for (const line of [`kubectl -n ${namespace} rollout status ds/aks-mesh-agent`, 'kubectl get mp', 'kubectl get mgw', 'aks-mesh status', `kubectl -n ${namespace} logs ds/aks-mesh-agent -c agent`, 'aks-mesh agent --cleanup', 'kubectl delete crd peers.aksmesh.io gateways.aksmesh.io', `kubectl -n ${namespace} get secret aks-mesh-stream-token -o jsonpath='{.data.token}' | base64 -d > stream.token`, `kubectl -n ${namespace} port-forward`, 'aks-mesh inspect --url ws://127.0.0.1:9587 --token-file stream.token --watch']) {
       assert.ok(r.stdout.includes(line), `NOTES say: ${line}\n${r.stdout}`);
     }
 
@@ -482,6 +525,17 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     // ... and who removes the not-ready taint, since the agents may not.
     assert.ok(r.stderr.includes(`cannot remove their Node's not-ready taint (${AGENT_NOT_READY_TAINT.key}) without it: operators remove it`), r.stderr);
     assert.match(r.stdout, /some-other-node/, 'status lists the Peers of the installed CRDs');
+  });
+
+  test('helm upgrade keeps the stream token the agents and operators hold (read back with lookup)', async () => {
+    assert.ok(installed, 'needs the release from the install test');
+    const core = cluster.kubeConfig().makeApiClient(k8s.CoreV1Api);
+    const read = async () => (await core.readNamespacedSecret({ name: 'aks-mesh-stream-token', namespace })).data?.token ?? '';
+    const before = await read();
+    assert.match(Buffer.from(before, 'base64').toString(), /^[A-Za-z0-9]{48}$/);
+    const r = await hk(['upgrade', release, CHART, '--namespace', namespace, '--reuse-values', '--wait=false', '--timeout', '2m']);
+    assert.equal(r.code, 0, `helm upgrade:\n${r.stdout}\n${r.stderr}`);
+    assert.equal(await read(), before, 'the same token after the upgrade');
   });
 
   test('where the API is served, helm template renders the policy and binding of config/admission, and the agent\'s node-patch grant with it', async () => {

@@ -118,6 +118,10 @@ export function valuesSchema(): Schema {
             logLevel: string('Log level', { enum: ['error', 'warn', 'info', 'debug'] }),
             logFormat: string('Log format', { enum: ['json', 'text'] }),
             metricsPort: port('Port of /metrics, /healthz and /readyz on the node'),
+            stream: object({
+              enabled: { type: 'boolean', description: "Serve the agent's live stream (aks-mesh inspect --url, the dashboard) on the node's loopback, with the token of Secret aks-mesh-stream-token" },
+              port: port("Port of the live stream on the node's loopback (127.0.0.1), reached with kubectl port-forward; not agent.metricsPort"),
+            }),
             // A read-write DirectoryOrCreate hostPath: only a folder of its own under /var/lib (kept
             // across reboots) or /run (tmpfs: a new key each boot, which the agent publishes in its
             // Peer), never / or /etc (a typo there would hand the agent the node's root or
