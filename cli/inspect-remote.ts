@@ -8,7 +8,7 @@
 import type { IncomingMessage } from 'node:http';
 import { WebSocket } from '../mesh/ws.ts';
 import type { WebSocketLike } from '../mesh/ws.ts';
-import { fromJson, formatText, toJson } from './format.ts';
+import { UsageError, fromJson, formatText, toJson } from './format.ts';
 import type { PeerRate } from './format.ts';
 import type { StreamDeviceJson } from './member-stream.ts';
 import { WatchView } from './inspect-watch.ts';
@@ -29,9 +29,9 @@ export function streamUrl(text: string): string {
   try {
     url = new URL(text);
   } catch {
-    throw new Error(`--url ${JSON.stringify(text)}: not a URL (expected ws://host:port, such as ws://127.0.0.1:9587 after kubectl port-forward)`);
+    throw new UsageError(`--url ${JSON.stringify(text)}: not a URL (expected ws://host:port, such as ws://127.0.0.1:9587 after kubectl port-forward)`);
   }
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new Error(`--url ${text}: expected a ws:// or wss:// URL, not ${url.protocol}//`);
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new UsageError(`--url ${text}: expected a ws:// or wss:// URL, not ${url.protocol}//`);
   if (url.pathname === '/' || url.pathname === '') url.pathname = '/stream';
   return url.toString();
 }

@@ -94,6 +94,7 @@ export class StreamServer {
   private timer: NodeJS.Timeout | null = null;
   private reading = false;
   private closed = false;
+  private refusedLoggedAt = 0;
 
   private constructor(o: StreamServerOptions) {
     this.o = {
@@ -169,7 +170,11 @@ export class StreamServer {
         .join('');
       const body = `${refusal.text}\n`;
       socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 401 ? 'Unauthorized' : refusal.status === 404 ? 'Not Found' : 'Service Unavailable'}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-      if (refusal.status === 401) this.o.log?.warn('stream: request refused (no or wrong token)', { from: req.socket.remoteAddress });
+      // Said at most every 10 s: a client retrying in a loop must not flood the log.
+      if (refusal.status === 401 && Date.now() - this.refusedLoggedAt >= 10_000) {
+        this.refusedLoggedAt = Date.now();
+        this.o.log?.warn('stream: request refused (no or wrong token)', { from: req.socket.remoteAddress });
+      }
       return;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.connected(ws));

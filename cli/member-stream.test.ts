@@ -1,0 +1,107 @@
+/**
+ * The stream's flags and messages (cli/member-stream.ts) and `inspect --url`'s usage errors, through
+ * the real CLI where a user would meet them. The served stream itself: mesh/stream.test.ts (server)
+ * and e2e/stream.test.ts (a real agent).
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { UsageError } from './format.ts';
+import { STREAM_TOKEN_ENV, changeOf, desiredOf, readStreamToken } from './member-stream.ts';
+import type { Topology } from '../mesh/topology/index.ts';
+
+const MAIN = join(import.meta.dirname, 'main.ts');
+
+function cli(args: string[], env: Record<string, string> = {}): { code: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, [STREAM_TOKEN_ENV]: '', ...env } });
+  return { code: r.status, stderr: r.stderr };
+}
+
+const peer = (name: string, key: string, endpoint: string | null = null) =>
+  ({ kind: 'Peer', name, publicKey: key, endpoint, allowedIPs: [`10.244.${name.length}.0/24`], nodeName: name, meshIP: null }) as Topology['peers'][number];
+
+describe('the stream messages', () => {
+  test('desired: peers with kind, name, key, endpoint when known and allowed IPs; refusals with reason, field and message', () => {
+    const topology: Topology = {
+      peers: [peer('node-b', 'kB', '198.18.0.2:51820'), peer('roamer', 'kR')],
+      routes: [],
+      refused: [{ kind: 'Peer', name: 'thief', reason: 'AllowedIPsOutsidePodCIDRs', field: 'spec.allowedIPs[0]', message: 'Peer thief: spec.allowedIPs[0] …' }],
+    };
+    assert.deepEqual(desiredOf(topology), {
+      peers: [
+        { kind: 'Peer', name: 'node-b', publicKey: 'kB', endpoint: '198.18.0.2:51820', allowedIPs: ['10.244.6.0/24'] },
+        { kind: 'Peer', name: 'roamer', publicKey: 'kR', allowedIPs: ['10.244.6.0/24'] },
+      ],
+      refused: [{ kind: 'Peer', name: 'thief', reason: 'AllowedIPsOutsidePodCIDRs', field: 'spec.allowedIPs[0]', message: 'Peer thief: spec.allowedIPs[0] …' }],
+    });
+  });
+
+  test('change: added and removed peers (a new key is a removal and an addition), and only newly refused objects', () => {
+    const before = desiredOf({ peers: [peer('a', 'kA'), peer('b', 'kB')], routes: [], refused: [{ kind: 'Peer', name: 'x', reason: 'R', field: 'f', message: 'm' }] });
+    const after = desiredOf({
+      peers: [peer('a', 'kA2'), peer('c', 'kC')],
+      routes: [],
+      refused: [
+        { kind: 'Peer', name: 'x', reason: 'R', field: 'f', message: 'm' },
+        { kind: 'Gateway', name: 'y', reason: 'S', field: 'g', message: 'n' },
+      ],
+    });
+    assert.deepEqual(changeOf(before, after), {
+      added: [
+        { kind: 'Peer', name: 'a', publicKey: 'kA2' },
+        { kind: 'Peer', name: 'c', publicKey: 'kC' },
+      ],
+      removed: [
+        { kind: 'Peer', name: 'a', publicKey: 'kA' },
+        { kind: 'Peer', name: 'b', publicKey: 'kB' },
+      ],
+      refused: [{ kind: 'Gateway', name: 'y', reason: 'S', message: 'n' }],
+    });
+    assert.deepEqual(changeOf(after, after), { added: [], removed: [], refused: [] });
+  });
+});
+
+describe('the stream token', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-stream-token-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('from a file (trimmed) or the environment, which is then cleared so children do not inherit it', () => {
+    const file = join(dir, 'token');
+    writeFileSync(file, 'abcdefghijklmnop-123\n', { mode: 0o600 });
+    assert.equal(readStreamToken(file), 'abcdefghijklmnop-123');
+    process.env[STREAM_TOKEN_ENV] = 'from-the-environment-42';
+    assert.equal(readStreamToken(undefined), 'from-the-environment-42');
+    assert.equal(process.env[STREAM_TOKEN_ENV], undefined);
+    assert.equal(readStreamToken(undefined), undefined);
+  });
+
+  test('refused, naming where it came from: too short, spaces, a missing file', () => {
+    const short = join(dir, 'short');
+    writeFileSync(short, 'tiny');
+    assert.throws(() => readStreamToken(short), (e: Error) => e instanceof UsageError && /--stream-token-file .*short: the stream token has 4 characters, at least 16/.test(e.message));
+    process.env[STREAM_TOKEN_ENV] = 'has a space in the middle';
+    assert.throws(() => readStreamToken(undefined), /AKS_MESH_STREAM_TOKEN: the stream token must be printable ASCII without spaces/);
+    assert.throws(() => readStreamToken(join(dir, 'missing')), /--stream-token-file .*missing: ENOENT/);
+  });
+});
+
+describe('usage errors (exit 2, naming the flag)', () => {
+  for (const [what, args, env, message] of [
+    ['a stream open to the network without a token', ['agent', '--node-name', 'a', '--stream-address', '0.0.0.0:9587'], {}, /--stream-address 0\.0\.0\.0:9587: not a loopback address, so the stream would be open to the network; give a token \(--stream-token-file or AKS_MESH_STREAM_TOKEN\)/],
+    ['the same from the environment', ['gateway', '--node-name', 'a', '--gateway-endpoint', '10.0.0.1:51821', '--pod-cidr', '10.244.0.0/16'], { AKS_MESH_STREAM_ADDRESS: '10.1.2.3:9588' }, /--stream-address 10\.1\.2\.3:9588: not a loopback address/],
+    ['a stream address that is not host:port', ['agent', '--node-name', 'a', '--stream-address', 'anywhere'], {}, /--stream-address "anywhere": expected IP:port, \[IPv6\]:port or off/],
+    ['inspect --url with --names', ['inspect', '--url', 'ws://127.0.0.1:9587', '--names'], {}, /--url and --names exclude each other/],
+    ['inspect --url with --interface', ['inspect', '--url', 'ws://127.0.0.1:9587', '-i', 'wg0'], {}, /--url and --interface exclude each other/],
+    ['inspect --token without --url', ['inspect', '-i', 'wg0', '--token', 'abcdefghijklmnopq'], {}, /--token and --token-file go with --url/],
+    ['inspect --url with another scheme', ['inspect', '--url', 'http://127.0.0.1:9587'], {}, /--url http:\/\/127\.0\.0\.1:9587: expected a ws:\/\/ or wss:\/\/ URL/],
+  ] as const) {
+    test(what, () => {
+      const r = cli([...args], env);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, message);
+    });
+  }
+});
