@@ -99,8 +99,8 @@ function passLines(p: PassSummary, now: number): string[] {
     p.added.length && `${p.added.length} added`,
     p.updated.length && `${p.updated.length} updated`,
     p.removed.length && `${p.removed.length} removed`,
-    p.routesAdded.length && `${p.routesAdded.length} routes added`,
-    p.routesRemoved.length && `${p.routesRemoved.length} routes removed`,
+    p.routesAdded.length && `${p.routesAdded.length} route${p.routesAdded.length === 1 ? '' : 's'} added`,
+    p.routesRemoved.length && `${p.routesRemoved.length} route${p.routesRemoved.length === 1 ? '' : 's'} removed`,
   ].filter(Boolean);
   if (did.length) lines.push(`             ${did.join(', ')}`);
   return lines;
