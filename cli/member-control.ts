@@ -27,42 +27,57 @@ export function controlFlags<T>(y: Argv<T>): Argv<T> {
 }
 
 export async function startControl(args: ControlArgs, ctx: ServiceContext): Promise<MemberService | null> {
+  const explicit = Boolean(args['control-socket']);
   const path = args['control-socket'] || defaultControlSocketPath(args.interface);
   if (path === 'off') return null;
   const { ControlServer, diffAnswer, passSummary, statusAnswer } = await import('../mesh/control.ts');
   const { member, log } = ctx;
   const reconciler = member.reconciler;
-  const server = await ControlServer.start(
-    path,
-    {
-      status: async () => {
-        let preview = null;
-        let previewError: string | undefined;
-        try {
-          preview = await reconciler.preview();
-        } catch (err) {
-          previewError = (err as Error).message;
-        }
-        return statusAnswer({
-          member: { role: ctx.role, kind: member.kind, name: ctx.name, interface: member.o.interfaceName, publicKey: member.publicKey },
-          synced: member.o.source.synced(),
-          wireguard: member.wireguard.status(),
-          passes: reconciler.passes,
-          lastPass: reconciler.lastResult,
-          refused: member.topology?.refused ?? [],
-          preview,
-          ...(previewError ? { previewError } : {}),
-        });
-      },
-      reconcile: async () => {
-        log.info('full pass asked for on the control socket', { socket: path });
-        const result = await reconciler.syncNow({ full: true });
-        return { pass: result ? passSummary(result) : null };
-      },
-      diff: async () => diffAnswer(await reconciler.preview()),
-    },
-    { log },
-  );
+  let server;
+  try {
+    server = await start();
+  } catch (err) {
+    // A socket the operator asked for must work. The default one is a diagnostic aid: where it
+    // cannot be made (a read-only root file system without a volume at /var/run/aks-mesh, another
+    // agent already on it) the member runs without it rather than not at all, and says so.
+    if (explicit) throw err;
+    log.error('control socket not started: status --local, reconcile and diff will not answer (set --control-socket, or mount a writable /var/run/aks-mesh)', { error: (err as Error).message });
+    return null;
+  }
   log.info('control socket listening', { socket: path });
   return { close: () => server.close() };
+
+  function start(): ReturnType<typeof ControlServer.start> {
+    return ControlServer.start(
+      path,
+      {
+        status: async () => {
+          let preview = null;
+          let previewError: string | undefined;
+          try {
+            preview = await reconciler.preview();
+          } catch (err) {
+            previewError = (err as Error).message;
+          }
+          return statusAnswer({
+            member: { role: ctx.role, kind: member.kind, name: ctx.name, interface: member.o.interfaceName, publicKey: member.publicKey },
+            synced: member.o.source.synced(),
+            wireguard: member.wireguard.status(),
+            passes: reconciler.passes,
+            lastPass: reconciler.lastResult,
+            refused: member.topology?.refused ?? [],
+            preview,
+            ...(previewError ? { previewError } : {}),
+          });
+        },
+        reconcile: async () => {
+          log.info('full pass asked for on the control socket', { socket: path });
+          const result = await reconciler.syncNow({ full: true });
+          return { pass: result ? passSummary(result) : null };
+        },
+        diff: async () => diffAnswer(await reconciler.preview()),
+      },
+      { log },
+    );
+  }
 }

@@ -4,11 +4,11 @@
  * through the CLI as a child process. A peer removed by hand with `wg set … remove` makes `aks-mesh
  * diff` show it missing (exit 1), `status --local` say so, and `/readyz` fail naming it; `aks-mesh
  * reconcile` repairs it and all three recover. Another user (nobody, uid 65534) is refused with the
- * permission error; the socket goes with the agent.
+ * permission error; the socket goes with the agent; a socket path that cannot be taken stops it.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -166,6 +166,14 @@ describe('the control socket of a real agent', { skip }, () => {
     const gone = await cli(['diff', '--control-socket', socket]);
     assert.equal(gone.code, 1);
     assert.match(gone.stderr, /no agent listening on/);
+    // A socket asked for that cannot be made (a plain file is in its place, never replaced) stops the agent, saying why.
+    writeFileSync(socket, 'not a socket');
+    await c.startAgent(a.name, { flags: { '--control-socket': socket } });
+    await c.waitFor(`${a.name}'s agent to refuse the path`, () => c.agentExit(a.name) !== undefined, { timeoutMs: 30_000, failOnAgentExit: false });
+    assert.equal(c.agentExit(a.name)?.code, 1);
+    assert.match(readFileSync(a.logFile, 'utf8'), /something other than a socket is there; refusing to replace it/);
+    assert.equal(readFileSync(socket, 'utf8'), 'not a socket');
+    rmSync(socket);
     await c.startAgent(a.name, { flags: { '--control-socket': socket } });
     await c.waitFor(`${a.name}'s control socket answers`, async () => (await cli(['diff', '--control-socket', socket])).code === 0, { timeoutMs: 30_000 });
   });
