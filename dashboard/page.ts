@@ -167,10 +167,11 @@ export const PAGE_JS = `'use strict';
     return p.a + ' ↔ ' + p.b + ': ' + p.health + (why.length ? ' — ' + why.join('; ') : '');
   }
 
-  // The first side with something to say, for a table cell seen from the selected member: its own
-  // word bare, the other side's with its name ("unknown (Peer/node-b: not Ready)").
+  // What a side says of a pair, for a table cell seen from the selected member: its own word first and
+  // bare, else the other side's with its name ("unknown (Peer/node-b: not Ready)").
   function sideWords(p, key) {
-    var side = p.sides.filter(function (s) { return s.reason && (p.health !== 'unhealthy' || s.health === 'unhealthy'); })[0];
+    var said = p.sides.filter(function (s) { return s.reason && (p.health !== 'unhealthy' || s.health === 'unhealthy'); });
+    var side = said.filter(function (s) { return s.from === key; })[0] || said[0];
     return side ? ' (' + (side.from === key ? '' : side.from + ': ') + side.reason + ')' : '';
   }
 

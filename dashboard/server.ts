@@ -39,6 +39,8 @@ export const MAX_PAGES = 32;
 export const MAX_STREAM_FRAME = 16 * 1024 * 1024;
 /** How often the view is checked for changes (the informers' snapshot is compared by identity). */
 const VIEW_INTERVAL_MS = 500;
+/** How long after the informers' last error the page still says the API is failing. */
+const API_ERROR_SHOWN_MS = 30_000;
 const FRAME_TYPES = new Set(['hello', 'device', 'desired', 'change', 'pass']);
 
 export interface StreamTarget {
@@ -121,6 +123,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   let lastApi = '';
   let viewMessage = '';
   let streamKeys: string[] = [];
+  let errorsSeen = 0;
+  let lastErrorAt = 0;
 
   const streamUrlFor = (key: string): string | undefined => streamByKey.get(key) ?? streamByName.get(key.slice(key.indexOf('/') + 1));
 
@@ -141,7 +145,14 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   const refreshView = (): void => {
     if (closed) return;
     const snap = source.snapshot();
-    const api = JSON.stringify({ synced: source.synced(), error: source.lastError && source.errors > 0 && !source.synced() ? source.lastError : null });
+    // The informers keep the last state through an outage: say so while errors keep coming (one in
+    // the last 30 s), so nobody mistakes a frozen view for a quiet mesh.
+    if (source.errors !== errorsSeen) {
+      errorsSeen = source.errors;
+      lastErrorAt = Date.now();
+    }
+    const failing = source.errors > 0 && (!source.synced() || Date.now() - lastErrorAt < API_ERROR_SHOWN_MS);
+    const api = JSON.stringify({ synced: source.synced(), error: failing ? `${source.lastError ?? 'unreachable'} (showing the last state read)` : null });
     if (snap === lastSnapshot && api === lastApi && viewMessage) {
       for (const p of pages) if (p.viewPending && deliver(p, viewMessage, true)) p.viewPending = false;
       return;

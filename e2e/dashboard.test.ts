@@ -289,18 +289,13 @@ describe('aks-mesh dashboard against a live 3-node mesh: a broken tunnel turns i
 
   before(async () => {
     c = await MeshCluster.start({ nodes: 3, source: 'kube', attach: ['node-2'], resyncSeconds: RESYNC });
-    for (const n of c.nodes) await c.startAgent(n.name);
+    // One stream token for every agent, as the chart's one Secret gives them.
+    const tokenFile = c.nodes[0].streamTokenFile;
+    for (const n of c.nodes) await c.startAgent(n.name, { flags: { '--stream-token-file': tokenFile } });
     await c.waitForMatrix({ timeoutMs: 90_000 });
     const kcFile = await c.kube!.writeKubeconfig(join(c.dir, 'kubeconfig-dashboard'), 'admin', { server: c.kube!.server });
-    // The agents' live streams, where the harness gives them (issue 12's stream, built beside this page).
-    const streams: string[] = [];
-    let token: string | undefined;
-    for (const n of c.nodes) {
-      const m = n as unknown as { streamUrl?: string; streamToken?: string };
-      if (m.streamUrl) streams.push('--stream', `${n.name}=${m.streamUrl}`);
-      token ??= m.streamToken;
-    }
-    dash = await startDashboard(['--kubeconfig', kcFile, ...streams], token ? { AKS_MESH_STREAM_TOKEN: token } : {});
+    const streams = c.nodes.flatMap((n) => ['--stream', `${n.name}=${n.streamUrl}`]);
+    dash = await startDashboard(['--kubeconfig', kcFile, ...streams, '--stream-token-file', tokenFile]);
     browser = await launch();
     page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   });
@@ -328,13 +323,25 @@ describe('aks-mesh dashboard against a live 3-node mesh: a broken tunnel turns i
     const t0 = Date.now();
     await c.stopSidecar('node-2', 'SIGTERM');
     await waitForPair(page, a, broken, 'unhealthy', 3 * 60_000 + 6 * RESYNC * 1000 + 60_000);
-    await waitForPair(page, b, broken, 'unhealthy', 2 * RESYNC * 1000 + 30_000);
-    t.diagnostic(`node-2's pairs turned unhealthy on the page ${((Date.now() - t0) / 1000).toFixed(0)} s after its wireguard-go stopped (resync ${RESYNC} s)`);
+    t.diagnostic(`a pair of node-2 first turned unhealthy on the page ${((Date.now() - t0) / 1000).toFixed(0)} s after its wireguard-go stopped (resync ${RESYNC} s)`);
+    // Either side's word turns a pair red (contract (1)); here the healthy nodes must say it too.
+    // One line per unhealthy pair: "Peer/node-0 ↔ Peer/node-2: unhealthy — Peer/node-0: StaleHandshake (…); …".
+    const said = (text: string, who: string): boolean =>
+      text.split('\n').some((l) => l.startsWith(`${who} ↔ ${broken}: unhealthy`) && /: (StaleHandshake|NoHandshake)/.test(l.slice(l.indexOf(`— `)).split(';').find((x) => x.includes(`${who}:`)) ?? ''));
+    await waitFor('node-0 and node-1 to report their pair with node-2 on the page', async () => {
+      const text = await page.locator('#pairs-list').innerText();
+      return said(text, a) && said(text, b);
+    }, 2 * 60_000, 1000);
+    t.diagnostic(`node-0 and node-1 both reported their pair with node-2 ${((Date.now() - t0) / 1000).toFixed(0)} s after its wireguard-go stopped`);
+    await waitForPair(page, b, broken, 'unhealthy', 1000);
     assert.equal(await page.locator(pairSelector(a, b)).getAttribute('data-health'), 'healthy', 'the unbroken pair stays healthy');
-    assert.match(await page.locator('#pairs-list').innerText(), /Peer\/node-2.*(StaleHandshake|NoHandshake)/);
+    // node-0's live peers from its agent's stream: names, endpoints, handshake ages and bytes.
     await page.locator(`g.member[data-member="${a}"]`).click();
-    await page.locator(`#peers tr[data-peer="${broken}"]`).waitFor();
-    assert.match(await page.locator(`#peers tr[data-peer="${broken}"]`).innerText(), /unhealthy/);
+    await waitFor('node-0\'s stream on the page', async () => /live from its stream/.test(await page.locator('#detail-state').innerText()), 30_000);
+    const brokenRow = page.locator(`#peers tr[data-peer="${broken}"]`);
+    await brokenRow.waitFor();
+    assert.match(await brokenRow.innerText(), new RegExp(`^${broken}\\s+unhealthy \\((StaleHandshake|NoHandshake)\\)\\s+${c.nodes[2].endpoint.replace(/\./g, '\\.')}\\s+\\d+ min ago\\s+\\d`));
+    assert.match(await page.locator(`#peers tr[data-peer="${b}"]`).innerText(), /^Peer\/node-1\s+healthy\s+\S+\s+\d+ (s|min) ago\s+\d/);
     const shot = join(c.dir, 'dashboard.png');
     await page.screenshot({ path: shot });
     if (process.env.AKS_MESH_DASHBOARD_SCREENSHOT) copyFileSync(shot, process.env.AKS_MESH_DASHBOARD_SCREENSHOT);
