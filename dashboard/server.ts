@@ -40,7 +40,7 @@ export const MAX_STREAM_FRAME = 16 * 1024 * 1024;
 /** How often the view is checked for changes (the informers' snapshot is compared by identity). */
 const VIEW_INTERVAL_MS = 500;
 /** How long after the informers' last error the page still says the API is failing. */
-const API_ERROR_SHOWN_MS = 30_000;
+const API_ERROR_SHOWN_MS = 15_000;
 const FRAME_TYPES = new Set(['hello', 'device', 'desired', 'change', 'pass']);
 
 export interface StreamTarget {
@@ -146,7 +146,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     if (closed) return;
     const snap = source.snapshot();
     // The informers keep the last state through an outage: say so while errors keep coming (one in
-    // the last 30 s), so nobody mistakes a frozen view for a quiet mesh.
+    // the last 15 s: the informers retry at least every 10 s), so nobody mistakes a frozen view for a
+    // quiet mesh.
     if (source.errors !== errorsSeen) {
       errorsSeen = source.errors;
       lastErrorAt = Date.now();

@@ -265,6 +265,26 @@ describe('aks-mesh dashboard renders status health and refused objects (status w
     }
   });
 
+  test('while the API server is down the page says so and keeps the last view; once it is back, status writes show again', async () => {
+    const page = await browser!.newPage();
+    try {
+      await page.goto(dash!.url);
+      await page.waitForSelector('g.member[data-member="Peer/node-c"]');
+      await kube.stopApiServer();
+      try {
+        await waitFor('the page to say the API is failing', async () => /^API: .*showing the last state read/.test(await page.locator('#conn').innerText()), 60_000, 500);
+        assert.equal(await page.locator('g.member[data-member="Peer/node-c"]').count(), 1, 'the last view stays');
+      } finally {
+        await kube.startApiServer();
+      }
+      await writeStatus('peers', 'node-c', { conditions: [ready()], peers: health([{ kind: 'Gateway', name: 'gw-1', reason: 'NoHandshake' }]), lastSyncTime: new Date().toISOString() });
+      await waitForPair(page, 'Peer/node-c', 'Gateway/gw-1', 'unhealthy', 60_000);
+      await waitFor('the page to say it is live again', async () => (await page.locator('#conn').innerText()) === 'live', 60_000, 500);
+    } finally {
+      await page.close();
+    }
+  });
+
   test('served to loopback only: another Host is refused (DNS rebinding), so is a socket from another Origin; a non-loopback --address needs --allow-remote', async () => {
     const port = new URL(dash!.url).port;
     assert.equal(await getWithHost(dash!.url, `127.0.0.1:${port}`), 200);
