@@ -29,13 +29,13 @@
  * The report (times, lost pings) is printed as `# realnode:` lines.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { KUBERNETES_SERVICE_IP, SERVICE_CLUSTER_IP_RANGE } from '../sandbox/apiserver.ts';
+import { KUBECTL_BINARY, KUBERNETES_SERVICE_IP, SERVICE_CLUSTER_IP_RANGE } from '../sandbox/apiserver.ts';
 import { MeshCluster } from '../sandbox/cluster.ts';
 import type { ClusterNode } from '../sandbox/cluster.ts';
 import { CLUSTER_CIDR, RealNodeCluster, buildNodeImage, realNodesUnavailable } from '../sandbox/kubenode.ts';
@@ -283,6 +283,42 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
     }
   });
 
+  test("4b. kubectl port-forward to real-0's agent pod, then aks-mesh inspect --url through it with the token from the chart's Secret (issue 12)", async () => {
+    assert.ok(installed, 'needs the install');
+    const secret = await kubectlJson<{ data: { token: string } }>(real, ['get', 'secret', 'aks-mesh-stream-token', '-n', namespace]);
+    const tokenFile = join(real.dir, 'stream.token');
+    writeFileSync(tokenFile, Buffer.from(secret.data.token, 'base64'), { mode: 0o600 });
+    const [n0, n1] = real.nodes;
+    const pod = (await agentPods()).find((p) => p.spec.nodeName === n0.name);
+    assert.ok(pod, `an agent pod on ${n0.name}`);
+    // A real port-forward (API server -> kubelet -> containerd, which dials localhost:9587 in the
+    // hostNetwork pod's namespace: the node's), on a local port kubectl picks.
+    const forward = spawn(KUBECTL_BINARY, ['--kubeconfig', real.kubeconfigPath, '-n', namespace, 'port-forward', `pod/${pod.metadata.name}`, ':9587', '--address', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let said = '';
+    forward.stdout.setEncoding('utf8').on('data', (d: string) => (said += d));
+    forward.stderr.setEncoding('utf8').on('data', (d: string) => (said += d));
+    try {
+      const port = await waitFor(
+        'kubectl port-forward to listen',
+        () => {
+          const m = /Forwarding from 127\.0\.0\.1:(\d+) -> 9587/.exec(said);
+          if (!m && forward.exitCode !== null) throw new Error(`kubectl port-forward exited ${forward.exitCode}: ${said}`);
+          return m?.[1];
+        },
+        60_000,
+      );
+      const url = `ws://127.0.0.1:${port}`;
+      const t0 = performance.now();
+      const device = JSON.parse(await execCli(['inspect', '--url', url, '--token-file', tokenFile, '--json'])) as { interface: string; publicKey: string; peers: Array<{ name?: string | null }> };
+      note(`inspect --url through kubectl port-forward: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      assert.equal(device.interface, INTERFACE);
+      assert.ok(device.peers.some((p) => p.name === `Peer/${n1.name}`), `real-0's stream names its peer ${n1.name}: ${JSON.stringify(device.peers.map((p) => p.name))}`);
+      await assert.rejects(execCli(['inspect', '--url', url]), /the stream requires a token \(401 Unauthorized\)/);
+    } finally {
+      forward.kill('SIGTERM');
+    }
+  });
+
   test('5. helm upgrade to another image rolls the DaemonSet (lost pings reported); an agent container restart alone loses none', async () => {
     assert.ok(installed, 'needs the install');
     const upgradeTag = `upgrade-${tag}`;
@@ -462,7 +498,7 @@ describe('the image, the chart and the gateway on real nodes (kubelet + containe
 /** The aks-mesh CLI of this checkout (what gateway-patch prints); throws with its stderr. */
 function execCli(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(join(ROOT, 'node_modules', '.bin', 'node'), [join(ROOT, 'cli', 'main.ts'), ...args], { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(join(ROOT, 'node_modules', '.bin', 'node'), [join(ROOT, 'cli', 'main.ts'), ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, AKS_MESH_STREAM_TOKEN: '' } }, (err, stdout, stderr) => {
       if (err) reject(new Error(`aks-mesh ${args.join(' ')}: ${stderr.trim() || err.message}`));
       else resolve(stdout);
     });
