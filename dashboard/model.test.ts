@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { clusterView, pairView, memberView } from './model.ts';
+import { FULL_PAIRS_MEMBERS, clusterView, pairView, memberView } from './model.ts';
 import type { MeshObject } from './model.ts';
 
 const ready = (status = 'True') => ({ type: 'Ready', status, reason: 'Converged', message: 'ok', lastTransitionTime: '2026-01-01T00:00:00Z' });
@@ -67,4 +67,19 @@ test('clusterView: Peers before Gateways, no Gateway-Gateway pairs, refused obje
   assert.equal(weird.healthy, null);
   assert.deepEqual(weird.unhealthy, []);
   assert.deepEqual(view.nodes.map((n) => [n.name, n.hasPeer]), [['a', true], ['lonely', false]]);
+});
+
+test('a large mesh sends only the pairs that are not healthy, found from the lists and the members that cannot vouch, not from N² pairs', () => {
+  const n = FULL_PAIRS_MEMBERS + 40;
+  const names = Array.from({ length: n }, (_, i) => `n${String(i).padStart(3, '0')}`);
+  const peers = names.map((name, i) =>
+    i === 0 ? peer(name, healthy(n - 1, [{ kind: 'Peer', name: 'n001', reason: 'NoHandshake' }])) : i === 2 ? peer(name, healthy(n - 1), [ready('False')]) : peer(name, healthy(n - 1)),
+  );
+  const view = clusterView(peers, [], []);
+  assert.deepEqual(view.pairsPartial, { omitted: 0 });
+  assert.equal(view.pairs[0].health, 'unhealthy');
+  assert.deepEqual([view.pairs[0].a, view.pairs[0].b], ['Peer/n000', 'Peer/n001']);
+  // n002 is not Ready: its n-1 pairs are unknown; nothing else is drawn.
+  assert.equal(view.pairs.length, 1 + (n - 1));
+  assert.ok(view.pairs.slice(1).every((p) => p.health === 'unknown' && (p.a === 'Peer/n002' || p.b === 'Peer/n002')));
 });

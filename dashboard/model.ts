@@ -99,10 +99,21 @@ export interface NodeView {
 
 export interface ClusterView {
   members: MemberView[];
+  /** Every pair, or in a large mesh only those that are not healthy (see pairsPartial). */
   pairs: PairView[];
+  /**
+   * Set in a mesh of more than FULL_PAIRS_MEMBERS members: `pairs` holds only pairs that are not
+   * healthy (unhealthy first), at most MAX_PAIRS; every pair left out is healthy unless `omitted`.
+   */
+  pairsPartial?: { omitted: number };
   refused: RefusedView[];
   nodes: NodeView[];
 }
+
+/** Up to this many members in the mesh, every pair is computed and drawn (60 members: 1,770 pairs). */
+export const FULL_PAIRS_MEMBERS = 60;
+/** At most this many pairs are sent in a large mesh (the not-healthy ones, unhealthy first). */
+export const MAX_PAIRS = 2000;
 
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
@@ -220,10 +231,7 @@ export function clusterView(peers: MeshObject[], gateways: MeshObject[], nodes: 
   members.sort((a, b) => (a.kind === b.kind ? byKey(a, b) : a.kind === 'Peer' ? -1 : 1));
   // Refused objects are not in the mesh: no tunnel to draw, they are listed with why instead.
   const inMesh = members.filter((m) => m.accepted !== 'False');
-  const pairs: PairView[] = [];
-  for (let i = 0; i < inMesh.length; i++) {
-    for (let j = i + 1; j < inMesh.length; j++) if (peersWith(inMesh[i], inMesh[j])) pairs.push(pairView(inMesh[i], inMesh[j]));
-  }
+  const { pairs, partial } = inMesh.length <= FULL_PAIRS_MEMBERS ? { pairs: allPairs(inMesh), partial: undefined } : notHealthyPairs(inMesh);
   const refused: RefusedView[] = [];
   const seen = new Set<string>();
   for (const m of members) {
@@ -247,5 +255,51 @@ export function clusterView(peers: MeshObject[], gateways: MeshObject[], nodes: 
   }
   const peerNames = new Set(members.filter((m) => m.kind === 'Peer').map((m) => m.name));
   const nodeViews = nodes.map((n) => nodeView(n, peerNames)).filter((n): n is NodeView => n !== null).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return { members, pairs, refused, nodes: nodeViews };
+  return { members, pairs, ...(partial ? { pairsPartial: partial } : {}), refused, nodes: nodeViews };
+}
+
+function allPairs(inMesh: MemberView[]): PairView[] {
+  const pairs: PairView[] = [];
+  for (let i = 0; i < inMesh.length; i++) {
+    for (let j = i + 1; j < inMesh.length; j++) if (peersWith(inMesh[i], inMesh[j])) pairs.push(pairView(inMesh[i], inMesh[j]));
+  }
+  return pairs;
+}
+
+/**
+ * A large mesh's pairs that are not healthy, without visiting its N² pairs: a pair is unhealthy only
+ * if a side lists the other (the lists' entries), and unknown only if a side cannot vouch (a member
+ * not Ready, without health, or with a cut list: each such member's pairs). Healthy pairs are left
+ * out; beyond MAX_PAIRS, unknown ones first.
+ */
+function notHealthyPairs(inMesh: MemberView[]): { pairs: PairView[]; partial: { omitted: number } } {
+  const byKey = new Map(inMesh.map((m) => [m.key, m]));
+  const found = new Map<string, PairView>();
+  const add = (x: MemberView, y: MemberView): void => {
+    if (x === y || !peersWith(x, y)) return;
+    const id = x.key < y.key ? `${x.key}|${y.key}` : `${y.key}|${x.key}`;
+    if (found.has(id)) return;
+    const p = pairView(x, y);
+    if (p.health !== 'healthy') found.set(id, p);
+  };
+  for (const x of inMesh) {
+    for (const e of x.unhealthy) {
+      const y = byKey.get(`${e.kind}/${e.name}`);
+      if (y) add(x, y);
+    }
+  }
+  let unknownLeft = 0;
+  for (const x of inMesh) {
+    // sideOf(x, x) asks only whether x can vouch for anyone (Ready, health written, list not cut).
+    if (!hasAgent(x) || sideOf(x, x).health !== 'unknown') continue;
+    for (const y of inMesh) {
+      if (found.size >= MAX_PAIRS * 2) {
+        unknownLeft++;
+        continue;
+      }
+      add(x, y);
+    }
+  }
+  const sorted = [...found.values()].sort((p, q) => (p.health === q.health ? 0 : p.health === 'unhealthy' ? -1 : 1));
+  return { pairs: sorted.slice(0, MAX_PAIRS), partial: { omitted: Math.max(0, sorted.length - MAX_PAIRS) + unknownLeft } };
 }

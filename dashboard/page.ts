@@ -242,7 +242,8 @@ export const PAGE_JS = `'use strict';
     bad.forEach(function (p) { list.appendChild(el('li', { 'data-pair': p.a + '|' + p.b }, pairText(p))); });
     if (!bad.length) list.appendChild(el('li', { 'class': 'muted' }, 'none'));
     var ready = view.members.filter(function (m) { return m.ready === 'True'; }).length;
-    $('counts').textContent = view.members.length + ' members, ' + ready + ' Ready, ' + bad.length + ' unhealthy pairs, ' + view.refused.length + ' refused';
+    $('counts').textContent = view.members.length + ' members, ' + ready + ' Ready, ' + bad.length + ' unhealthy pairs, ' + view.refused.length + ' refused' +
+      (view.pairsPartial ? ' · a large mesh: only pairs that are not healthy are drawn' + (view.pairsPartial.omitted ? ' (' + view.pairsPartial.omitted + ' more not shown)' : '') : '');
   }
 
   function drawRefused() {
