@@ -76,6 +76,7 @@ COPY mesh ./mesh
 COPY agent ./agent
 COPY gateway ./gateway
 COPY cli ./cli
+COPY dashboard ./dashboard
 COPY sandbox ./sandbox
 COPY scripts/build.ts ./scripts/build.ts
 # The commit is baked into `aks-mesh version` (and the revision label); it comes last so a new commit

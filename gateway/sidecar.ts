@@ -129,7 +129,7 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
   if (o.podCIDRs.length === 0) throw new Error('podCIDRs: at least one pod CIDR to route through the tunnel');
   const port = o.listenPort ?? GATEWAY_LISTEN_PORT;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`listenPort ${port}: expected 1 to 65535`);
-  const vol = { run: `${name}-run`, keys: `${name}-keys`, tmp: `${name}-tmp`, tun: `${name}-tun`, api: `${name}-api` };
+  const vol = { run: `${name}-run`, keys: `${name}-keys`, tmp: `${name}-tmp`, tun: `${name}-tun`, api: `${name}-api`, control: `${name}-control` };
   // Spelled out even at its default: the hostPort below must be the same number.
   const settings: Array<[string, string | number | readonly string[] | undefined]> = [
     ['AKS_MESH_MESH_CIDR', o.meshCIDR],
@@ -179,6 +179,8 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
       { name: vol.keys, mountPath: '/var/lib/aks-mesh' },
       // Node's compile cache and anything else that wants a temp file, with the root read-only.
       { name: vol.tmp, mountPath: '/tmp' },
+      // The control socket (aks-mesh status --local, reconcile, diff through kubectl exec), with the root read-only.
+      { name: vol.control, mountPath: '/var/run/aks-mesh' },
       // Its own token: a pod-level automount (if any) then leaves this container alone.
       { name: vol.api, mountPath: SERVICE_ACCOUNT_PATH, readOnly: true },
     ],
@@ -196,6 +198,7 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
     // Memory: the private key never reaches the node's disk.
     { name: vol.keys, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
     { name: vol.tmp, emptyDir: { sizeLimit: '64Mi' } },
+    { name: vol.control, emptyDir: { medium: 'Memory', sizeLimit: '1Mi' } },
     // What automountServiceAccountToken would mount (a pod-bound token that kubelet renews, the
     // cluster's CA, the namespace), for this container only. 0444 (292): read by root in the container.
     {

@@ -527,6 +527,9 @@ export class MeshCluster {
       ['--metrics-address', m.metricsAddress],
       ['--stream-address', m.streamAddress],
       ['--stream-token-file', m.streamTokenFile],
+      // In the cluster's temp dir: the host's /var/run/aks-mesh is not the harness's to fill (and a
+      // killed agent leaves its socket file behind).
+      ['--control-socket', join(this.dir, 'control', `${m.interfaceName}.sock`)],
       ['--log-format', 'text'],
     ];
     const overrides = options.flags ?? {};

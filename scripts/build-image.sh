@@ -276,7 +276,7 @@ version=$(sed -n 's/^  "version": "\([^"]*\)".*/\1/p' package.json | head -n1)
 base_id=$(podman image inspect --format '{{.Id}}' "$base_ref")
 # Every file the Dockerfile copies, minus what .dockerignore keeps out (tests), plus the base's id.
 # This script too: it chooses the base and the build arguments.
-inputs=(Dockerfile .dockerignore package.json package-lock.json tsconfig.json scripts/build.ts scripts/build-image.sh image native mesh agent gateway cli sandbox)
+inputs=(Dockerfile .dockerignore package.json package-lock.json tsconfig.json scripts/build.ts scripts/build-image.sh image native mesh agent gateway cli dashboard sandbox)
 hash=$( {
   echo "base $base_id"
   find "${inputs[@]}" -type f ! -name '*.test.ts' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum

@@ -148,6 +148,8 @@ the same number could be scheduled on none of them. */ -}}
     - {name: aks-mesh-gateway-run, mountPath: /var/run/wireguard}
     - {name: aks-mesh-gateway-keys, mountPath: /var/lib/aks-mesh}
     - {name: aks-mesh-gateway-tmp, mountPath: /tmp}
+    # The control socket (aks-mesh status --local, reconcile, diff through kubectl exec).
+    - {name: aks-mesh-gateway-control, mountPath: /var/run/aks-mesh}
     # Its own API token (the pod mounts none: the Konnectivity agent container must not get it).
     - {name: aks-mesh-gateway-api, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}
   # Ready once its Gateway is registered and the device holds every node.
@@ -175,6 +177,7 @@ the same number could be scheduled on none of them. */ -}}
 - {name: aks-mesh-gateway-run, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
 - {name: aks-mesh-gateway-keys, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
 - {name: aks-mesh-gateway-tmp, emptyDir: {sizeLimit: 64Mi}}
+- {name: aks-mesh-gateway-control, emptyDir: {medium: Memory, sizeLimit: 1Mi}}
 # What automountServiceAccountToken would mount, for the gateway container only. defaultMode 292 is 0444.
 - name: aks-mesh-gateway-api
   projected:
