@@ -53,7 +53,14 @@ async function startDashboard(args: string[], env: Record<string, string> = {}):
   child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // Should this test process end early (a failed before, Ctrl-C through the cluster's handler), the
+  // dashboard goes with it, by its pid.
+  const killOnExit = (): void => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.on('exit', killOnExit);
   const stop = async (): Promise<void> => {
+    process.off('exit', killOnExit);
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
@@ -119,7 +126,7 @@ describe('aks-mesh dashboard renders status health and refused objects (status w
   let kube: TestCluster;
   let dash: DashboardProc | undefined;
   let browser: Browser | undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-dashboard-'));
+  let dir: string;
   const names = ['node-a', 'node-b', 'node-c'];
 
   const writeStatus = async (kind: 'peers' | 'gateways', name: string, status: Record<string, unknown>): Promise<void> => {
@@ -138,6 +145,7 @@ describe('aks-mesh dashboard renders status health and refused objects (status w
   });
 
   before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'aks-mesh-dashboard-'));
     kube = await TestCluster.start();
     await installCrds(kube);
     const kc = kube.kubeConfig();
@@ -165,7 +173,7 @@ describe('aks-mesh dashboard renders status health and refused objects (status w
     await browser?.close().catch(() => undefined);
     await dash?.stop();
     await kube?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('every member is drawn with Ready and HEALTHY n/m; every pair healthy; the refused Peer is listed with why, as text', async () => {
