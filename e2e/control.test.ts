@@ -49,10 +49,9 @@ function cli(args: string[], options: { uid?: number; gid?: number; script?: str
   });
 }
 
-/** `aks-mesh status --local` (runLocalStatus, which the status command's --local calls). */
+/** `aks-mesh status --local`, as an operator runs it. */
 function localStatus(socket: string, json: boolean): Promise<Run> {
-  const module = JSON.stringify(join(REPO_ROOT, 'cli', 'control-client.ts'));
-  return cli([], { script: `const m = await import(${module}); await m.runLocalStatus({ socket: ${JSON.stringify(socket)}, json: ${json} });` });
+  return cli(['status', '--local', '--control-socket', socket, ...(json ? ['--json'] : [])]);
 }
 
 describe('the control socket of a real agent', { skip }, () => {

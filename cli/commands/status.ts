@@ -8,11 +8,15 @@
  */
 import type { Argv } from 'yargs';
 import type { PeerHealth } from '../../mesh/crd/types.ts';
+import { UsageError } from '../format.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
 
 interface StatusArgs {
   kubeconfig?: string;
   json: boolean;
+  local: boolean;
+  'control-socket'?: string;
+  interface?: string;
 }
 
 interface Row {
@@ -193,8 +197,25 @@ export function statusCommand(y: Argv): Argv {
     (c) =>
       c
         .option('kubeconfig', { type: 'string', describe: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)' })
-        .option('json', { type: 'boolean', default: false, describe: 'Print JSON instead of a table: {members: [rows], brokenPairs, refused, omitted}' }) as unknown as Argv<StatusArgs>,
+        .option('json', { type: 'boolean', default: false, describe: 'Print JSON instead of a table: {members: [rows], brokenPairs, refused, omitted}' })
+        .option('local', {
+          type: 'boolean',
+          default: false,
+          describe: 'Ask the agent or gateway on this machine through its control socket instead of the API: desired against live, refused peers and why, the last pass, wireguard-go and its restarts',
+        })
+        .option('control-socket', { type: 'string', describe: 'With --local: the control socket (default /var/run/aks-mesh/<interface>.sock; env AKS_MESH_CONTROL_SOCKET)' })
+        .option('interface', { alias: 'i', type: 'string', describe: 'With --local: the member\'s interface, which names its socket (default: $AKS_MESH_INTERFACE, else wg-mesh)' })
+        .check((a) => {
+          if (!a.local && (a['control-socket'] !== undefined || a.interface !== undefined)) throw new UsageError('--control-socket and --interface go with --local');
+          if (a.local && a.kubeconfig !== undefined) throw new UsageError('--local asks the member on this machine, not the API: drop --kubeconfig');
+          return true;
+        }) as unknown as Argv<StatusArgs>,
     async (a) => {
+      if (a.local) {
+        const { runLocalStatus } = await import('../control-client.ts');
+        await runLocalStatus({ socket: a['control-socket'], interface: a.interface, json: a.json });
+        return;
+      }
       const k8s = await import('@kubernetes/client-node');
       const { GROUP, VERSION, NODE_BOUND_POLICY, apiMessage } = await import('../../mesh/index.ts');
       const kc = await loadKubeConfig(a.kubeconfig);
