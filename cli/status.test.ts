@@ -90,6 +90,11 @@ describe('the broken pairs, from what each member lists on its status', () => {
       "  Peer evil: Peer evil: spec.allowedIPs[0] 10.244.0.0/16 overlaps Node node-a's podCIDR 10.244.0.0/24 (reported by node-b)",
     ]);
     assert.deepEqual(meshHealthLines(meshHealth([{ kind: 'Peer', name: 'node-c', health: h('2/2', undefined) }]), 1), ['broken pairs: none']);
+    // A list that reaches its refused entries holds every pair: only refused objects were cut, and the
+    // broken pair is still named.
+    const cut = meshHealth([{ kind: 'Peer', name: 'node-a', health: h('1/2', [{ kind: 'Peer', name: 'z', reason: 'NoHandshake' }, { kind: 'Gateway', name: 'a-00', reason: 'Refused' }], { unhealthyOmitted: 9 }) }]);
+    assert.deepEqual(cut.omitted, [{ member: 'node-a', count: 9, refusedOnly: true }]);
+    assert.deepEqual(meshHealthLines(cut, 1).slice(0, 3), ['broken pairs:', '  node-a ↔ z: NoHandshake (reported by node-a)', '  node-a lists 9 more refused objects than its status holds']);
   });
 
   test('whatever a writer put on a status, nothing unsafe is printed and nothing malformed throws', () => {

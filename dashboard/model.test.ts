@@ -36,6 +36,11 @@ test('healthy only when every side that writes health vouches for it; unknown wi
   assert.equal(pairView(ok, memberView('Peer', peer('b', { desired: 2, configured: 2, handshakeWithin3m: 2 }))!).health, 'unknown');
   assert.equal(pairView(ok, memberView('Peer', peer('b', healthy(2), [ready('False')]))!).health, 'unknown');
   assert.equal(pairView(ok, memberView('Peer', peer('b', healthy(40, [], 9)))!).health, 'unknown');
+  // Pairs come first in a member's list: once it lists a refused object, only refusals were cut, so
+  // the pairs it does not list are healthy (40 refused objects do not make the whole mesh unknown).
+  const cutRefusals = memberView('Peer', { ...peer('b'), status: { conditions: [ready()], peers: { ...healthy(2), unhealthy: [{ kind: 'Peer', name: 'z', reason: 'NoHandshake' }, { kind: 'Gateway', name: 'a-00', reason: 'Refused' }], unhealthyOmitted: 9, summary: '1/2', healthy: 1 } } })!;
+  assert.equal(pairView(ok, cutRefusals).health, 'healthy');
+  assert.equal(pairView(memberView('Peer', peer('z', healthy(2)))!, cutRefusals).health, 'unhealthy');
   assert.equal(pairView(memberView('Peer', { metadata: { name: 'x' } })!, memberView('Peer', { metadata: { name: 'y' } })!).health, 'unknown');
 });
 

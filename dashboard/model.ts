@@ -190,8 +190,9 @@ export function sideOf(x: MemberView, y: MemberView): PairSide {
   const unknown = (reason: string): PairSide => ({ from: x.key, health: 'unknown', reason, lastHandshake: null });
   if (!writesHealth(x)) return unknown('reports no peer health');
   if (x.ready !== 'True') return unknown('not Ready');
-  // A bounded list that left entries out may have left this pair out.
-  if (x.unhealthyOmitted > 0) return unknown(`left ${x.unhealthyOmitted} unhealthy peers out of its status`);
+  // A bounded list that left entries out may have left this pair out, unless it already lists a
+  // refused object: pairs come first in the list (mesh/health.ts), so then only refusals were cut.
+  if (x.unhealthyOmitted > 0 && !x.unhealthy.some((e) => e.reason === 'Refused')) return unknown(`left ${x.unhealthyOmitted} unhealthy peers out of its status`);
   return { from: x.key, health: 'healthy', reason: null, lastHandshake: null };
 }
 

@@ -50,9 +50,20 @@ export function compareUnhealthy(a: UnhealthyPeer, b: UnhealthyPeer): number {
   return compareText(a.kind, b.kind) || compareText(a.name, b.name);
 }
 
+/**
+ * The list's order: this member's own pairs (NoHandshake, StaleHandshake, NoEndpoint, NotConfigured)
+ * first, then the objects the trust rules refused, each part by kind then name. Refused objects are
+ * the cluster's (every member lists the same ones, and each carries its own Accepted=False), so when
+ * the bounded list is cut it is refusals that go: 40 refused objects never hide the one broken pair.
+ * A reader can tell from the list alone: once a Refused entry is listed, every pair entry is.
+ */
+export function compareListed(a: UnhealthyPeer, b: UnhealthyPeer): number {
+  return Number(a.reason === 'Refused') - Number(b.reason === 'Refused') || compareUnhealthy(a, b);
+}
+
 /** The status.peers a member writes, from its unhealthy entries (any order) and its counts. */
 export function peerHealth(desired: number, configured: number, healthy: number, entries: readonly UnhealthyPeer[], limit = UNHEALTHY_LIMIT): PeerHealth {
-  const sorted = [...entries].sort(compareUnhealthy);
+  const sorted = [...entries].sort(compareListed);
   const list = sorted.slice(0, limit);
   const omitted = sorted.length - list.length;
   return {

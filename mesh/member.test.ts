@@ -245,7 +245,7 @@ describe('per-peer health (mesh/health.ts)', () => {
     assert.equal(peerVerdict(state('k', T0 - 5, null), T0), null, 'a fresh handshake is healthy without an endpoint (the peer roams to us)');
   });
 
-  test('status.peers: counts, summary n/m, the unhealthy list sorted by kind then name with its reasons; refused objects listed but not counted in m', () => {
+  test('status.peers: counts, summary n/m, the unhealthy list (pairs by kind then name, then refused objects) with its reasons; refused objects listed but not counted in m', () => {
     const peers = [desired('Peer', 'node-c'), desired('Peer', 'node-a'), desired('Gateway', 'gw'), desired('Peer', 'node-b'), desired('Peer', 'Node-Z')];
     const live = device([state(peers[0].publicKey, T0 - 10), state(peers[1].publicKey, T0 - 400), state(peers[2].publicKey, null), state(peers[4].publicKey, T0 - 1)]);
     const h = new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers, live, refused: [refusal('Peer', 'evil'), refusal('Peer', 'self')], full: true, at: at(T0) });
@@ -257,9 +257,9 @@ describe('per-peer health (mesh/health.ts)', () => {
       summary: '2/5',
       unhealthy: [
         { kind: 'Gateway', name: 'gw', reason: 'NoHandshake' },
-        { kind: 'Peer', name: 'evil', reason: 'Refused' },
         { kind: 'Peer', name: 'node-a', reason: 'StaleHandshake', lastHandshake: new Date((T0 - 400) * 1000).toISOString().replace(/\.\d+Z$/, 'Z') },
         { kind: 'Peer', name: 'node-b', reason: 'NotConfigured' },
+        { kind: 'Peer', name: 'evil', reason: 'Refused' },
       ],
     } satisfies PeerHealth);
     // The member's own refusal is its Ready condition's business, not one of its peers.
@@ -271,11 +271,29 @@ describe('per-peer health (mesh/health.ts)', () => {
     const h = new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers, live: device([]), refused: [refusal('Gateway', 'gw')], full: true, at: at(T0) });
     assert.equal(h.unhealthy?.length, UNHEALTHY_LIMIT);
     assert.equal(h.unhealthyOmitted, 51 - UNHEALTHY_LIMIT);
-    assert.deepEqual(h.unhealthy?.[0], { kind: 'Gateway', name: 'gw', reason: 'Refused' });
-    assert.equal(h.unhealthy?.at(-1)?.name, `node-${String(UNHEALTHY_LIMIT - 2).padStart(2, '0')}`);
+    assert.deepEqual(h.unhealthy?.[0], { kind: 'Peer', name: 'node-00', reason: 'NotConfigured' }, 'pairs come before refused objects');
+    assert.equal(h.unhealthy?.at(-1)?.name, `node-${String(UNHEALTHY_LIMIT - 1).padStart(2, '0')}`);
+    assert.ok(!h.unhealthy?.some((u) => u.reason === 'Refused'), 'the refused Gateway is what was cut');
     assert.equal(h.summary, '0/50');
     const healthy = new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers: peers.slice(0, 2), live: device(peers.slice(0, 2).map((p) => state(p.publicKey, T0))), refused: [], full: true, at: at(T0) });
     assert.deepEqual(healthy, { desired: 2, configured: 2, handshakeWithin3m: 2, healthy: 2, summary: '2/2' }, 'no list and no omitted count when all are healthy');
+  });
+
+  test('refused objects never crowd a broken pair out of the list: 40 refused a-* and one broken peer z, z is listed', () => {
+    const ok = Array.from({ length: 3 }, (_, i) => desired('Peer', `b-${i}`));
+    const z = desired('Peer', 'z');
+    const refused = [...Array.from({ length: 20 }, (_, i) => refusal('Peer', `a-${String(i).padStart(2, '0')}`)), ...Array.from({ length: 20 }, (_, i) => refusal('Gateway', `a-${String(i).padStart(2, '0')}`))];
+    const live = device([...ok.map((p) => state(p.publicKey, T0 - 5)), state(z.publicKey, null)]);
+    const h = new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers: [...ok, z], live, refused, full: true, at: at(T0) });
+    assert.equal(h.summary, '3/4');
+    assert.deepEqual(h.unhealthy?.[0], { kind: 'Peer', name: 'z', reason: 'NoHandshake' });
+    assert.equal(h.unhealthy?.length, UNHEALTHY_LIMIT);
+    assert.equal(h.unhealthyOmitted, 41 - UNHEALTHY_LIMIT, 'what was cut is counted: refusals only');
+    // The refusals that fit keep their order (kind then name), so every member cuts the same ones.
+    assert.deepEqual(h.unhealthy?.slice(1, 3), [
+      { kind: 'Gateway', name: 'a-00', reason: 'Refused' },
+      { kind: 'Gateway', name: 'a-01', reason: 'Refused' },
+    ]);
   });
 
   test('unchanged input gives the same object; an event pass judges only what changed, as of the last read; a full pass judges again with its time', () => {

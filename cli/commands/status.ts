@@ -62,8 +62,12 @@ export interface RefusedObject {
 export interface MeshHealth {
   brokenPairs: BrokenPair[];
   refused: RefusedObject[];
-  /** Members whose list was cut (status.peers.unhealthyOmitted): more broken pairs than shown. */
-  omitted: Array<{ member: string; count: number }>;
+  /**
+   * Members whose list was cut (status.peers.unhealthyOmitted): more broken pairs than shown, or,
+   * with `refusedOnly`, only more refused objects (pairs come first in a list, so once a list holds a
+   * Refused entry every pair of that member is in it).
+   */
+  omitted: Array<{ member: string; count: number; refusedOnly?: true }>;
 }
 
 /** How a member is named in a pair: a Peer by its name, a Gateway as Gateway/<name> (names have no '/', so they cannot collide). */
@@ -93,7 +97,10 @@ export function meshHealth(members: readonly MemberHealth[]): MeshHealth {
     const self = memberLabel(m.kind, m.name);
     if (m.refusedMessage !== undefined) refusedEntry(m.kind, m.name).message = printable(m.refusedMessage);
     const h = m.health;
-    if (h?.unhealthyOmitted) omitted.push({ member: self, count: h.unhealthyOmitted });
+    if (h?.unhealthyOmitted) {
+      const refusedOnly = Array.isArray(h.unhealthy) && h.unhealthy.some((u) => u?.reason === 'Refused');
+      omitted.push({ member: self, count: h.unhealthyOmitted, ...(refusedOnly ? { refusedOnly: true as const } : {}) });
+    }
     for (const u of Array.isArray(h?.unhealthy) ? h.unhealthy : []) {
       // The schema holds these shapes, but an older CRD (or a hand-written status) may not.
       if (u === null || typeof u !== 'object' || (u.kind !== 'Peer' && u.kind !== 'Gateway') || typeof u.name !== 'string') continue;
@@ -135,7 +142,10 @@ export function meshHealthLines(h: MeshHealth, members: number): string[] {
     const why = p.reasons.map((r) => `${r.reason} (reported by ${r.reportedBy.join(', ')}${r.lastHandshake ? `; last handshake ${r.lastHandshake}` : ''})`).join('; ');
     lines.push(`  ${p.members[0]} ↔ ${p.members[1]}: ${why}`);
   }
-  for (const o of h.omitted) lines.push(`  ${o.member} lists ${o.count} more unhealthy peer${o.count === 1 ? '' : 's'} than its status holds`);
+  for (const o of h.omitted) {
+    const what = o.refusedOnly ? `refused object${o.count === 1 ? '' : 's'}` : `unhealthy peer${o.count === 1 ? '' : 's'}`;
+    lines.push(`  ${o.member} lists ${o.count} more ${what} than its status holds`);
+  }
   if (h.refused.length) lines.push('refused:');
   for (const r of h.refused) {
     const by = r.reportedBy.length ? ` (reported by ${r.reportedBy.join(', ')})` : '';
