@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { KeyIndex } from '../scripts/scan-secrets.ts';
@@ -72,4 +73,19 @@ test('registerSecret ignores what is not a key, and a clamped key is found from 
   const clamped = Buffer.from(clamp(new Uint8Array(Buffer.from(key, 'base64')))).toString('base64');
   const out = run('text', `registerSecret('not a key'); registerSecret(''); registerSecret(${JSON.stringify(key)}); log.info('c ${clamped} ok');`);
   assert.match(out, / c \(redacted\) ok/);
+});
+
+test('a stderr that was closed (agent 2>&1 | head -1) loses lines but never ends the process', () => {
+  // The child's stderr is a pipe whose reader (this shell's `head -c 1`) exits after one byte: every
+  // later write fails with EPIPE. The child keeps logging, then says on stdout that it is still there.
+  const script = `import { createLogger } from ${JSON.stringify(NATIVE)};
+    const log = createLogger({ format: 'text', component: 'agent' });
+    for (let i = 0; i < 200; i++) { log.info('line ' + i + ' ' + 'x'.repeat(2000)); await new Promise((r) => setTimeout(r, 2)); }
+    process.stdout.write('still running\\n');`;
+  const r = spawnSync('sh', ['-c', `"$0" --input-type=module -e "$1" 2>&1 >"$2" | head -c 1 >/dev/null; cat "$2"; rm -f "$2"`, process.execPath, script, join(tmpdir(), `aks-mesh-epipe-${process.pid}.out`)], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /still running/, `the process ended early: ${r.stdout}${r.stderr}`);
 });

@@ -27,8 +27,21 @@ const scrubSecrets = winston.format((info) => {
   return info;
 });
 
+/**
+ * A log line that cannot be written (stderr piped into `head` that exited, a closed journal) is
+ * lost, never fatal: without a listener the stream's EPIPE would end the agent, leaving what it
+ * runs behind. Installed once per process, on the first logger.
+ */
+let stderrGuarded = false;
+function guardStderr(): void {
+  if (stderrGuarded) return;
+  stderrGuarded = true;
+  process.stderr.on('error', () => undefined);
+}
+
 /** A winston logger on stderr: JSON for log collectors, or one readable line per event. */
 export function createLogger(options: { level?: string; format?: LogFormat; component?: string } = {}): Logger {
+  guardStderr();
   const text = winston.format.printf(({ level, message, timestamp, component, ...meta }) => {
     const rest = Object.entries(meta)
       .map(([k, v]) => `${k}=${typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v, bigintJson)}`)

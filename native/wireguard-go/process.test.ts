@@ -6,9 +6,9 @@
  * handshakes itself (on every wireguard-go build on the machine).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -162,6 +162,37 @@ describe('spawn mode', { skip }, () => {
     assert.equal(existsSync(wg.client.socketPath), false);
     assert.equal(await getLink(wg.interfaceName, { netns: ns }), null);
     assert.equal(wg.restarts, 0);
+  });
+
+  test('an agent process that ends without stop() (an uncaught error) takes its wireguard-go with it', async () => {
+    const ifName = box.ifName('wg', 'x');
+    const module = JSON.stringify(join(import.meta.dirname, 'process.ts'));
+    const script = `const { SpawnedWireguardGo } = await import(${module});
+      const wg = new SpawnedWireguardGo({ interfaceName: ${JSON.stringify(ifName)}, netns: ${JSON.stringify(ns)} });
+      await wg.start();
+      process.stdout.write(String(wg.pid) + '\\n');
+      throw new Error('an uncaught error after start');`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    assert.notEqual(r.status, 0, 'the script failed as planned');
+    const pid = Number(r.stdout.trim());
+    assert.ok(pid > 0, `the child printed its wireguard-go pid: ${r.stdout} ${r.stderr}`);
+    const alive = (): boolean => {
+      try {
+        process.kill(pid, 0);
+        return !readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.startsWith('Z');
+      } catch {
+        return false;
+      }
+    };
+    const deadline = Date.now() + 15_000;
+    while (alive() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    const left = alive();
+    if (left) process.kill(pid, 'SIGKILL');
+    assert.equal(left, false, `wireguard-go ${pid} outlived its agent`);
+    // Its TUN went with it: a next agent can create the interface again.
+    const deadlineLink = Date.now() + 15_000;
+    while ((await getLink(ifName, { netns: ns })) && Date.now() < deadlineLink) await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(await getLink(ifName, { netns: ns }), null);
   });
 
   test('a binary that exits at once is reported with its exit, not a hang', async () => {

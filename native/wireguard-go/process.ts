@@ -252,6 +252,15 @@ export class SpawnedWireguardGo extends EventEmitter implements WireguardGo {
     };
     const child = spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    // A process that ends without stop() (an uncaught error, process.exit) takes its wireguard-go
+    // with it: an orphan would hold the TUN, and the next agent's start would fail on "device or
+    // resource busy". kill() is a plain syscall, so it works inside an 'exit' handler. (SIGKILL of
+    // the agent still leaves it; in a pod the container's end takes it.)
+    const killOnExit = (): void => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    };
+    process.on('exit', killOnExit);
+    child.once('exit', () => process.off('exit', killOnExit));
     this.startedAt = Date.now();
     let exited: string | null = null;
     let ended = false;
