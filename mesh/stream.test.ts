@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import type { Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
-import { StreamServer, bearerMatches, isLoopback, parseHostPort } from './stream.ts';
+import { StreamListenError, StreamServer, bearerMatches, isLiteralHost, isLoopback, parseHostPort } from './stream.ts';
 import type { StreamServerOptions } from './stream.ts';
 import { WebSocket } from './ws.ts';
 import type { WebSocketLike } from './ws.ts';
@@ -106,6 +106,94 @@ describe('mesh/stream: the live stream server', () => {
     const elsewhere = client(port, { authorization: `Bearer ${TOKEN}` }, '/other');
     clients.push(elsewhere.ws);
     assert.equal(await elsewhere.status, 404);
+  });
+
+  test('a web page is refused (403): any Origin header, and without a token a Host that is a name (DNS rebinding)', async () => {
+    assert.ok(isLiteralHost('127.0.0.1:9587') && isLiteralHost('[::1]:9587') && isLiteralHost('localhost:9587') && isLiteralHost('LOCALHOST') && isLiteralHost('10.0.0.4'));
+    assert.ok(!isLiteralHost('evil.example:9588') && !isLiteralHost(undefined) && !isLiteralHost('') && !isLiteralHost('localhost.evil.example'));
+    const open = await start();
+    const port = open.address().port;
+    const page = client(port, { origin: 'http://evil.example' });
+    clients.push(page.ws);
+    assert.equal(await page.status, 403, 'a page on any site');
+    const own = client(port, { origin: `http://127.0.0.1:${port}` });
+    clients.push(own.ws);
+    assert.equal(await own.status, 403, 'even one claiming to be served from the stream itself: the stream serves no page');
+    const rebound = client(port, { host: `evil.example:${port}` });
+    clients.push(rebound.ws);
+    assert.equal(await rebound.status, 403, 'a rebinding name');
+    const named = client(port, { host: `localhost:${port}` });
+    clients.push(named.ws);
+    assert.equal(await named.status, 101, 'localhost is this machine');
+    assert.equal(open.clientCount, 1);
+    // With a token a browser cannot get in anyway (it cannot set Authorization), but Origin is still refused first.
+    const guarded = await start({ token: TOKEN });
+    const withToken = client(guarded.address().port, { authorization: `Bearer ${TOKEN}`, origin: 'http://evil.example' });
+    clients.push(withToken.ws);
+    assert.equal(await withToken.status, 403);
+    const byName = client(guarded.address().port, { authorization: `Bearer ${TOKEN}`, host: `mesh-node.example:${guarded.address().port}` });
+    clients.push(byName.ws);
+    assert.equal(await byName.status, 101, 'with a token, any name reaches it (a forwarded port, a DNS name)');
+  });
+
+  test('a refused upgrade is cut after its answer, even when the client never closes its side', async () => {
+    const server = await start({ token: TOKEN });
+    // allowHalfOpen: this client keeps its side open after the server's FIN, as a hostile one would.
+    const raw = connect({ port: server.address().port, host: '127.0.0.1', allowHalfOpen: true });
+    sockets.push(raw);
+    await new Promise<void>((resolve) => raw.once('connect', () => resolve()));
+    let answer = '';
+    raw.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    raw.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => raw.once('close', () => resolve()));
+    raw.write(`GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+    // Writing on: a socket the server destroyed answers with a reset, which closes ours.
+    const poke = setInterval(() => raw.writable && raw.write('x'), 200);
+    try {
+      await Promise.race([closed, new Promise((_, reject) => setTimeout(() => reject(new Error('the refused connection was still open after 15 s')), 15_000))]);
+    } finally {
+      clearInterval(poke);
+    }
+    assert.match(answer, /^HTTP\/1\.1 401 Unauthorized/);
+  });
+
+  test('a reader that keeps up is not dropped when one message is larger than the buffer limit (a device of thousands of peers)', async () => {
+    // 4 MB messages with a 1 MiB limit: on connect, hello + device + desired are queued back to back.
+    const big = (n: number) => ({ n, filler: 'p'.repeat(4 * 1024 * 1024) });
+    const warnings: string[] = [];
+    const log = { error: () => undefined, warn: (m: string) => warnings.push(m), info: () => undefined, debug: () => undefined };
+    const server = await start({ intervalMs: 50, maxBufferedBytes: 1024 * 1024, log, readDevice: async () => big(0) });
+    server.setDesired({ type: 'desired', ...big(1) });
+    const first = client(server.address().port);
+    clients.push(first.ws);
+    await until(() => first.messages.some((m) => m.type === 'device'), 'the first client\'s device');
+    // The second client gets the last device and the desired state at once, on connect.
+    const second = client(server.address().port);
+    clients.push(second.ws);
+    await until(() => second.messages.some((m) => m.type === 'device') && second.messages.some((m) => m.type === 'desired'), 'device and desired for the second client', 60_000);
+    server.broadcast({ type: 'pass', full: true, sets: 1 });
+    await until(() => second.messages.some((m) => m.type === 'pass'), 'a later message');
+    assert.equal(second.ws.readyState, 1, 'still connected');
+    assert.deepEqual(warnings, []);
+  });
+
+  test('the idle hook runs when the last client leaves, not before (what the reads kept is then stale)', async () => {
+    let idle = 0;
+    const server = await start({ intervalMs: 50, onIdle: () => idle++ });
+    const a = client(server.address().port);
+    const b = client(server.address().port);
+    clients.push(a.ws, b.ws);
+    await Promise.all([a.status, b.status]);
+    a.ws.close();
+    await until(() => server.clientCount === 1, 'one gone');
+    assert.equal(idle, 0);
+    b.ws.close();
+    await until(() => idle > 0, 'the idle hook');
+  });
+
+  test('a port already taken rejects with the errno code (the caller decides whether that stops the member)', async () => {
+    const taken = await start();
+    await assert.rejects(StreamServer.start({ address: `127.0.0.1:${taken.address().port}`, member: {}, readDevice: async () => ({}) }), (err: unknown) => err instanceof StreamListenError && err.code === 'EADDRINUSE' && /--stream-address 127\.0\.0\.1:\d+: listen EADDRINUSE/.test(err.message));
   });
 
   test('reads the device only while a client is connected, one read for all clients, a message only on change', async () => {

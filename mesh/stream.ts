@@ -10,10 +10,14 @@
  *   pass     after each pass.
  *
  * Never open to the network unless asked: a non-loopback address needs a token, and with a token
- * every request without `Authorization: Bearer <token>` is answered 401 before the upgrade.
+ * every request without `Authorization: Bearer <token>` is answered 401 before the upgrade. Never
+ * open to a web page: WebSockets are not covered by CORS, so any request carrying an Origin header
+ * (browsers always send one; `ws` clients such as inspect --url and the dashboard's relay never do)
+ * is answered 403, and without a token the Host header must be an IP literal or localhost (a
+ * DNS-rebinding name is refused, 403). A refused connection is destroyed shortly after its answer.
  * Bounded: at most maxClients connections (then 503), and a client whose unsent data passes
- * maxBufferedBytes (it reads too slowly) is dropped with close code 1008, never buffered without
- * limit. What the messages carry is the caller's (cli/member-stream.ts): this module only serves them.
+ * max(maxBufferedBytes, twice the largest message sent) (it reads too slowly) is dropped with close
+ * code 1008, never buffered without limit. What the messages carry is the caller's (cli/member-stream.ts): this module only serves them.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -49,7 +53,31 @@ export interface StreamServerOptions {
   intervalMs?: number;
   maxClients?: number;
   maxBufferedBytes?: number;
+  /** Called when the last client leaves (reads stop): what the reads kept (rate history) is stale. */
+  onIdle?: () => void;
   log?: Logger;
+}
+
+/** A listen that failed (address in use, not this machine's): `code` is the errno code. */
+export class StreamListenError extends Error {
+  readonly code: string | undefined;
+  constructor(message: string, code: string | undefined) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** The host of a Host header ("127.0.0.1:9587", "[::1]:9587", "localhost"), lower case; null when malformed. */
+export function hostOfHeader(header: string | undefined): string | null {
+  if (!header) return null;
+  const m = /^\[([0-9a-fA-F:.]+)\](?::\d{1,5})?$/.exec(header) ?? /^([^:[\]]+)(?::\d{1,5})?$/.exec(header);
+  return m ? m[1].toLowerCase() : null;
+}
+
+/** A Host a DNS-rebinding page cannot produce: an IP literal or localhost. */
+export function isLiteralHost(header: string | undefined): boolean {
+  const host = hostOfHeader(header);
+  return host !== null && (host === 'localhost' || isIP(host) !== 0);
 }
 
 /** host and port of "host:port" / "[v6]:port"; throws naming `what` when it is neither. */
@@ -83,8 +111,10 @@ interface Client {
   dropped: boolean;
 }
 
+const STATUS_TEXT: Record<number, string> = { 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
+
 export class StreamServer {
-  private readonly o: Required<Omit<StreamServerOptions, 'token' | 'log'>> & Pick<StreamServerOptions, 'token' | 'log'>;
+  private readonly o: Required<Omit<StreamServerOptions, 'token' | 'log' | 'onIdle'>> & Pick<StreamServerOptions, 'token' | 'log' | 'onIdle'>;
   private readonly http: Server;
   private readonly wss: WebSocketServerLike;
   private readonly clients = new Set<Client>();
@@ -96,6 +126,8 @@ export class StreamServer {
   private reading = false;
   private closed = false;
   private refusedLoggedAt = 0;
+  /** Bytes of the largest message sent so far: a reader keeping up may hold about two of them unsent. */
+  private largest = 0;
 
   private constructor(o: StreamServerOptions) {
     this.o = {
@@ -127,7 +159,7 @@ export class StreamServer {
     }
     const server = new StreamServer(o);
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new Error(`--stream-address ${o.address}: ${err.message}`));
+      const onError = (err: NodeJS.ErrnoException): void => reject(new StreamListenError(`--stream-address ${o.address}: ${err.message}`, err.code));
       server.http.once('error', onError);
       server.http.listen(port, host, () => {
         server.http.off('error', onError);
@@ -150,6 +182,13 @@ export class StreamServer {
 
   /** Why a request is refused before the upgrade, or null. */
   private refusal(req: IncomingMessage): { status: number; text: string; headers?: Record<string, string> } | null {
+    // A browser: any web page open on this machine (or wherever the port is forwarded) could read
+    // the stream otherwise; no client of ours sends an Origin.
+    if (req.headers.origin !== undefined) return { status: 403, text: 'refused: requests from a web page (with an Origin header) are not served; use aks-mesh inspect --url or the dashboard' };
+    // Without a token, a name in Host is a page that rebinds its own name to 127.0.0.1.
+    if (this.o.token === undefined && !isLiteralHost(req.headers.host)) {
+      return { status: 403, text: `refused: Host ${JSON.stringify(req.headers.host ?? '')} is not an IP address or localhost` };
+    }
     if (this.o.token !== undefined && !bearerMatches(req.headers.authorization, this.o.token)) {
       return {
         status: 401,
@@ -170,11 +209,15 @@ export class StreamServer {
         .map(([k, v]) => `${k}: ${v}\r\n`)
         .join('');
       const body = `${refusal.text}\n`;
-      socket.end(`HTTP/1.1 ${refusal.status} ${refusal.status === 401 ? 'Unauthorized' : refusal.status === 404 ? 'Not Found' : 'Service Unavailable'}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      socket.end(`HTTP/1.1 ${refusal.status} ${STATUS_TEXT[refusal.status] ?? 'Service Unavailable'}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+      // end() only half-closes, and after an upgrade no HTTP timeout applies: a client that never
+      // closes would hold the socket (and a file descriptor, outside maxClients) for ever.
+      setTimeout(() => socket.destroy(), 1000).unref();
       // Said at most every 10 s: a client retrying in a loop must not flood the log.
-      if (refusal.status === 401 && Date.now() - this.refusedLoggedAt >= 10_000) {
+      if ((refusal.status === 401 || refusal.status === 403) && Date.now() - this.refusedLoggedAt >= 10_000) {
         this.refusedLoggedAt = Date.now();
-        this.o.log?.warn('stream: request refused (no or wrong token)', { from: req.socket.remoteAddress });
+        if (refusal.status === 401) this.o.log?.warn('stream: request refused (no or wrong token)', { from: req.socket.remoteAddress });
+        else this.o.log?.warn('stream: request refused (from a web page, or a Host that is a name)', { from: req.socket.remoteAddress, origin: req.headers.origin, host: req.headers.host });
       }
       return;
     }
@@ -191,7 +234,7 @@ export class StreamServer {
     });
     // Clients have nothing to say; anything they send is ignored.
     ws.on('message', () => undefined);
-    this.sendTo(client, JSON.stringify({ type: 'hello', time: Date.now(), member: this.o.member }));
+    this.sendTo(client, this.sized(JSON.stringify({ type: 'hello', time: Date.now(), member: this.o.member })));
     if (this.lastDevice) this.sendTo(client, this.lastDevice);
     if (this.desired) this.sendTo(client, this.desired);
     // The first client starts the reads; the others share them (and got the last device just above).
@@ -201,19 +244,29 @@ export class StreamServer {
   /** Sends `message` (an object, serialised once) to every client. */
   broadcast(message: object): void {
     if (this.clients.size === 0) return;
-    const text = JSON.stringify(message);
+    const text = this.sized(JSON.stringify(message));
     for (const c of this.clients) this.sendTo(c, text);
   }
 
   /** The `desired` message: kept for clients that connect later, and sent to the connected ones. */
   setDesired(message: object): void {
-    this.desired = JSON.stringify(message);
+    this.desired = this.sized(JSON.stringify(message));
     for (const c of this.clients) this.sendTo(c, this.desired);
+  }
+
+  /** Notes a message's size (see `largest`) and returns it. */
+  private sized(text: string): string {
+    // A string's length is at most its UTF-8 size and these are JSON, nearly all ASCII: close enough
+    // for a bound, without encoding megabytes once more.
+    if (text.length > this.largest) this.largest = text.length;
+    return text;
   }
 
   private sendTo(c: Client, text: string): void {
     if (c.dropped || c.ws.readyState !== OPEN) return;
-    if (c.ws.bufferedAmount > this.o.maxBufferedBytes) {
+    // A fixed limit would drop readers that keep up once one message (a device of thousands of peers)
+    // outgrows it: on connect, hello + device + desired go out back to back. Two messages behind is slow.
+    if (c.ws.bufferedAmount > Math.max(this.o.maxBufferedBytes, 2 * this.largest)) {
       this.drop(c);
       return;
     }
@@ -226,7 +279,7 @@ export class StreamServer {
    */
   private drop(c: Client): void {
     c.dropped = true;
-    this.o.log?.warn('stream: a client read too slowly and was dropped', { limitBytes: this.o.maxBufferedBytes, buffered: c.ws.bufferedAmount });
+    this.o.log?.warn('stream: a client read too slowly and was dropped', { limitBytes: Math.max(this.o.maxBufferedBytes, 2 * this.largest), buffered: c.ws.bufferedAmount });
     c.ws.close(SLOW_CLIENT_CLOSE.code, SLOW_CLIENT_CLOSE.reason);
     setTimeout(() => c.ws.terminate(), 1000).unref();
   }
@@ -255,7 +308,7 @@ export class StreamServer {
     }
     if (key !== this.lastDeviceKey) {
       this.lastDeviceKey = key;
-      this.lastDevice = JSON.stringify(payload);
+      this.lastDevice = this.sized(JSON.stringify(payload));
       for (const c of this.clients) this.sendTo(c, this.lastDevice);
     }
     // A device so large that one read takes a while (thousands of peers) is read less often: watching
@@ -270,6 +323,11 @@ export class StreamServer {
     this.timer = null;
     this.lastDevice = null;
     this.lastDeviceKey = null;
+    try {
+      this.o.onIdle?.();
+    } catch (err) {
+      this.o.log?.warn('stream: the idle hook failed', { error: (err as Error).message });
+    }
   }
 
   /** Closes every connection (1001: going away) and the listening socket; resolves once the port is free. */
