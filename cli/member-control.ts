@@ -26,9 +26,13 @@ export function controlFlags<T>(y: Argv<T>): Argv<T> {
   }) as unknown as Argv<T>;
 }
 
-export async function startControl(args: ControlArgs, ctx: ServiceContext): Promise<MemberService | null> {
+/**
+ * Start the member's control socket. `defaultSocket` picks the path when no flag names one (a test
+ * puts the default somewhere of its own; the member always uses /var/run/aks-mesh).
+ */
+export async function startControl(args: ControlArgs, ctx: ServiceContext, defaultSocket: (interfaceName: string) => string = defaultControlSocketPath): Promise<MemberService | null> {
   const explicit = Boolean(args['control-socket']);
-  const path = args['control-socket'] || defaultControlSocketPath(args.interface);
+  const path = args['control-socket'] || defaultSocket(args.interface);
   if (path === 'off') return null;
   const { ControlServer, diffAnswer, passSummary, statusAnswer } = await import('../mesh/control.ts');
   const { member, log } = ctx;

@@ -5,14 +5,21 @@
  * failing handlers answered with a message, the file removed at close. The handlers here return
  * fixed answers: what they compute from a real member is the e2e test's (e2e/control.test.ts);
  * the answers as printed, and the client's errors, are cli/control-client.test.ts's.
+ *
+ * Other users are tried for real, as nobody (uid 65534) in a child process: refused by the socket's
+ * own 0600 in folders they can enter, and an agent user that may not create the socket gets a
+ * rejected start naming the path (not a start that never ends).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { Server as NetServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from 'net-ipc';
+import { NOBODY, folderNobodyCanEnter, nobodyConnects, nobodyUnavailable, runAsNobody } from '../sandbox/nobody.ts';
 import { ControlServer } from './control.ts';
 import type { ControlHandlers, StatusAnswer } from './control.ts';
 
@@ -26,6 +33,8 @@ async function ask(path: string, op: string, version = 1): Promise<unknown> {
     client.destroy();
   }
 }
+
+const asNobody = nobodyUnavailable();
 
 const fixed: ControlHandlers = {
   status: async () => ({ fixed: 'status' }) as unknown as StatusAnswer,
@@ -105,5 +114,80 @@ describe('the control socket', () => {
     await start(join(shared, 'y.sock'));
     assert.equal(statSync(shared).mode & 0o7777, 0o1777);
     await assert.rejects(start('relative.sock'), /expected an absolute path/);
+  });
+
+  test('a symlinked folder is judged by where it leads: a link to a folder others may write to is refused like the folder itself', async () => {
+    const target = join(dir, 'open-target');
+    mkdirSync(target);
+    chmodSync(target, 0o777);
+    const link = join(dir, 'open-link');
+    symlinkSync(target, link);
+    await assert.rejects(start(join(link, 'x.sock')), { message: `control socket ${join(link, 'x.sock')}: ${link} (a symlink to ${target}) is writable by other users (mode 777): anyone could replace the socket; choose another --control-socket` });
+    assert.equal(existsSync(join(target, 'x.sock')), false, 'no socket was made there');
+    // The usual link (/var/run -> /run): to a folder only its owner may write, accepted.
+    chmodSync(target, 0o700);
+    const s = await start(join(link, 'y.sock'));
+    assert.deepEqual(await ask(s.path, 'status'), { ok: true, result: { fixed: 'status' } });
+  });
+});
+
+describe('the control socket and other users (nobody, uid 65534, in a child process)', { skip: asNobody }, () => {
+  let shared: string;
+  const open: Array<ControlServer | NetServer> = [];
+  before(() => {
+    shared = folderNobodyCanEnter('aks-mesh-control-others-');
+  });
+  after(async () => {
+    for (const s of open) await (s instanceof ControlServer ? s.close() : new Promise((r) => s.close(r)));
+    if (shared) rmSync(shared, { recursive: true, force: true });
+  });
+
+  test('in folders nobody can enter (0711, and sticky 1777 as /tmp is), the socket refuses nobody by its own 0600', async () => {
+    for (const [name, mode] of [['searchable', 0o711], ['sticky', 0o1777]] as const) {
+      const folder = join(shared, name);
+      mkdirSync(folder);
+      chmodSync(folder, mode);
+      // The control: a socket anyone may open, in the same folder, lets nobody in; so the folder is
+      // no guard there, and the refusal below is the control socket's own mode.
+      const anyone = join(folder, 'anyone.sock');
+      const plain = createServer((c) => c.end());
+      open.push(plain);
+      await new Promise<void>((resolve) => plain.listen(anyone, resolve));
+      chmodSync(anyone, 0o666);
+      assert.equal(await nobodyConnects(anyone), 'connected', `nobody reaches a 0666 socket in the ${name} folder`);
+
+      const socket = join(folder, 'wg0.sock');
+      const s = await ControlServer.start(socket, fixed);
+      open.push(s);
+      assert.equal(await nobodyConnects(socket), 'EACCES', `nobody is refused the control socket in the ${name} folder`);
+      assert.equal(lstatSync(socket).mode & 0o777, 0o600);
+      assert.deepEqual(await ask(socket, 'status'), { ok: true, result: { fixed: 'status' } }, 'its owner is answered');
+    }
+  });
+
+  test('an agent user that may not create the socket there: start() rejects naming the path and why (it used to wait for ever)', async () => {
+    // Root's folder, 0755: accepted as the socket's folder (root may own it), but nobody cannot bind in it.
+    const rootOnly = join(shared, 'root-only');
+    mkdirSync(rootOnly);
+    chmodSync(rootOnly, 0o755);
+    const path = join(rootOnly, 'wg0.sock');
+    const script = `const { ControlServer } = await import(${JSON.stringify(new URL('./control.ts', import.meta.url).href)});
+const handlers = { status: async () => ({}), reconcile: async () => ({ pass: null }), diff: async () => ({}) };
+// As in an agent, other things keep the process alive: a start() that never settles shows as a hang.
+const alive = setInterval(() => undefined, 1000);
+try {
+  const s = await ControlServer.start(${JSON.stringify(path)}, handlers);
+  process.stdout.write(JSON.stringify({ started: true }));
+  await s.close();
+} catch (err) {
+  process.stdout.write(JSON.stringify({ error: err.message }));
+}
+clearInterval(alive);`;
+    const out = await runAsNobody(script);
+    assert.notEqual(out, null, 'ControlServer.start() neither resolved nor rejected within 20 s');
+    assert.deepEqual(JSON.parse(out as string), {
+      error: `control socket ${path}: cannot listen: listen EACCES: permission denied ${path} (this agent, uid ${NOBODY}, may not create files in ${rootOnly}: run it as that folder's owner, or choose another --control-socket)`,
+    });
+    assert.equal(existsSync(path), false);
   });
 });

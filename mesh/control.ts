@@ -11,7 +11,7 @@
  * are plain JSON (counters as decimal strings) and never carry a private or preshared key: a device
  * setting that differs is named, not shown.
  */
-import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { Server } from 'net-ipc';
@@ -247,10 +247,25 @@ function errnoCode(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException)?.code;
 }
 
+/** A bind error, said with what to do about it. */
+function listenProblem(err: unknown, path: string): string {
+  const message = (err as Error)?.message ?? String(err);
+  const uid = process.getuid?.() ?? 0;
+  switch (errnoCode(err)) {
+    case 'EACCES':
+    case 'EPERM':
+      return `${message} (this agent, uid ${uid}, may not create files in ${dirname(path)}: run it as that folder's owner, or choose another --control-socket)`;
+    case 'EROFS':
+      return `${message} (${dirname(path)} is on a read-only file system: mount a writable volume there, or choose another --control-socket)`;
+    default:
+      return message;
+  }
+}
+
 /**
- * Make the socket's folder ready: created 0700 when missing; an existing one must be a real
- * directory (not a symlink) owned by this user or root, and not writable by others unless sticky
- * (others could otherwise put their own socket in our place). An existing folder's mode is never
+ * Make the socket's folder ready: created 0700 when missing; an existing one (or where a symlink to
+ * it leads) must be a directory owned by this user or root, and not writable by others unless
+ * sticky (others could otherwise put their own socket in our place). An existing folder's mode is never
  * changed: it may be a shared one (--control-socket /tmp/x.sock) whose mode is not ours to decide.
  */
 function prepareDirectory(path: string): void {
@@ -260,18 +275,21 @@ function prepareDirectory(path: string): void {
   } catch (err) {
     throw new Error(`control socket ${path}: cannot create its directory ${dir}: ${(err as Error).message}`);
   }
-  const st = lstatSync(dir);
   const uid = process.getuid?.() ?? 0;
-  if (st.isSymbolicLink() && statSync(dir).isDirectory()) {
-    // A symlinked folder (/var/run -> /run is the usual one) is judged by where it leads.
-    const target = statSync(dir);
-    if (target.uid !== uid && target.uid !== 0) throw new Error(`control socket ${path}: ${dir} is owned by uid ${target.uid}, not by this agent (uid ${uid}) or root`);
-    return;
+  // A symlinked folder (/var/run -> /run is the usual one) is judged by where it leads, by the same
+  // rules as a real one: a link must not be a way around the owner or the mode check.
+  let st;
+  let where = dir;
+  try {
+    if (lstatSync(dir).isSymbolicLink()) where = `${dir} (a symlink to ${realpathSync(dir)})`;
+    st = statSync(dir);
+  } catch (err) {
+    throw new Error(`control socket ${path}: cannot read its directory ${dir}: ${(err as Error).message}`);
   }
   if (!st.isDirectory()) throw new Error(`control socket ${path}: ${dir} is not a directory`);
-  if (st.uid !== uid && st.uid !== 0) throw new Error(`control socket ${path}: ${dir} is owned by uid ${st.uid}, not by this agent (uid ${uid}) or root`);
+  if (st.uid !== uid && st.uid !== 0) throw new Error(`control socket ${path}: ${where} is owned by uid ${st.uid}, not by this agent (uid ${uid}) or root`);
   if (st.mode & 0o022 && !(st.mode & 0o1000)) {
-    throw new Error(`control socket ${path}: ${dir} is writable by other users (mode ${(st.mode & 0o7777).toString(8)}): anyone could replace the socket; choose another --control-socket`);
+    throw new Error(`control socket ${path}: ${where} is writable by other users (mode ${(st.mode & 0o7777).toString(8)}): anyone could replace the socket; choose another --control-socket`);
   }
 }
 
@@ -325,6 +343,14 @@ export class ControlServer {
         () => undefined,
       );
     });
+    // net-ipc's start() settles only on `listening` or its own checks: an error of the bind itself
+    // (EACCES in a folder this user cannot write to, EROFS) comes as an 'error' event and would leave
+    // start() pending for ever, the member never starting. So the first error also ends the wait.
+    let onError: (err: unknown) => void = () => undefined;
+    const failed = new Promise<never>((_, reject) => {
+      onError = reject;
+      server.once('error', onError);
+    });
     // The socket file is created by the bind inside start(), synchronously: a umask of 0177 makes it
     // 0600 from its first moment (no window in which others could connect), restored at once.
     const umask = process.umask(0o177);
@@ -335,9 +361,12 @@ export class ControlServer {
       process.umask(umask);
     }
     try {
-      await started;
+      await Promise.race([started, failed]);
     } catch (err) {
-      throw new Error(`control socket ${path}: ${(err as Error).message ?? String(err)}`);
+      await server.close().catch(() => undefined);
+      throw new Error(`control socket ${path}: cannot listen: ${listenProblem(err, path)}`);
+    } finally {
+      server.off('error', onError);
     }
     chmodSync(path, 0o600);
     control.ino = lstatSync(path).ino;
