@@ -243,6 +243,7 @@ describe('aks-mesh inspect usage errors', () => {
     [['--watch'], /say which device/],
     [['-i', 'wg0', '--watch', '--interval', '5'], /--interval 5: must be a number of milliseconds, at least 100/],
     [['-i', 'wg0', '--timeout', '0'], /--timeout 0: must be a positive number/],
+    [['-i', 'wg0', '--kubeconfig', '/nonexistent/aks-mesh-kubeconfig'], /--kubeconfig \/nonexistent\/aks-mesh-kubeconfig: no such file/],
   ] as const) {
     test(`${args.join(' ')}: exits 2 naming the flag`, () => {
       const r = spawnSync(process.execPath, [MAIN, 'inspect', ...args], { encoding: 'utf8', timeout: 30_000 });
@@ -322,10 +323,17 @@ describe('aks-mesh inspect --names against kube-apiserver 1.20', { skip: (kubeTe
   });
 
   test('an API that cannot be read: a warning naming --names, the device shown without names, exit 0', () => {
-    const missing = join(cluster.dir, 'no-such.kubeconfig');
-    const r = run(['--kubeconfig', missing]);
+    // A kubeconfig whose API server does not answer (nothing listens on port 1). A kubeconfig file
+    // that is not there at all is a usage error instead (see the usage errors above).
+    const away = join(cluster.dir, 'away.kubeconfig');
+    writeFileSync(
+      away,
+      'apiVersion: v1\nkind: Config\nclusters: [{name: away, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]\n' +
+        'users: [{name: away, user: {token: nothing}}]\ncontexts: [{name: away, context: {cluster: away, user: away}}]\ncurrent-context: away\n',
+    );
+    const r = run(['--kubeconfig', away]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /warning: .*no-such\.kubeconfig.*peers shown without names/);
+    assert.match(r.stderr, /warning: .*peers shown without names/);
     assert.ok(r.stdout.includes(`peer: ${keys.peer}\n  allowed ips:`), r.stdout);
   });
 });

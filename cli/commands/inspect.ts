@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { DEFAULT_SOCKET_DIR, NativeError, UapiClient, redactSecrets, socketPathFor } from '../../native/index.ts';
 import { UsageError, formatText, toJson } from '../format.ts';
@@ -71,6 +71,9 @@ export function inspectCommand(y: Argv): Argv {
           }
           if ((a.token !== undefined || a['token-file'] !== undefined) && !a.url) throw new UsageError('--token and --token-file go with --url (the stream of an agent or gateway)');
           if (!a.interface && !a.socket && !a.url) throw new UsageError('say which device: --interface <name>, --socket <path> or --url ws://host:port');
+          // A file the operator named that is not there is a mistake (exit 2); an API that cannot be
+          // read is only a warning (the device is still shown).
+          if (a.kubeconfig !== undefined && !existsSync(a.kubeconfig)) throw new UsageError(`--kubeconfig ${a.kubeconfig}: no such file`);
           if (!Number.isFinite(a.interval) || a.interval < 100) throw new UsageError(`--interval ${a.interval}: must be a number of milliseconds, at least 100`);
           if (!Number.isFinite(a.timeout) || a.timeout <= 0) throw new UsageError(`--timeout ${a.timeout}: must be a positive number of milliseconds`);
           return true;
