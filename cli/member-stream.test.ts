@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { UsageError } from './format.ts';
-import { STREAM_TOKEN_ENV, changeOf, desiredOf, readStreamToken } from './member-stream.ts';
+import { createServer } from 'node:net';
+import type { Server } from 'node:net';
+import { STREAM_TOKEN_ENV, changeOf, desiredOf, deviceReader, readStreamToken, startStream } from './member-stream.ts';
+import type { StreamArgs } from './member-stream.ts';
+import { ratesSince } from './inspect-watch.ts';
+import type { ServiceContext } from './member-services.ts';
+import type { DeviceState } from '../native/index.ts';
 import type { Topology } from '../mesh/topology/index.ts';
 
 const MAIN = join(import.meta.dirname, 'main.ts');
@@ -104,4 +110,68 @@ describe('usage errors (exit 2, naming the flag)', () => {
       assert.match(r.stderr, message);
     });
   }
+});
+
+describe('the device message', () => {
+  const device = (rx: bigint, tx: bigint): DeviceState => ({
+    privateKey: 'cHJpdmF0ZQ==',
+    publicKey: 'kA',
+    listenPort: 51820,
+    fwmark: 0,
+    peers: [{ publicKey: 'kB', presharedKey: null, endpoint: '198.18.0.2:51820', allowedIPs: ['10.244.1.0/24'], persistentKeepalive: 25, lastHandshake: { sec: 1700000000n, nsec: 5e8 }, rxBytes: rx, txBytes: tx, protocolVersion: 1 }],
+  });
+
+  test('rates between reads however far apart (a large device is read seconds apart), none after the last client left', async () => {
+    let time = 0;
+    let counters = device(0n, 0n);
+    const reader = deviceReader(async () => counters, { interfaceName: 'wg-t', names: () => new Map([['kB', 'Peer/node-b']]), now: () => time }, ratesSince);
+    const first = await reader.read();
+    assert.equal(first.peers[0].rxRate, null, 'no rate on the first read');
+    assert.equal(first.peers[0].name, 'Peer/node-b');
+    assert.equal(first.peers[0].latestHandshakeMs, 1700000000500);
+    assert.equal(first.privateKey, '(hidden)');
+    // 5 s later (a read of a thousand-peer device that took over a second is spaced this far).
+    time = 5000;
+    counters = device(50_000n, 10_000n);
+    const second = await reader.read();
+    assert.deepEqual([second.peers[0].rxRate, second.peers[0].txRate], [10_000, 2000]);
+    // The last client left: the next read starts over.
+    reader.reset();
+    time = 6000;
+    counters = device(60_000n, 12_000n);
+    assert.equal((await reader.read()).peers[0].rxRate, null);
+  });
+});
+
+describe('a stream that cannot listen', () => {
+  let blocker: Server;
+  let port = 0;
+  const logged: Array<[string, string]> = [];
+  const log = { error: (m: string) => logged.push(['error', m]), warn: (m: string) => logged.push(['warn', m]), info: () => undefined, debug: () => undefined };
+  // The parts of the running member the stream reads (it fails before reading any).
+  const ctx = {
+    member: { o: { interfaceName: 'wg-t' }, publicKey: 'kA', wireguard: { client: { get: async () => ({ peers: [] }) } } },
+    log,
+    role: 'node',
+    name: 'node-t',
+    onSync: () => () => undefined,
+  } as unknown as ServiceContext;
+  after(() => blocker?.close());
+
+  test('the default address taken: the member goes on without it and logs an error saying how to get it', async () => {
+    blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    port = (blocker.address() as { port: number }).port;
+    // What the chart does: the address from its environment, and required false unless agent.stream.required.
+    const service = await startStream({ 'stream-address': `127.0.0.1:${port}`, 'stream-required': false } as StreamArgs, ctx);
+    assert.equal(service, null);
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0][0], 'error');
+    assert.match(logged[0][1], /^live stream not started: inspect --url and the dashboard cannot read this member/);
+  });
+
+  test('an address the operator gave, or --stream-required, stops the start naming the address', async () => {
+    await assert.rejects(startStream({ 'stream-address': `127.0.0.1:${port}` } as StreamArgs, ctx), new RegExp(`--stream-address 127\\.0\\.0\\.1:${port}: listen EADDRINUSE`));
+    await assert.rejects(startStream({ 'stream-address': `127.0.0.1:${port}`, 'stream-required': true } as StreamArgs, ctx), /EADDRINUSE/);
+  });
 });

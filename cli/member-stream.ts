@@ -8,14 +8,16 @@ import { lstatSync, readFileSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { UsageError, toJson } from './format.ts';
 import type { DeviceJson, PeerJson } from './format.ts';
+import type { DeviceState } from '../native/index.ts';
 import type { MemberService, ServiceContext } from './member-services.ts';
 import type { SyncResult } from '../mesh/reconcile/index.ts';
 import type { Topology } from '../mesh/topology/index.ts';
 
-export const STREAM_FLAG_NAMES: readonly string[] = ['stream-address', 'stream-token-file'];
+export const STREAM_FLAG_NAMES: readonly string[] = ['stream-address', 'stream-token-file', 'stream-required'];
 export interface StreamArgs {
   'stream-address'?: string;
   'stream-token-file'?: string;
+  'stream-required'?: boolean;
 }
 
 export const DEFAULT_STREAM_ADDRESS = { node: '127.0.0.1:9587', gateway: '127.0.0.1:9588' } as const;
@@ -42,6 +44,12 @@ export function streamFlags<T>(y: Argv<T>): Argv<T> {
       describe:
         'host:port of the live WebSocket stream at /stream (aks-mesh inspect --url, the dashboard); default 127.0.0.1:9587 for an agent, ' +
         '127.0.0.1:9588 for a gateway; "off" disables it. An address other than loopback needs a token',
+    })
+    .option('stream-required', {
+      type: 'boolean',
+      describe:
+        'Stop the start when the stream cannot listen (its port taken). Default: only when --stream-address (or AKS_MESH_STREAM_ADDRESS) is given; ' +
+        'otherwise the member runs without its stream and logs an error, since a diagnostic aid must not take the data plane down',
     })
     .option('stream-token-file', {
       type: 'string',
@@ -128,29 +136,26 @@ export function changeOf(
   };
 }
 
-export async function startStream(a: StreamArgs, ctx: ServiceContext): Promise<MemberService | null> {
-  const address = a['stream-address'] ?? DEFAULT_STREAM_ADDRESS[ctx.role];
-  if (address === 'off') return null;
-  const token = readStreamToken(a['stream-token-file']);
-  // Loaded only when a member runs: the small commands import this file for its flags alone.
-  const [{ StreamServer }, { ratesSince }] = await Promise.all([import('../mesh/stream.ts'), import('./inspect-watch.ts')]);
-  const interfaceName = ctx.member.o.interfaceName;
-  let names = new Map<string, string>();
+/**
+ * The device message's payload from reads of the live device: inspect --json's object with names,
+ * handshake times in ms and per-peer rates since the previous read. reset() forgets the previous
+ * reads: the stream calls it when its last client leaves, since a rate across that pause would be an
+ * average of nothing. (Not by elapsed time: a device of thousands of peers is read seconds apart on
+ * purpose, and its rates must still show.)
+ */
+export function deviceReader(
+  get: () => Promise<DeviceState>,
+  o: { interfaceName: string; names: () => Map<string, string>; now?: () => number },
+  ratesSince: (previous: Map<string, { time: number; rx: bigint; tx: bigint }>, device: DeviceState, time: number) => Map<string, { rx: number; tx: number } | null>,
+): { read: () => Promise<StreamDeviceJson>; reset: () => void } {
   const previous = new Map<string, { time: number; rx: bigint; tx: bigint }>();
-  let lastRead = 0;
-  const server = await StreamServer.start({
-    address,
-    token,
-    log: ctx.log,
-    member: { role: ctx.role, kind: ctx.role === 'node' ? 'Peer' : 'Gateway', name: ctx.name, interface: interfaceName, publicKey: ctx.member.publicKey },
-    readDevice: async (): Promise<StreamDeviceJson> => {
-      const device = await ctx.member.wireguard.client.get();
-      const time = Date.now();
-      // Reads pause while nobody watches: a rate across that pause would be an average of nothing.
-      if (time - lastRead > 2000) previous.clear();
-      lastRead = time;
-      const rates = ratesSince(previous, device, time);
-      const json = toJson(device, { interfaceName, names });
+  const now = o.now ?? Date.now;
+  return {
+    reset: () => previous.clear(),
+    read: async () => {
+      const device = await get();
+      const rates = ratesSince(previous, device, now());
+      const json = toJson(device, { interfaceName: o.interfaceName, names: o.names() });
       const byKey = new Map(device.peers.map((p) => [p.publicKey, p]));
       return {
         ...json,
@@ -166,7 +171,39 @@ export async function startStream(a: StreamArgs, ctx: ServiceContext): Promise<M
         }),
       };
     },
-  });
+  };
+}
+
+export async function startStream(a: StreamArgs, ctx: ServiceContext): Promise<MemberService | null> {
+  const address = a['stream-address'] ?? DEFAULT_STREAM_ADDRESS[ctx.role];
+  if (address === 'off') return null;
+  // Asked for (an address given, or --stream-required): a stream that cannot listen stops the start.
+  const required = a['stream-required'] ?? a['stream-address'] !== undefined;
+  const token = readStreamToken(a['stream-token-file']);
+  // Loaded only when a member runs: the small commands import this file for its flags alone.
+  const [{ StreamServer, StreamListenError }, { ratesSince }] = await Promise.all([import('../mesh/stream.ts'), import('./inspect-watch.ts')]);
+  const interfaceName = ctx.member.o.interfaceName;
+  let names = new Map<string, string>();
+  const reader = deviceReader(() => ctx.member.wireguard.client.get(), { interfaceName, names: () => names }, ratesSince);
+  let server: Awaited<ReturnType<typeof StreamServer.start>>;
+  try {
+    server = await StreamServer.start({
+      address,
+      token,
+      log: ctx.log,
+      member: { role: ctx.role, kind: ctx.role === 'node' ? 'Peer' : 'Gateway', name: ctx.name, interface: interfaceName, publicKey: ctx.member.publicKey },
+      readDevice: reader.read,
+      onIdle: reader.reset,
+    });
+  } catch (err) {
+    // Only a failed listen degrades (a port another process holds): a bad token or an address open
+    // to the network without one is a configuration error and stops the start whatever is asked.
+    if (required || !(err instanceof StreamListenError)) throw err;
+    ctx.log.error('live stream not started: inspect --url and the dashboard cannot read this member (free the port, or set --stream-address / AKS_MESH_STREAM_ADDRESS to another; --stream-required makes this stop the start)', {
+      error: err.message,
+    });
+    return null;
+  }
   let shown: { peers: DesiredPeerJson[]; refused: RefusedJson[] } | null = null;
   let shownText = '';
   let lastTopology: Topology | null = null;
