@@ -164,6 +164,9 @@ describe("the agent's live stream through a forwarded port (ip netns exec + soca
     ws.on('message', (d) => messages.push(JSON.parse(d.toString()) as Record<string, unknown>));
     ws.on('error', () => undefined);
     try {
+      // Connected and greeted before node-1 starts: a client connecting after the change was
+      // broadcast gets only the latest desired state, never the change message this test waits for.
+      await c.waitFor('the raw client\'s hello', () => messages.some((m) => m.type === 'hello'));
       const first = await w.until((l) => Array.isArray(l.peers), 'with the device');
       assert.equal(first.line.interface, a.interfaceName);
       assert.equal(first.line.privateKey, '(hidden)');
