@@ -11,6 +11,11 @@
  * /healthz and aksmesh_wireguard_restarts_total follow the real wireguard-go supervision: a quick
  * restart after kill -9 keeps the member healthy and is counted; a wireguard-go that cannot be
  * brought back (its binary gone) makes /healthz fail, naming why, until it runs again.
+ *
+ * /healthz also fails when no pass comes at all: none within the start grace after serving began
+ * (a member stuck at its start, its source never synced), naming that; a pass makes it healthy. An
+ * attach-mode member still waiting for its sidecar's wireguard-go is not failed for it (a restart
+ * of the agent would not bring the sidecar back).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -21,7 +26,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Sandbox, networkTestsUnavailable } from '../sandbox/sandbox.ts';
-import { SpawnedWireguardGo, findWireguardGo, generatePrivateKey } from '../native/index.ts';
+import { AttachedWireguardGo, SpawnedWireguardGo, findWireguardGo, generatePrivateKey } from '../native/index.ts';
 import { MemberMetrics } from './metrics.ts';
 import { startTunnel, stopTunnel, waitForPing } from '../e2e/tunnel.ts';
 import type { TunnelNode } from '../e2e/tunnel.ts';
@@ -70,7 +75,8 @@ describe('health and restarts of wireguard-go in /healthz and /metrics', { skip 
     await wg.start();
     const metrics = new MemberMetrics({ role: 'node', name: 'node-m', interface: interfaceName });
     // Loopback of this test process only; no packet leaves it.
-    server = await metrics.serve('127.0.0.1:0', { synced: () => true, maxSilenceMs: 60_000, wireguard: () => wg.status() });
+    // No pass is recorded here (this is about wireguard-go): a start grace the tests never reach.
+    server = await metrics.serve('127.0.0.1:0', { synced: () => true, maxSilenceMs: 60_000, startGraceMs: 3_600_000, wireguard: () => wg.status() });
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
   after(async () => {
@@ -106,6 +112,58 @@ describe('health and restarts of wireguard-go in /healthz and /metrics', { skip 
     await ready;
     assert.deepEqual(await get('/healthz'), { status: 200, body: 'ok\n' });
     assert.ok((await restartsMetric()) > during);
+  });
+});
+
+describe('/healthz when no pass comes after the start', () => {
+  const servers: Server[] = [];
+  let dir: string;
+  let attached: AttachedWireguardGo | null = null;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'aks-mesh-metrics-start-'));
+  });
+  after(async () => {
+    for (const s of servers) s.close();
+    await attached?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const serve = async (metrics: MemberMetrics, options: Parameters<MemberMetrics['serve']>[1]): Promise<(path: string) => Promise<{ status: number; body: string }>> => {
+    // Loopback of this test process only.
+    const server = await metrics.serve('127.0.0.1:0', options);
+    servers.push(server);
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return async (path) => {
+      const r = await fetch(`${base}${path}`);
+      return { status: r.status, body: await r.text() };
+    };
+  };
+  // Only what record() reads: the test has no source or reconciler.
+  const pass = { at: new Date(), full: true, applied: [], sets: 0, routesAdded: [], routesRemoved: [], live: null, desired: { routes: [] } } as unknown as SyncResult;
+  const topology = { peers: [], refused: [] } as unknown as Topology;
+
+  test('healthy at first; failing once the grace passed without a pass, naming the source that has not synced; healthy after a pass', async () => {
+    const metrics = new MemberMetrics({ role: 'node', name: 'node-s', interface: 'wgs' });
+    const get = await serve(metrics, { synced: () => false, maxSilenceMs: 60_000, startGraceMs: 1000 });
+    assert.deepEqual(await get('/healthz'), { status: 200, body: 'ok\n' });
+    let last = { status: 0, body: '' };
+    await waitUntil('/healthz to fail', async () => (last = await get('/healthz')).status === 503);
+    assert.match(last.body, /^no reconcile pass in \d+ s since start: the source has not synced \(Peers and Gateways not read yet\)\n$/);
+    metrics.record({ ...pass, at: new Date() }, topology);
+    assert.deepEqual(await get('/healthz'), { status: 200, body: 'ok\n' });
+  });
+
+  test("attach mode: the wait for the sidecar's wireguard-go does not count against the grace", async () => {
+    // A real attach-mode supervisor whose sidecar never comes: it waits, as an agent whose sidecar is not up.
+    attached = new AttachedWireguardGo({ interfaceName: 'wgs0', socketDir: dir });
+    void attached.start();
+    const wg = attached;
+    const metrics = new MemberMetrics({ role: 'node', name: 'node-t', interface: 'wgs0' });
+    const get = await serve(metrics, { synced: () => false, maxSilenceMs: 60_000, startGraceMs: 200, wireguard: () => wg.status() });
+    assert.equal(wg.status().state, 'starting');
+    // Well past the grace, still waiting: healthy.
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(wg.status().state, 'starting');
+    assert.deepEqual(await get('/healthz'), { status: 200, body: 'ok\n' });
   });
 });
 

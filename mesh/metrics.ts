@@ -24,6 +24,26 @@ import type { Topology } from './topology/index.ts';
 /** How long one device read answers scrapes: concurrent scrapes (and the three series of one) share it. */
 const DEVICE_READ_TTL_MS = 1000;
 
+/**
+ * The least time /healthz gives a member to make its first pass (the first pass needs the
+ * informers' first list). A whole DaemonSet starting at once lists every Peer from every node, and
+ * an API server that throttles them makes that slow: a restart would only begin the list again.
+ */
+export const MIN_START_GRACE_MS = 120_000;
+
+/** What /healthz is told by serve(). */
+export interface HealthOptions {
+  /** Whether the source has synced (/readyz; /healthz names it when no pass has come). */
+  synced: () => boolean;
+  /** /healthz fails when the last pass is older than this (the member passes every resync). */
+  maxSilenceMs: number;
+  /** /healthz fails when no pass came this long after serving began (default: maxSilenceMs, at least MIN_START_GRACE_MS). */
+  startGraceMs?: number;
+  wireguard?: () => WireguardStatus;
+  device?: () => Promise<DeviceState>;
+  busy?: () => boolean;
+}
+
 export class MemberMetrics {
   readonly registry = new Registry();
   private readonly peers: Gauge;
@@ -39,6 +59,8 @@ export class MemberMetrics {
   private wireguard: (() => WireguardStatus) | null = null;
   lastPass: SyncResult | null = null;
   lastPassAt = 0;
+  /** When serve() began answering: /healthz counts a first pass that does not come from then. */
+  private servingSince = 0;
   /** Reads the live device for the wireguard_* series (set by serve()); null: those series stay empty. */
   private readDevice: (() => Promise<DeviceState>) | null = null;
   /** The last read, shared by the three series of one scrape and by scrapes within DEVICE_READ_TTL_MS. */
@@ -248,15 +270,36 @@ export class MemberMetrics {
   }
 
   /**
+   * Why /healthz fails for want of passes, or null. After a pass: none for maxSilenceMs (a member
+   * passes every resync). Before the first: none for the start grace since serving began, so a
+   * member stuck at its start (a source that never syncs, a first pass that never ends) is restarted
+   * rather than left looking alive. In attach mode the wait for the sidecar's wireguard-go does not
+   * count: restarting this process would not bring the sidecar back (its own container restarts
+   * do), and the grace starts again once it is there.
+   */
+  private passesStopped(health: HealthOptions, wg: WireguardStatus | undefined): string | null {
+    const now = Date.now();
+    if (this.lastPassAt) {
+      const silent = now - this.lastPassAt;
+      return silent > health.maxSilenceMs ? `no reconcile pass for ${Math.round(silent / 1000)} s` : null;
+    }
+    if (wg?.mode === 'attach' && (wg.state === 'starting' || wg.state === 'waiting')) return null;
+    const from = wg?.mode === 'attach' ? Math.max(this.servingSince, wg.since.getTime()) : this.servingSince;
+    const grace = health.startGraceMs ?? Math.max(health.maxSilenceMs, MIN_START_GRACE_MS);
+    const waited = now - from;
+    if (waited <= grace) return null;
+    const since = from === this.servingSince ? 'since start' : 'since the wireguard-go sidecar answered';
+    return `no reconcile pass in ${Math.round(waited / 1000)} s ${since}${health.synced() ? '' : ': the source has not synced (Peers and Gateways not read yet)'}`;
+  }
+
+  /**
    * Serve /metrics, /healthz and /readyz on `host:port`. `synced` says whether the source has
    * synced; `wireguard` (the member's wireguard.status()) lets /healthz fail while wireguard-go is
    * down and cannot be brought back, and feeds aksmesh_wireguard_restarts_total. `device` (the
    * member's `wireguard.client.get()`) feeds the wireguard_* per-peer series at scrape time.
    */
-  serve(
-    address: string,
-    health: { synced: () => boolean; maxSilenceMs: number; wireguard?: () => WireguardStatus; device?: () => Promise<DeviceState>; busy?: () => boolean },
-  ): Promise<Server> {
+  serve(address: string, health: HealthOptions): Promise<Server> {
+    this.servingSince = Date.now();
     this.wireguard = health.wireguard ?? null;
     this.readDevice = health.device ?? null;
     this.deviceRead = null;
@@ -272,9 +315,9 @@ export class MemberMetrics {
       if (url === '/metrics') {
         this.registry.metrics().then((text) => send(200, text, this.registry.contentType), (err: Error) => send(500, err.message));
       } else if (url === '/healthz') {
-        const silent = this.lastPassAt ? Date.now() - this.lastPassAt : 0;
         const wg = health.wireguard?.();
-        if (silent > health.maxSilenceMs) send(503, `no reconcile pass for ${Math.round(silent / 1000)} s\n`);
+        const stopped = this.passesStopped(health, wg);
+        if (stopped) send(503, `${stopped}\n`);
         else if (wg && !wg.healthy) {
           const down = Math.round((Date.now() - wg.since.getTime()) / 1000);
           send(503, `wireguard-go is not running (${wg.state} for ${down} s, ${wg.failures} failed restarts): ${wg.lastError ?? 'unknown'}\n`);
