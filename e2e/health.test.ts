@@ -4,7 +4,8 @@
  * kube-apiserver. `kubectl get mp -o wide` shows HEALTHY counts that match `wg show` inside each
  * node; when node-2's wireguard-go stops, the other members report their pair with it unhealthy
  * once its last handshake is older than 3 minutes (how long that took is printed, never asserted),
- * and `aks-mesh status` names those pairs.
+ * their HEALTHY still equals what `wg show` counts there (1/2), and `aks-mesh status` names those
+ * pairs.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -112,6 +113,24 @@ describe('per-peer health on the Peers: HEALTHY matches wg show; a stopped wireg
       logsOf: ['node-0', 'node-1'],
     });
     t.diagnostic(`the pairs with node-2 showed as unhealthy ${((Date.now() - started) / 1000).toFixed(0)} s after its wireguard-go stopped (handshake window 180 s, resync ${RESYNC} s)`);
+    // The mixed state is where a count can be wrong: HEALTHY on each live node must equal what wg show
+    // counts there (1 of 2 fresh), not its desired count. Waited for, as above: the agents write what
+    // their last full pass read.
+    const mixed = await c.waitFor(
+      'HEALTHY equal to wg show on node-0 and node-1, with node-2 aged out of the handshake window',
+      async () => {
+        const column = await healthyColumn();
+        const rows: string[] = [];
+        for (const n of ['node-0', 'node-1']) {
+          const wg = await wgHealthy(n);
+          if (column.get(n) !== wg || wg !== '1/2') return null;
+          rows.push(`${n}: HEALTHY ${column.get(n)}, wg show ${wg}`);
+        }
+        return rows;
+      },
+      { timeoutMs: 90_000, intervalMs: 1000 },
+    );
+    assert.equal(mixed.length, 2, mixed.join('\n'));
     for (const n of ['node-0', 'node-1']) {
       const h = await healthOf(n);
       const entry = h?.unhealthy?.find((u) => u.name === 'node-2');
