@@ -3,18 +3,22 @@
  * two-node sandbox cluster (peers directory, real wireguard-go), its agents' control sockets asked
  * through the CLI as a child process. A peer removed by hand with `wg set … remove` makes `aks-mesh
  * diff` show it missing (exit 1), `status --local` say so, and `/readyz` fail naming it; `aks-mesh
- * reconcile` repairs it and all three recover. Another user (nobody, uid 65534) is refused with the
- * permission error; the socket goes with the agent; a socket path that cannot be taken stops it.
+ * reconcile` repairs it and all three recover; left alone, the next resync pass puts it back by
+ * itself and /readyz recovers without any command. Another user (nobody, uid 65534) is refused with
+ * the permission error, in a folder nobody can enter (only the socket's own 0600 guards it: a 0666
+ * socket beside it lets nobody in); the socket goes with the agent; a socket path that cannot be
+ * taken stops it.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CLI, MeshCluster, NODE_BINARY, REPO_ROOT } from '../sandbox/cluster.ts';
 import type { ClusterMember } from '../sandbox/cluster.ts';
 import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
+import { folderNobodyCanEnter, nobodyConnects } from '../sandbox/nobody.ts';
 import { API_VERSION } from '../mesh/crd/types.ts';
 
 const skip = networkTestsUnavailable() ?? false;
@@ -66,8 +70,9 @@ describe('the control socket of a real agent', { skip }, () => {
   }
 
   before(async () => {
-    // A folder of our own (mkdtemp: 0700, root's): the sockets of this run, removed with it.
-    dir = mkdtempSync(join(tmpdir(), 'aks-mesh-control-'));
+    // A folder of our own that others can enter (0711, root's, under /tmp): the socket's own mode is
+    // then all that keeps another user out. The sockets of this run, removed with it.
+    dir = folderNobodyCanEnter('aks-mesh-control-');
     // A long resync: the drift made by hand stays until `aks-mesh reconcile` repairs it.
     c = await MeshCluster.start({ nodes: 2, source: 'dir', resyncSeconds: 600 });
     // Without an API server nobody registers: the Peers are files, as an administrator would write them.
@@ -148,6 +153,18 @@ describe('the control socket of a real agent', { skip }, () => {
 
   test('another user (nobody) is refused with the permission error; no agent there is said plainly', async () => {
     const socket = socketOf(c.nodes[0]);
+    // The control: a socket anyone may open, in the same folder, lets nobody in; so the folder is no
+    // guard, and the refusal below is the control socket's own 0600.
+    const anyone = join(dir, 'anyone.sock');
+    const plain = createServer((conn) => conn.end());
+    await new Promise<void>((resolve) => plain.listen(anyone, resolve));
+    try {
+      chmodSync(anyone, 0o666);
+      assert.equal(await nobodyConnects(anyone), 'connected', 'nobody reaches a 0666 socket in the sockets\' folder');
+    } finally {
+      await new Promise((r) => plain.close(r));
+    }
+    assert.equal(statSync(dir).mode & 0o777, 0o711, 'others can enter the sockets\' folder');
     const nobody = await cli(['diff', '--control-socket', socket], { uid: 65534, gid: 65534 });
     assert.equal(nobody.code, 1, nobody.stdout + nobody.stderr);
     assert.equal(nobody.stderr.trim(), `aks-mesh: permission denied: the control socket ${socket} is owner-only; run as root (or as the agent's user)`);
@@ -175,5 +192,42 @@ describe('the control socket of a real agent', { skip }, () => {
     rmSync(socket);
     await c.startAgent(a.name, { flags: { '--control-socket': socket } });
     await c.waitFor(`${a.name}'s control socket answers`, async () => (await cli(['diff', '--control-socket', socket])).code === 0, { timeoutMs: 30_000 });
+  });
+
+  test('left alone, the next resync pass puts a peer removed by hand back, and /readyz recovers without any command', async (t) => {
+    const [a, b] = c.nodes;
+    const socket = socketOf(a);
+    // A resync short enough to wait for, long enough to see the drift first.
+    await c.stopAgent(a.name);
+    await c.startAgent(a.name, { flags: { '--control-socket': socket, '--resync': '20' } });
+    await c.waitFor(`${a.name} ready`, async () => (await readyz(a)).status === 200, { timeoutMs: 60_000 });
+    const lastPassAt = async (): Promise<string | null> => {
+      const r = await localStatus(socket, true);
+      return r.code === 0 ? ((JSON.parse(r.stdout) as { lastPass: { at: string } | null }).lastPass?.at ?? null) : null;
+    };
+    // Right after a resync pass, so the drift is there to be seen before the next one.
+    const before = await lastPassAt();
+    await c.waitFor(`a resync pass of ${a.name}`, async () => {
+      const at = await lastPassAt();
+      return at !== null && at !== before;
+    }, { timeoutMs: 60_000 });
+    const logFrom = readFileSync(a.logFile, 'utf8').length;
+    const removedAt = Date.now();
+    await c.box.exec(a.ns, 'wg', ['set', a.interfaceName, 'peer', b.publicKey, 'remove']);
+    let notReady = { status: 0, body: '' };
+    await c.waitFor(`${a.name}'s /readyz fails`, async () => (notReady = await readyz(a)).status === 503, { timeoutMs: 10_000 });
+    assert.equal(notReady.body.trim(), `device differs from the desired state: 1 peer missing (Peer/${b.name})`);
+
+    // No command from here on: only the agent's own resync.
+    await c.waitFor(`${a.name}'s /readyz recovers by itself`, async () => (await readyz(a)).status === 200, { timeoutMs: 60_000 });
+    t.diagnostic(`repaired by the next resync pass ${Math.round((Date.now() - removedAt) / 1000)} s after the removal (resync 20 s; printed, not asserted)`);
+    const status = JSON.parse((await localStatus(socket, true)).stdout) as { inSync: boolean; lastPass: { full: boolean; added: Array<{ kind: string; name: string }> } };
+    assert.equal(status.inSync, true);
+    assert.equal(status.lastPass.full, true);
+    assert.deepEqual(status.lastPass.added.map((p) => `${p.kind}/${p.name}`), [`Peer/${b.name}`]);
+    const log = readFileSync(a.logFile, 'utf8').slice(logFrom);
+    assert.match(log, new RegExp(`peer added peer="Peer/${b.name}"`));
+    assert.doesNotMatch(log, /full pass asked for on the control socket/, 'no reconcile was asked for');
+    await c.waitForMatrix({ timeoutMs: 30_000 });
   });
 });
