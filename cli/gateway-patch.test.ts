@@ -148,6 +148,21 @@ describe('gateway-patch on a real API server', { skip }, () => {
     const json = await cli(['gateway-patch', '--image', IMAGE, '--pod-cidr', POD_CIDRS.join(','), '-o', 'json']);
     assert.equal(json.code, 0, json.stderr);
     assert.deepEqual(JSON.parse(json.stdout), { spec: { template: { spec: { containers: [want.container], volumes: want.volumes } } } });
+    assert.match(json.stderr, /the live stream is off \(no --stream-token-secret\)/);
+
+    // With --stream-token-secret the stream asks for that Secret's token; the API server stores it as printed.
+    const withToken = await cli(['gateway-patch', '--image', IMAGE, '--pod-cidr', POD_CIDRS.join(','), '--stream-token-secret', 'aks-mesh-stream-token', '--namespace', ns, '-o', 'json']);
+    assert.equal(withToken.code, 0, withToken.stderr);
+    assert.match(withToken.stderr, new RegExp(`the pod needs Secret aks-mesh-stream-token \\(key token\\) in ${ns} before it starts`));
+    const wantToken = gatewaySidecar({ image: IMAGE, podCIDRs: POD_CIDRS, streamTokenSecret: 'aks-mesh-stream-token' });
+    assert.deepEqual(JSON.parse(withToken.stdout), { spec: { template: { spec: { containers: [wantToken.container], volumes: wantToken.volumes } } } });
+    const tokenFile = join(dir, 'patch-token.json');
+    await writeFile(tokenFile, withToken.stdout);
+    const stored = JSON.parse(await kubectl(['-n', ns, 'patch', 'deployment', 'konnectivity-agent', '--dry-run=server', '--patch-file', tokenFile, '-o', 'json'])) as { spec: { template: { spec: { containers: Array<{ name: string }> } } } };
+    assert.deepEqual(stored.spec.template.spec.containers.find((c) => c.name === 'aks-mesh-gateway'), wantToken.container);
+    const bad = await cli(['gateway-patch', '--image', IMAGE, '--pod-cidr', POD_CIDRS[0], '--stream-token-secret', 'Bad_Name']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--stream-token-secret "Bad_Name": expected a Secret name/);
   });
 
   test("--rbac binds the Deployment's service account to the gateway's ClusterRole, and to nothing of the agent's", async () => {

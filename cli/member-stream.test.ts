@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -82,6 +82,15 @@ describe('the stream token', () => {
     assert.equal(readStreamToken(undefined), 'from-the-environment-42');
     assert.equal(process.env[STREAM_TOKEN_ENV], undefined);
     assert.equal(readStreamToken(undefined), undefined);
+  });
+
+  test('through a symlink, as a mounted Secret holds it (token -> ..data/token)', () => {
+    mkdirSync(join(dir, '..data'));
+    writeFileSync(join(dir, '..data', 'token'), 'from-a-secret-volume-0123\n', { mode: 0o400 });
+    symlinkSync('..data/token', join(dir, 'mounted'));
+    assert.equal(readStreamToken(join(dir, 'mounted')), 'from-a-secret-volume-0123');
+    symlinkSync('..data', join(dir, 'to-a-folder'));
+    assert.throws(() => readStreamToken(join(dir, 'to-a-folder')), /--stream-token-file .*to-a-folder: not a regular file/);
   });
 
   test('refused, naming where it came from: too short, spaces, a missing file', () => {

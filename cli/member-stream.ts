@@ -4,7 +4,7 @@
  * the messages hold: the device as `aks-mesh inspect --json` shows it (cli/format.ts) with peer names
  * and rates, the desired state of each pass, what a pass added, removed or refused, and the pass.
  */
-import { lstatSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { UsageError, toJson } from './format.ts';
 import type { DeviceJson, PeerJson } from './format.ts';
@@ -76,7 +76,8 @@ export function readStreamToken(file: string | undefined): string | undefined {
   if (file) {
     let size: number;
     try {
-      const st = lstatSync(file);
+      // stat, not lstat: a mounted Secret's file is a symlink into its ..data folder.
+      const st = statSync(file);
       if (!st.isFile()) throw new Error('not a regular file');
       size = st.size;
     } catch (err) {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { DEFAULT_STREAM_ADDRESS } from '../cli/member-stream.ts';
 import { rbacObjects } from '../mesh/manifests.ts';
 import { GATEWAY_DEFAULTS, GATEWAY_LISTEN_PORT } from './flags.ts';
 import { GATEWAY_CLUSTER_ROLE, GATEWAY_METRICS_PORT, SERVICE_ACCOUNT_PATH, gatewayRoleBinding, gatewaySidecar, gatewaySidecarPatch } from './sidecar.ts';
@@ -58,7 +59,7 @@ test('every AKS_MESH_* variable it sets is a flag `aks-mesh gateway` reads', asy
     logLevel: 'info',
   });
   const names = container.env.map((e) => e.name).filter((n) => n.startsWith('AKS_MESH_'));
-  assert.equal(names.length, 10);
+  assert.equal(names.length, 11);
   const help = await new Promise<string>((resolve, reject) =>
     execFile(process.execPath, [join(import.meta.dirname, '..', 'cli', 'main.ts'), 'gateway', '--help'], { encoding: 'utf8' }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
   );
@@ -66,6 +67,23 @@ test('every AKS_MESH_* variable it sets is a flag `aks-mesh gateway` reads', asy
     const flag = `--${n.slice('AKS_MESH_'.length).toLowerCase().replace(/_/g, '-')}`;
     assert.match(help, new RegExp(`${flag}\\s`), `${n}: aks-mesh gateway has ${flag}`);
   }
+});
+
+test('the live stream runs only with a token from the named Secret; without one it is off (the pod loopback is shared with the Konnectivity agent)', () => {
+  const sidecar = (o: { streamTokenSecret?: string }) => gatewaySidecar({ image: 'i', podCIDRs: ['10.244.0.0/16'], ...o });
+  const env = (o: { streamTokenSecret?: string }) => new Map(sidecar(o).container.env.map((e) => [e.name, e]));
+  const off = env({});
+  assert.equal(off.get('AKS_MESH_STREAM_ADDRESS')?.value, 'off');
+  assert.equal(off.has('AKS_MESH_STREAM_TOKEN_FILE'), false);
+  assert.ok(!sidecar({}).volumes.some((v) => v.secret));
+  const on = sidecar({ streamTokenSecret: 'aks-mesh-stream-token' });
+  assert.equal(env({ streamTokenSecret: 'aks-mesh-stream-token' }).get('AKS_MESH_STREAM_TOKEN_FILE')?.value, '/var/run/aks-mesh-stream/token');
+  // Spelled out, so that this patch after one without a token replaces its "off" (env merges by name); not required.
+  assert.equal(env({ streamTokenSecret: 'aks-mesh-stream-token' }).get('AKS_MESH_STREAM_ADDRESS')?.value, DEFAULT_STREAM_ADDRESS.gateway);
+  assert.equal(env({ streamTokenSecret: 'aks-mesh-stream-token' }).get('AKS_MESH_STREAM_REQUIRED')?.value, 'false', 'a port taken in the pod does not stop the gateway');
+  assert.deepEqual(on.volumes.find((v) => v.secret), { name: 'aks-mesh-gateway-stream', secret: { secretName: 'aks-mesh-stream-token', defaultMode: 0o400, items: [{ key: 'token', path: 'token' }] } });
+  assert.deepEqual(on.container.volumeMounts.find((m) => m.name === 'aks-mesh-gateway-stream'), { name: 'aks-mesh-gateway-stream', mountPath: '/var/run/aks-mesh-stream', readOnly: true });
+  assert.throws(() => gatewaySidecar({ image: 'i', podCIDRs: ['10.244.0.0/16'], streamTokenSecret: 'Bad_Name' }), /streamTokenSecret "Bad_Name": expected a Secret name/);
 });
 
 test('bad options are refused naming the option', () => {

@@ -19,6 +19,11 @@
  *   in-cluster client reads. So the sidecar works whether or not the target pod automounts its
  *   token, and the chart's pod can turn automounting off, keeping the gateway's token (write
  *   Gateways) out of the third-party Konnectivity agent container.
+ * - The live stream (127.0.0.1:9588, aks-mesh inspect --url through kubectl port-forward) is on the
+ *   pod's loopback, which the Konnectivity agent container shares: it runs only with a token, a file
+ *   from a Secret of the pod's namespace (streamTokenSecret, key "token", mounted into this container
+ *   alone; the chart gives its own Deployment the agents' Secret). Without one the stream is off: a
+ *   third-party container must not read the mesh's keys, endpoints and traffic without a token.
  * - `--gateway-endpoint=$(NODE_IP)` advertises the node's address on the gateway's listen port
  *   (51821, not the node agent's 51820). A UDP hostPort of that number carries what nodes send there
  *   into the pod (the CNI's portmap). Without hostPort support it still works one way round: the
@@ -33,6 +38,10 @@ import { GATEWAY_LISTEN_PORT } from './flags.ts';
 /** The metrics, /healthz and /readyz port of the gateway (its --metrics-address default). */
 export const GATEWAY_METRICS_PORT = 9587;
 export const DEFAULT_SIDECAR_NAME = 'aks-mesh-gateway';
+/** Where the stream's token Secret is mounted (its file is token: AKS_MESH_STREAM_TOKEN_FILE). */
+export const STREAM_TOKEN_DIR = '/var/run/aks-mesh-stream';
+/** The gateway's stream address (cli/member-stream.ts DEFAULT_STREAM_ADDRESS.gateway): the pod's loopback. */
+export const DEFAULT_GATEWAY_STREAM_ADDRESS = '127.0.0.1:9588';
 
 export interface GatewaySidecarOptions {
   /** The aks-mesh image (required). */
@@ -57,6 +66,8 @@ export interface GatewaySidecarOptions {
   nodeCIDRs?: readonly string[];
   logFormat?: 'text' | 'json';
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  /** A Secret of the pod's namespace whose key "token" the live stream asks for; none: the stream is off. */
+  streamTokenSecret?: string;
   resources?: Resources;
 }
 
@@ -87,6 +98,7 @@ export interface Volume {
   name: string;
   emptyDir?: { medium?: string; sizeLimit?: string };
   hostPath?: { path: string; type: string };
+  secret?: { secretName: string; defaultMode: number; items: Array<{ key: string; path: string }> };
   projected?: { defaultMode: number; sources: Array<Record<string, unknown>> };
 }
 
@@ -127,9 +139,12 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
   if (nameProblem) throw new Error(`name ${nameProblem}`);
   if (!o.image) throw new Error('image: required (the aks-mesh image, such as registry.example/aks-mesh:1.0.0)');
   if (o.podCIDRs.length === 0) throw new Error('podCIDRs: at least one pod CIDR to route through the tunnel');
+  if (o.streamTokenSecret !== undefined && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(o.streamTokenSecret)) {
+    throw new Error(`streamTokenSecret ${JSON.stringify(o.streamTokenSecret)}: expected a Secret name (lower case letters, digits, '-' and '.')`);
+  }
   const port = o.listenPort ?? GATEWAY_LISTEN_PORT;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`listenPort ${port}: expected 1 to 65535`);
-  const vol = { run: `${name}-run`, keys: `${name}-keys`, tmp: `${name}-tmp`, tun: `${name}-tun`, api: `${name}-api`, control: `${name}-control` };
+  const vol = { run: `${name}-run`, keys: `${name}-keys`, tmp: `${name}-tmp`, tun: `${name}-tun`, api: `${name}-api`, control: `${name}-control`, stream: `${name}-stream` };
   // Spelled out even at its default: the hostPort below must be the same number.
   const settings: Array<[string, string | number | readonly string[] | undefined]> = [
     ['AKS_MESH_MESH_CIDR', o.meshCIDR],
@@ -155,6 +170,16 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
       fieldEnv('NODE_IP', 'status.hostIP'),
       fieldEnv('POD_IP', 'status.podIP'),
       ...settings.flatMap(([k, v]) => (given(v) ? [{ name: k, value: typeof v === 'object' ? v.join(',') : String(v) }] : [])),
+      // The stream only with a token (see above). The address is spelled out either way: a patch
+      // merges env by name, so a later patch with a token must replace an earlier "off". Not
+      // required: a port taken in the pod leaves the gateway running without its stream.
+      ...(o.streamTokenSecret
+        ? [
+            { name: 'AKS_MESH_STREAM_ADDRESS', value: DEFAULT_GATEWAY_STREAM_ADDRESS },
+            { name: 'AKS_MESH_STREAM_REQUIRED', value: 'false' },
+            { name: 'AKS_MESH_STREAM_TOKEN_FILE', value: `${STREAM_TOKEN_DIR}/token` },
+          ]
+        : [{ name: 'AKS_MESH_STREAM_ADDRESS', value: 'off' }]),
     ],
     ports: [
       { name: 'wireguard', containerPort: port, ...(o.hostPort === false ? {} : { hostPort: port }), protocol: 'UDP' },
@@ -183,6 +208,7 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
       { name: vol.control, mountPath: '/var/run/aks-mesh' },
       // Its own token: a pod-level automount (if any) then leaves this container alone.
       { name: vol.api, mountPath: SERVICE_ACCOUNT_PATH, readOnly: true },
+      ...(o.streamTokenSecret ? [{ name: vol.stream, mountPath: STREAM_TOKEN_DIR, readOnly: true }] : []),
     ],
     // Ready once its Gateway is registered and the device holds every node: a rollout of the
     // Konnectivity agent waits for the tunnel.
@@ -212,6 +238,8 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
         ],
       },
     },
+    // The stream's token, readable by root only (0400 is 256).
+    ...(o.streamTokenSecret ? [{ name: vol.stream, secret: { secretName: o.streamTokenSecret, defaultMode: 0o400, items: [{ key: 'token', path: 'token' }] } }] : []),
   ];
   return { container, volumes };
 }

@@ -26,6 +26,7 @@ interface GatewayPatchArgs {
   'service-cidr'?: string[];
   'cluster-cidr'?: string[];
   'node-cidr'?: string[];
+  'stream-token-secret'?: string;
   output: 'yaml' | 'json';
 }
 
@@ -70,6 +71,15 @@ export function gatewayPatchCommand(y: Argv): Argv {
         .option('service-cidr', { type: 'string', array: true, coerce: splitList, describe: "The cluster's service CIDRs, when not the default (the same on every member)" })
         .option('cluster-cidr', { type: 'string', array: true, coerce: splitList, describe: "The cluster's pod CIDRs, when not the default (the same on every member)" })
         .option('node-cidr', { type: 'string', array: true, coerce: splitList, describe: 'The node subnets, when not the default (the same on every member)' })
+        .option('stream-token-secret', {
+          type: 'string',
+          describe:
+            'A Secret in the Deployment\'s namespace (key "token", at least 16 printable characters) that the gateway\'s live stream (127.0.0.1:9588 in the pod, ' +
+            'aks-mesh inspect --url through kubectl port-forward) asks every client for. Without it the stream is off: it would share the pod\'s loopback ' +
+            'with the Konnectivity agent without a token. The Secret must exist before the patch (the pod does not start without it); ' +
+            'the chart\'s: kubectl -n <release namespace> get secret aks-mesh-stream-token -o jsonpath=\'{.data.token}\' | base64 -d > stream.token; ' +
+            'kubectl -n kube-system create secret generic aks-mesh-stream-token --from-file=token=stream.token',
+        })
         .option('output', { alias: 'o', choices: ['yaml', 'json'] as const, default: 'yaml' as const, describe: 'Output format' })
         .example(EXAMPLE, '')
         .example('aks-mesh gateway-patch --rbac --service-account kube-system/konnectivity-agent | kubectl apply -f -', '')
@@ -84,6 +94,10 @@ export function gatewayPatchCommand(y: Argv): Argv {
           if (nameProblem) throw new UsageError(`--container-name ${nameProblem}`);
           const port = a['listen-port'];
           if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new UsageError(`--listen-port ${port}: expected 1 to 65535`);
+          const secret = a['stream-token-secret'];
+          if (secret !== undefined && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(secret)) {
+            throw new UsageError(`--stream-token-secret ${JSON.stringify(secret)}: expected a Secret name (lower case letters, digits, '-' and '.')`);
+          }
           const sa = a['service-account'];
           if (sa !== undefined && !new RegExp(SERVICE_ACCOUNT_PATTERN).test(sa)) {
             throw new UsageError(`--service-account ${JSON.stringify(sa)}: expected NAMESPACE/NAME, such as kube-system/konnectivity-agent`);
@@ -92,7 +106,9 @@ export function gatewayPatchCommand(y: Argv): Argv {
         }) as unknown as Argv<GatewayPatchArgs>,
     async (a) => {
       const print = (object: unknown): void => {
-        process.stdout.write(a.output === 'json' ? `${JSON.stringify(object, null, 2)}\n` : stringify(object, { lineWidth: 0 }));
+        // YAML 1.1 quoting: kubectl reads YAML 1.1, where a bare off, yes or no is a boolean (the
+        // stream's AKS_MESH_STREAM_ADDRESS "off" would reach the API server as false).
+        process.stdout.write(a.output === 'json' ? `${JSON.stringify(object, null, 2)}\n` : stringify(object, { lineWidth: 0, version: '1.1' }));
       };
       if (a.rbac) {
         const sa = a['service-account'] as string;
@@ -134,13 +150,17 @@ export function gatewayPatchCommand(y: Argv): Argv {
         ...(a['service-cidr'] ? { serviceCIDRs: list('service-cidr', a['service-cidr']) } : {}),
         ...(a['cluster-cidr'] ? { clusterCIDRs: list('cluster-cidr', a['cluster-cidr']) } : {}),
         ...(a['node-cidr'] ? { nodeCIDRs: list('node-cidr', a['node-cidr']) } : {}),
+        ...(a['stream-token-secret'] ? { streamTokenSecret: a['stream-token-secret'] } : {}),
       });
       print(gatewaySidecarPatch(sidecar));
       const sa = a['service-account'] ? ` --service-account ${a['service-account']}` : ' --service-account NAMESPACE/NAME';
       process.stderr.write(
         `# apply: kubectl -n ${a.namespace} patch deployment ${a.deployment} --patch-file <this output>\n` +
           `# and give the Deployment's service account the gateway's permissions: aks-mesh gateway-patch --rbac${sa} | kubectl apply -f -\n` +
-          '# keep one such pod per node (podAntiAffinity on kubernetes.io/hostname): two gateways on one node write the same Gateway\n',
+          '# keep one such pod per node (podAntiAffinity on kubernetes.io/hostname): two gateways on one node write the same Gateway\n' +
+          (a['stream-token-secret']
+            ? `# the pod needs Secret ${a['stream-token-secret']} (key token) in ${a.namespace} before it starts\n`
+            : '# the live stream is off (no --stream-token-secret): inspect it with kubectl exec ... aks-mesh inspect, or status --local\n'),
       );
     },
   );
