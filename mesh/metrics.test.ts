@@ -44,6 +44,19 @@ async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs 
   }
 }
 
+describe('the process series', () => {
+  test("under prom-client's standard names (process_*, nodejs_*) that process and Node.js dashboards query, with the member's labels; never aksmesh_process_process_*", async () => {
+    const metrics = new MemberMetrics({ role: 'gateway', name: 'gw-p', interface: 'wg-p' });
+    const text = await metrics.registry.metrics();
+    const types = [...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]);
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'process_start_time_seconds', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
+      assert.ok(types.includes(name), `${name} is exported (got ${types.filter((t) => /process|nodejs/.test(t)).join(', ')})`);
+    }
+    assert.deepEqual(types.filter((t) => /^aksmesh_.*(process|nodejs)_/.test(t)), [], 'no process series under the aksmesh_ prefix');
+    assert.match(text, /^process_cpu_seconds_total\{role="gateway",name="gw-p",interface="wg-p"\} \d/m);
+  });
+});
+
 describe('health and restarts of wireguard-go in /healthz and /metrics', { skip }, () => {
   const box = new Sandbox();
   let dir: string;

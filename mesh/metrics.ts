@@ -72,7 +72,12 @@ export class MemberMetrics {
 
   constructor(labels: { role: string; name: string; interface: string }) {
     this.registry.setDefaultLabels(labels);
-    collectDefaultMetrics({ register: this.registry, prefix: 'aksmesh_process_' });
+    // The process's own figures under prom-client's standard names (process_cpu_seconds_total,
+    // process_resident_memory_bytes, nodejs_eventloop_lag_seconds, …), which the usual process and
+    // Node.js dashboards and alerts query; the default labels (role, name, interface) tell members
+    // apart. A prefix would only rename them for no one: the old 'aksmesh_process_' made
+    // aksmesh_process_process_cpu_seconds_total.
+    collectDefaultMetrics({ register: this.registry });
     const r = [this.registry];
     this.peers = new Gauge({ name: 'aksmesh_peers', help: 'Peers by state: desired, configured, refused, handshake_within_3m', labelNames: ['state'], registers: r });
     this.handshake = new Gauge({ name: 'aksmesh_peer_last_handshake_timestamp_seconds', help: 'Unix time of the last handshake with a peer (0: never)', labelNames: ['peer', 'public_key'], registers: r });
