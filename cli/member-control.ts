@@ -22,7 +22,8 @@ export function controlFlags<T>(y: Argv<T>): Argv<T> {
     type: 'string',
     describe:
       'Unix socket for `aks-mesh status --local`, `reconcile` and `diff` (default /var/run/aks-mesh/<interface>.sock; "off" disables). ' +
-      'Owner-only: the socket is 0600 and its directory, when created, 0700; a stale socket of a dead agent is replaced, a live one refused',
+      'Owner-only: the socket is 0600 and its directory, when created, 0700; a stale socket of a dead agent is replaced, a live one refused; ' +
+      'an existing directory others may write to is refused, or warned about when sticky (/tmp), and the clients refuse a socket not owned by root or by themselves',
   }) as unknown as Argv<T>;
 }
 

@@ -1,7 +1,8 @@
 /**
  * The control socket's own rules (mesh/control.ts), on real Unix sockets in a temp folder, asked
  * with net-ipc's client as the CLI's sends them: owner-only modes, a stale socket of a killed
- * process replaced, a live one and anything that is not a socket refused, unknown requests and
+ * process replaced, a live one and anything that is not a socket refused, a folder others may write
+ * to refused (or, sticky, warned about), unknown requests and
  * failing handlers answered with a message, the file removed at close. The handlers here return
  * fixed answers: what they compute from a real member is the e2e test's (e2e/control.test.ts);
  * the answers as printed, and the client's errors, are cli/control-client.test.ts's.
@@ -54,8 +55,8 @@ describe('the control socket', () => {
     for (const s of open) await s.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const start = async (path: string, handlers = fixed, log?: { info: (m: string) => void }): Promise<ControlServer> => {
-    const l = { error: () => undefined, warn: () => undefined, debug: () => undefined, info: (m: string) => log?.info(m) };
+  const start = async (path: string, handlers = fixed, log?: { info?: (m: string) => void; warn?: (m: string) => void }): Promise<ControlServer> => {
+    const l = { error: () => undefined, warn: (m: string) => log?.warn?.(m), debug: () => undefined, info: (m: string) => log?.info?.(m) };
     const s = await ControlServer.start(path, handlers, { log: l });
     open.push(s);
     return s;
@@ -100,7 +101,7 @@ describe('the control socket', () => {
     assert.deepEqual(await ask(path, 'status'), { ok: true, result: { fixed: 'status' } }, 'the first one still answers');
   });
 
-  test('what is not a socket is never replaced; a folder others may write to is refused', async () => {
+  test('what is not a socket is never replaced; a folder others may write to is refused, a sticky one warned about', async () => {
     const file = join(dir, 'notes.sock');
     writeFileSync(file, 'keep me');
     await assert.rejects(start(file), /something other than a socket is there; refusing to replace it/);
@@ -109,10 +110,20 @@ describe('the control socket', () => {
     mkdirSync(shared);
     chmodSync(shared, 0o777);
     await assert.rejects(start(join(shared, 'x.sock')), /is writable by other users \(mode 777\): anyone could replace the socket/);
-    // Sticky (as /tmp is): others cannot remove or rename our file, so it is accepted, and its mode is left alone.
+    // Sticky (as /tmp is): others cannot remove or rename our file, so it is accepted, and its mode is
+    // left alone; but once the agent stops, another user may put a socket of their own at the path,
+    // so it is warned about, naming the folder (the clients then refuse a socket of another user).
     chmodSync(shared, 0o1777);
-    await start(join(shared, 'y.sock'));
+    const warned: string[] = [];
+    await start(join(shared, 'y.sock'), fixed, { warn: (m) => warned.push(m) });
     assert.equal(statSync(shared).mode & 0o7777, 0o1777);
+    assert.deepEqual(warned, [
+      `control socket ${join(shared, 'y.sock')}: its folder ${shared} is writable by other users (mode 1777, sticky): while this agent is not running another user may put a socket of their own at this path; prefer a folder only this agent's user may write to (such as the default /var/run/aks-mesh)`,
+    ]);
+    // A folder only its owner may write to: no warning.
+    const quiet: string[] = [];
+    await start(join(dir, 'quiet.sock'), fixed, { warn: (m) => quiet.push(m) });
+    assert.deepEqual(quiet, []);
     await assert.rejects(start('relative.sock'), /expected an absolute path/);
   });
 

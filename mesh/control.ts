@@ -265,10 +265,10 @@ function listenProblem(err: unknown, path: string): string {
 /**
  * Make the socket's folder ready: created 0700 when missing; an existing one (or where a symlink to
  * it leads) must be a directory owned by this user or root, and not writable by others unless
- * sticky (others could otherwise put their own socket in our place). An existing folder's mode is never
- * changed: it may be a shared one (--control-socket /tmp/x.sock) whose mode is not ours to decide.
+ * sticky (others could otherwise put their own socket in our place); a sticky one is warned about.
+ * An existing folder's mode is never changed: it may be a shared one (--control-socket /tmp/x.sock) whose mode is not ours to decide.
  */
-function prepareDirectory(path: string): void {
+function prepareDirectory(path: string, log: Logger): void {
   const dir = dirname(path);
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -290,6 +290,16 @@ function prepareDirectory(path: string): void {
   if (st.uid !== uid && st.uid !== 0) throw new Error(`control socket ${path}: ${where} is owned by uid ${st.uid}, not by this agent (uid ${uid}) or root`);
   if (st.mode & 0o022 && !(st.mode & 0o1000)) {
     throw new Error(`control socket ${path}: ${where} is writable by other users (mode ${(st.mode & 0o7777).toString(8)}): anyone could replace the socket; choose another --control-socket`);
+  }
+  if (st.mode & 0o022) {
+    // Sticky (/tmp): nobody can remove or rename our socket while it is there, but once this agent
+    // stops (and removes it) another user may put their own at the path, for the next `aks-mesh
+    // status --local` or `reconcile` to talk to. The clients refuse a socket not owned by root or by
+    // themselves; a folder only this agent may write to needs no such care.
+    log.warn(
+      `control socket ${path}: its folder ${where} is writable by other users (mode ${(st.mode & 0o7777).toString(8)}, sticky): while this agent is not running another user may put a socket of their own at this path; prefer a folder only this agent's user may write to (such as the default ${DEFAULT_CONTROL_DIR})`,
+      { socket: path, folder: dir },
+    );
   }
 }
 
@@ -332,7 +342,7 @@ export class ControlServer {
     if (!path.startsWith('/')) throw new Error(`control socket ${JSON.stringify(path)}: expected an absolute path`);
     // sockaddr_un holds 108 bytes with the terminating NUL.
     if (Buffer.byteLength(path) > 107) throw new Error(`control socket ${path}: longer than a Unix socket path may be (107 bytes)`);
-    prepareDirectory(path);
+    prepareDirectory(path, log);
     await claimPath(path, log);
     const server = new Server({ path, max: 16 });
     const control = new ControlServer(path, server, log);
