@@ -110,6 +110,8 @@ const VALUE_SETS: Record<string, Record<string, unknown>> = {
   'uninstall cleanup off': { uninstall: { cleanup: false } },
   'stream on another port': { agent: { stream: { port: 9700 } } },
   'stream off': { agent: { stream: { enabled: false } } },
+  // GitOps: the operator's Secret (no lookup there, so a generated token would change on every render).
+  'stream token from an existing Secret, required': { agent: { stream: { existingSecret: 'my-stream-token', required: true } }, konnectivity: { enabled: true } },
   'image and pull secrets': { image: { repository: 'localhost/aks-mesh', tag: '0.1.0-abcdef123456', pullPolicy: 'Never' }, imagePullSecrets: [{ name: 'regcred' }] },
 };
 
@@ -269,6 +271,8 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       ['agent.wireguardmode=spawn', /agent: Additional property wireguardmode is not allowed/],
       ['agent.stream.port=70000', /agent\.stream\.port: Must be less than or equal to 65535/],
       ['agent.stream.enabled=maybe', /agent\.stream\.enabled: Invalid type/],
+      ['agent.stream.required=maybe', /agent\.stream\.required: Invalid type/],
+      ['agent.stream.existingSecret=My_Secret', /agent\.stream\.existingSecret: Does not match pattern/],
       // A read-write DirectoryOrCreate hostPath: never the node's root or configuration.
       ['agent.keyDir=/', /agent\.keyDir: Does not match pattern/],
       ['agent.keyDir=/etc', /agent\.keyDir: Does not match pattern/],
@@ -343,6 +347,7 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       const pod = podSpecs(objects).get('DaemonSet/aks-mesh-agent') as PodSpec;
       const env = envOf(pod.containers.find((c) => c.name === 'agent'));
       assert.equal(env.get('AKS_MESH_STREAM_ADDRESS')?.value, `127.0.0.1:${port}`, `${name}: loopback only`);
+      assert.equal(env.get('AKS_MESH_STREAM_REQUIRED')?.value, 'false', `${name}: a port taken on the node leaves the agent running without its stream`);
       assert.deepEqual(env.get('AKS_MESH_STREAM_TOKEN')?.valueFrom?.secretKeyRef, { name: 'aks-mesh-stream-token', key: 'token' });
       assert.equal(env.get('AKS_MESH_STREAM_TOKEN')?.value, undefined, 'never the token itself in the pod spec');
       assert.equal(env.get('AKS_MESH_LOG_FORMAT')?.value, 'json', 'JSON logs in the cluster');
@@ -361,11 +366,32 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     const env = envOf((podSpecs(off).get('DaemonSet/aks-mesh-agent') as PodSpec).containers.find((c) => c.name === 'agent'));
     assert.equal(env.get('AKS_MESH_STREAM_ADDRESS')?.value, 'off');
     assert.equal(env.has('AKS_MESH_STREAM_TOKEN'), false);
+
+    // GitOps: the operator's Secret, none rendered (a render without lookup would otherwise make a new
+    // token each time, which running agents do not see); required makes a taken port stop the agent.
+    const gitops = await template(setFile('stream token from an existing Secret, required'));
+    assert.ok(!gitops.some((m) => m.kind === 'Secret'), 'no generated Secret beside the existing one');
+    const specs = podSpecs(gitops);
+    const agentEnv = envOf((specs.get('DaemonSet/aks-mesh-agent') as PodSpec).containers.find((c) => c.name === 'agent'));
+    assert.deepEqual(agentEnv.get('AKS_MESH_STREAM_TOKEN')?.valueFrom?.secretKeyRef, { name: 'my-stream-token', key: 'token' });
+    assert.equal(agentEnv.get('AKS_MESH_STREAM_REQUIRED')?.value, 'true');
+    const konn = specs.get('Deployment/konnectivity-agent') as PodSpec;
+    assert.deepEqual(konn.volumes?.find((v) => v.name === 'aks-mesh-gateway-stream')?.secret, { secretName: 'my-stream-token', defaultMode: 0o400, items: [{ key: 'token', path: 'token' }] }, 'the gateway sidecar: the same Secret');
+    // Mounted into the gateway container only, never the third-party Konnectivity agent.
+    const mounting = konn.containers.filter((c) => c.volumeMounts?.some((m) => m.name === 'aks-mesh-gateway-stream')).map((c) => c.name);
+    assert.deepEqual(mounting, ['aks-mesh-gateway']);
+    const notes = await hk(['install', `${release}-notes`, CHART, '--namespace', namespace, '--dry-run=client', ...setFile('stream token from an existing Secret, required')]);
+    assert.equal(notes.code, 0, notes.stderr);
+    for (const line of [`get secret my-stream-token -o jsonpath`, 'The agents read the token only when they start: after Secret my-stream-token changes, restart them', `kubectl -n ${namespace} rollout restart ds/aks-mesh-agent`, `kubectl -n ${namespace} rollout restart deploy/konnectivity-agent`]) {
+      assert.ok(notes.stdout.includes(line), `NOTES say: ${line}\n${notes.stdout}`);
+    }
   });
 
   test('the chart\'s gateway sidecar is the container and volumes `aks-mesh gateway-patch` prints (gateway/sidecar.ts)', async () => {
-    for (const name of ['konnectivity with the gateway sidecar', 'konnectivity stand-in', 'custom CIDRs, marks and ports (IPv6 mesh)', 'resources']) {
-      const values = VALUE_SETS[name] as { konnectivity?: { gateway?: { podCIDRs?: string[]; listenPort?: number; hostPort?: boolean; resources?: unknown } }; mesh?: Record<string, unknown> };
+    for (const name of ['konnectivity with the gateway sidecar', 'konnectivity stand-in', 'custom CIDRs, marks and ports (IPv6 mesh)', 'resources', 'stream off', 'stream token from an existing Secret, required']) {
+      const values = VALUE_SETS[name] as { konnectivity?: { gateway?: { podCIDRs?: string[]; listenPort?: number; hostPort?: boolean; resources?: unknown } }; mesh?: Record<string, unknown>; agent?: { stream?: { enabled?: boolean; existingSecret?: string } } };
+      // The chart's Deployment is in the release namespace, so its sidecar's stream takes the agents' token Secret (off with the stream).
+      const streamTokenSecret = values.agent?.stream?.enabled === false ? undefined : (values.agent?.stream?.existingSecret ?? 'aks-mesh-stream-token');
       const objects = await template([...setFile(name), '--set', 'konnectivity.enabled=true', '--set', 'image.tag=sidecar-test']);
       const deployment = [...podSpecs(objects)].find(([k]) => k.startsWith('Deployment/'))?.[1] as PodSpec;
       const rendered = deployment.containers.find((c) => c.name === 'aks-mesh-gateway');
@@ -375,6 +401,7 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       const args = ['gateway-patch', '--image', 'ghcr.io/aks-mesh/aks-mesh:sidecar-test', '--pod-cidr', podCIDRs.join(','), '--mesh-cidr', mesh.cidr, '--listen-port', String(gw.listenPort ?? 51821), '-o', 'json'];
       for (const [flag, list] of [['--service-cidr', mesh.serviceCIDRs], ['--cluster-cidr', mesh.clusterCIDRs], ['--node-cidr', mesh.nodeCIDRs]] as const) args.push(flag, list.join(','));
       if (gw.hostPort === false) args.push('--no-host-port');
+      if (streamTokenSecret) args.push('--stream-token-secret', streamTokenSecret);
       const printed = await run(process.execPath, [CLI, ...args], {}, 60_000);
       assert.equal(printed.code, 0, printed.stderr);
       const patch = JSON.parse(printed.stdout) as { spec: { template: { spec: { containers: Container[]; volumes: k8s.V1Volume[] } } } };
@@ -387,7 +414,7 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       const volumes = deployment.volumes?.filter((v) => v.name.startsWith('aks-mesh-gateway-'));
       assert.deepEqual(plain(volumes), plain(patch.spec.template.spec.volumes), `${name}: and its volumes`);
       // And the library function the command prints.
-      const fromLibrary = gatewaySidecar({ image: 'ghcr.io/aks-mesh/aks-mesh:sidecar-test', podCIDRs, meshCIDR: mesh.cidr, listenPort: gw.listenPort, hostPort: gw.hostPort, serviceCIDRs: mesh.serviceCIDRs, clusterCIDRs: mesh.clusterCIDRs, nodeCIDRs: mesh.nodeCIDRs });
+      const fromLibrary = gatewaySidecar({ image: 'ghcr.io/aks-mesh/aks-mesh:sidecar-test', podCIDRs, meshCIDR: mesh.cidr, listenPort: gw.listenPort, hostPort: gw.hostPort, serviceCIDRs: mesh.serviceCIDRs, clusterCIDRs: mesh.clusterCIDRs, nodeCIDRs: mesh.nodeCIDRs, streamTokenSecret });
       assert.deepEqual(plain({ ...fromLibrary.container, resources: undefined }), plain({ ...rendered, resources: undefined }));
       assert.equal(deployment.serviceAccountName, 'aks-mesh-gateway', 'the gateway\'s own RBAC');
     }

@@ -121,6 +121,11 @@ export function valuesSchema(): Schema {
             stream: object({
               enabled: { type: 'boolean', description: "Serve the agent's live stream (aks-mesh inspect --url, the dashboard) on the node's loopback, with the token of Secret aks-mesh-stream-token" },
               port: port("Port of the live stream on the node's loopback (127.0.0.1), reached with kubectl port-forward; not agent.metricsPort"),
+              required: { type: 'boolean', description: 'true: an agent whose stream cannot listen (its port taken) stops; false: it runs without the stream and logs an error' },
+              existingSecret: string('A Secret in the release namespace holding the token (key "token") instead of the generated aks-mesh-stream-token (GitOps); restart the agents after it changes', {
+                maxLength: 253,
+                pattern: '^$|^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+              }),
             }),
             // A read-write DirectoryOrCreate hostPath: only a folder of its own under /var/lib (kept
             // across reboots) or /run (tmpfs: a new key each boot, which the agent publishes in its

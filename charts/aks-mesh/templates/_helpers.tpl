@@ -12,6 +12,11 @@ aks-mesh
 {{ .Release.Namespace }}
 {{- end -}}
 
+{{/* The Secret (key "token") of the live streams' token: agent.stream.existingSecret, else the chart's own. */}}
+{{- define "aks-mesh.streamSecret" -}}
+{{ .Values.agent.stream.existingSecret | default (printf "%s-stream-token" (include "aks-mesh.fullname" .)) }}
+{{- end -}}
+
 {{- define "aks-mesh.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
@@ -132,6 +137,16 @@ the same number could be scheduled on none of them. */ -}}
     - {name: AKS_MESH_SERVICE_CIDR, value: {{ join "," .Values.mesh.serviceCIDRs | quote }}}
     - {name: AKS_MESH_CLUSTER_CIDR, value: {{ join "," .Values.mesh.clusterCIDRs | quote }}}
     - {name: AKS_MESH_NODE_CIDR, value: {{ join "," .Values.mesh.nodeCIDRs | quote }}}
+    {{- /* Its stream (127.0.0.1:9588, the pod's loopback, which the Konnectivity agent container
+    shares) asks for the agents' token: this Deployment is in the release namespace, where the Secret
+    is, mounted into this container alone (gateway/sidecar.ts streamTokenSecret). */}}
+    {{- if .Values.agent.stream.enabled }}
+    - {name: AKS_MESH_STREAM_ADDRESS, value: "127.0.0.1:9588"}
+    - {name: AKS_MESH_STREAM_REQUIRED, value: "false"}
+    - {name: AKS_MESH_STREAM_TOKEN_FILE, value: /var/run/aks-mesh-stream/token}
+    {{- else }}
+    - {name: AKS_MESH_STREAM_ADDRESS, value: "off"}
+    {{- end }}
   ports:
     - name: wireguard
       containerPort: {{ $gw.listenPort }}
@@ -152,6 +167,9 @@ the same number could be scheduled on none of them. */ -}}
     - {name: aks-mesh-gateway-control, mountPath: /var/run/aks-mesh}
     # Its own API token (the pod mounts none: the Konnectivity agent container must not get it).
     - {name: aks-mesh-gateway-api, mountPath: /var/run/secrets/kubernetes.io/serviceaccount, readOnly: true}
+    {{- if .Values.agent.stream.enabled }}
+    - {name: aks-mesh-gateway-stream, mountPath: /var/run/aks-mesh-stream, readOnly: true}
+    {{- end }}
   # Ready once its Gateway is registered and the device holds every node.
   readinessProbe:
     httpGet: {path: /readyz, port: 9587, scheme: HTTP}
@@ -191,4 +209,12 @@ the same number could be scheduled on none of them. */ -}}
           items:
             - path: namespace
               fieldRef: {apiVersion: v1, fieldPath: metadata.namespace}
+{{- if .Values.agent.stream.enabled }}
+# The live stream's token, for the gateway container only; 256 is 0400.
+- name: aks-mesh-gateway-stream
+  secret:
+    secretName: {{ include "aks-mesh.streamSecret" . }}
+    defaultMode: 256
+    items: [{key: token, path: token}]
+{{- end }}
 {{- end -}}
