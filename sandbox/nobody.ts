@@ -4,7 +4,10 @@
  * nobody can reach. Needs root, as the suite runs.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export const NOBODY = 65534;
 
@@ -26,10 +29,73 @@ export function folderNobodyCanEnter(prefix: string): string {
   return dir;
 }
 
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+// CommonJS dependencies call require(): give the bundled ES module one (as scripts/build.ts does).
+const REQUIRE_SHIM = "import { createRequire as __nobodyRequire } from 'node:module'; const require = __nobodyRequire(import.meta.url);";
+
+/**
+ * What nobody runs, where nobody can read it: a folder (0755, under /tmp) with a copy of this node
+ * binary and the scripts bundled for it. The checkout, and the node inside its node_modules, may
+ * sit in a folder only root can enter (a CI clone under a 0700 temp dir), where nobody could not
+ * even start node, and a test would show that instead of what it means to. Removed at exit.
+ */
+let kit: string | null = null;
+function nobodyKit(): string {
+  if (kit) return kit;
+  const dir = mkdtempSync('/tmp/aks-mesh-nobody-');
+  chmodSync(dir, 0o755);
+  copyFileSync(process.execPath, join(dir, 'node'));
+  chmodSync(join(dir, 'node'), 0o755);
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  kit = dir;
+  return dir;
+}
+
+/** `script` (ES module text; file:// URLs of .ts files are fine) bundled with what it imports into one file nobody can read. */
+async function bundleForNobody(script: string, entry?: string): Promise<string> {
+  const { build } = await import('esbuild');
+  const dir = nobodyKit();
+  const outfile = join(dir, `script-${randomBytes(4).toString('hex')}.mjs`);
+  const common = { outfile, bundle: true, platform: 'node', format: 'esm', target: 'node24', banner: { js: REQUIRE_SHIM }, logLevel: 'error' } as const;
+  if (entry) await build({ ...common, entryPoints: [entry] });
+  else {
+    // esbuild resolves paths, not file:// URLs.
+    const contents = script.replace(/file:\/\/(\/[^'"`\s]+)/g, (_m, path: string) => decodeURIComponent(path));
+    await build({ ...common, stdin: { contents, resolveDir: REPO_ROOT, sourcefile: 'nobody-script.mjs', loader: 'js' } });
+  }
+  chmodSync(outfile, 0o644);
+  return outfile;
+}
+
+/** The aks-mesh CLI (cli/main.ts, bundled as the image bundles it), run as nobody: exit code and output. */
+export async function runCliAsNobody(args: readonly string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const file = await bundleForNobody('', join(REPO_ROOT, 'cli', 'main.ts'));
+  return new Promise((done, reject) => {
+    const child = spawn(join(nobodyKit(), 'node'), [file, ...args], {
+      cwd: '/',
+      uid: NOBODY,
+      gid: NOBODY,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_DISABLE_COMPILE_CACHE: '1', AKS_MESH_CONTROL_SOCKET: '', AKS_MESH_INTERFACE: '' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr });
+    });
+  });
+}
+
 /** Run a Node script (an ES module; it may import .ts files by URL) as nobody: its stdout, or null when it had not ended after `timeoutMs`. */
-export function runAsNobody(script: string, timeoutMs = 20_000): Promise<string | null> {
+export async function runAsNobody(script: string, timeoutMs = 20_000): Promise<string | null> {
+  const file = await bundleForNobody(script);
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    const child = spawn(join(nobodyKit(), 'node'), [file], {
       cwd: '/',
       uid: NOBODY,
       gid: NOBODY,
