@@ -252,7 +252,13 @@ describe('the aks-mesh image (Dockerfile, scripts/build-image.sh)', { skip }, ()
         logs = r.stdout + r.stderr; // the agent logs on stderr
       }
       assert.match(logs, /\breconciled\b/, `the agent never reconciled:\n${logs}`);
-      const publicKey = /publicKey="([A-Za-z0-9+/]{43}=)"/.exec(logs)?.[1];
+      // Not a terminal, so the default --log-format auto writes JSON: one object per line, as a log collector reads it.
+      const entries = (text: string): Array<Record<string, unknown>> =>
+        text
+          .split('\n')
+          .filter((l) => l.startsWith('{'))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+      const publicKey = entries(logs).find((e) => e.message === 'starting')?.publicKey as string | undefined;
       assert.ok(publicKey, logs);
       const device = podman(['exec', agent, 'aks-mesh', 'inspect', '-i', 'wg-mesh']);
       assert.match(device, new RegExp(`public key: ${publicKey.replace(/[+/]/g, '\\$&')}`), device);
@@ -261,7 +267,10 @@ describe('the aks-mesh image (Dockerfile, scripts/build-image.sh)', { skip }, ()
       podman(['stop', '-t', '30', agent]);
       assert.equal(podman(['inspect', '-f', '{{.State.ExitCode}}', agent]).trim(), '0');
       const stopped = spawnSync('podman', ['logs', agent], { env, encoding: 'utf8' });
-      assert.match(stopped.stdout + stopped.stderr, /stopping signal="SIGTERM"/);
+      assert.ok(
+        entries(stopped.stdout + stopped.stderr).some((e) => e.message === 'stopping' && e.signal === 'SIGTERM'),
+        stopped.stdout + stopped.stderr,
+      );
       // Attach mode: the agent's exit leaves the sidecar's device (and so the tunnel) up.
       assert.match(podman(['exec', wg, 'ip', '-br', 'link', 'show', 'wg-mesh']), /^wg-mesh\s/);
     });
