@@ -42,6 +42,28 @@ test('refuses a bad --pod-cidr naming the value, and a missing --image', async (
   assert.match(badAccount.stderr, /--service-account "konnectivity-agent": expected NAMESPACE\/NAME/);
 });
 
+test("the agents' safety and log settings: flags with the chart's defaults, written into the sidecar; a bad one named (audit12 #3)", async () => {
+  const envOf = (stdout: string) => {
+    const c = (JSON.parse(stdout) as { spec: { template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } } } }).spec.template.spec.containers[0];
+    return Object.fromEntries(c.env.map((e) => [e.name, e.value]));
+  };
+  const keys = ['AKS_MESH_FWMARK', 'AKS_MESH_TABLE', 'AKS_MESH_RULE_PRIORITY', 'AKS_MESH_KEEPALIVE', 'AKS_MESH_RESYNC', 'AKS_MESH_LOG_FORMAT', 'AKS_MESH_LOG_LEVEL'];
+  const plain = await cli(['gateway-patch', '--image', IMAGE, '--pod-cidr', POD_CIDRS[0], '-o', 'json']);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.deepEqual(keys.map((k) => envOf(plain.stdout)[k]), ['0x2000', '51820', '5280', '25', '60', 'json', 'info'], "the chart's defaults");
+  const set = await cli(['gateway-patch', '--image', IMAGE, '--pod-cidr', POD_CIDRS[0], '-o', 'json', '--fwmark', '0x1000', '--table', '1234', '--rule-priority', '6000', '--keepalive', '10', '--resync', '30', '--log-format', 'text', '--log-level', 'debug']);
+  assert.equal(set.code, 0, set.stderr);
+  assert.deepEqual(keys.map((k) => envOf(set.stdout)[k]), ['0x1000', '1234', '6000', '10', '30', 'text', 'debug']);
+  for (const [flag, value, message] of [['--fwmark', '0x4000', /--fwmark 16384 \(0x4000\) has kube-proxy's masquerade bit/], ['--table', '254', /--table 254: /], ['--keepalive', '-3', /--keepalive -3: expected 0 \(off\) to 65535/], ['--resync', '0', /--resync 0: expected a whole number of seconds/]] as const) {
+    const bad = await cli(['gateway-patch', '--image', IMAGE, '--pod-cidr', POD_CIDRS[0], flag, value]);
+    assert.equal(bad.code, 2, `${flag} ${value}: ${bad.stderr}`);
+    assert.match(bad.stderr, message);
+    assert.equal(bad.stdout, '', 'no half a patch');
+  }
+  const help = await cli(['gateway-patch', '--help']);
+  for (const flag of ['--fwmark', '--table', '--rule-priority', '--keepalive', '--resync', '--log-level', '--log-format']) assert.match(help.stdout, new RegExp(`${flag}\\s`));
+});
+
 test('--help explains the patch with an example', async () => {
   const r = await cli(['gateway-patch', '--help']);
   assert.equal(r.code, 0);

@@ -389,17 +389,35 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
 
   test('the chart\'s gateway sidecar is the container and volumes `aks-mesh gateway-patch` prints (gateway/sidecar.ts)', async () => {
     for (const name of ['konnectivity with the gateway sidecar', 'konnectivity stand-in', 'custom CIDRs, marks and ports (IPv6 mesh)', 'resources', 'stream off', 'stream token from an existing Secret, required']) {
-      const values = VALUE_SETS[name] as { konnectivity?: { gateway?: { podCIDRs?: string[]; listenPort?: number; hostPort?: boolean; resources?: unknown } }; mesh?: Record<string, unknown>; agent?: { stream?: { enabled?: boolean; existingSecret?: string } } };
+      const values = VALUE_SETS[name] as {
+        konnectivity?: { gateway?: { podCIDRs?: string[]; listenPort?: number; hostPort?: boolean; resources?: unknown } };
+        mesh?: Record<string, unknown>;
+        agent?: { stream?: { enabled?: boolean; existingSecret?: string }; logLevel?: 'error' | 'warn' | 'info' | 'debug'; logFormat?: 'json' | 'text' };
+      };
       // The chart's Deployment is in the release namespace, so its sidecar's stream takes the agents' token Secret (off with the stream).
       const streamTokenSecret = values.agent?.stream?.enabled === false ? undefined : (values.agent?.stream?.existingSecret ?? 'aks-mesh-stream-token');
       const objects = await template([...setFile(name), '--set', 'konnectivity.enabled=true', '--set', 'image.tag=sidecar-test']);
       const deployment = [...podSpecs(objects)].find(([k]) => k.startsWith('Deployment/'))?.[1] as PodSpec;
       const rendered = deployment.containers.find((c) => c.name === 'aks-mesh-gateway');
-      const mesh = { cidr: '100.96.0.0/16', serviceCIDRs: ['10.0.0.0/16'], clusterCIDRs: ['10.244.0.0/16'], nodeCIDRs: ['10.224.0.0/12'], ...values.mesh } as { cidr: string; serviceCIDRs: string[]; clusterCIDRs: string[]; nodeCIDRs: string[] };
+      // values.yaml's defaults, then the set's: every one the agents get that the gateway must share.
+      const mesh = { cidr: '100.96.0.0/16', serviceCIDRs: ['10.0.0.0/16'], clusterCIDRs: ['10.244.0.0/16'], nodeCIDRs: ['10.224.0.0/12'], fwmark: '0x2000', table: 51820, rulePriority: 5280, keepalive: 25, resyncSeconds: 60, ...values.mesh } as {
+        cidr: string;
+        serviceCIDRs: string[];
+        clusterCIDRs: string[];
+        nodeCIDRs: string[];
+        fwmark: string;
+        table: number;
+        rulePriority: number;
+        keepalive: number;
+        resyncSeconds: number;
+      };
+      const logLevel = values.agent?.logLevel ?? 'info';
+      const logFormat = values.agent?.logFormat ?? 'json';
       const gw = values.konnectivity?.gateway ?? {};
       const podCIDRs = gw.podCIDRs ?? mesh.clusterCIDRs;
       const args = ['gateway-patch', '--image', 'ghcr.io/aks-mesh/aks-mesh:sidecar-test', '--pod-cidr', podCIDRs.join(','), '--mesh-cidr', mesh.cidr, '--listen-port', String(gw.listenPort ?? 51821), '-o', 'json'];
       for (const [flag, list] of [['--service-cidr', mesh.serviceCIDRs], ['--cluster-cidr', mesh.clusterCIDRs], ['--node-cidr', mesh.nodeCIDRs]] as const) args.push(flag, list.join(','));
+      args.push('--fwmark', mesh.fwmark, '--table', String(mesh.table), '--rule-priority', String(mesh.rulePriority), '--keepalive', String(mesh.keepalive), '--resync', String(mesh.resyncSeconds), '--log-level', logLevel, '--log-format', logFormat);
       if (gw.hostPort === false) args.push('--no-host-port');
       if (streamTokenSecret) args.push('--stream-token-secret', streamTokenSecret);
       const printed = await run(process.execPath, [CLI, ...args], {}, 60_000);
@@ -414,10 +432,56 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
       const volumes = deployment.volumes?.filter((v) => v.name.startsWith('aks-mesh-gateway-'));
       assert.deepEqual(plain(volumes), plain(patch.spec.template.spec.volumes), `${name}: and its volumes`);
       // And the library function the command prints.
-      const fromLibrary = gatewaySidecar({ image: 'ghcr.io/aks-mesh/aks-mesh:sidecar-test', podCIDRs, meshCIDR: mesh.cidr, listenPort: gw.listenPort, hostPort: gw.hostPort, serviceCIDRs: mesh.serviceCIDRs, clusterCIDRs: mesh.clusterCIDRs, nodeCIDRs: mesh.nodeCIDRs, streamTokenSecret });
+      const fromLibrary = gatewaySidecar({ image: 'ghcr.io/aks-mesh/aks-mesh:sidecar-test', podCIDRs, meshCIDR: mesh.cidr, listenPort: gw.listenPort, hostPort: gw.hostPort, serviceCIDRs: mesh.serviceCIDRs, clusterCIDRs: mesh.clusterCIDRs, nodeCIDRs: mesh.nodeCIDRs, streamTokenSecret, fwmark: mesh.fwmark, table: mesh.table, rulePriority: mesh.rulePriority, keepalive: mesh.keepalive, resync: mesh.resyncSeconds, logLevel, logFormat });
       assert.deepEqual(plain({ ...fromLibrary.container, resources: undefined }), plain({ ...rendered, resources: undefined }));
       assert.equal(deployment.serviceAccountName, 'aks-mesh-gateway', 'the gateway\'s own RBAC');
     }
+  });
+
+  test("a non-default mesh.fwmark, mesh.keepalive and the log settings reach the gateway sidecar as they reach the agents (audit12 #3)", async () => {
+    const objects = await template(['--set', 'konnectivity.enabled=true', '--set', 'mesh.fwmark=0x1000', '--set', 'mesh.keepalive=10', '--set', 'mesh.table=1234', '--set', 'mesh.rulePriority=6000', '--set', 'mesh.resyncSeconds=30', '--set', 'agent.logLevel=debug', '--set', 'agent.logFormat=text']);
+    const specs = podSpecs(objects);
+    const envOf = (c: Container | undefined) => Object.fromEntries((c?.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value]));
+    const gateway = envOf((specs.get('Deployment/konnectivity-agent') as PodSpec).containers.find((c) => c.name === 'aks-mesh-gateway'));
+    const agent = envOf((specs.get('DaemonSet/aks-mesh-agent') as PodSpec).containers.find((c) => c.name === 'agent'));
+    const shared = ['AKS_MESH_FWMARK', 'AKS_MESH_KEEPALIVE', 'AKS_MESH_TABLE', 'AKS_MESH_RULE_PRIORITY', 'AKS_MESH_RESYNC', 'AKS_MESH_LOG_LEVEL', 'AKS_MESH_LOG_FORMAT', 'AKS_MESH_MESH_CIDR', 'AKS_MESH_SERVICE_CIDR', 'AKS_MESH_CLUSTER_CIDR', 'AKS_MESH_NODE_CIDR'];
+    assert.deepEqual(shared.map((k) => gateway[k]), ['0x1000', '10', '1234', '6000', '30', 'debug', 'text', '100.96.0.0/16', '10.0.0.0/16', '10.244.0.0/16', '10.224.0.0/12']);
+    assert.deepEqual(shared.map((k) => gateway[k]), shared.map((k) => agent[k]), 'the gateway and the agents agree');
+  });
+
+  test('a stored stream token the agents would refuse (under 16 characters, no key token) fails the install naming the Secret; a good one is kept (audit12 #9)', async () => {
+    // lookup reads the cluster only with --dry-run=server (or a real install): in a namespace of its own.
+    const ns = `${namespace}-tok`;
+    const created = await cluster.kubectl(['create', 'namespace', ns]);
+    assert.equal(created.code, 0, created.stderr);
+    const secret = async (name: string, data: Record<string, string>) => {
+      const r = await cluster.kubectl(['apply', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, stringData: data }) });
+      assert.equal(r.code, 0, r.stderr);
+    };
+    const render = (extra: string[] = []) => hk(['template', release, CHART, '--namespace', ns, '--dry-run=server', ...extra]);
+    await secret('aks-mesh-stream-token', { token: 'short' });
+    const short = await render();
+    assert.notEqual(short.code, 0, 'a 5-character token is refused');
+    assert.match(short.stderr, new RegExp(`Secret ${ns}/aks-mesh-stream-token key "token" holds 5 characters; the agents refuse a stream token under 16 and would crash-loop`));
+    assert.match(short.stderr, new RegExp(`or delete the Secret \\(kubectl -n ${ns} delete secret aks-mesh-stream-token\\)`));
+    await secret('aks-mesh-stream-token', { token: 'a-good-token-of-32-characters-00' });
+    const good = await render();
+    assert.equal(good.code, 0, good.stderr);
+    const kept = parseManifests(good.stdout).find((m) => m.kind === 'Secret') as Manifest & { data: { token: string } };
+    assert.equal(Buffer.from(kept.data.token, 'base64').toString(), 'a-good-token-of-32-characters-00', 'lookup keeps a good token');
+    // agent.stream.existingSecret: checked the same way where lookup can read it.
+    await secret('gitops-token', { token: 'tiny' });
+    const mine = await render(['--set', 'agent.stream.existingSecret=gitops-token']);
+    assert.notEqual(mine.code, 0);
+    assert.match(mine.stderr, new RegExp(`Secret ${ns}/gitops-token key "token" holds 4 characters.*\\(agent\\.stream\\.existingSecret names it\\)`));
+    await secret('no-key', { other: 'a-good-token-of-32-characters-00' });
+    const noKey = await render(['--set', 'agent.stream.existingSecret=no-key']);
+    assert.notEqual(noKey.code, 0);
+    assert.match(noKey.stderr, new RegExp(`Secret ${ns}/no-key has no key "token"`));
+    // Not there yet (created by another tool after the install): nothing to check, the install goes on.
+    const absent = await render(['--set', 'agent.stream.existingSecret=made-later']);
+    assert.equal(absent.code, 0, absent.stderr);
+    await cluster.kubectl(['delete', 'namespace', ns, '--wait=false']);
   });
 
   test('the Konnectivity pod: the gateway\'s token only in the gateway container, one pod per node, and a gateway port the agents do not hold', async () => {
@@ -488,7 +552,10 @@ describe('Helm chart on kube-apiserver 1.20', { skip }, () => {
     // The chart's NOTES tell the operator the same as `aks-mesh status`.
     assert.match(r.stdout, /WARNING: writes are not node-bound/);
     // ... and how to check the mesh, and what uninstall does and keeps.
-    for (const line of [`kubectl -n ${namespace} rollout status ds/aks-mesh-agent`, 'kubectl get mp', 'kubectl get mgw', 'aks-mesh status', `kubectl -n ${namespace} logs ds/aks-mesh-agent -c agent`, 'aks-mesh agent --cleanup', 'kubectl delete crd peers.aksmesh.io gateways.aksmesh.io', `kubectl -n ${namespace} get secret aks-mesh-stream-token -o jsonpath='{.data.token}' | base64 -d > stream.token`, `kubectl -n ${namespace} port-forward`, 'aks-mesh inspect --url ws://127.0.0.1:9587 --token-file stream.token --watch']) {
+    for (const line of [`kubectl -n ${namespace} rollout status ds/aks-mesh-agent`, 'kubectl get mp', 'kubectl get mgw', 'aks-mesh status', `kubectl -n ${namespace} logs ds/aks-mesh-agent -c agent`, 'aks-mesh agent --cleanup', 'kubectl delete crd peers.aksmesh.io gateways.aksmesh.io', `kubectl -n ${namespace} get secret aks-mesh-stream-token -o jsonpath='{.data.token}' | base64 -d > stream.token`, `kubectl -n ${namespace} port-forward`, 'aks-mesh inspect --url ws://127.0.0.1:9587 --token-file stream.token --watch',
+      // The observation side (issue 12): health at a glance, one node's own view through its control socket, the live page.
+      'kubectl get mp -o wide', 'aks-mesh dashboard', `kubectl -n ${namespace} exec "$POD" -c agent -- aks-mesh status --local`, `kubectl -n ${namespace} exec "$POD" -c agent -- aks-mesh diff`, `kubectl -n ${namespace} exec "$POD" -c agent -- aks-mesh reconcile`,
+      'GitOps caveat', 'agent.stream.existingSecret']) {
       assert.ok(r.stdout.includes(line), `NOTES say: ${line}\n${r.stdout}`);
     }
 

@@ -57,9 +57,11 @@ test('every AKS_MESH_* variable it sets is a flag `aks-mesh gateway` reads', asy
     nodeCIDRs: ['10.224.0.0/12'],
     logFormat: 'json',
     logLevel: 'info',
+    keepalive: 25,
+    resync: 60,
   });
   const names = container.env.map((e) => e.name).filter((n) => n.startsWith('AKS_MESH_'));
-  assert.equal(names.length, 11);
+  assert.equal(names.length, 13);
   const help = await new Promise<string>((resolve, reject) =>
     execFile(process.execPath, [join(import.meta.dirname, '..', 'cli', 'main.ts'), 'gateway', '--help'], { encoding: 'utf8' }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
   );
@@ -84,6 +86,30 @@ test('the live stream runs only with a token from the named Secret; without one 
   assert.deepEqual(on.volumes.find((v) => v.secret), { name: 'aks-mesh-gateway-stream', secret: { secretName: 'aks-mesh-stream-token', defaultMode: 0o400, items: [{ key: 'token', path: 'token' }] } });
   assert.deepEqual(on.container.volumeMounts.find((m) => m.name === 'aks-mesh-gateway-stream'), { name: 'aks-mesh-gateway-stream', mountPath: '/var/run/aks-mesh-stream', readOnly: true });
   assert.throws(() => gatewaySidecar({ image: 'i', podCIDRs: ['10.244.0.0/16'], streamTokenSecret: 'Bad_Name' }), /streamTokenSecret "Bad_Name": expected a Secret name/);
+});
+
+test("the agents' safety settings and log settings always reach the gateway: the chart's defaults, or what is given (audit12 #3)", () => {
+  const env = (o: Partial<Parameters<typeof gatewaySidecar>[0]> = {}) =>
+    Object.fromEntries(gatewaySidecar({ image: 'i', podCIDRs: ['10.244.0.0/16'], ...o }).container.env.filter((e) => e.value !== undefined).map((e) => [e.name, e.value]));
+  const defaults = env();
+  // The chart's values.yaml defaults: mesh.fwmark 0x2000, table 51820, rulePriority 5280, keepalive 25, resyncSeconds 60; JSON logs.
+  assert.deepEqual(
+    [defaults.AKS_MESH_FWMARK, defaults.AKS_MESH_TABLE, defaults.AKS_MESH_RULE_PRIORITY, defaults.AKS_MESH_KEEPALIVE, defaults.AKS_MESH_RESYNC, defaults.AKS_MESH_LOG_FORMAT, defaults.AKS_MESH_LOG_LEVEL],
+    ['0x2000', '51820', '5280', '25', '60', 'json', 'info'],
+  );
+  // A mark in decimal is written as the chart writes it (0x hex).
+  const given = env({ fwmark: 4096, table: 1234, rulePriority: 6000, keepalive: 10, resync: 30, logFormat: 'text', logLevel: 'debug' });
+  assert.deepEqual(
+    [given.AKS_MESH_FWMARK, given.AKS_MESH_TABLE, given.AKS_MESH_RULE_PRIORITY, given.AKS_MESH_KEEPALIVE, given.AKS_MESH_RESYNC, given.AKS_MESH_LOG_FORMAT, given.AKS_MESH_LOG_LEVEL],
+    ['0x1000', '1234', '6000', '10', '30', 'text', 'debug'],
+  );
+  assert.equal(env({ keepalive: 0 }).AKS_MESH_KEEPALIVE, '0', 'off is written out, not dropped');
+  assert.throws(() => env({ fwmark: '0x4000' }), /^Error: fwmark 16384 \(0x4000\) has kube-proxy's masquerade bit/);
+  assert.throws(() => env({ fwmark: 'mark' }), /fwmark "mark": expected a whole number/);
+  assert.throws(() => env({ table: 254 }), /^Error: table 254: /);
+  assert.throws(() => env({ rulePriority: 40000 }), /^Error: rulePriority 40000/);
+  assert.throws(() => env({ keepalive: -1 }), /keepalive -1: expected 0 \(off\) to 65535 seconds/);
+  assert.throws(() => env({ resync: 0 }), /resync 0: expected a whole number of seconds, at least 1/);
 });
 
 test('bad options are refused naming the option', () => {

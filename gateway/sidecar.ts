@@ -28,12 +28,18 @@
  *   (51821, not the node agent's 51820). A UDP hostPort of that number carries what nodes send there
  *   into the pod (the CNI's portmap). Without hostPort support it still works one way round: the
  *   gateway's keepalive (25 s) starts every session, and WireGuard answers where packets come from.
+ * - The settings every member must share (fwmark, table, rule priority, keepalive, resync, the
+ *   service/cluster/node CIDRs) and the log level and format are always written out, at the chart's
+ *   defaults unless given: the chart passes its mesh.* and agent.log* values, gateway-patch its flags
+ *   (same defaults), so the two print the same container. The MTU is not among them: the gateway's
+ *   underlay is the pod's interface, whose MTU `auto` reads, not the node's.
  *
  * The object is spelled out with the values the API server would default (fieldRef apiVersion,
  * probe timings, termination message path...), so that a Deployment holds exactly what this returns
  * and a second apply changes nothing.
  */
-import { GATEWAY_LISTEN_PORT } from './flags.ts';
+import { DEFAULT_FWMARK, DEFAULT_RULE_PRIORITY, DEFAULT_TABLE, formatMark, validateFwmark, validateRulePriority, validateTable } from '../native/link/marks.ts';
+import { GATEWAY_DEFAULTS, GATEWAY_LISTEN_PORT } from './flags.ts';
 
 /** The metrics, /healthz and /readyz port of the gateway (its --metrics-address default). */
 export const GATEWAY_METRICS_PORT = 9587;
@@ -57,13 +63,24 @@ export interface GatewaySidecarOptions {
   hostPort?: boolean;
   /** The mesh's settings, when they differ from the defaults (the same on every member): AKS_MESH_* variables. */
   meshCIDR?: string;
-  /** Mark on wireguard-go's packets (decimal or 0x hex), routing table and ip rule priority of the gateway. */
-  fwmark?: string;
+  /**
+   * The safety settings every member shares (the chart's mesh.*, agent.logLevel/logFormat), always
+   * written out, at the chart's defaults when not given, so that the chart and `gateway-patch` print
+   * the same container and a changed mesh.fwmark or mesh.keepalive reaches the gateway too.
+   * Mark on wireguard-go's packets (decimal or 0x hex; default 0x2000), routing table (51820) and ip
+   * rule priority (5280) of the gateway.
+   */
+  fwmark?: string | number;
   table?: number;
   rulePriority?: number;
+  /** Persistent keepalive in seconds (default 25, the gateway's and the chart's; 0: off). */
+  keepalive?: number;
+  /** Seconds between full passes (default 60). */
+  resync?: number;
   serviceCIDRs?: readonly string[];
   clusterCIDRs?: readonly string[];
   nodeCIDRs?: readonly string[];
+  /** Default json: a pod's log collector wants JSON (the chart's agent.logFormat default). */
   logFormat?: 'text' | 'json';
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** A Secret of the pod's namespace whose key "token" the live stream asks for; none: the stream is off. */
@@ -110,6 +127,26 @@ export interface GatewaySidecar {
   volumes: Volume[];
 }
 
+/** The defaults of the shared settings: the chart's values.yaml (mesh.*, agent.logLevel/logFormat). */
+export const SIDECAR_SETTING_DEFAULTS = {
+  fwmark: formatMark(DEFAULT_FWMARK),
+  table: DEFAULT_TABLE,
+  rulePriority: DEFAULT_RULE_PRIORITY,
+  keepalive: GATEWAY_DEFAULTS.keepalive,
+  resync: 60,
+  logFormat: 'json',
+  logLevel: 'info',
+} as const;
+
+/** A mark as `aks-mesh gateway --fwmark` reads it (decimal or 0x hex), in the chart's spelling (0x hex); throws naming fwmark. */
+function canonicalMark(value: string | number): string {
+  const t = String(value).trim();
+  const mark = /^0x[0-9a-f]{1,8}$/i.test(t) ? Number.parseInt(t.slice(2), 16) : /^\d{1,10}$/.test(t) ? Number(t) : Number.NaN;
+  const problem = Number.isNaN(mark) ? `fwmark ${JSON.stringify(value)}: expected a whole number (decimal or 0x hex), such as ${SIDECAR_SETTING_DEFAULTS.fwmark}` : validateFwmark(mark, { flag: 'fwmark' });
+  if (problem) throw new Error(problem);
+  return formatMark(mark);
+}
+
 export const DEFAULT_SIDECAR_RESOURCES: Resources = {
   requests: { cpu: '20m', memory: '64Mi' },
   limits: { memory: '256Mi' },
@@ -144,19 +181,34 @@ export function gatewaySidecar(o: GatewaySidecarOptions): GatewaySidecar {
   }
   const port = o.listenPort ?? GATEWAY_LISTEN_PORT;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`listenPort ${port}: expected 1 to 65535`);
+  const d = SIDECAR_SETTING_DEFAULTS;
+  const fwmark = canonicalMark(o.fwmark ?? d.fwmark);
+  const table = o.table ?? d.table;
+  const rulePriority = o.rulePriority ?? d.rulePriority;
+  const keepalive = o.keepalive ?? d.keepalive;
+  const resync = o.resync ?? d.resync;
+  const settingProblem =
+    validateTable(table, { flag: 'table' }) ??
+    validateRulePriority(rulePriority, { flag: 'rulePriority' }) ??
+    (!Number.isInteger(keepalive) || keepalive < 0 || keepalive > 65535 ? `keepalive ${keepalive}: expected 0 (off) to 65535 seconds` : undefined) ??
+    (!Number.isInteger(resync) || resync < 1 ? `resync ${resync}: expected a whole number of seconds, at least 1` : undefined);
+  if (settingProblem) throw new Error(settingProblem);
   const vol = { run: `${name}-run`, keys: `${name}-keys`, tmp: `${name}-tmp`, tun: `${name}-tun`, api: `${name}-api`, control: `${name}-control`, stream: `${name}-stream` };
-  // Spelled out even at its default: the hostPort below must be the same number.
+  // The listen port spelled out even at its default: the hostPort below must be the same number.
+  // The safety settings too (the chart's order): an earlier patch's value is replaced, never kept.
   const settings: Array<[string, string | number | readonly string[] | undefined]> = [
     ['AKS_MESH_MESH_CIDR', o.meshCIDR],
     ['AKS_MESH_LISTEN_PORT', port],
-    ['AKS_MESH_FWMARK', o.fwmark],
-    ['AKS_MESH_TABLE', o.table],
-    ['AKS_MESH_RULE_PRIORITY', o.rulePriority],
+    ['AKS_MESH_FWMARK', fwmark],
+    ['AKS_MESH_TABLE', table],
+    ['AKS_MESH_RULE_PRIORITY', rulePriority],
+    ['AKS_MESH_KEEPALIVE', keepalive],
+    ['AKS_MESH_RESYNC', resync],
     ['AKS_MESH_SERVICE_CIDR', o.serviceCIDRs],
     ['AKS_MESH_CLUSTER_CIDR', o.clusterCIDRs],
     ['AKS_MESH_NODE_CIDR', o.nodeCIDRs],
-    ['AKS_MESH_LOG_FORMAT', o.logFormat],
-    ['AKS_MESH_LOG_LEVEL', o.logLevel],
+    ['AKS_MESH_LOG_FORMAT', o.logFormat ?? d.logFormat],
+    ['AKS_MESH_LOG_LEVEL', o.logLevel ?? d.logLevel],
   ];
   const given = (v: string | number | readonly string[] | undefined): v is string | number | readonly string[] => v !== undefined && (typeof v !== 'object' || v.length > 0);
   const container: Container = {

@@ -7,7 +7,7 @@
 import type { Argv } from 'yargs';
 import { stringify } from 'yaml';
 import { splitList } from '../../gateway/flags.ts';
-import { DEFAULT_SIDECAR_NAME, GATEWAY_CLUSTER_ROLE, gatewayRoleBinding, gatewaySidecar, gatewaySidecarPatch, sidecarNameProblem } from '../../gateway/sidecar.ts';
+import { DEFAULT_SIDECAR_NAME, GATEWAY_CLUSTER_ROLE, SIDECAR_SETTING_DEFAULTS, gatewayRoleBinding, gatewaySidecar, gatewaySidecarPatch, sidecarNameProblem } from '../../gateway/sidecar.ts';
 import { SERVICE_ACCOUNT_PATTERN } from '../../mesh/values-schema.ts';
 import { UsageError } from '../format.ts';
 
@@ -27,6 +27,13 @@ interface GatewayPatchArgs {
   'cluster-cidr'?: string[];
   'node-cidr'?: string[];
   'stream-token-secret'?: string;
+  fwmark: string;
+  table: number;
+  'rule-priority': number;
+  keepalive: number;
+  resync: number;
+  'log-level': 'error' | 'warn' | 'info' | 'debug';
+  'log-format': 'json' | 'text';
   output: 'yaml' | 'json';
 }
 
@@ -71,6 +78,15 @@ export function gatewayPatchCommand(y: Argv): Argv {
         .option('service-cidr', { type: 'string', array: true, coerce: splitList, describe: "The cluster's service CIDRs, when not the default (the same on every member)" })
         .option('cluster-cidr', { type: 'string', array: true, coerce: splitList, describe: "The cluster's pod CIDRs, when not the default (the same on every member)" })
         .option('node-cidr', { type: 'string', array: true, coerce: splitList, describe: 'The node subnets, when not the default (the same on every member)' })
+        // The agents' safety settings, with the chart's defaults (mesh.*, agent.logLevel/logFormat): set
+        // each to what the cluster's agents run with, so the gateway marks, routes and renews the same way.
+        .option('fwmark', { type: 'string', default: SIDECAR_SETTING_DEFAULTS.fwmark, describe: "Mark on wireguard-go's own packets (decimal or 0x hex), as the agents' (chart mesh.fwmark)" })
+        .option('table', { type: 'number', default: SIDECAR_SETTING_DEFAULTS.table, describe: 'Routing table of the mesh routes (chart mesh.table)' })
+        .option('rule-priority', { type: 'number', default: SIDECAR_SETTING_DEFAULTS.rulePriority, describe: 'Priority of the mesh ip rule (chart mesh.rulePriority)' })
+        .option('keepalive', { type: 'number', default: SIDECAR_SETTING_DEFAULTS.keepalive, describe: 'Persistent keepalive in seconds, 0: off (chart mesh.keepalive); per-peer health needs it on idle pairs' })
+        .option('resync', { type: 'number', default: SIDECAR_SETTING_DEFAULTS.resync, describe: 'Seconds between full reconcile passes (chart mesh.resyncSeconds)' })
+        .option('log-level', { choices: ['error', 'warn', 'info', 'debug'] as const, default: SIDECAR_SETTING_DEFAULTS.logLevel, describe: 'The gateway\'s log level (chart agent.logLevel)' })
+        .option('log-format', { choices: ['json', 'text'] as const, default: SIDECAR_SETTING_DEFAULTS.logFormat, describe: 'The gateway\'s log format (chart agent.logFormat): JSON for a log collector' })
         .option('stream-token-secret', {
           type: 'string',
           describe:
@@ -139,7 +155,19 @@ export function gatewayPatchCommand(y: Argv): Argv {
       };
       const list = (flag: string, values: string[] | undefined): string[] | undefined => values?.map((c) => cidr(flag, c));
       const podCIDRs = list('pod-cidr', a['pod-cidr']) as string[];
-      const sidecar = gatewaySidecar({
+      // The library names its option (fwmark, rulePriority…); the user typed the flag.
+      const flagOf: Record<string, string> = { fwmark: '--fwmark', table: '--table', rulePriority: '--rule-priority', keepalive: '--keepalive', resync: '--resync' };
+      const build = (o: Parameters<typeof gatewaySidecar>[0]): ReturnType<typeof gatewaySidecar> => {
+        try {
+          return gatewaySidecar(o);
+        } catch (err) {
+          const message = (err as Error).message;
+          const option = /^(\w+) /.exec(message)?.[1] ?? '';
+          if (flagOf[option]) throw new UsageError(`${flagOf[option]}${message.slice(option.length)}`);
+          throw err;
+        }
+      };
+      const sidecar = build({
         image: a.image as string,
         podCIDRs,
         name: a['container-name'],
@@ -151,6 +179,13 @@ export function gatewayPatchCommand(y: Argv): Argv {
         ...(a['cluster-cidr'] ? { clusterCIDRs: list('cluster-cidr', a['cluster-cidr']) } : {}),
         ...(a['node-cidr'] ? { nodeCIDRs: list('node-cidr', a['node-cidr']) } : {}),
         ...(a['stream-token-secret'] ? { streamTokenSecret: a['stream-token-secret'] } : {}),
+        fwmark: a.fwmark,
+        table: a.table,
+        rulePriority: a['rule-priority'],
+        keepalive: a.keepalive,
+        resync: a.resync,
+        logLevel: a['log-level'],
+        logFormat: a['log-format'],
       });
       print(gatewaySidecarPatch(sidecar));
       const sa = a['service-account'] ? ` --service-account ${a['service-account']}` : ' --service-account NAMESPACE/NAME';

@@ -105,9 +105,10 @@ rule priority, fwmark and CIDRs.
 {{/*
 The gateway sidecar of a Konnectivity agent pod: exactly the container and volumes of gateway/sidecar.ts,
 which `aks-mesh gateway-patch` prints (e2e/chart.test.ts compares them): the seed's command and flags,
-the mesh settings that must agree with the agents (mesh CIDR, service, cluster and node CIDRs), its own
-listen port (51821, published as a hostPort on the node's address that --gateway-endpoint=$(NODE_IP)
-advertises). Its routing table, mark and rule live in the pod's own network namespace: the defaults.
+every setting the agents get that must agree across members (mesh CIDR, fwmark, table, rule priority,
+keepalive, resync, service, cluster and node CIDRs) and their log level and format, its own listen
+port (51821, published as a hostPort on the node's address that --gateway-endpoint=$(NODE_IP)
+advertises). Not the MTU: its underlay is the pod's interface, which `auto` reads.
 */}}
 {{- define "aks-mesh.gatewaySidecar" -}}
 {{- $gw := .Values.konnectivity.gateway -}}
@@ -134,9 +135,16 @@ the same number could be scheduled on none of them. */ -}}
       valueFrom: {fieldRef: {apiVersion: v1, fieldPath: status.podIP}}
     - {name: AKS_MESH_MESH_CIDR, value: {{ .Values.mesh.cidr | quote }}}
     - {name: AKS_MESH_LISTEN_PORT, value: {{ $gw.listenPort | quote }}}
+    - {name: AKS_MESH_FWMARK, value: {{ .Values.mesh.fwmark | quote }}}
+    - {name: AKS_MESH_TABLE, value: {{ .Values.mesh.table | quote }}}
+    - {name: AKS_MESH_RULE_PRIORITY, value: {{ .Values.mesh.rulePriority | quote }}}
+    - {name: AKS_MESH_KEEPALIVE, value: {{ .Values.mesh.keepalive | quote }}}
+    - {name: AKS_MESH_RESYNC, value: {{ .Values.mesh.resyncSeconds | quote }}}
     - {name: AKS_MESH_SERVICE_CIDR, value: {{ join "," .Values.mesh.serviceCIDRs | quote }}}
     - {name: AKS_MESH_CLUSTER_CIDR, value: {{ join "," .Values.mesh.clusterCIDRs | quote }}}
     - {name: AKS_MESH_NODE_CIDR, value: {{ join "," .Values.mesh.nodeCIDRs | quote }}}
+    - {name: AKS_MESH_LOG_FORMAT, value: {{ .Values.agent.logFormat | quote }}}
+    - {name: AKS_MESH_LOG_LEVEL, value: {{ .Values.agent.logLevel | quote }}}
     {{- /* Its stream (127.0.0.1:9588, the pod's loopback, which the Konnectivity agent container
     shares) asks for the agents' token: this Deployment is in the release namespace, where the Secret
     is, mounted into this container alone (gateway/sidecar.ts streamTokenSecret). */}}
