@@ -51,7 +51,7 @@ export function compareUnhealthy(a: UnhealthyPeer, b: UnhealthyPeer): number {
 }
 
 /**
- * The list's order: this member's own pairs (NoHandshake, StaleHandshake, NoEndpoint, NotConfigured)
+ * The list's order: this member's own pairs (NoHandshake, StaleHandshake, NoEndpoint, NotConfigured, DeviceUnreadable)
  * first, then the objects the trust rules refused, each part by kind then name. Refused objects are
  * the cluster's (every member lists the same ones, and each carries its own Accepted=False), so when
  * the bounded list is cut it is refusals that go: 40 refused objects never hide the one broken pair.
@@ -94,6 +94,12 @@ export interface HealthInput {
   full: boolean;
   /** When the pass ran (the handshakes of a full pass are judged as of then). */
   at: Date;
+  /**
+   * The member cannot read its own device now (its last full pass failed to read it, or there is no
+   * live state): every desired peer is listed DeviceUnreadable and none counts as healthy, rather
+   * than keep the count of an old read (a hung wireguard-go would otherwise read healthy for 3 minutes).
+   */
+  unreadable?: boolean;
 }
 
 /**
@@ -126,27 +132,12 @@ export class HealthTracker {
   }
 
   update(input: HealthInput): PeerHealth {
-    const livePeers = input.live?.peers ?? [];
+    this.refused(input.refused);
+    if (input.unreadable || input.live === null) return this.unreadable(input);
+    const livePeers = input.live.peers;
     if (input.full || !this.started) this.rebuild(input.peers, livePeers, Math.floor(input.at.getTime() / 1000));
     else this.step(input.peers, livePeers);
     this.started = true;
-    if (input.refused !== this.refusedFrom) {
-      this.refusedFrom = input.refused;
-      const seen = new Set<string>();
-      const entries: UnhealthyPeer[] = [];
-      for (const r of input.refused) {
-        // A member refused itself shows that on its Ready condition, not as one of its peers.
-        if (r.kind === this.self.kind && r.name === this.self.name) continue;
-        const id = `${r.kind}/${r.name}`;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        entries.push({ kind: r.kind, name: r.name, reason: 'Refused' });
-      }
-      if (!sameEntries(entries, this.refusedEntries)) {
-        this.refusedEntries = entries;
-        this.dirty = true;
-      }
-    }
     const out = this.out;
     if (this.dirty || !out) {
       const entries: UnhealthyPeer[] = [...this.unhealthy.values(), ...this.refusedEntries];
@@ -162,6 +153,50 @@ export class HealthTracker {
       };
     }
     return this.out as PeerHealth;
+  }
+
+  /**
+   * The device cannot be read: nothing about a pair can be judged, so every desired peer is listed
+   * with the last handshake known (if any) and none counts as healthy. `configured` stays what the
+   * reconciler last knew (Ready is already False with the read's error). The next update judges
+   * every peer again from a fresh read (the reconciler's next pass after a failure is a full one).
+   */
+  private unreadable(input: HealthInput): PeerHealth {
+    const known = new Map((input.live?.peers ?? []).map((s) => [s.publicKey, s]));
+    let configured = 0;
+    const entries: UnhealthyPeer[] = [];
+    for (const p of input.peers) {
+      const state = known.get(p.publicKey);
+      if (state) configured++;
+      const sec = state?.lastHandshake ? Number(state.lastHandshake.sec) : 0;
+      entries.push({ kind: p.kind, name: p.name, reason: 'DeviceUnreadable', ...(sec > 0 ? { lastHandshake: rfc3339(sec) } : {}) });
+    }
+    this.started = false;
+    this.dirty = true;
+    const next = peerHealth(input.peers.length, configured, 0, [...entries, ...this.refusedEntries]);
+    if (!this.out || !sameHealth(this.out, next)) this.out = next;
+    return this.out;
+  }
+
+  /** The refused objects' entries, rebuilt only when the topology's refusals are another list. */
+  private refused(refused: readonly Refusal[]): void {
+    if (refused !== this.refusedFrom) {
+      this.refusedFrom = refused;
+      const seen = new Set<string>();
+      const entries: UnhealthyPeer[] = [];
+      for (const r of refused) {
+        // A member refused itself shows that on its Ready condition, not as one of its peers.
+        if (r.kind === this.self.kind && r.name === this.self.name) continue;
+        const id = `${r.kind}/${r.name}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        entries.push({ kind: r.kind, name: r.name, reason: 'Refused' });
+      }
+      if (!sameEntries(entries, this.refusedEntries)) {
+        this.refusedEntries = entries;
+        this.dirty = true;
+      }
+    }
   }
 
   /** Judge every peer again against a fresh read. */

@@ -343,6 +343,55 @@ describe('per-peer health (mesh/health.ts)', () => {
   });
 });
 
+describe('a member that cannot read its own device (audit12 #2: a hung wireguard-go read healthy for 3 minutes)', () => {
+  const iso = (sec: number): string => new Date(sec * 1000).toISOString().replace(/\.\d+Z$/, 'Z');
+
+  test('the last good count is not kept: healthy 0, every desired peer DeviceUnreadable (with the handshake last read), refusals after; the next full pass judges again', () => {
+    const tracker = new HealthTracker({ kind: 'Peer', name: 'self' });
+    const a = desired('Peer', 'node-a');
+    const b = desired('Peer', 'node-b');
+    const g = desired('Gateway', 'gw');
+    const peers = [b, a, g];
+    const live = device([state(a.publicKey, T0 - 10), state(b.publicKey, T0 - 20)]);
+    const refused = [refusal('Peer', 'evil')];
+    const good = tracker.update({ peers, live, refused, full: true, at: at(T0) });
+    assert.equal(good.summary, '2/3');
+    // The next full pass could not read the device: the reconciler hands back the device as last read.
+    const failed = { peers, live, refused, full: true, at: at(T0 + 60), unreadable: true };
+    const h = tracker.update(failed);
+    assert.deepEqual(h, {
+      desired: 3,
+      configured: 2,
+      handshakeWithin3m: 0,
+      healthy: 0,
+      summary: '0/3',
+      unhealthy: [
+        { kind: 'Gateway', name: 'gw', reason: 'DeviceUnreadable' },
+        { kind: 'Peer', name: 'node-a', reason: 'DeviceUnreadable', lastHandshake: iso(T0 - 10) },
+        { kind: 'Peer', name: 'node-b', reason: 'DeviceUnreadable', lastHandshake: iso(T0 - 20) },
+        { kind: 'Peer', name: 'evil', reason: 'Refused' },
+      ],
+    } satisfies PeerHealth);
+    assert.equal(tracker.update(failed), h, 'the same object while it stays unreadable (no status write)');
+    // Read again: judged from the fresh read, as a new tracker would.
+    const fresh = device([state(a.publicKey, T0 + 100), state(b.publicKey, T0 + 100), state(g.publicKey, null)]);
+    const back = tracker.update({ peers, live: fresh, refused, full: true, at: at(T0 + 120) });
+    assert.deepEqual(back, new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers, live: fresh, refused, full: true, at: at(T0 + 120) }));
+    assert.equal(back.summary, '2/3');
+    assert.deepEqual(back.unhealthy?.map((u) => `${u.name}:${u.reason}`), ['gw:NoHandshake', 'evil:Refused']);
+  });
+
+  test('no live state at all (the device was never read) is unreadable too, not NotConfigured; the list stays bounded', () => {
+    const peers = Array.from({ length: 40 }, (_, i) => desired('Peer', `node-${String(i).padStart(2, '0')}`));
+    const h = new HealthTracker({ kind: 'Peer', name: 'self' }).update({ peers, live: null, refused: [], full: true, at: at(T0) });
+    assert.equal(h.summary, '0/40');
+    assert.equal(h.configured, 0);
+    assert.equal(h.unhealthy?.length, UNHEALTHY_LIMIT);
+    assert.equal(h.unhealthyOmitted, 40 - UNHEALTHY_LIMIT);
+    assert.ok(h.unhealthy?.every((u) => u.reason === 'DeviceUnreadable'));
+  });
+});
+
 describe('a member writes its per-peer health on its own Peer, only when it changes', { skip: skip || kubeTestsUnavailable() || false, timeout: 180_000 }, () => {
   let cluster: TestCluster;
   let box: Sandbox;
@@ -453,5 +502,39 @@ describe('a member writes its per-peer health on its own Peer, only when it chan
     await new Promise((r) => setTimeout(r, 500));
     const heartbeats = (await syncTime()) === syncBefore ? 0 : 1;
     assert.equal(api.statusWrites, before + 1 + heartbeats, 'one write for the one change');
+  });
+
+  test('a frozen wireguard-go (SIGSTOP): the member lists every peer DeviceUnreadable at its next full pass, and its own reasons again once it answers (audit12 #2)', async () => {
+    const pid = (member.wireguard as { pid?: number }).pid;
+    assert.ok(pid, 'spawn mode: the member runs its own wireguard-go');
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // A full pass now: its read gets no answer within the UAPI timeout.
+      const failed = await member.reconciler.syncNow();
+      assert.ok(failed?.error, 'the pass failed to read the frozen device');
+      assert.equal(member.cannotReadDevice(failed), true);
+      const h = await until('DeviceUnreadable on Peer node-0', health, (v) => v?.unhealthy?.[0]?.reason === 'DeviceUnreadable');
+      assert.deepEqual(h, {
+        desired: 2,
+        configured: 2,
+        handshakeWithin3m: 0,
+        healthy: 0,
+        summary: '0/2',
+        unhealthy: [
+          { kind: 'Peer', name: 'node-1', reason: 'DeviceUnreadable' },
+          { kind: 'Peer', name: 'node-2', reason: 'DeviceUnreadable' },
+        ],
+      });
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    const ok = await member.reconciler.syncNow();
+    assert.equal(ok?.error, undefined, ok?.error?.message);
+    assert.equal(member.cannotReadDevice(ok as NonNullable<typeof ok>), false);
+    const h = await until('the reasons back on Peer node-0', health, (v) => v?.unhealthy?.[0]?.reason === 'NoHandshake');
+    assert.deepEqual(h?.unhealthy, [
+      { kind: 'Peer', name: 'node-1', reason: 'NoHandshake' },
+      { kind: 'Peer', name: 'node-2', reason: 'NoEndpoint' },
+    ]);
   });
 });

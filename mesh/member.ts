@@ -200,7 +200,13 @@ export class MeshMember {
   /** When this member last wrote its status, and a counts-only status waiting for STATUS_MIN_INTERVAL_MS. */
   private lastStatusWrite = 0;
   private statusTimer: NodeJS.Timeout | undefined;
-  private pendingStatus: { result: SyncResult; topology: Topology } | null = null;
+  private pendingStatus: { result: SyncResult; topology: Topology; unreadable: boolean } | null = null;
+  /**
+   * Whether the reconciler's last read of the device failed (a hung or gone wireguard-go). Passes and
+   * previews never overlap (the reconciler runs them one at a time), so after a pass this is its own
+   * read, or the read of a preview since when the pass read nothing.
+   */
+  private lastReadFailed = false;
   /** API writes not awaited where they start (status, taint): stop() lets them settle, within its deadline. */
   private readonly writes = new Set<Promise<unknown>>();
 
@@ -269,8 +275,24 @@ export class MeshMember {
     this.roleContext = api
       ? { api, source: options.source, log: this.log, converged: (result, topology) => this.converged(result, topology), track: (write) => this.track(write) }
       : null;
+    const client = this.wireguard.client;
     this.reconciler = new Reconciler({
-      device: this.wireguard.client,
+      // Every read goes through here so that health can tell "cannot read the device" from a pass
+      // that read it and then failed to set something (whose handshakes are fresh and still judged).
+      device: {
+        get: () =>
+          client.get().then(
+            (state) => {
+              this.lastReadFailed = false;
+              return state;
+            },
+            (err: unknown) => {
+              this.lastReadFailed = true;
+              throw err;
+            },
+          ),
+        set: (request) => client.set(request),
+      },
       routes: { table: options.table, dev: options.interfaceName, netns: options.netns },
       desired: () => this.desired(),
       log: this.log,
@@ -677,7 +699,7 @@ export class MeshMember {
     void this.syncAddress(result.full).catch((err: Error) => this.log.warn('could not set the interface address', { error: err.message }));
     this.logRefusals(topology.refused);
     if (!this.o.api || this.stopped) return;
-    this.track(this.writeStatus(result, topology).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) })));
+    this.track(this.writeStatus(result, topology, this.cannotReadDevice(result)).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) })));
     if (this.roleContext) this.role.afterPass?.(this.roleContext, result, topology);
   }
 
@@ -696,18 +718,28 @@ export class MeshMember {
     return topology.peers.every((p) => live.has(p.publicKey));
   }
 
+  /**
+   * Whether, after this pass, the member cannot read its own device: the reconciler has no live state,
+   * or the pass failed and the last read was the one that failed. Its peers' health is then unknown
+   * (DeviceUnreadable), not what an old read said. A pass that read the device and failed later (a
+   * refused `set`) still judges the handshakes it read.
+   */
+  cannotReadDevice(result: SyncResult): boolean {
+    return result.live === null || (result.error !== undefined && this.lastReadFailed);
+  }
+
   /** The public keys on the device (rebuilt only when the reconciler's live state is another object). */
   private liveKeys(live: DeviceState | null): Set<string> {
     if (!this.liveKeysFor || this.liveKeysFor.live !== live) this.liveKeysFor = { live, keys: new Set((live?.peers ?? []).map((p) => p.publicKey)) };
     return this.liveKeysFor.keys;
   }
 
-  private async writeStatus(result: SyncResult, topology: Topology): Promise<void> {
+  private async writeStatus(result: SyncResult, topology: Topology, unreadable: boolean): Promise<void> {
     if (this.stopped) return;
     const api = this.o.api as MeshApi;
     // Every peer judged again on a full pass (which re-read the handshakes); an event pass judges
     // only the peers it changed, as of the last read (its live state carries those handshakes).
-    const health = this.health.update({ peers: topology.peers, live: result.live, refused: topology.refused, full: result.full, at: result.at });
+    const health = this.health.update({ peers: topology.peers, live: result.live, refused: topology.refused, full: result.full, at: result.at, unreadable });
     const { configured } = health;
     const ownRefused = topology.refused.find((r) => r.kind === this.kind && r.name === this.o.name);
     // Refused by the trust rules, this member is not part of the mesh, however well its device is set up.
@@ -724,13 +756,13 @@ export class MeshMember {
       // Only counts or the unhealthy list moved: the latest of them goes out once the interval is
       // over (a node joining changes every member's list; written at once, a burst of joins would
       // cost each member a write per join).
-      this.pendingStatus = { result, topology };
+      this.pendingStatus = { result, topology, unreadable };
       if (!this.statusTimer) {
         this.statusTimer = setTimeout(() => {
           this.statusTimer = undefined;
           const p = this.pendingStatus;
           this.pendingStatus = null;
-          if (p && !this.stopped) this.track(this.writeStatus(p.result, p.topology).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) })));
+          if (p && !this.stopped) this.track(this.writeStatus(p.result, p.topology, p.unreadable).catch((err: unknown) => this.log.warn('could not write status', { error: apiMessage(err) })));
         }, STATUS_MIN_INTERVAL_MS - sinceWrite);
         this.statusTimer.unref();
       }

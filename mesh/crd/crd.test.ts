@@ -205,6 +205,8 @@ describe('CRDs on a real kube-apiserver', { skip }, () => {
       unhealthy: [
         { kind: 'Gateway', name: 'konnectivity', reason: 'NoHandshake' },
         { kind: 'Peer', name: 'node-b', reason: 'StaleHandshake', lastHandshake: '2026-01-01T00:00:00Z' },
+        // The member that cannot read its own device lists every peer so (audit12 #2).
+        { kind: 'Peer', name: 'node-c', reason: 'DeviceUnreadable', lastHandshake: '2026-01-01T00:00:00Z' },
       ],
       unhealthyOmitted: 0,
     };

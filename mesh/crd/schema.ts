@@ -12,7 +12,7 @@ import type { UnhealthyReason } from './types.ts';
 /** At most this many unhealthy peers are listed on a member's status (the rest are counted in unhealthyOmitted). */
 export const UNHEALTHY_LIMIT = 32;
 /** Every reason a peer may be listed as unhealthy for. */
-export const UNHEALTHY_REASONS: readonly UnhealthyReason[] = ['NoHandshake', 'StaleHandshake', 'NoEndpoint', 'NotConfigured', 'Refused'];
+export const UNHEALTHY_REASONS: readonly UnhealthyReason[] = ['NoHandshake', 'StaleHandshake', 'NoEndpoint', 'NotConfigured', 'DeviceUnreadable', 'Refused'];
 
 type Schema = Record<string, unknown>;
 
@@ -138,7 +138,7 @@ const status: Schema = {
         summary: { type: 'string', maxLength: 32, description: 'healthy/desired, e.g. "2/3" (the HEALTHY column).' },
         unhealthy: {
           type: 'array',
-          description: `The peers this member does not count as healthy, sorted by kind then name, at most ${UNHEALTHY_LIMIT}.`,
+          description: `The peers this member does not count as healthy: this member's own pairs first, then refused objects, each sorted by kind then name, at most ${UNHEALTHY_LIMIT}.`,
           maxItems: UNHEALTHY_LIMIT,
           items: {
             type: 'object',
@@ -151,7 +151,8 @@ const status: Schema = {
                 enum: [...UNHEALTHY_REASONS],
                 description:
                   'NoHandshake: configured, never a handshake; StaleHandshake: the last one is older than 3 minutes; NoEndpoint: no endpoint known and no recent handshake; ' +
-                  'NotConfigured: desired but not on the device; Refused: the trust rules refused the object.',
+                  'NotConfigured: desired but not on the device; DeviceUnreadable: this member cannot read its own device, so it cannot judge the pair (healthy is 0 until a full pass reads it again); ' +
+                  'Refused: the trust rules refused the object.',
               },
               lastHandshake: { type: 'string', format: 'date-time' },
             },

@@ -58,8 +58,12 @@ export interface Condition {
   observedGeneration?: number;
 }
 
-/** Why a member counts a peer as not healthy (status.peers.unhealthy[].reason). */
-export type UnhealthyReason = 'NoHandshake' | 'StaleHandshake' | 'NoEndpoint' | 'Refused' | 'NotConfigured';
+/**
+ * Why a member counts a peer as not healthy (status.peers.unhealthy[].reason). DeviceUnreadable: the
+ * member cannot read its own device (its last full pass failed to, or it never has), so it lists
+ * every desired peer with it rather than judge them from an old read.
+ */
+export type UnhealthyReason = 'NoHandshake' | 'StaleHandshake' | 'NoEndpoint' | 'Refused' | 'NotConfigured' | 'DeviceUnreadable';
 
 /** One peer a member does not count as healthy, as it says on its own status. */
 export interface UnhealthyPeer {
@@ -79,7 +83,10 @@ export interface PeerHealth {
   healthy?: number;
   /** `${healthy}/${desired}`: the HEALTHY printer column. */
   summary?: string;
-  /** The peers that are not healthy, sorted by kind then name, at most UNHEALTHY_LIMIT; absent when none. */
+  /**
+   * The peers that are not healthy: this member's own pairs first, then refused objects, each sorted
+   * by kind then name, at most UNHEALTHY_LIMIT (32); absent when none.
+   */
   unhealthy?: UnhealthyPeer[];
   /** How many more unhealthy peers there are than the list holds; absent when none were left out. */
   unhealthyOmitted?: number;
