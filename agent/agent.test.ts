@@ -293,10 +293,10 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     const kubeconfig = await cluster.writeKubeconfig(join(keyDir, 'admin.kubeconfig'));
     const { stdout } = await execFileP(process.execPath, [join(import.meta.dirname, '../cli/main.ts'), 'status', '--kubeconfig', kubeconfig], { encoding: 'utf8' });
     const lines = stdout.trim().split('\n');
-    assert.match(lines[0], /^KIND\s+NAME\s+NODE\s+MESH IP\s+READY\s+ACCEPTED\s+PEERS\s+HANDSHAKES<3M\s+LAST SYNC\s+PROBLEM$/);
+    assert.match(lines[0], /^KIND\s+NAME\s+NODE\s+MESH IP\s+READY\s+ACCEPTED\s+HEALTHY\s+PEERS\s+HANDSHAKES<3M\s+LAST SYNC\s+PROBLEM$/);
     // ACCEPTED: "-" when never refused, True after a refusal cleared (the tampering test above makes one).
-    assert.match(stdout, /^Peer\s+node-a\s+node-a\s+100\.96\.\d+\.\d+\s+True\s+(-|True)\s+1\/1\s+0\/1\s+\d+s ago\s*$/m);
-    assert.match(stdout, /^Peer\s+greedy\s+-\s+-\s+-\s+False\s+-\s+-\s+-\s+Peer greedy: spec\.allowedIPs\[0\] 10\.244\.0\.0\/16 overlaps Node node-a's podCIDR 10\.244\.0\.0\/24$/m);
+    assert.match(stdout, /^Peer\s+node-a\s+node-a\s+100\.96\.\d+\.\d+\s+True\s+(-|True)\s+0\/1\s+1\/1\s+0\/1\s+\d+s ago\s*$/m);
+    assert.match(stdout, /^Peer\s+greedy\s+-\s+-\s+-\s+False\s+-\s+-\s+-\s+-\s+Peer greedy: spec\.allowedIPs\[0\] 10\.244\.0\.0\/16 overlaps Node node-a's podCIDR 10\.244\.0\.0\/24$/m);
     await deletePeer(admin, 'greedy');
   });
 

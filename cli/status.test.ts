@@ -14,6 +14,7 @@ import { GROUP, NODE_BOUND_POLICY, VERSION } from '../mesh/index.ts';
 import { generatePrivateKey, publicKeyOf } from '../native/index.ts';
 import { meshHealth, meshHealthLines, nodeBoundWarning, printable } from './commands/status.ts';
 import type { MemberHealth } from './commands/status.ts';
+import { UNHEALTHY_REASONS } from '../mesh/crd/schema.ts';
 
 const MAIN = join(import.meta.dirname, 'main.ts');
 
@@ -163,5 +164,68 @@ describe('aks-mesh status against kube-apiserver 1.20', { skip }, () => {
     const json = await cli(['status', '--kubeconfig', kubeconfig, '--json']);
     const rows = (JSON.parse(json.stdout) as { members: Array<{ name: string; problem: string }> }).members;
     assert.equal(rows.find((r) => r.name === 'evil')?.problem, 'allowedIPs 10.99.0.0/24 is refused');
+  });
+});
+
+describe('status: HEALTHY in the table, every reason in --help, DeviceUnreadable named as its cause (audit12 #2, #12)', () => {
+  test('--help names every reason a member may list, Refused and DeviceUnreadable included, and the HEALTHY column', async () => {
+    const r = await cli(['status', '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    // yargs wraps the text: compare it as one line.
+    const help = r.stdout.replace(/\s+/g, ' ');
+    for (const reason of UNHEALTHY_REASONS) assert.match(help, new RegExp(`\\b${reason} \\(`), `${reason} missing from:\n${r.stdout}`);
+    assert.match(help, /HEALTHY/);
+  });
+
+  test('a member that cannot read its device is named as the cause of its pairs, not its peers', () => {
+    const lines = meshHealthLines(
+      meshHealth([
+        {
+          kind: 'Peer',
+          name: 'node-2',
+          health: { desired: 2, configured: 2, handshakeWithin3m: 0, healthy: 0, summary: '0/2', unhealthy: [{ kind: 'Peer', name: 'node-0', reason: 'DeviceUnreadable', lastHandshake: '2026-12-01T07:56:11Z' }, { kind: 'Peer', name: 'node-1', reason: 'DeviceUnreadable' }] },
+        },
+        { kind: 'Peer', name: 'node-0', health: { desired: 2, configured: 2, handshakeWithin3m: 2, healthy: 2, summary: '2/2' } },
+      ]),
+      2,
+    );
+    assert.deepEqual(lines, [
+      'broken pairs:',
+      '  node-0 ↔ node-2: DeviceUnreadable (node-2 cannot read its own device; last handshake 2026-12-01T07:56:11Z)',
+      '  node-1 ↔ node-2: DeviceUnreadable (node-2 cannot read its own device)',
+    ]);
+  });
+
+  describe('the table against kube-apiserver 1.20', { skip }, () => {
+    let cluster: TestCluster;
+    let kubeconfig: string;
+
+    before(async () => {
+      cluster = await TestCluster.start();
+      await installCrds(cluster);
+      kubeconfig = await cluster.writeKubeconfig(join(cluster.dir, 'status-healthy.kubeconfig'));
+    });
+    after(() => cluster?.stop());
+
+    test('HEALTHY shows status.peers.summary (n/m), as kubectl get mp -o wide does; "-" before a member wrote health', async () => {
+      const kc = cluster.kubeConfig();
+      for (const [i, name] of ['node-a', 'node-b'].entries()) await createPeer(kc, name, { publicKey: publicKeyOf(generatePrivateKey()), endpoint: `198.51.100.${i + 1}:51820`, allowedIPs: [`10.251.${i}.0/24`] });
+      // Counts chosen so that HEALTHY (1/3) differs from PEERS (configured 2/3) and HANDSHAKES<3M (2/3).
+      const peers = { desired: 3, configured: 2, handshakeWithin3m: 2, healthy: 1, summary: '1/3', unhealthy: [{ kind: 'Peer', name: 'node-b', reason: 'DeviceUnreadable' }] };
+      await customApi(kc).patchClusterCustomObjectStatus(
+        { group: GROUP, version: VERSION, plural: 'peers', name: 'node-a', body: { status: { peers } } },
+        k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+      );
+      const r = await cli(['status', '--kubeconfig', kubeconfig]);
+      assert.equal(r.code, 0, r.stderr);
+      const lines = r.stdout.split('\n');
+      assert.match(lines[0], /^KIND\s+NAME\s+NODE\s+MESH IP\s+READY\s+ACCEPTED\s+HEALTHY\s+PEERS\s+HANDSHAKES<3M\s+LAST SYNC\s+PROBLEM$/);
+      assert.match(r.stdout, /^Peer\s+node-a\s+-\s+-\s+-\s+-\s+1\/3\s+2\/3\s+2\/3\s+-\s*$/m, r.stdout);
+      assert.match(r.stdout, /^Peer\s+node-b\s+-\s+-\s+-\s+-\s+-\s+-\s+-\s+-\s*$/m, r.stdout);
+      assert.match(r.stdout, /node-a ↔ node-b: DeviceUnreadable \(node-a cannot read its own device\)/);
+      // The CRD's enum takes the new reason (the patch above would be refused otherwise).
+      const wide = await cluster.kubectl(['get', 'mp', 'node-a', '-o', 'wide']);
+      assert.match(wide.stdout, /^node-a\s.*\s1\/3\s/m, wide.stdout);
+    });
   });
 });

@@ -7,7 +7,8 @@
  * characters and terminal escapes are stripped first.
  */
 import type { Argv } from 'yargs';
-import type { PeerHealth } from '../../mesh/crd/types.ts';
+import { UNHEALTHY_REASONS } from '../../mesh/crd/schema.ts';
+import type { PeerHealth, UnhealthyReason } from '../../mesh/crd/types.ts';
 import { UsageError } from '../format.ts';
 import { loadKubeConfig } from '../kubeconfig.ts';
 
@@ -77,6 +78,17 @@ export function memberLabel(kind: 'Peer' | 'Gateway', name: string): string {
 
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
+/** Every reason a member may list (UNHEALTHY_REASONS, the CRD's enum), in words, for --help. */
+const REASON_WORDS: Record<UnhealthyReason, string> = {
+  NoHandshake: 'configured, never a handshake',
+  StaleHandshake: 'the last handshake is older than 3 minutes',
+  NoEndpoint: 'no endpoint known and no recent handshake',
+  NotConfigured: 'desired but not on the device',
+  DeviceUnreadable: 'the reporting member cannot read its own device: wireguard-go hung or gone; it counts none of its peers healthy',
+  Refused: 'the trust rules refused the object; listed under refused, not as a pair',
+};
+export const REASON_HELP = UNHEALTHY_REASONS.map((r) => `${r} (${REASON_WORDS[r]})`).join('; ');
+
 /**
  * The broken pairs from every member's status.peers.unhealthy (contract: a pair is unhealthy when
  * either side lists the other), each unordered pair once with its reasons and reporters; the
@@ -139,7 +151,13 @@ export function meshHealthLines(h: MeshHealth, members: number): string[] {
   const lines: string[] = [];
   if (members > 0) lines.push(h.brokenPairs.length ? 'broken pairs:' : 'broken pairs: none');
   for (const p of h.brokenPairs) {
-    const why = p.reasons.map((r) => `${r.reason} (reported by ${r.reportedBy.join(', ')}${r.lastHandshake ? `; last handshake ${r.lastHandshake}` : ''})`).join('; ');
+    const why = p.reasons
+      .map((r) => {
+        // Said by the member that cannot read its device, about itself: name it as the cause.
+        const by = r.reason === 'DeviceUnreadable' ? `${r.reportedBy.join(', ')} cannot read ${r.reportedBy.length === 1 ? 'its' : 'their'} own device` : `reported by ${r.reportedBy.join(', ')}`;
+        return `${r.reason} (${by}${r.lastHandshake ? `; last handshake ${r.lastHandshake}` : ''})`;
+      })
+      .join('; ');
     lines.push(`  ${p.members[0]} ↔ ${p.members[1]}: ${why}`);
   }
   for (const o of h.omitted) {
@@ -203,7 +221,7 @@ export function nodeBoundWarning(check: NodeBoundCheck, policyName: string): str
 export function statusCommand(y: Argv): Argv {
   return y.command<StatusArgs>(
     'status',
-    'Show every Peer and Gateway with its Ready and Accepted conditions, peers configured and recent handshakes, then the broken pairs (a pair is broken when either member lists the other as unhealthy on its status, with the reason: NoHandshake, StaleHandshake, NoEndpoint, NotConfigured) and the refused objects',
+    `Show every Peer and Gateway with its Ready and Accepted conditions, HEALTHY (peers with a handshake within 3 minutes / desired peers), peers configured and recent handshakes, then the broken pairs and the refused objects. A pair is broken when either member lists the other as unhealthy on its status, with the reason: ${REASON_HELP}`,
     (c) =>
       c
         .option('kubeconfig', { type: 'string', describe: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)' })
@@ -297,8 +315,9 @@ export function statusCommand(y: Argv): Argv {
         process.stdout.write(`${JSON.stringify({ members: rows, ...health }, null, 2)}\n`);
         return;
       }
-      const header = ['KIND', 'NAME', 'NODE', 'MESH IP', 'READY', 'ACCEPTED', 'PEERS', 'HANDSHAKES<3M', 'LAST SYNC', 'PROBLEM'];
-      const cells = rows.map((r) => [r.kind, r.name, r.node, r.meshIP, r.ready, r.accepted, r.peers, r.handshakes, r.lastSync, r.problem]);
+      // HEALTHY is status.peers.summary, the same n/m as `kubectl get mp -o wide`.
+      const header = ['KIND', 'NAME', 'NODE', 'MESH IP', 'READY', 'ACCEPTED', 'HEALTHY', 'PEERS', 'HANDSHAKES<3M', 'LAST SYNC', 'PROBLEM'];
+      const cells = rows.map((r) => [r.kind, r.name, r.node, r.meshIP, r.ready, r.accepted, r.healthy, r.peers, r.handshakes, r.lastSync, r.problem]);
       const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
       for (const line of [header, ...cells]) process.stdout.write(`${line.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()}\n`);
       if (rows.length === 0) process.stdout.write('no Peers or Gateways: is the agent DaemonSet running?\n');
