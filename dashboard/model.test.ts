@@ -88,3 +88,19 @@ test('a large mesh sends only the pairs that are not healthy, found from the lis
   assert.equal(view.pairs.length, 1 + (n - 1));
   assert.ok(view.pairs.slice(1).every((p) => p.health === 'unknown' && (p.a === 'Peer/n002' || p.b === 'Peer/n002')));
 });
+
+test('a member that cannot read its own device (not Ready, every peer DeviceUnreadable): its pairs are unhealthy, by its word, not grey "not Ready" (audit12 #2)', () => {
+  const frozen = memberView(
+    'Peer',
+    peer(
+      'c',
+      { desired: 2, configured: 2, handshakeWithin3m: 0, healthy: 0, summary: '0/2', unhealthy: [{ kind: 'Peer', name: 'a', reason: 'DeviceUnreadable' }, { kind: 'Peer', name: 'b', reason: 'DeviceUnreadable' }] },
+      [{ ...ready('False'), reason: 'ReconcileFailed', message: 'UAPI get on /var/run/wireguard/wg-mesh.sock got no complete answer within 5000 ms' }],
+    ),
+  )!;
+  const a = memberView('Peer', peer('a', healthy(2)))!;
+  const p = pairView(a, frozen);
+  assert.equal(p.health, 'unhealthy');
+  assert.deepEqual(p.sides.find((s) => s.from === 'Peer/c'), { from: 'Peer/c', health: 'unhealthy', reason: 'DeviceUnreadable', lastHandshake: null });
+  assert.equal(frozen.healthy, '0/2', 'HEALTHY reads 0/2, not the last good count');
+});

@@ -13,7 +13,7 @@ export type MemberKind = 'Peer' | 'Gateway';
 export type PairHealth = 'healthy' | 'unhealthy' | 'unknown';
 
 /** The reasons contract (1) allows in status.peers.unhealthy. */
-export const UNHEALTHY_REASONS = ['NoHandshake', 'StaleHandshake', 'NoEndpoint', 'Refused', 'NotConfigured'] as const;
+export const UNHEALTHY_REASONS = ['NoHandshake', 'StaleHandshake', 'NoEndpoint', 'NotConfigured', 'DeviceUnreadable', 'Refused'] as const;
 
 /** A Peer or Gateway as the informers hold it (status as written by its member, contract (1)). */
 export interface MeshObject {

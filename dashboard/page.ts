@@ -11,12 +11,24 @@
  * The script is written without template literals, so it can live inside this one.
  */
 
+/**
+ * The page's icon: three members and their tunnels. Served as a file (the CSP allows images from
+ * 'self' only, and no data: URLs); without one Chromium asks for /favicon.ico and logs the 404 as an
+ * error on every load.
+ */
+export const FAVICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">
+<g stroke="#2f6fbf" stroke-width="2.5"><line x1="16" y1="5" x2="5" y2="26"/><line x1="16" y1="5" x2="27" y2="26"/><line x1="5" y1="26" x2="27" y2="26"/></g>
+<g fill="#2f9e44"><circle cx="16" cy="6" r="4.5"/><circle cx="5.5" cy="25.5" r="4.5"/><circle cx="26.5" cy="25.5" r="4.5"/></g>
+</svg>
+`;
+
 export const PAGE_HTML = `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>AKS Mesh</title>
+<link rel="icon" href="favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="dashboard.css">
 <script src="dashboard.js" defer></script>
 </head>
@@ -160,9 +172,13 @@ export const PAGE_JS = `'use strict';
     for (var i = 0; i < ps.length; i++) if ((ps[i].a === a && ps[i].b === b) || (ps[i].a === b && ps[i].b === a)) return ps[i];
     return null;
   }
+  // A reason in words where its name alone misleads: DeviceUnreadable blames the member that says it.
+  function reasonWords(reason) {
+    return reason === 'DeviceUnreadable' ? 'DeviceUnreadable: cannot read its own device' : reason;
+  }
   function pairText(p) {
     var why = p.sides.filter(function (s) { return s.reason; }).map(function (s) {
-      return s.from + ': ' + s.reason + (s.lastHandshake ? ' (last handshake ' + age(Date.parse(s.lastHandshake)) + ')' : '');
+      return s.from + ': ' + reasonWords(s.reason) + (s.lastHandshake ? ' (last handshake ' + age(Date.parse(s.lastHandshake)) + ')' : '');
     });
     return p.a + ' ↔ ' + p.b + ': ' + p.health + (why.length ? ' — ' + why.join('; ') : '');
   }
@@ -172,7 +188,7 @@ export const PAGE_JS = `'use strict';
   function sideWords(p, key) {
     var said = p.sides.filter(function (s) { return s.reason && (p.health !== 'unhealthy' || s.health === 'unhealthy'); });
     var side = said.filter(function (s) { return s.from === key; })[0] || said[0];
-    return side ? ' (' + (side.from === key ? '' : side.from + ': ') + side.reason + ')' : '';
+    return side ? ' (' + (side.from === key ? '' : side.from + ': ') + reasonWords(side.reason) + ')' : '';
   }
 
   // ------------------------------------------------------------------ the picture

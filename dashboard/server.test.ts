@@ -107,4 +107,21 @@ describe('aks-mesh dashboard server', { skip: kubeTestsUnavailable() || false, t
       assert.ok(wasClosed, `${what}: the server closed the refused connection, though the client kept its side open`);
     }
   });
+
+  test('the page has an icon: it links favicon.svg, which is served under the CSP, and /favicon.ico is an empty 204, never a 404 (audit12 #14: Chromium logged the 404 as an error on every load)', async () => {
+    const page = await fetch(dash.url);
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    const href = /<link rel="icon" href="([^"]+)" type="image\/svg\+xml">/.exec(html)?.[1];
+    assert.ok(href, html);
+    const icon = await fetch(new URL(href, dash.url));
+    assert.equal(icon.status, 200);
+    assert.equal(icon.headers.get('content-type'), 'image/svg+xml');
+    assert.match(icon.headers.get('content-security-policy') ?? '', /img-src 'self'/, 'an image from the page\'s own origin: allowed by its CSP');
+    assert.match(await icon.text(), /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    const ico = await fetch(new URL('/favicon.ico', dash.url));
+    assert.equal(ico.status, 204);
+    assert.equal((await ico.arrayBuffer()).byteLength, 0);
+    assert.equal((await fetch(new URL('/favicon.png', dash.url))).status, 404, 'other paths are still not found');
+  });
 });

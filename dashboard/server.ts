@@ -28,7 +28,7 @@ import { KubeSource } from '../mesh/source/kube.ts';
 import type { Snapshot } from '../mesh/source/types.ts';
 import { clusterView } from './model.ts';
 import type { MeshObject } from './model.ts';
-import { PAGE_CSS, PAGE_HTML, PAGE_JS } from './page.ts';
+import { FAVICON_SVG, PAGE_CSS, PAGE_HTML, PAGE_JS } from './page.ts';
 
 /** A page further behind than this skips live frames until it catches up. */
 export const PAGE_SKIP_BYTES = 512 * 1024;
@@ -287,6 +287,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     '/index.html': ['text/html; charset=utf-8', PAGE_HTML],
     '/dashboard.js': ['text/javascript; charset=utf-8', PAGE_JS],
     '/dashboard.css': ['text/css; charset=utf-8', PAGE_CSS],
+    '/favicon.svg': ['image/svg+xml', FAVICON_SVG],
   };
   const SECURITY_HEADERS = {
     // Only our own script and style; the socket to ourselves. Nothing inline, nothing from elsewhere.
@@ -301,6 +302,11 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       return;
     }
     const path = new URL(req.url ?? '/', 'http://x').pathname;
+    // Asked for by browsers (and by old pages) whatever the page links: an empty answer, not a 404 error.
+    if (path === '/favicon.ico' && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(204, SECURITY_HEADERS).end();
+      return;
+    }
     const asset = assets[path];
     if (!asset || (req.method !== 'GET' && req.method !== 'HEAD')) {
       res.writeHead(asset ? 405 : 404, { 'content-type': 'text/plain; charset=utf-8', ...SECURITY_HEADERS }).end(asset ? 'method not allowed\n' : 'not found\n');
