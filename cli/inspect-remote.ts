@@ -11,7 +11,9 @@ import type { WebSocketLike } from '../mesh/ws.ts';
 import { UsageError, fromJson, formatText, toJson } from './format.ts';
 import type { PeerRate } from './format.ts';
 import type { StreamDeviceJson } from './member-stream.ts';
-import { WatchView } from './inspect-watch.ts';
+import { MAX_SHOWN_CHANGES, WatchView } from './inspect-watch.ts';
+import type { StreamChange, StreamRefusal, StreamView } from './inspect-watch.ts';
+import type { DeviceState } from '../native/index.ts';
 
 export interface RemoteOptions {
   url: string;
@@ -43,7 +45,12 @@ interface Hello {
 /** A failure that retrying will not mend (refused token, wrong path): the command ends with it. */
 class FatalStreamError extends Error {}
 
-function refusal(url: string, res: IncomingMessage, token: string | undefined): Error {
+/** At most this much of a refusal's body is read: the server's reason is one line. */
+const MAX_REASON_BYTES = 1024;
+
+function refusal(url: string, res: IncomingMessage, token: string | undefined, body: string): Error {
+  // The server's own words (mesh/stream.ts answers each refusal with one line of text saying why).
+  const reason = body.replace(/\s+/g, ' ').trim().slice(0, 300);
   if (res.statusCode === 401) {
     return new FatalStreamError(
       token
@@ -52,7 +59,41 @@ function refusal(url: string, res: IncomingMessage, token: string | undefined): 
     );
   }
   if (res.statusCode === 404) return new FatalStreamError(`${url}: no stream at this path (404); the stream is at /stream`);
-  return new Error(`${url}: the stream answered ${res.statusCode} ${res.statusMessage ?? ''}`.trim());
+  if (res.statusCode === 503) {
+    return new Error(`${url}: the stream is busy (503 Service Unavailable): ${reason || 'no reason given'}${/too many clients/.test(reason) ? '; close another inspect --watch or dashboard on this member, or try again later' : ''}`);
+  }
+  return new Error(`${url}: the stream answered ${res.statusCode} ${res.statusMessage ?? ''}${reason ? `: ${reason}` : ''}`.replace(/ +:/, ':').trim());
+}
+
+/**
+ * What a failed connection means and what to do, by its error code: most often nothing listens on
+ * the forwarded port (no `kubectl port-forward`, or it ended), or the port-forward is up but nothing
+ * listens in the pod.
+ */
+export function connectError(url: string, err: NodeJS.ErrnoException): Error {
+  const u = new URL(url);
+  const where = `${u.hostname.replace(/^\[|\]$/g, '')}:${u.port || (u.protocol === 'wss:' ? '443' : '80')}`;
+  const local = /^(127\.|localhost$|::1$)/.test(u.hostname.replace(/^\[|\]$/g, ''));
+  switch (err.code) {
+    case 'ECONNREFUSED':
+      return new Error(
+        `${url}: nothing listens on ${where} (connection refused)${local ? ': is `kubectl port-forward` running?' : ''} An agent's stream is on its node's 127.0.0.1:9587 ` +
+          "(a gateway's on 127.0.0.1:9588 in its pod), reached with kubectl -n <namespace> port-forward pod/<agent pod> 9587:9587",
+      );
+    case 'ECONNRESET':
+      return new Error(
+        `${url}: the connection to ${where} was closed before the stream answered${local ? ': kubectl port-forward accepted it, but nothing may listen on that port in the pod (is the stream on, and on that port? the agent logs "live stream listening")' : ''}`,
+      );
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new Error(`${url}: cannot resolve the host ${u.hostname} (${err.code})`);
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'ETIMEDOUT':
+      return new Error(`${url}: ${where} cannot be reached (${err.code}); the stream listens on loopback unless told otherwise: use kubectl port-forward`);
+    default:
+      return new Error(`${url}: ${err.message}`);
+  }
 }
 
 /** Opens the stream; resolves once connected, rejects with a message naming the URL. */
@@ -70,14 +111,36 @@ function open(o: RemoteOptions, onMessage: (m: Record<string, unknown>) => void)
     const closed = new Promise<{ code: number; reason: string }>((done) => ws.once('close', (code, reason) => done({ code, reason: reason.toString() })));
     ws.on('unexpected-response', (_req, res) => {
       settled = true;
-      res.resume();
-      ws.terminate();
-      reject(refusal(url, res, o.token));
+      // The reason in the body, bounded; the server closes the connection after it.
+      let body = '';
+      let finished = false;
+      const done = (): void => {
+        if (finished) return;
+        finished = true;
+        ws.terminate();
+        reject(refusal(url, res, o.token, body));
+      };
+      const timer = setTimeout(() => {
+        res.destroy();
+        done();
+      }, 2000);
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        if (body.length < MAX_REASON_BYTES) body += d.slice(0, MAX_REASON_BYTES - body.length);
+      });
+      res.once('end', () => {
+        clearTimeout(timer);
+        done();
+      });
+      res.once('error', () => {
+        clearTimeout(timer);
+        done();
+      });
     });
     ws.on('error', (err) => {
       if (settled) return;
       settled = true;
-      reject(new Error(`${url}: ${err.message}`));
+      reject(connectError(url, err as NodeJS.ErrnoException));
     });
     ws.on('message', (data) => {
       let m: unknown;
@@ -103,6 +166,23 @@ function namesOf(device: StreamDeviceJson): Map<string, string> | undefined {
 
 function ratesOf(device: StreamDeviceJson): Map<string, PeerRate | null> {
   return new Map(device.peers.map((p) => [p.publicKey, typeof p.rxRate === 'number' && typeof p.txRate === 'number' ? { rx: p.rxRate, tx: p.txRate } : null]));
+}
+
+/** The stream's refusals, kept to the fields a watch shows (anything else in the message is ignored). */
+function refusalsOf(value: unknown): StreamRefusal[] {
+  if (!Array.isArray(value)) return [];
+  return value.map((r: Record<string, unknown>) => ({
+    kind: String(r?.kind ?? '?'),
+    name: String(r?.name ?? '?'),
+    reason: String(r?.reason ?? '?'),
+    ...(typeof r?.field === 'string' ? { field: r.field } : {}),
+    message: String(r?.message ?? ''),
+  }));
+}
+
+function peerRefsOf(value: unknown): StreamChange['added'] {
+  if (!Array.isArray(value)) return [];
+  return value.map((p: Record<string, unknown>) => ({ kind: String(p?.kind ?? '?'), name: String(p?.name ?? '?'), publicKey: String(p?.publicKey ?? '') }));
 }
 
 /** One snapshot: the first device message, printed as `inspect` (text or --json) prints a local device. */
@@ -162,6 +242,13 @@ export async function watchRemote(
     }
     return view;
   };
+  // What the stream says beside the device: refusals (each `desired`), changes (each `change`).
+  const stream: StreamView = { refused: null, changes: [] };
+  // The last device shown, shown again with the news when a refusal or change arrives.
+  let last: { device: DeviceState | null; error: string; rates: Map<string, PeerRate | null>; names: Map<string, string> | undefined } | null = null;
+  const show = (time: number): void => {
+    if (last) viewFor().show(time, last.device, last.error, last.rates, last.names, stream);
+  };
   const stopped = new Promise<void>((resolve) => stop.signal.addEventListener('abort', () => resolve(), { once: true }));
   let connectedOnce = false;
   try {
@@ -170,13 +257,25 @@ export async function watchRemote(
       try {
         const { ws, closed } = await open(o, (m) => {
           if (m.type === 'hello') interfaceName = (m as Hello).member?.interface ?? interfaceName;
-          if (m.type !== 'device') return;
           const time = typeof m.time === 'number' ? m.time : Date.now();
+          if (m.type === 'desired') {
+            stream.refused = refusalsOf(m.refused);
+            show(time);
+            return;
+          }
+          if (m.type === 'change') {
+            stream.changes.push({ time, added: peerRefsOf(m.added), removed: peerRefsOf(m.removed), refused: refusalsOf(m.refused) });
+            stream.changes.splice(0, Math.max(0, stream.changes.length - MAX_SHOWN_CHANGES));
+            show(time);
+            return;
+          }
+          if (m.type !== 'device') return;
           const device = m.device as StreamDeviceJson | null;
           if (device?.interface) interfaceName = device.interface;
-          const v = viewFor();
-          if (device) v.show(time, fromJson(device), '', ratesOf(device), namesOf(device));
-          else v.show(time, null, `the member could not read its device: ${String(m.error ?? 'unknown error')}`, new Map(), undefined);
+          last = device
+            ? { device: fromJson(device), error: '', rates: ratesOf(device), names: namesOf(device) }
+            : { device: null, error: `the member could not read its device: ${String(m.error ?? 'unknown error')}`, rates: new Map(), names: undefined };
+          show(time);
         });
         connectedOnce = true;
         const ended = await Promise.race([closed, stopped.then(() => null)]);
@@ -191,7 +290,8 @@ export async function watchRemote(
         why = (err as Error).message;
       }
       // Gone (the agent restarting, the port-forward dropped): said once per attempt, then tried again.
-      viewFor().show(Date.now(), null, `${why}; reconnecting`, new Map(), undefined);
+      last = { device: null, error: `${why}; reconnecting`, rates: new Map(), names: undefined };
+      viewFor().show(Date.now(), null, last.error, last.rates, last.names, stream);
       await Promise.race([new Promise((r) => setTimeout(r, RECONNECT_MS)), stopped]);
     }
   } finally {

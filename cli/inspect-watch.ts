@@ -41,6 +41,10 @@ export interface WatchJson extends Partial<Omit<DeviceJson, 'peers'>> {
   /** Set when the device could not be read (then no device fields). */
   error?: string;
   peers?: WatchPeerJson[];
+  /** `inspect --url` only: the objects the member's last pass refused (once its stream said). */
+  refused?: StreamRefusal[];
+  /** `inspect --url` only: the stream's changes since connecting, newest last (at most MAX_SHOWN_CHANGES). */
+  changes?: StreamChange[];
 }
 
 export interface WatchPeerJson extends PeerJson {
@@ -154,6 +158,68 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
   }
 }
 
+/** A peer as the stream's `change` message names it. */
+export interface StreamPeerRef {
+  kind: string;
+  name: string;
+  publicKey: string;
+}
+/** An object a pass refused, with why (the stream's `desired` and `change` messages). */
+export interface StreamRefusal {
+  kind: string;
+  name: string;
+  reason: string;
+  field?: string;
+  message: string;
+}
+/** One `change` message: what a pass added, removed or newly refused. */
+export interface StreamChange {
+  /** Unix milliseconds of the pass. */
+  time: number;
+  added: StreamPeerRef[];
+  removed: StreamPeerRef[];
+  refused: StreamRefusal[];
+}
+/**
+ * `inspect --url --watch`: what the member's stream says beside the device (contract (2)): the objects
+ * its last pass refused (from `desired`; null until the first arrived) and the changes seen since
+ * connecting, newest last.
+ */
+export interface StreamView {
+  refused: StreamRefusal[] | null;
+  changes: StreamChange[];
+}
+/** How many changes a watch keeps (and shows): the recent ones; the member's log has them all. */
+export const MAX_SHOWN_CHANGES = 10;
+
+/** "nAPRh0…3Cw=": enough of a key to tell peers apart on a line. */
+function shortKey(key: string): string {
+  return key.length > 12 ? `${key.slice(0, 6)}…${key.slice(-4)}` : key;
+}
+
+/** The stream's refusals and changes as text, under the device block. */
+export function formatStreamText(v: StreamView): string {
+  const out: string[] = [''];
+  if (v.refused !== null) {
+    if (v.refused.length === 0) out.push('refused: none');
+    else {
+      out.push(`refused (${v.refused.length}):`);
+      for (const r of v.refused) out.push(`  ${r.kind}/${r.name}: ${r.reason}${r.field ? ` (${r.field})` : ''}: ${r.message}`);
+    }
+  }
+  if (v.changes.length === 0) out.push('changes: none since connected');
+  else {
+    out.push('changes (since connected, newest last):');
+    for (const c of v.changes) {
+      const at = new Date(c.time).toISOString().replace(/\.\d+Z$/, 'Z');
+      for (const p of c.added) out.push(`  ${at}  added ${p.kind}/${p.name} (${shortKey(p.publicKey)})`);
+      for (const p of c.removed) out.push(`  ${at}  removed ${p.kind}/${p.name} (${shortKey(p.publicKey)})`);
+      for (const r of c.refused) out.push(`  ${at}  refused ${r.kind}/${r.name}: ${r.reason}: ${r.message}`);
+    }
+  }
+  return `${out.join('\n')}\n`;
+}
+
 export interface ViewOptions {
   interfaceName: string;
   json: boolean;
@@ -185,12 +251,17 @@ export class WatchView {
     if (this.o.tty && !this.o.json) this.o.out.write(SHOW_CURSOR);
   }
 
-  /** One read: the device (or null and why not), its rates and the names known. */
-  show(time: number, device: DeviceState | null, error: string, rates: ReadonlyMap<string, PeerRate | null>, names: Map<string, string> | undefined): void {
+  /**
+   * One read: the device (or null and why not), its rates and the names known; with `stream` (a
+   * member's stream), its refused objects and recent changes under the device (text) or as the
+   * `refused` and `changes` fields (JSON).
+   */
+  show(time: number, device: DeviceState | null, error: string, rates: ReadonlyMap<string, PeerRate | null>, names: Map<string, string> | undefined, stream?: StreamView): void {
     const { o } = this;
     const out = o.out;
+    const extra = stream ? { ...(stream.refused !== null ? { refused: stream.refused } : {}), changes: stream.changes } : {};
     if (o.json) {
-      out.write(`${JSON.stringify(device ? watchJson(device, o, time, rates, names) : { time, interface: o.interfaceName, error })}\n`);
+      out.write(`${JSON.stringify(device ? { ...watchJson(device, o, time, rates, names), ...extra } : { time, interface: o.interfaceName, error, ...extra })}\n`);
       return;
     }
     const header = `${new Date(time).toISOString()}  ${o.header}  (Ctrl-C to stop)\n`;
@@ -203,11 +274,13 @@ export class WatchView {
           names,
         })
       : `interface: ${o.interfaceName}\n  unavailable: ${error}\n  (watching for it to come back)\n`;
+    const streamText = stream ? formatStreamText(stream) : '';
     if (o.tty) {
-      out.write(`${CLEAR}${header}${body}`);
+      out.write(`${CLEAR}${header}${body}${streamText}`);
     } else {
-      const state = device ? JSON.stringify(toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys, names })) : error;
-      if (state !== this.lastShown) out.write(`${header}${body}\n`);
+      // A new refusal or change is news too, though the device did not move.
+      const state = (device ? JSON.stringify(toJson(device, { interfaceName: o.interfaceName, showKeys: o.showKeys, names })) : error) + (stream ? JSON.stringify(extra) : '');
+      if (state !== this.lastShown) out.write(`${header}${body}${streamText}\n`);
       this.lastShown = state;
     }
   }

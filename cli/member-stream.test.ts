@@ -5,14 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { UsageError } from './format.ts';
 import { createServer } from 'node:net';
 import type { Server } from 'node:net';
-import { STREAM_TOKEN_ENV, changeOf, desiredOf, deviceReader, readStreamToken, startStream } from './member-stream.ts';
+import { STREAM_TOKEN_ENV, changeOf, desiredOf, deviceReader, readStreamToken, readTokenFile, startStream } from './member-stream.ts';
 import type { StreamArgs } from './member-stream.ts';
 import { ratesSince } from './inspect-watch.ts';
 import type { ServiceContext } from './member-services.ts';
@@ -99,7 +99,30 @@ describe('the stream token', () => {
     assert.throws(() => readStreamToken(short), (e: Error) => e instanceof UsageError && /--stream-token-file .*short: the stream token has 4 characters, at least 16/.test(e.message));
     process.env[STREAM_TOKEN_ENV] = 'has a space in the middle';
     assert.throws(() => readStreamToken(undefined), /AKS_MESH_STREAM_TOKEN: the stream token must be printable ASCII without spaces/);
-    assert.throws(() => readStreamToken(join(dir, 'missing')), /--stream-token-file .*missing: ENOENT/);
+    assert.throws(() => readStreamToken(join(dir, 'missing')), /--stream-token-file .*missing: no such file$/);
+  });
+
+  test('a file others may change is refused; one others may read is taken with a warning naming who and the chmod (audit12 #8)', () => {
+    const file = (name: string, mode: number) => {
+      const f = join(dir, name);
+      writeFileSync(f, 'a-token-of-enough-length-01\n');
+      chmodSync(f, mode);
+      return f;
+    };
+    for (const mode of [0o666, 0o620, 0o602]) {
+      const f = file(`writable-${mode.toString(8)}`, mode);
+      assert.throws(() => readStreamToken(f), new RegExp(`--stream-token-file .*writable-${mode.toString(8)}: mode 0${mode.toString(8)}, so other users can change the stream token .*run "chmod 600 `));
+    }
+    const warnings: string[] = [];
+    const warn = (m: string) => warnings.push(m);
+    assert.equal(readStreamToken(file('world', 0o644), warn), 'a-token-of-enough-length-01');
+    assert.equal(readStreamToken(file('group', 0o440), warn), 'a-token-of-enough-length-01', 'a Secret volume under an fsGroup');
+    assert.equal(readStreamToken(file('own', 0o600), warn), 'a-token-of-enough-length-01');
+    assert.equal(warnings.length, 2, warnings.join('\n'));
+    assert.match(warnings[0], /--stream-token-file .*world: mode 0644, so its group and every user can read the stream token; run "chmod 600 .*world"/);
+    assert.match(warnings[1], /--stream-token-file .*group: mode 0440, so its group can read the stream token/);
+    // The same reader for inspect --token-file, under that flag's name.
+    assert.throws(() => readTokenFile(join(dir, 'nope'), '--token-file'), (e: Error) => e instanceof UsageError && /^--token-file .*nope: no such file$/.test(e.message));
   });
 });
 
@@ -177,6 +200,23 @@ describe('a stream that cannot listen', () => {
     assert.equal(logged.length, 1);
     assert.equal(logged[0][0], 'error');
     assert.match(logged[0][1], /^live stream not started: inspect --url and the dashboard cannot read this member/);
+  });
+
+  test('a token file others can read: the member starts and logs a warning saying so (audit12 #8)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'aks-mesh-stream-warn-'));
+    try {
+      const file = join(dir, 'token');
+      writeFileSync(file, 'a-token-of-enough-length-02\n');
+      chmodSync(file, 0o644);
+      const before = logged.length;
+      const service = await startStream({ 'stream-address': '127.0.0.1:0', 'stream-token-file': file } as StreamArgs, ctx);
+      assert.ok(service, 'started');
+      await service.close();
+      assert.deepEqual(logged.slice(before).map(([level]) => level), ['warn']);
+      assert.match(logged[before][1], /^live stream: --stream-token-file .*token: mode 0644, so its group and every user can read the stream token/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('an address the operator gave, or --stream-required, stops the start naming the address', async () => {

@@ -70,21 +70,66 @@ export function streamFlags<T>(y: Argv<T>): Argv<T> {
     }) as unknown as Argv<T>;
 }
 
-/** The token from --stream-token-file or the environment (undefined: none), checked. */
-export function readStreamToken(file: string | undefined): string | undefined {
+/** What a failed stat or read of a file the user named means, in words (not a bare errno). */
+function fileProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'ENOENT':
+      return 'no such file';
+    case 'EACCES':
+    case 'EPERM':
+      return "permission denied (run as the file's owner or root)";
+    case 'ENOTDIR':
+      return 'a part of the path is not a folder';
+    case 'ELOOP':
+      return 'too many levels of symbolic links';
+    default:
+      return code ?? (err as Error).message;
+  }
+}
+
+/**
+ * A stream token from a file (--stream-token-file for a member, --token-file for `inspect --url`),
+ * trimmed. Stat, not lstat: a mounted Secret's file is a symlink into its ..data folder. Refused when
+ * other users may write it (they could put in a token of their own and read the stream); only warned
+ * about when they may read it, since a Kubernetes Secret volume is 0644 unless told otherwise and
+ * 0440 under a pod's fsGroup (and is seen only inside its container), and the stream is a diagnostic
+ * aid whose token must not stop a member's start. Key files, which are refused unless 0600, guard the
+ * tunnel itself.
+ */
+export function readTokenFile(file: string, flag: string, warn?: (message: string) => void): string {
+  let st: ReturnType<typeof statSync>;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: ${fileProblem(err)}`);
+  }
+  if (!st.isFile()) throw new UsageError(`${flag} ${file}: not a regular file`);
+  if (st.size > MAX_TOKEN_FILE_BYTES) throw new UsageError(`${flag} ${file}: ${st.size} bytes, a token file holds at most ${MAX_TOKEN_FILE_BYTES}`);
+  const mode = st.mode & 0o777;
+  const octal = mode.toString(8).padStart(4, '0');
+  if (mode & 0o022) {
+    throw new UsageError(`${flag} ${file}: mode ${octal}, so other users can change the stream token (and read the stream with one of their own); run "chmod 600 ${file}"`);
+  }
+  if (mode & 0o044) {
+    const who = [mode & 0o040 ? 'its group' : '', mode & 0o004 ? 'every user' : ''].filter(Boolean).join(' and ');
+    warn?.(`${flag} ${file}: mode ${octal}, so ${who} can read the stream token; run "chmod 600 ${file}" (a Secret volume: defaultMode 0400)`);
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw new UsageError(`${flag} ${file}: ${fileProblem(err)}`);
+  }
+  if (!text) throw new UsageError(`${flag} ${file}: empty`);
+  return text;
+}
+
+/** The token from --stream-token-file or the environment (undefined: none), checked; `warn` hears of a file others can read. */
+export function readStreamToken(file: string | undefined, warn?: (message: string) => void): string | undefined {
   let token: string | undefined;
   if (file) {
-    let size: number;
-    try {
-      // stat, not lstat: a mounted Secret's file is a symlink into its ..data folder.
-      const st = statSync(file);
-      if (!st.isFile()) throw new Error('not a regular file');
-      size = st.size;
-    } catch (err) {
-      throw new UsageError(`--stream-token-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    if (size > MAX_TOKEN_FILE_BYTES) throw new UsageError(`--stream-token-file ${file}: ${size} bytes, a token file holds at most ${MAX_TOKEN_FILE_BYTES}`);
-    token = readFileSync(file, 'utf8').trim();
+    token = readTokenFile(file, '--stream-token-file', warn);
   } else if (process.env[STREAM_TOKEN_ENV]) {
     token = process.env[STREAM_TOKEN_ENV].trim();
   }
@@ -180,7 +225,7 @@ export async function startStream(a: StreamArgs, ctx: ServiceContext): Promise<M
   if (address === 'off') return null;
   // Asked for (an address given, or --stream-required): a stream that cannot listen stops the start.
   const required = a['stream-required'] ?? a['stream-address'] !== undefined;
-  const token = readStreamToken(a['stream-token-file']);
+  const token = readStreamToken(a['stream-token-file'], (message) => ctx.log.warn(`live stream: ${message}`));
   // Loaded only when a member runs: the small commands import this file for its flags alone.
   const [{ StreamServer, StreamListenError }, { ratesSince }] = await Promise.all([import('../mesh/stream.ts'), import('./inspect-watch.ts')]);
   const interfaceName = ctx.member.o.interfaceName;

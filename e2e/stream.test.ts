@@ -184,6 +184,10 @@ describe("the agent's live stream through a forwarded port (ip netns exec + soca
       await c.waitFor('the change adding node-1', () =>
         messages.some((m) => m.type === 'change' && (m.added as Array<{ name: string }>).some((p) => p.name === b.name)),
       );
+      // The watch carries the stream's news beside the device: the change that added node-1, and the
+      // member's refused objects (none here).
+      const news = await w.until((l) => l.changes?.some((ch) => ch.added.some((p) => p.name === b.name && p.publicKey === b.publicKey)) === true, 'with the change adding node-1');
+      assert.deepEqual(news.line.refused, [], 'refused: none');
       const desired = messages.filter((m) => m.type === 'desired').pop() as { peers: Array<{ kind: string; name: string; publicKey: string; endpoint?: string; allowedIPs: string[] }> };
       assert.deepEqual(
         desired.peers.find((p) => p.name === b.name),
