@@ -244,6 +244,7 @@ describe('aks-mesh inspect usage errors', () => {
     [['-i', 'wg0', '--watch', '--interval', '5'], /--interval 5: must be a number of milliseconds, at least 100/],
     [['-i', 'wg0', '--timeout', '0'], /--timeout 0: must be a positive number/],
     [['-i', 'wg0', '--kubeconfig', '/nonexistent/aks-mesh-kubeconfig'], /--kubeconfig \/nonexistent\/aks-mesh-kubeconfig: no such file/],
+    [['--url', 'ws://127.0.0.1:1', '--token-file', '/nonexistent/aks-mesh-token'], /--token-file \/nonexistent\/aks-mesh-token: no such file/],
   ] as const) {
     test(`${args.join(' ')}: exits 2 naming the flag`, () => {
       const r = spawnSync(process.execPath, [MAIN, 'inspect', ...args], { encoding: 'utf8', timeout: 30_000 });

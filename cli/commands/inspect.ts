@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { DEFAULT_SOCKET_DIR, NativeError, UapiClient, redactSecrets, socketPathFor } from '../../native/index.ts';
 import { UsageError, formatText, toJson } from '../format.ts';
+import { readTokenFile } from '../member-stream.ts';
 
 interface InspectArgs {
   interface?: string;
@@ -128,14 +129,8 @@ function streamToken(a: InspectArgs): string | undefined {
     return a.token.trim();
   }
   if (a['token-file'] !== undefined) {
-    let text: string;
-    try {
-      text = readFileSync(a['token-file'], 'utf8');
-    } catch (err) {
-      throw new UsageError(`--token-file ${a['token-file']}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
-    if (!text.trim()) throw new UsageError(`--token-file ${a['token-file']}: empty`);
-    return text.trim();
+    // "no such file" rather than ENOENT; a file others may change is refused, one they may read warned about.
+    return readTokenFile(a['token-file'], '--token-file', (m) => process.stderr.write(`aks-mesh: warning: ${m}\n`));
   }
   return process.env.AKS_MESH_STREAM_TOKEN?.trim() || undefined;
 }
