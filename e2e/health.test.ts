@@ -139,9 +139,21 @@ describe('per-peer health on the Peers: HEALTHY matches wg show; a stopped wireg
       assert.equal(h?.summary, '1/2', `${n}: still healthy with the other live node`);
       assert.deepEqual(h?.unhealthy?.map((u) => u.name), ['node-2'], `${n} lists only node-2`);
     }
+    // node-2's agent runs on without its wireguard-go: it cannot read its device and says so (healthy 0,
+    // both peers DeviceUnreadable), rather than keep its last good 2/2 (audit12 #2).
+    const own = await c.waitFor(
+      'node-2 lists both its peers DeviceUnreadable',
+      async () => {
+        const h = await healthOf('node-2');
+        return h?.summary === '0/2' && h.unhealthy?.length === 2 && h.unhealthy.every((u) => u.reason === 'DeviceUnreadable') ? h : null;
+      },
+      { timeoutMs: 90_000, intervalMs: 1000, logsOf: ['node-2'] },
+    );
+    assert.deepEqual(own.unhealthy?.map((u) => u.name), ['node-0', 'node-1']);
+    assert.equal((await healthyColumn()).get('node-2'), '0/2');
     const r = await status([]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^ {2}node-0 ↔ node-2: .*StaleHandshake \(reported by node-0\b/m, r.stdout);
+    assert.match(r.stdout, /^ {2}node-0 ↔ node-2: DeviceUnreadable \(node-2 cannot read its own device[;)].*StaleHandshake \(reported by node-0\b/m, r.stdout);
     assert.match(r.stdout, /^ {2}node-1 ↔ node-2: .*StaleHandshake \(reported by node-1\b/m, r.stdout);
     assert.doesNotMatch(r.stdout, /node-0 ↔ node-1/, 'the live pair is not named');
     const json = JSON.parse((await status(['--json'])).stdout) as { brokenPairs: Array<{ members: string[]; reasons: Array<{ reason: string; reportedBy: string[] }> }> };
