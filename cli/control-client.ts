@@ -5,6 +5,7 @@
  * $AKS_MESH_INTERFACE, else the agent's default interface (wg-mesh): so inside the agent's pod
  * (`kubectl exec`) the pod's own environment finds it. Errors name the socket and what to do.
  */
+import { readFileSync, statSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import type { ControlOp, ControlReply, DiffAnswer, PassSummary, PeerRef, ReconcileAnswer, StatusAnswer } from '../mesh/control.ts';
 import { UsageError } from './format.ts';
@@ -14,7 +15,7 @@ import { defaultControlSocketPath } from './member-control.ts';
 const PROTOCOL_VERSION = 1;
 const DEFAULT_INTERFACE = 'wg-mesh';
 
-/** A failure the CLI prints as one line (exit 1). */
+/** A failure the CLI prints as one line (exit 1; `diff` exits 2, see runDiff). */
 export class ControlError extends Error {}
 
 /** Which socket: the flag, the environment, or the interface's default. */
@@ -35,8 +36,47 @@ export function connectProblem(socket: string, err: unknown): string {
   return `control socket ${socket}: ${message}`;
 }
 
+/** "nobody (uid 65534)": the uid, with its name where /etc/passwd has one. */
+export function describeUid(uid: number, passwd = '/etc/passwd'): string {
+  try {
+    for (const line of readFileSync(passwd, 'utf8').split('\n')) {
+      const [name, , id] = line.split(':');
+      if (name && Number(id) === uid && id !== '') return `${name} (uid ${uid})`;
+    }
+  } catch {
+    // No passwd to read (a distroless image): the number alone.
+  }
+  return `uid ${uid}`;
+}
+
+/**
+ * Whose socket this is, before anything is sent to it: it must be a socket owned by root or by the
+ * user running the command. In a folder others may write to (a sticky /tmp: the agent only warns),
+ * another user could have put a socket of their own at the path between two runs of the agent; root
+ * may connect to anyone's socket, and its answers ("in sync: yes") would be that user's word. The
+ * socket's own owner is the agent's user (the agent makes it 0600), so this never refuses the agent.
+ * Returns the file's identity, checked again once connected (a socket swapped in between).
+ */
+export function checkSocketOwner(socket: string, me = process.geteuid?.() ?? 0): { dev: number; ino: number } {
+  let st;
+  try {
+    st = statSync(socket);
+  } catch (err) {
+    throw new ControlError(connectProblem(socket, err));
+  }
+  if (!st.isSocket()) throw new ControlError(`${socket} is not a socket: no agent listens there (--control-socket or --interface choose another socket)`);
+  if (st.uid !== 0 && st.uid !== me) {
+    throw new ControlError(
+      `the control socket ${socket} is owned by ${describeUid(st.uid)}, not by root or by you (${describeUid(me)}): refusing to talk to it, another user may have put it there ` +
+        `(an agent running as ${describeUid(st.uid)} is asked as that user; a socket in a folder only its agent may write to, such as the default /var/run/aks-mesh, cannot be replaced)`,
+    );
+  }
+  return { dev: st.dev, ino: st.ino };
+}
+
 /** Send one request and return its result; throws ControlError with a message naming the socket. */
 export async function controlRequest(socket: string, op: ControlOp, timeoutMs: number): Promise<unknown> {
+  const identity = checkSocketOwner(socket);
   // Loaded when asked: the other commands never pay for it.
   const { Client } = await import('net-ipc');
   const client = new Client({ path: socket, reconnect: false });
@@ -59,6 +99,15 @@ export async function controlRequest(socket: string, op: ControlOp, timeoutMs: n
       if (err instanceof ControlError) throw err;
       throw new ControlError(connectProblem(socket, err));
     }
+    // The file we checked must still be the one at the path, now that we are connected to what is
+    // there: otherwise the check said nothing about the other end. Nothing has been asked of it yet.
+    let now: { dev: number; ino: number } | null = null;
+    try {
+      now = statSync(socket);
+    } catch {
+      // Gone since: not the socket we checked either.
+    }
+    if (!now || now.dev !== identity.dev || now.ino !== identity.ino) throw new ControlError(`the control socket ${socket} was replaced while connecting to it; nothing was asked (run the command again)`);
     let reply: ControlReply;
     try {
       reply = (await Promise.race([client.request({ op, version: PROTOCOL_VERSION }, 0), closed, timeout])) as ControlReply;
@@ -134,8 +183,28 @@ export function formatStatus(s: StatusAnswer, now = Date.now()): string {
   }
   lines.push(`refused:     ${s.refused.length}`);
   lines.push(...listLines(s.refused.map((r) => `${r.kind}/${r.name} (${r.reason}): ${r.message}`), '    '));
-  lines.push(s.inSync ? 'in sync:     yes' : 'in sync:     NO (aks-mesh diff shows what a pass would change; aks-mesh reconcile runs one now)');
+  lines.push(localVerdict(s).line);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The verdict of `status --local`, its last line and its exit code: ok (exit 0) only when the device
+ * and the routes are what the desired state says and the last pass did not fail. The hint names diff
+ * and reconcile only where they can help: not while the device cannot be read (both would fail the
+ * same way) nor before the source synced (a pass would leave the device as it is).
+ */
+export function localVerdict(s: StatusAnswer): { ok: boolean; line: string } {
+  if (s.deviceError) return { ok: false, line: 'in sync:     UNKNOWN: the device cannot be read (see "device:" above: is wireguard-go running and answering?)' };
+  if (!s.source.synced) return { ok: false, line: 'in sync:     NO: the source has not synced yet (Peers and Gateways not read), so the device is left as it is' };
+  const failed = s.lastPass?.error !== undefined;
+  if (!s.inSync) {
+    return {
+      ok: false,
+      line: `in sync:     NO${failed ? ', and the last pass FAILED' : ''} (aks-mesh diff shows what a pass would change; aks-mesh reconcile runs one now)`,
+    };
+  }
+  if (failed) return { ok: false, line: 'in sync:     yes, but the last pass FAILED (see "last pass:" above; aks-mesh reconcile tries one now)' };
+  return { ok: true, line: 'in sync:     yes' };
 }
 
 /** `aks-mesh diff` as text: one line per change, + to add, - to remove, ~ to change. */
@@ -175,11 +244,16 @@ function print(value: unknown, json: boolean, text: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value, null, 2)}\n` : text());
 }
 
-/** `aks-mesh status --local`: the member on this machine, through its control socket. */
+/**
+ * `aks-mesh status --local`: the member on this machine, through its control socket. Exit 0 when it
+ * is in sync, 1 when it is not, its last pass failed or its device cannot be read (the last line
+ * says which), and 1 on any trouble asking it (the error on stderr).
+ */
 export async function runLocalStatus(o: { socket?: string; interface?: string; json: boolean; timeoutMs?: number }): Promise<void> {
   const socket = resolveControlSocket(o);
   const s = (await controlRequest(socket, 'status', o.timeoutMs ?? 30_000)) as StatusAnswer;
   print(s, o.json, () => formatStatus(s));
+  process.exitCode = localVerdict(s).ok ? 0 : 1;
 }
 
 /** The options `reconcile` and `diff` share. */
@@ -210,10 +284,24 @@ export async function runReconcile(a: ControlArgs): Promise<void> {
   if (r.pass?.error) process.exitCode = 1;
 }
 
-/** `aks-mesh diff`: like diff(1), exit 0 when nothing would change and 1 when something would (errors exit 1 too, and say so on stderr). */
+/** diff's exit code for trouble: no agent, permission denied, no answer, an agent that could not diff, bad flags (yargs). */
+export const DIFF_TROUBLE = 2;
+
+/**
+ * `aks-mesh diff`: like diff(1), exit 0 when nothing would change, 1 when something would, and 2 on
+ * any trouble, so that `aks-mesh diff || alert drift` cannot mistake a dead or unreachable agent for
+ * drift. Trouble is said on stderr as one line, as the other commands say theirs.
+ */
 export async function runDiff(a: ControlArgs): Promise<void> {
-  const socket = resolveControlSocket({ socket: a['control-socket'], interface: a.interface });
-  const d = (await controlRequest(socket, 'diff', a.timeout * 1000)) as DiffAnswer;
+  let d: DiffAnswer;
+  try {
+    const socket = resolveControlSocket({ socket: a['control-socket'], interface: a.interface });
+    d = (await controlRequest(socket, 'diff', a.timeout * 1000)) as DiffAnswer;
+  } catch (err) {
+    process.stderr.write(`aks-mesh: ${(err instanceof Error ? err.message : String(err)).split('\n')[0]}\n`);
+    process.exitCode = DIFF_TROUBLE;
+    return;
+  }
   print(d, a.json, () => formatDiff(d));
   process.exitCode = d.changes > 0 ? 1 : 0;
 }

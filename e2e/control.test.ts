@@ -2,10 +2,10 @@
  * The agent's local control socket on real agents (issue 12, Done when 1's /readyz half and 4): a
  * two-node sandbox cluster (peers directory, real wireguard-go), its agents' control sockets asked
  * through the CLI as a child process. A peer removed by hand with `wg set … remove` makes `aks-mesh
- * diff` show it missing (exit 1), `status --local` say so, and `/readyz` fail naming it; `aks-mesh
+ * diff` show it missing (exit 1), `status --local` say so (exit 1), and `/readyz` fail naming it; `aks-mesh
  * reconcile` repairs it and all three recover; left alone, the next resync pass puts it back by
  * itself and /readyz recovers without any command. Another user (nobody, uid 65534) is refused with
- * the permission error, in a folder nobody can enter (only the socket's own 0600 guards it: a 0666
+ * the permission error (diff's exit 2: trouble, not drift), in a folder nobody can enter (only the socket's own 0600 guards it: a 0666
  * socket beside it lets nobody in); the socket goes with the agent; a socket path that cannot be
  * taken stops it.
  */
@@ -129,10 +129,15 @@ describe('the control socket of a real agent', { skip }, () => {
     // The routes went with the peer? No: routes are the table's, wg set touches only the device.
     assert.deepEqual(d.routes.add, []);
 
-    const status = JSON.parse((await localStatus(socket, true)).stdout) as { peers: { missing: Array<{ kind: string; name: string }> }; inSync: boolean };
+    const statusRun = await localStatus(socket, true);
+    assert.equal(statusRun.code, 1, 'status --local exits 1 while the member is not in sync');
+    const status = JSON.parse(statusRun.stdout) as { peers: { missing: Array<{ kind: string; name: string }> }; inSync: boolean };
     assert.deepEqual(status.peers.missing.map((p) => `${p.kind}/${p.name}`), [`Peer/${b.name}`]);
     assert.equal(status.inSync, false);
-    assert.match((await localStatus(socket, false)).stdout, new RegExp(`missing \\(desired, not on the device\\):\\n +Peer/${b.name}`));
+    const statusText = await localStatus(socket, false);
+    assert.equal(statusText.code, 1);
+    assert.match(statusText.stdout, new RegExp(`missing \\(desired, not on the device\\):\\n +Peer/${b.name}`));
+    assert.equal(statusText.stdout.trimEnd().split('\n').at(-1), 'in sync:     NO (aks-mesh diff shows what a pass would change; aks-mesh reconcile runs one now)');
 
     let notReady = { status: 0, body: '' };
     await c.waitFor(`${a.name}'s /readyz fails`, async () => (notReady = await readyz(a)).status === 503, { timeoutMs: 10_000 });
@@ -145,13 +150,14 @@ describe('the control socket of a real agent', { skip }, () => {
     assert.match(reconcile.stdout, new RegExp(`^\\+ peer Peer/${b.name} `, 'm'));
     const after = await cli(['diff', '--control-socket', socket]);
     assert.equal(after.code, 0, after.stdout);
+    assert.equal((await localStatus(socket, false)).code, 0, 'status --local exits 0 once in sync again');
     await c.waitFor(`${a.name}'s /readyz recovers`, async () => (await readyz(a)).status === 200, { timeoutMs: 10_000 });
     // One decision line for the repair, naming the peer (at info: a pass of one change).
     assert.match(readFileSync(a.logFile, 'utf8'), new RegExp(`peer added peer="Peer/${b.name}" publicKey="${b.publicKey.replace(/[+/]/g, '\\$&')}"`));
     await c.waitForMatrix({ timeoutMs: 30_000 });
   });
 
-  test('another user (nobody) is refused with the permission error; no agent there is said plainly', async () => {
+  test('another user (nobody) is refused with the permission error (diff: exit 2, trouble, not drift); no agent there is said plainly', async () => {
     const socket = socketOf(c.nodes[0]);
     // The control: a socket anyone may open, in the same folder, lets nobody in; so the folder is no
     // guard, and the refusal below is the control socket's own 0600.
@@ -166,7 +172,7 @@ describe('the control socket of a real agent', { skip }, () => {
     }
     assert.equal(statSync(dir).mode & 0o777, 0o711, 'others can enter the sockets\' folder');
     const nobody = await cli(['diff', '--control-socket', socket], { uid: 65534, gid: 65534 });
-    assert.equal(nobody.code, 1, nobody.stdout + nobody.stderr);
+    assert.equal(nobody.code, 2, nobody.stdout + nobody.stderr);
     assert.equal(nobody.stderr.trim(), `aks-mesh: permission denied: the control socket ${socket} is owner-only; run as root (or as the agent's user)`);
     const missing = join(dir, 'nothing-here.sock');
     const none = await cli(['reconcile', '--control-socket', missing]);
@@ -180,7 +186,7 @@ describe('the control socket of a real agent', { skip }, () => {
     await c.stopAgent(a.name);
     assert.equal(existsSync(socket), false, 'a stopped agent removes its socket');
     const gone = await cli(['diff', '--control-socket', socket]);
-    assert.equal(gone.code, 1);
+    assert.equal(gone.code, 2, 'no agent is trouble (2), not drift (1)');
     assert.match(gone.stderr, /no agent listening on/);
     // A socket asked for that cannot be made (a plain file is in its place, never replaced) stops the agent, saying why.
     writeFileSync(socket, 'not a socket');
@@ -203,7 +209,8 @@ describe('the control socket of a real agent', { skip }, () => {
     await c.waitFor(`${a.name} ready`, async () => (await readyz(a)).status === 200, { timeoutMs: 60_000 });
     const lastPassAt = async (): Promise<string | null> => {
       const r = await localStatus(socket, true);
-      return r.code === 0 ? ((JSON.parse(r.stdout) as { lastPass: { at: string } | null }).lastPass?.at ?? null) : null;
+      // Exit 1 (not in sync) still answers: only an answer with no output is no answer.
+      return r.stdout ? ((JSON.parse(r.stdout) as { lastPass: { at: string } | null }).lastPass?.at ?? null) : null;
     };
     // Right after a resync pass, so the drift is there to be seen before the next one.
     const before = await lastPassAt();
