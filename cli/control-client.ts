@@ -54,8 +54,9 @@ export function describeUid(uid: number, passwd = '/etc/passwd'): string {
  * user running the command. In a folder others may write to (a sticky /tmp: the agent only warns),
  * another user could have put a socket of their own at the path between two runs of the agent; root
  * may connect to anyone's socket, and its answers ("in sync: yes") would be that user's word. The
- * socket's own owner is the agent's user (the agent makes it 0600), so this never refuses the agent.
- * Returns the file's identity, checked again once connected (a socket swapped in between).
+ * socket's owner is the agent's user (the agent makes it 0600, only that user and root can open it):
+ * a root agent (the chart's) is refused to no one who may open it; an agent run as another user is
+ * asked as that user (root is refused it: it cannot tell that socket from a planted one). Returns the file's identity, checked again once connected (a socket swapped in between).
  */
 export function checkSocketOwner(socket: string, me = process.geteuid?.() ?? 0): { dev: number; ino: number } {
   let st;
