@@ -18,6 +18,7 @@ interface StatusArgs {
   local: boolean;
   'control-socket'?: string;
   interface?: string;
+  timeout?: number;
 }
 
 interface Row {
@@ -229,19 +230,21 @@ export function statusCommand(y: Argv): Argv {
         .option('local', {
           type: 'boolean',
           default: false,
-          describe: 'Ask the agent or gateway on this machine through its control socket instead of the API: desired against live, refused peers and why, the last pass, wireguard-go and its restarts',
+          describe: 'Ask the agent or gateway on this machine through its control socket instead of the API: desired against live, refused peers and why, the last pass, wireguard-go and its restarts. Exit 0: in sync; 1: not in sync, the last pass failed, the device cannot be read, or the agent could not be asked (the last line or stderr says which)',
         })
         .option('control-socket', { type: 'string', describe: 'With --local: the control socket (default /var/run/aks-mesh/<interface>.sock; env AKS_MESH_CONTROL_SOCKET)' })
         .option('interface', { alias: 'i', type: 'string', describe: 'With --local: the member\'s interface, which names its socket (default: $AKS_MESH_INTERFACE, else wg-mesh)' })
+        .option('timeout', { type: 'number', describe: 'With --local: seconds to wait for the answer (default 30)' })
         .check((a) => {
-          if (!a.local && (a['control-socket'] !== undefined || a.interface !== undefined)) throw new UsageError('--control-socket and --interface go with --local');
+          if (!a.local && (a['control-socket'] !== undefined || a.interface !== undefined || a.timeout !== undefined)) throw new UsageError('--control-socket, --interface and --timeout go with --local');
+          if (a.timeout !== undefined && (!Number.isFinite(a.timeout) || a.timeout <= 0)) throw new UsageError(`--timeout ${a.timeout}: expected a positive number of seconds`);
           if (a.local && a.kubeconfig !== undefined) throw new UsageError('--local asks the member on this machine, not the API: drop --kubeconfig');
           return true;
         }) as unknown as Argv<StatusArgs>,
     async (a) => {
       if (a.local) {
         const { runLocalStatus } = await import('../control-client.ts');
-        await runLocalStatus({ socket: a['control-socket'], interface: a.interface, json: a.json });
+        await runLocalStatus({ socket: a['control-socket'], interface: a.interface, json: a.json, ...(a.timeout !== undefined ? { timeoutMs: a.timeout * 1000 } : {}) });
         return;
       }
       const k8s = await import('@kubernetes/client-node');
