@@ -18,7 +18,7 @@ import { after, before, describe, test } from 'node:test';
 import { CLI, MeshCluster, NODE_BINARY, REPO_ROOT } from '../sandbox/cluster.ts';
 import type { ClusterMember } from '../sandbox/cluster.ts';
 import { networkTestsUnavailable } from '../sandbox/sandbox.ts';
-import { folderNobodyCanEnter, nobodyConnects } from '../sandbox/nobody.ts';
+import { folderNobodyCanEnter, nobodyConnects, runCliAsNobody } from '../sandbox/nobody.ts';
 import { API_VERSION } from '../mesh/crd/types.ts';
 
 const skip = networkTestsUnavailable() ?? false;
@@ -171,7 +171,9 @@ describe('the control socket of a real agent', { skip }, () => {
       await new Promise((r) => plain.close(r));
     }
     assert.equal(statSync(dir).mode & 0o777, 0o711, 'others can enter the sockets\' folder');
-    const nobody = await cli(['diff', '--control-socket', socket], { uid: 65534, gid: 65534 });
+    // The CLI as nobody runs from a copy nobody can read (sandbox/nobody.ts): a CI clone's checkout
+    // may sit in a folder only root can enter, which would refuse nobody before the socket could.
+    const nobody = await runCliAsNobody(['diff', '--control-socket', socket]);
     assert.equal(nobody.code, 2, nobody.stdout + nobody.stderr);
     assert.equal(nobody.stderr.trim(), `aks-mesh: permission denied: the control socket ${socket} is owner-only; run as root (or as the agent's user)`);
     const missing = join(dir, 'nothing-here.sock');

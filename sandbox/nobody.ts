@@ -3,7 +3,7 @@
  * socket is owner-only): Node scripts run as nobody (uid 65534) in a child process, and a folder
  * nobody can reach. Needs root, as the suite runs.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -52,24 +52,32 @@ function nobodyKit(): string {
 }
 
 /** `script` (ES module text; file:// URLs of .ts files are fine) bundled with what it imports into one file nobody can read. */
-async function bundleForNobody(script: string, entry?: string): Promise<string> {
+async function bundleForNobody(script: string): Promise<string> {
   const { build } = await import('esbuild');
   const dir = nobodyKit();
   const outfile = join(dir, `script-${randomBytes(4).toString('hex')}.mjs`);
   const common = { outfile, bundle: true, platform: 'node', format: 'esm', target: 'node24', banner: { js: REQUIRE_SHIM }, logLevel: 'error' } as const;
-  if (entry) await build({ ...common, entryPoints: [entry] });
-  else {
-    // esbuild resolves paths, not file:// URLs.
-    const contents = script.replace(/file:\/\/(\/[^'"`\s]+)/g, (_m, path: string) => decodeURIComponent(path));
-    await build({ ...common, stdin: { contents, resolveDir: REPO_ROOT, sourcefile: 'nobody-script.mjs', loader: 'js' } });
-  }
+  // esbuild resolves paths, not file:// URLs.
+  const contents = script.replace(/file:\/\/(\/[^'"`\s]+)/g, (_m, path: string) => decodeURIComponent(path));
+  await build({ ...common, stdin: { contents, resolveDir: REPO_ROOT, sourcefile: 'nobody-script.mjs', loader: 'js' } });
   chmodSync(outfile, 0o644);
+  return outfile;
+}
+
+/** The CLI bundle, built once per process by scripts/build.ts (what the image runs: version and commit fixed in). */
+let cliBundle: string | null = null;
+function nobodyCli(): string {
+  if (cliBundle) return cliBundle;
+  const outfile = join(nobodyKit(), 'aks-mesh.mjs');
+  execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build.ts'), '--outfile', outfile], { stdio: 'pipe' });
+  chmodSync(outfile, 0o644);
+  cliBundle = outfile;
   return outfile;
 }
 
 /** The aks-mesh CLI (cli/main.ts, bundled as the image bundles it), run as nobody: exit code and output. */
 export async function runCliAsNobody(args: readonly string[], timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const file = await bundleForNobody('', join(REPO_ROOT, 'cli', 'main.ts'));
+  const file = nobodyCli();
   return new Promise((done, reject) => {
     const child = spawn(join(nobodyKit(), 'node'), [file, ...args], {
       cwd: '/',
