@@ -57,6 +57,25 @@ describe('the process series', () => {
   });
 });
 
+describe('aksmesh_peers{state="handshake_within_3m"}', () => {
+  test('follows the last full read, and reads 0 while the member cannot read its own device (as its status says DeviceUnreadable)', async () => {
+    const metrics = new MemberMetrics({ role: 'node', name: 'node-u', interface: 'wg-u' });
+    const key = Buffer.alloc(32, 7).toString('base64');
+    const topology = { peers: [{ kind: 'Peer', name: 'node-v', publicKey: key }], refused: [] } as unknown as Topology;
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    const live = { peers: [{ publicKey: key, lastHandshake: { sec: now - 10n, nsec: 0 }, rxBytes: 1n, txBytes: 1n }] };
+    const pass = { at: new Date(), full: true, applied: [], sets: 0, routesAdded: [], routesRemoved: [], live, desired: { routes: [] } } as unknown as SyncResult;
+    const recent = async (): Promise<string | undefined> => /^aksmesh_peers\{[^}]*state="handshake_within_3m"[^}]*\} (\d+)/m.exec(await metrics.registry.metrics())?.[1];
+    metrics.record(pass, topology);
+    assert.equal(await recent(), '1');
+    // The same last read, but the pass could not read the device: its handshakes are not news.
+    metrics.record({ ...pass, at: new Date(), error: new Error('UAPI get: no complete answer within 5000 ms') }, topology, true);
+    assert.equal(await recent(), '0');
+    metrics.record({ ...pass, at: new Date() }, topology);
+    assert.equal(await recent(), '1');
+  });
+});
+
 describe('health and restarts of wireguard-go in /healthz and /metrics', { skip }, () => {
   const box = new Sandbox();
   let dir: string;

@@ -211,7 +211,8 @@ export class MemberMetrics {
   private readonly series = new Map<string, string>();
   private seriesTopology: Topology | null = null;
 
-  record(result: SyncResult, topology: Topology): void {
+  /** `unreadable`: the member cannot read its own device (MeshMember.cannotReadDevice): no handshake counts as recent then. */
+  record(result: SyncResult, topology: Topology, unreadable = false): void {
     this.lastPass = result;
     this.lastPassAt = Date.now();
     this.passes.inc({ result: result.error ? 'error' : 'ok' });
@@ -227,6 +228,11 @@ export class MemberMetrics {
     // every resync): an event pass has nothing new to say about handshakes and counters, and
     // rewriting 3 series per peer on every event was O(mesh) work per change (issue 10).
     const livePeers = result.live?.peers ?? [];
+    // The last read's handshakes are not news while the device cannot be read: as the status says (DeviceUnreadable), none is recent.
+    if (unreadable) {
+      this.peers.set({ state: 'handshake_within_3m' }, 0);
+      return;
+    }
     if (!result.full && this.perPeerDone) {
       // What is configured does change with an event (result.live holds what was applied since).
       const keys = new Set<string>();

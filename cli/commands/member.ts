@@ -203,7 +203,7 @@ async function run(role: 'node' | 'gateway', a: CommonArgs & StreamArgs & Contro
     log,
     onRequest: (op) => metrics.onRequest(op),
     onSync: (result, topology) => {
-      metrics.record(result, topology);
+      metrics.record(result, topology, member.cannotReadDevice(result));
       for (const listener of syncListeners) {
         try {
           listener(result, topology);
