@@ -11,7 +11,7 @@ import type { WebSocketLike } from '../mesh/ws.ts';
 import { UsageError, fromJson, formatText, toJson } from './format.ts';
 import type { PeerRate } from './format.ts';
 import type { StreamDeviceJson } from './member-stream.ts';
-import { MAX_SHOWN_CHANGES, WatchView } from './inspect-watch.ts';
+import { MAX_SHOWN_CHANGES, WatchView, watchStopper } from './inspect-watch.ts';
 import type { StreamChange, StreamRefusal, StreamView } from './inspect-watch.ts';
 import type { DeviceState } from '../native/index.ts';
 
@@ -227,12 +227,7 @@ export async function watchRemote(
   const out = o.out ?? process.stdout;
   const tty = o.tty ?? (out as NodeJS.WriteStream).isTTY === true;
   const url = streamUrl(o.url);
-  const stop = new AbortController();
-  const onSignal = (): void => stop.abort();
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  signal?.addEventListener('abort', onSignal, { once: true });
-  out.on('error', onSignal);
+  const { stop, release } = watchStopper(out, signal);
   let view: WatchView | null = null;
   let interfaceName = '?';
   const viewFor = (): WatchView => {
@@ -295,10 +290,7 @@ export async function watchRemote(
       await Promise.race([new Promise((r) => setTimeout(r, RECONNECT_MS)), stopped]);
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    signal?.removeEventListener('abort', onSignal);
-    out.off('error', onSignal);
+    release();
     (view as WatchView | null)?.end();
   }
 }

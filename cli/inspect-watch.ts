@@ -93,17 +93,33 @@ export function ratesSince(previous: Map<string, Sample>, device: DeviceState, t
 }
 
 /** Runs until SIGINT/SIGTERM (or `signal` aborts); resolves then, so the CLI exits 0. */
-export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promise<void> {
-  const out = o.out ?? process.stdout;
-  const tty = o.tty ?? (out as NodeJS.WriteStream).isTTY === true;
-  const client = new UapiClient(o.socketPath, { timeoutMs: o.timeoutMs });
+/**
+ * What ends a watch: Ctrl-C, SIGTERM, the caller's `signal`, or a reader that went away
+ * (`inspect --watch | head`), quietly, like Ctrl-C. `release()` removes the listeners.
+ */
+export function watchStopper(out: NodeJS.WritableStream, signal?: AbortSignal): { stop: AbortController; release(): void } {
   const stop = new AbortController();
   const onSignal = (): void => stop.abort();
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   signal?.addEventListener('abort', onSignal, { once: true });
-  // A reader that went away (`inspect --watch | head`) ends the watch quietly, like Ctrl-C.
   out.on('error', onSignal);
+  return {
+    stop,
+    release() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      signal?.removeEventListener('abort', onSignal);
+      out.off('error', onSignal);
+    },
+  };
+}
+
+export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promise<void> {
+  const out = o.out ?? process.stdout;
+  const tty = o.tty ?? (out as NodeJS.WriteStream).isTTY === true;
+  const client = new UapiClient(o.socketPath, { timeoutMs: o.timeoutMs });
+  const { stop, release } = watchStopper(out, signal);
   const previous = new Map<string, Sample>();
   const view = new WatchView({ ...o, out, tty, header: `every ${o.intervalMs} ms` });
   // Without a loader, no names (and the output has no name fields); with one, the last map read.
@@ -150,10 +166,7 @@ export async function watchDevice(o: WatchOptions, signal?: AbortSignal): Promis
       });
     }
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    signal?.removeEventListener('abort', onSignal);
-    out.off('error', onSignal);
+    release();
     view.end();
   }
 }
