@@ -266,6 +266,9 @@ describe('aks-mesh dashboard renders status health and refused objects (status w
       await page.goto(`${live.url}#Peer%2Fnode-a`);
       const row = page.locator('#peers tr[data-peer="Peer/node-b"]');
       await row.waitFor();
+      // The row is drawn first from the member's status (the API view); the stream's first frame
+      // fills in the live figures a moment later, so wait for those before reading the row.
+      await waitFor('the stream to fill in node-b\'s live figures', async () => /MiB/.test(await row.innerText()), 20_000);
       assert.match(await row.innerText(), /^Peer\/node-b\s+\S.*\s+198\.51\.100\.2:51820\s+\d+ s ago\s+1\.00 MiB\s+3\.00 MiB\s+2\.00 KiB\/s\s+4\.00 KiB\/s$/);
       assert.match(await page.locator('#peers tr[data-peer="Peer/node-c"]').innerText(), /never\s+0 B\s+148 B\s+-\s+-$/);
       assert.match(await page.locator('#detail-state').innerText(), /live from its stream/);
