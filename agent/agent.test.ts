@@ -143,7 +143,8 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
       return t.some((x) => x.key === NOT_READY_TAINT.key) ? null : t;
     });
     assert.deepEqual(taints.map((t) => ({ key: t.key, value: t.value, effect: t.effect })), [otherTaint]);
-    assert.ok(logLines.some((l) => /removed the not-ready taint/.test(l)), logLines.join('\n'));
+    // Logged once the PATCH's answer is back, which can come after our own read saw the taint gone.
+    await waitFor('the taint removal logged', () => logLines.some((l) => /removed the not-ready taint/.test(l)), 30_000);
     // Fail closed beyond the routes: every other Node's pod CIDR has its fallback, never its own.
     assert.deepEqual((await listFallbacks(TABLE, { netns: ns })).filter((c) => c.startsWith('10.244.')).sort(), ['10.244.1.0/24', '10.244.2.0/24']);
     // And the mesh CIDR: a refused or missing member's mesh IP is refused, never sent by the default route.
@@ -167,14 +168,17 @@ describe('agent against a real API server and a real wireguard-go', { skip }, ()
     const touched = mine[0].filter((l) => l.startsWith('public_key='));
     assert.deepEqual(touched, [`public_key=${Buffer.from(keys.b, 'base64').toString('hex')}`]);
     assert.ok(mine[0].includes('update_only=true'), mine[0].join(' '));
-    assert.ok((await routes()).includes(`10.244.1.128/25 ${ifName}`));
-    assert.ok(!(await routes()).includes(`10.244.1.0/24 ${ifName}`), 'the old route is gone');
+    // The routes follow the set in the same pass (ip runs after the device is written).
+    await waitFor('the route split in two halves, the old route gone', async () => {
+      const r = await routes();
+      return r.includes(`10.244.1.128/25 ${ifName}`) && !r.includes(`10.244.1.0/24 ${ifName}`);
+    }, 30_000);
   });
 
   test('manual drift (wg set by hand) is undone by the periodic resync', async () => {
     // wg set succeeding is the drift; the resync may undo it before we could even look, so only the repair is asserted.
     await box.exec(ns, 'wg', ['set', ifName, 'peer', keys.c, 'allowed-ips', '10.99.0.0/24']);
-    await waitFor('resync to restore node-c', async () => (await peersOf())[keys.c]?.join() === '10.244.2.0/24,100.96.0.3/32', 10_000);
+    await waitFor('resync to restore node-c', async () => (await peersOf())[keys.c]?.join() === '10.244.2.0/24,100.96.0.3/32', 30_000);
   });
 
   test("a Peer claiming another node's pod CIDR is refused: victim untouched, condition and Warning event", async () => {

@@ -16,7 +16,7 @@ import { DEFAULT_SOCKET_DIR, findWireguardGo, socketPathFor } from '../native/in
 import type { WatchJson } from './inspect-watch.ts';
 import type { DeviceJson } from './format.ts';
 import { TestCluster, kubeTestsUnavailable } from '../sandbox/apiserver.ts';
-import { createPeer, customApi, installCrds } from '../sandbox/kube.ts';
+import { createPeer, customApi, installCrds, waitFor } from '../sandbox/kube.ts';
 import { API_VERSION, GROUP, VERSION } from '../mesh/index.ts';
 
 const MAIN = join(import.meta.dirname, 'main.ts');
@@ -201,6 +201,9 @@ describe('aks-mesh inspect --watch on a wireguard-go configured only by wg', { s
     const rxBefore = BigInt(shaken.peers?.[0].rxBytes ?? '0');
     const text = new Watch(['--socket', socketPathFor(a.ifName, DEFAULT_SOCKET_DIR), '--watch', '--interval', '200']);
     watches.push(text);
+    // Its first block before the traffic: a process start is seconds on a loaded machine, and a
+    // watch that starts after the traffic has no rates to show.
+    await waitFor('the text watch\'s first block', () => text.stdout.includes(`peer: ${b.publicKey}`), 30_000);
     await box.exec(a.ns, 'ping', ['-c', '10', '-i', '0.2', '-s', '1000', '-W', '2', b.meshIp]);
     const moving = await w.until(
       (l) => (l.peers?.[0]?.rxRate ?? 0) > 0 && (l.peers?.[0]?.txRate ?? 0) > 0 && BigInt(l.peers?.[0]?.rxBytes ?? '0') > rxBefore,
@@ -209,6 +212,7 @@ describe('aks-mesh inspect --watch on a wireguard-go configured only by wg', { s
     assert.ok(BigInt(moving.peers?.[0].txBytes ?? '0') > 0n);
     assert.equal(typeof moving.peers?.[0].handshakeAgeSeconds, 'number');
     // The text watch of the same traffic: wg show's lines plus a rate line.
+    await waitFor('the text watch\'s rate line', () => /\n {2}rate: [\d.]+ (B|KiB)\/s received, [\d.]+ (B|KiB)\/s sent\n/.test(text.stdout), 30_000);
     assert.equal((await text.stop()).code, 0, text.stderr);
     const section = text.stdout.split('\n\n').filter((s) => s.startsWith(`peer: ${b.publicKey}`)).pop() ?? '';
     assert.match(section, /\n {2}latest handshake: (Now|\d+ seconds? ago)\n/, text.stdout);

@@ -197,8 +197,9 @@ describe('MeshCluster with an API server', { skip: skipKube }, () => {
     t.diagnostic(`${packets.length} packets, e.g. ${packets.filter((p) => p.protocol === 'icmp').slice(0, 2).map(formatPacket).join(' | ')}`);
     const requests = packets.filter((p) => p.protocol === 'icmp' && p.src === a.underlayIp && p.dst === b.underlayIp && p.icmpType === 8);
     const replies = packets.filter((p) => p.protocol === 'icmp' && p.src === b.underlayIp && p.dst === a.underlayIp && p.icmpType === 0);
-    assert.equal(requests.length, 3);
-    assert.equal(replies.length, 3);
+    // At least the 3 asked for: with -w, a ping descheduled around its third echo sends one more.
+    assert.ok(requests.length >= 3, `${requests.length} requests`);
+    assert.ok(replies.length >= 3, `${replies.length} replies`);
     assert.match(requests[0].summary, /ICMP echo request/);
     assert.equal(requests[0].ipVersion, 4);
     assert.equal(await capture.stop(), packets, 'stop() is idempotent');

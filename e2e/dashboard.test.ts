@@ -393,8 +393,12 @@ describe('aks-mesh dashboard against a live 3-node mesh: a broken tunnel turns i
     await waitFor('node-0\'s stream on the page', async () => /live from its stream/.test(await page.locator('#detail-state').innerText()), 30_000);
     const brokenRow = page.locator(`#peers tr[data-peer="${broken}"]`);
     await brokenRow.waitFor();
+    // "live from its stream" shows once the stream is open; the rows get their live figures only
+    // with the agent's first device frame, so wait for those (handshake age then a byte count).
+    const nodeOneRow = page.locator(`#peers tr[data-peer="${b}"]`);
+    await waitFor('node-0\'s live figures for its peers', async () => /ago\s+\d/.test(await brokenRow.innerText()) && /ago\s+\d/.test(await nodeOneRow.innerText()), 30_000);
     assert.match(await brokenRow.innerText(), new RegExp(`^${broken}\\s+unhealthy \\((StaleHandshake|NoHandshake)\\)\\s+${c.nodes[2].endpoint.replace(/\./g, '\\.')}\\s+\\d+ min ago\\s+\\d`));
-    assert.match(await page.locator(`#peers tr[data-peer="${b}"]`).innerText(), /^Peer\/node-1\s+healthy\s+\S+\s+\d+ (s|min) ago\s+\d/);
+    assert.match(await nodeOneRow.innerText(), /^Peer\/node-1\s+healthy\s+\S+\s+\d+ (s|min) ago\s+\d/);
     const shot = join(c.dir, 'dashboard.png');
     await page.screenshot({ path: shot });
     if (process.env.AKS_MESH_DASHBOARD_SCREENSHOT) copyFileSync(shot, process.env.AKS_MESH_DASHBOARD_SCREENSHOT);

@@ -134,7 +134,8 @@ describe('fail closed for every pod CIDR, and the not-ready taint', { skip }, ()
     assert.notEqual(accepted?.status, 'False', 'its Peer is not refused');
     const peers = await peersOf(added);
     for (const n of c.nodes) if (n !== added) assert.ok(peers.has(n.publicKey), `${n.name} on ${added.name}'s device`);
-    assert.match(await readFile(added.logFile, 'utf8'), /converged: removed the not-ready taint from this Node/);
+    // The agent logs the removal once its PATCH's answer is back, which can be after our own read saw it.
+    await c.waitFor(`${added.name} logs the taint removal`, async () => /converged: removed the not-ready taint from this Node/.test(await readFile(added.logFile, 'utf8')), { timeoutMs: 30_000 });
     await c.waitForMatrix({ timeoutMs: 60_000 });
   });
 

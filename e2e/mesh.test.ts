@@ -138,7 +138,9 @@ describe('a 3-node mesh with a gateway, in namespaces, against a real API server
     const before = await dumpOf(to.name);
     const countersBefore = await transfer(c, to.name);
     let pingsDone = false;
-    const pinging = c.box.exec(from.podNs, 'ping', ['-n', '-i', '0.2', '-c', '75', '-W', '1', to.podIp], { timeoutMs: 30_000 }).finally(() => (pingsDone = true));
+    // 40 s of pings: longer than the restart may take (the wait for ready below allows 30 s), so a
+    // slow machine cannot end the pings before the new agent has reconciled.
+    const pinging = c.box.exec(from.podNs, 'ping', ['-n', '-i', '0.2', '-c', '200', '-W', '1', to.podIp], { timeoutMs: 80_000 }).finally(() => (pingsDone = true));
     await new Promise((r) => setTimeout(r, 1500));
     await c.restartAgent(to.name);
     // The new agent must have attached and reconciled while the pings still run (else the test proves nothing).

@@ -147,7 +147,7 @@ describe('aks-mesh uninstall-hook on kube-apiserver 1.20', { skip }, () => {
         body: { apiVersion: 'aksmesh.io/v1alpha1', kind: 'Gateway', metadata: { name: foreign }, spec: { publicKey: publicKeyOf(generatePrivateKey()), meshIP: '100.97.255.1', podCIDRs: ['10.250.0.0/24'], nodeName: nodes[0] } },
       });
       await agentPods(agent);
-      const run = hook('25s');
+      const run = hook('45s');
       await waitFor('the hook waiting for both agent pods', () => logLines(run.log(), /waiting for the pods of DaemonSet aks-mesh-agent to go/).some((l) => nodes.every((n) => l.includes(n))));
       const log = run.log();
       assert.ok(log.indexOf('cleanup DaemonSet created') >= 0 && log.indexOf('cleanup DaemonSet created') < log.indexOf('deleting the agent DaemonSet'), `the cleanup DaemonSet is the first write:\n${log}`);
@@ -202,7 +202,7 @@ describe('aks-mesh uninstall-hook on kube-apiserver 1.20', { skip }, () => {
       const r = await run.done;
       assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
       const message = failure(r);
-      assert.match(message, /the mesh cleanup did not finish within 25s on node\(s\) /, r.stderr);
+      assert.match(message, /the mesh cleanup did not finish within 45s on node\(s\) /, r.stderr);
       for (const node of nodes) assert.ok(message.includes(node), `names ${node}: ${message}`);
       assert.match(message, /run `aks-mesh agent --cleanup` on each/);
       assert.match(message, /--no-hooks.*delete ds aks-mesh-agent-cleanup/, 'what to do after --no-hooks');

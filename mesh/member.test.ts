@@ -500,8 +500,11 @@ describe('a member writes its per-peer health on its own Peer, only when it chan
     assert.deepEqual(h?.unhealthy?.map((u) => u.name), ['node-1', 'node-2']);
     await member.reconciler.idle();
     await new Promise((r) => setTimeout(r, 500));
+    // A heartbeat that falls due just as the change is written rides on that write, so it may add
+    // no write of its own: at most one (one a minute), never more.
     const heartbeats = (await syncTime()) === syncBefore ? 0 : 1;
-    assert.equal(api.statusWrites, before + 1 + heartbeats, 'one write for the one change');
+    const extra = api.statusWrites - before - 1;
+    assert.ok(extra >= 0 && extra <= heartbeats, `one write for the one change (+${heartbeats} heartbeat allowed), got ${api.statusWrites - before}`);
   });
 
   test('a frozen wireguard-go (SIGSTOP): the member lists every peer DeviceUnreadable at its next full pass, and its own reasons again once it answers (audit12 #2)', async () => {

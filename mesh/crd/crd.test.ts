@@ -121,7 +121,7 @@ describe('CRDs on a real kube-apiserver', { skip }, () => {
       for (let i = 0; ; i++) {
         const got = await ext.readCustomResourceDefinition({ name });
         if (got.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
-        if (i > 100) throw new Error(`CRD ${name} not established`);
+        if (i > 300) throw new Error(`CRD ${name} not established after 30 s`);
         await new Promise((r) => setTimeout(r, 100));
       }
     }
