@@ -237,7 +237,7 @@ describe('MeshCluster with an API server', { skip: skipKube }, () => {
     const [n0, n1] = cluster.nodes;
     const { pid } = await cluster.startAgent(n0.name, { program: stub });
     pids.push(pid);
-    await cluster.waitFor('the stub agent of node-0', () => count(n0.logFile, 'stub ready') === 1, { timeoutMs: 10_000 });
+    await cluster.waitFor('the stub agent of node-0', () => count(n0.logFile, 'stub ready') === 1, { timeoutMs: 30_000 });
     assert.equal(netnsOfPid(pid), netnsOfName(n0.ns));
     assert.notEqual(netnsOfPid(pid), netnsOfPid(process.pid));
     const argv = stubArgv(n0.logFile);
@@ -269,13 +269,13 @@ describe('MeshCluster with an API server', { skip: skipKube }, () => {
     const restarted = await cluster.restartAgent(n0.name, { program: stub, flags: { '--resync': '1', '--endpoint': null } });
     pids.push(restarted.pid);
     assert.notEqual(restarted.pid, pid);
-    await cluster.waitFor('the restarted stub', () => count(n0.logFile, 'stub ready') === 2, { timeoutMs: 10_000 });
+    await cluster.waitFor('the restarted stub', () => count(n0.logFile, 'stub ready') === 2, { timeoutMs: 30_000 });
     assert.equal(flagValue(stubArgv(n0.logFile, 2), '--resync'), '1');
     assert.equal(flagValue(stubArgv(n0.logFile, 2), '--endpoint'), undefined);
 
     const gw = cluster.gateway as ClusterMember;
     pids.push((await cluster.startAgent(gw.name, { program: stub })).pid);
-    await cluster.waitFor('the stub gateway', () => count(gw.logFile, 'stub ready') === 1, { timeoutMs: 10_000 });
+    await cluster.waitFor('the stub gateway', () => count(gw.logFile, 'stub ready') === 1, { timeoutMs: 30_000 });
     const gwArgv = stubArgv(gw.logFile);
     assert.equal(gwArgv[0], 'gateway');
     assert.equal(flagValue(gwArgv, '--node-name'), 'gateway');
@@ -299,7 +299,7 @@ describe('MeshCluster with an API server', { skip: skipKube }, () => {
     const n2 = cluster.nodes[2];
     const { pid } = await cluster.startAgent(n2.name, { program: stub });
     pids.push(pid);
-    await cluster.waitFor('the stub agent of node-2', () => count(n2.logFile, 'stub ready') === 1, { timeoutMs: 10_000 });
+    await cluster.waitFor('the stub agent of node-2', () => count(n2.logFile, 'stub ready') === 1, { timeoutMs: 30_000 });
     assert.equal(flagValue(stubArgv(n2.logFile), '--wireguard'), 'attach');
     assert.ok(existsSync(n2.socketPath), n2.socketPath);
     const wg = cluster.wireguardGoPid(n2.name);
