@@ -229,8 +229,16 @@ export async function startStream(a: StreamArgs, ctx: ServiceContext): Promise<M
   // Loaded only when a member runs: the small commands import this file for its flags alone.
   const [{ StreamServer, StreamListenError }, { ratesSince }] = await Promise.all([import('../mesh/stream.ts'), import('./inspect-watch.ts')]);
   const interfaceName = ctx.member.o.interfaceName;
-  let names = new Map<string, string>();
-  const reader = deviceReader(() => ctx.member.wireguard.client.get(), { interfaceName, names: () => names }, ratesSince);
+  // Names from the topology the member computed, not from the last finished pass: the desired state is
+  // set before its `set` is applied, so a device read between the set and the pass's end (a handshake
+  // comes within milliseconds) already names the new peer.
+  let named: { topology: Topology | null; names: Map<string, string> } = { topology: null, names: new Map() };
+  const names = (): Map<string, string> => {
+    const topology = ctx.member.topology;
+    if (topology !== named.topology) named = { topology, names: new Map((topology?.peers ?? []).map((p) => [p.publicKey, `${p.kind}/${p.name}`])) };
+    return named.names;
+  };
+  const reader = deviceReader(() => ctx.member.wireguard.client.get(), { interfaceName, names }, ratesSince);
   let server: Awaited<ReturnType<typeof StreamServer.start>>;
   try {
     server = await StreamServer.start({
@@ -257,7 +265,6 @@ export async function startStream(a: StreamArgs, ctx: ServiceContext): Promise<M
     const time = Date.now();
     if (topology !== lastTopology) {
       lastTopology = topology;
-      names = new Map(topology.peers.map((p) => [p.publicKey, `${p.kind}/${p.name}`]));
       const desired = desiredOf(topology);
       const text = JSON.stringify(desired);
       if (text !== shownText) {
