@@ -15,6 +15,7 @@ import type { Server } from 'node:net';
 import { STREAM_TOKEN_ENV, changeOf, desiredOf, deviceReader, readStreamToken, readTokenFile, startStream } from './member-stream.ts';
 import type { StreamArgs } from './member-stream.ts';
 import { ratesSince } from './inspect-watch.ts';
+import { WebSocket } from '../mesh/ws.ts';
 import type { ServiceContext } from './member-services.ts';
 import type { DeviceState } from '../native/index.ts';
 import type { Topology } from '../mesh/topology/index.ts';
@@ -172,6 +173,49 @@ describe('the device message', () => {
     time = 6000;
     counters = device(60_000n, 12_000n);
     assert.equal((await reader.read()).peers[0].rxRate, null);
+  });
+});
+
+describe('names on the device message', () => {
+  test("a peer just set is named before its pass ends: names come from the member's computed topology, not the last finished pass", async () => {
+    const member = {
+      o: { interfaceName: 'wg-t' },
+      publicKey: 'kA',
+      topology: null as Topology | null,
+      wireguard: {
+        client: {
+          get: async (): Promise<DeviceState> => ({
+            privateKey: 'cHJpdmF0ZQ==',
+            publicKey: 'kA',
+            listenPort: 51820,
+            fwmark: 0,
+            peers: [{ publicKey: 'kB', presharedKey: null, endpoint: null, allowedIPs: [], persistentKeepalive: 0, lastHandshake: null, rxBytes: 0n, txBytes: 0n, protocolVersion: 1 }],
+          }),
+        },
+      },
+    };
+    // The member computed its desired state and applied the set; the pass has not ended, so no onSync yet.
+    member.topology = { peers: [peer('node-b', 'kB')], routes: [], refused: [] } as unknown as Topology;
+    const noop = (): void => undefined;
+    let address = '';
+    const log = { error: noop, warn: noop, debug: noop, info: (_m: string, meta?: { address?: string }) => (address = meta?.address ?? address) };
+    const ctx = { member, log, role: 'node', name: 'node-a', onSync: () => noop } as unknown as ServiceContext;
+    const service = await startStream({ 'stream-address': '127.0.0.1:0' } as StreamArgs, ctx);
+    assert.ok(service, 'started');
+    const ws = new WebSocket(`ws://${address}/stream`);
+    try {
+      const device = await new Promise<{ peers: Array<{ publicKey: string; name?: string }> }>((resolve, reject) => {
+        ws.on('message', (d) => {
+          const m = JSON.parse(d.toString()) as { type: string; device?: { peers: Array<{ publicKey: string; name?: string }> } };
+          if (m.type === 'device' && m.device) resolve(m.device);
+        });
+        ws.on('error', reject);
+      });
+      assert.equal(device.peers.find((p) => p.publicKey === 'kB')?.name, 'Peer/node-b');
+    } finally {
+      ws.terminate();
+      await service.close();
+    }
   });
 });
 
